@@ -1,0 +1,250 @@
+"""The ingest stage: validate and normalize catalogue records into ``catalog/products.parquet``.
+
+Every record ends up in exactly one of two places: ``products.parquet`` (accepted, normalized,
+content-hashed) or ``quarantine.parquet`` (with a reason code and a human-readable detail). Nothing is
+dropped silently; the stage summary counts both.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import re
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from pinlanding.collections import schemas
+from pinlanding.collections.artifacts import write_json, write_table
+from pinlanding.collections.catalog import RawRecord, read_catalog
+from pinlanding.collections.config import CatalogConfig
+
+RAW_PREVIEW_CHARS = 2000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_SPACES = re.compile(r"[ \t\u00a0]+")
+
+
+class InvalidRecord(ValueError):
+    """A record that cannot be accepted; ``reason`` is a stable code for the quarantine table."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _TextExtractor(HTMLParser):
+    """Collects the text content of an HTML fragment (stdlib parser; markup in feeds is common)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("br", "p", "li", "div"):
+            self.parts.append("\n")
+
+
+def clean_text(value: Any, field: str) -> str:
+    """Plain, NFC-normalized text: markup removed, control characters dropped, whitespace collapsed.
+
+    Invalid UTF-8 (decoded with ``surrogateescape`` by the readers) raises :class:`InvalidRecord`.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRecord("bad_encoding", f"{field} is not valid UTF-8 (byte at position {exc.start})") from None
+    if "<" in text or "&" in text:
+        parser = _TextExtractor()
+        parser.feed(text)
+        parser.close()
+        text = "".join(parser.parts)
+    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
+    lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
+    return "\n".join(line for line in lines if line).strip()
+
+
+def parse_price(value: Any) -> float | None:
+    """A non-negative finite price, ``None`` when absent; anything else is :class:`InvalidRecord`."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise InvalidRecord("bad_price", f"price {value!r} is not a number")
+    try:
+        price = float(str(value).replace(",", "").strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise InvalidRecord("bad_price", f"price {str(value)[:50]!r} is not a number") from None
+    if not math.isfinite(price) or price < 0:
+        raise InvalidRecord("bad_price", f"price {price!r} is not a non-negative finite number")
+    return price
+
+
+def parse_tags(value: Any, separator: str, max_tags: int) -> list[str]:
+    """Merchant tags from a list or a separator-joined string: cleaned, de-duplicated, order kept."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(separator)
+    tags: list[str] = []
+    for item in items:
+        tag = clean_text(item, "merchant_tags")
+        if tag and tag not in tags:
+            tags.append(tag)
+    if len(tags) > max_tags:
+        raise InvalidRecord("too_many_tags", f"{len(tags)} merchant tags, more than catalog.max_tags={max_tags}")
+    return tags
+
+
+def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Path) -> dict[str, Any]:
+    """Validate one record's fields; return the normalized product (without hash) or raise InvalidRecord."""
+    pid = fields.get("product_id")
+    pid = clean_text(pid, "product_id") if pid is not None else ""
+    if not pid:
+        raise InvalidRecord("missing_id", "product_id is missing or empty")
+    if len(pid) > 200:
+        raise InvalidRecord("bad_id", f"product_id is {len(pid)} characters long")
+    title = clean_text(fields.get("title"), "title").replace("\n", " ")
+    if not title:
+        raise InvalidRecord("empty_title", "title is missing or empty")
+    if len(title) > cfg.max_title_chars:
+        raise InvalidRecord("title_too_long", f"title is {len(title)} characters, more than {cfg.max_title_chars}")
+    description = clean_text(fields.get("description"), "description")
+    if len(description) > cfg.max_description_chars:
+        description = description[: cfg.max_description_chars].rsplit(" ", 1)[0]
+    image = fields.get("image_path")
+    image = clean_text(image, "image_path") if image is not None else ""
+    if not image:
+        raise InvalidRecord("missing_image", "no image path")
+    image_path = Path(image) if Path(image).is_absolute() else image_root / image
+    return {
+        "product_id": pid,
+        "title": title,
+        "description": description,
+        "merchant_tags": parse_tags(fields.get("merchant_tags"), cfg.tags_separator, cfg.max_tags),
+        "brand": clean_text(fields.get("brand"), "brand").replace("\n", " ") or None,
+        "price": parse_price(fields.get("price")),
+        "currency": clean_text(fields.get("currency"), "currency") or cfg.currency,
+        "image_path": str(image_path.resolve()),
+    }
+
+
+def image_digest(path: str, verify: bool) -> str:
+    """SHA-256 of an image file's bytes, after checking that it decodes (when ``verify``)."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InvalidRecord("missing_image", f"image file {path} does not exist") from None
+    except OSError as exc:
+        raise InvalidRecord("missing_image", f"image file {path} cannot be read: {exc.strerror}") from None
+    if verify:
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                img.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise InvalidRecord("corrupt_image", f"image file {path} does not decode: {exc}") from None
+    return hashlib.sha256(data).hexdigest()
+
+
+def content_hash(product: dict[str, Any], image_sha: str) -> str:
+    """Fingerprint of everything a later stage may read: normalized fields and the image bytes."""
+    fields = {k: product[k] for k in ("product_id", "title", "description", "merchant_tags", "brand", "price", "currency")}
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\x00" + image_sha
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class IngestResult:
+    products: pa.Table
+    quarantine: pa.Table
+    format: str
+
+    def summary(self) -> dict[str, Any]:
+        reasons: dict[str, int] = {}
+        for reason in self.quarantine.column("reason").to_pylist():
+            reasons[reason] = reasons.get(reason, 0) + 1
+        return {"format": self.format, "products": self.products.num_rows,
+                "quarantined": self.quarantine.num_rows, "quarantine_reasons": dict(sorted(reasons.items()))}
+
+
+def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[str, Any]:
+    raw = rec.raw.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    pid_text = None if pid in (None, "") else str(pid).encode("utf-8", errors="backslashreplace").decode()[:200]
+    return {"source_row": rec.source_row, "product_id": pid_text, "reason": reason, "detail": detail,
+            "raw": raw[:RAW_PREVIEW_CHARS]}
+
+
+def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True) -> IngestResult:
+    """Read, validate and hash a catalogue; every record is accepted or quarantined with a reason."""
+    fmt, image_root, records = read_catalog(path, cfg)
+    candidates: list[tuple[RawRecord, dict[str, Any]]] = []
+    quarantined: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for rec in tqdm(records, desc="reading catalogue", unit=" rec", disable=not progress):
+        if rec.error:
+            quarantined.append(_quarantine_row(rec, None, "unparseable", rec.error))
+            continue
+        try:
+            product = normalize_fields(rec.fields, cfg, image_root)
+        except InvalidRecord as exc:
+            quarantined.append(_quarantine_row(rec, rec.fields.get("product_id"), exc.reason, exc.detail))
+            continue
+        first = seen.setdefault(product["product_id"], rec.source_row)
+        if first != rec.source_row:
+            quarantined.append(_quarantine_row(rec, product["product_id"], "duplicate_id",
+                                               f"product_id already used by source row {first}"))
+            continue
+        candidates.append((rec, product))
+
+    def check(item: tuple[RawRecord, dict[str, Any]]) -> dict[str, Any] | InvalidRecord:
+        try:
+            return {"image_sha": image_digest(item[1]["image_path"], cfg.verify_images)}
+        except InvalidRecord as exc:
+            return exc
+
+    products: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        checks = pool.map(check, candidates, chunksize=64)
+        for (rec, product), result in tqdm(zip(candidates, checks), total=len(candidates), desc="checking images",
+                                           unit=" img", disable=not progress):
+            if isinstance(result, InvalidRecord):
+                quarantined.append(_quarantine_row(rec, product["product_id"], result.reason, result.detail))
+                continue
+            product["content_hash"] = content_hash(product, result["image_sha"])
+            product["source_row"] = rec.source_row
+            products.append(product)
+    quarantined.sort(key=lambda r: r["source_row"])
+    return IngestResult(
+        products=pa.Table.from_pylist(products, schema=schemas.PRODUCTS),
+        quarantine=pa.Table.from_pylist(quarantined, schema=schemas.QUARANTINE),
+        format=fmt,
+    )
+
+
+def run_ingest(ctx) -> dict[str, Any]:
+    """Pipeline stage: ingest ``ctx.catalog`` into ``catalog/``."""
+    if ctx.catalog is None:
+        raise ValueError("the ingest stage needs --catalog PATH")
+    result = ingest(ctx.catalog, ctx.cfg.catalog)
+    write_table(result.products, ctx.layout.products, schemas.PRODUCTS)
+    write_table(result.quarantine, ctx.layout.quarantine, schemas.QUARANTINE)
+    summary = result.summary()
+    write_json(ctx.layout.dir("catalog") / "summary.json", summary)
+    if result.products.num_rows == 0:
+        raise ValueError(f"no valid product in {ctx.catalog}: all {summary['quarantined']} records quarantined "
+                         f"({summary['quarantine_reasons']}); see {ctx.layout.quarantine}")
+    return summary
