@@ -1,0 +1,95 @@
+"""The shared core: config loading, atomic artifacts, the registry, pinned model digests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from pinlanding.collections import models, schemas
+from pinlanding.collections.artifacts import atomic_path, read_table, tree_digest, write_table
+from pinlanding.collections.config import load_config
+from pinlanding.collections.registry import Registry
+
+
+def test_config_defaults_file_and_overrides(tmp_path: Path) -> None:
+    cfg = load_config()
+    assert cfg.spark.master == "local[*]" and cfg.ray.address is None
+    extra = tmp_path / "c.yaml"
+    extra.write_text("spark:\n  shuffle_partitions: 3\n")
+    cfg = load_config(extra, ["ray.object_store_memory=123456789", "catalog.currency=EUR"])
+    assert cfg.spark.shuffle_partitions == 3 and cfg.spark.master == "local[*]"
+    assert cfg.ray.object_store_memory == 123456789 and cfg.catalog.currency == "EUR"
+
+
+def test_config_rejects_typos_and_bad_overrides(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="shufle_partitions"):
+        load_config(overrides=["spark.shufle_partitions=3"])
+    with pytest.raises(ValueError, match="key.path=value"):
+        load_config(overrides=["spark.master"])
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError, match="catalog.format|format"):
+        load_config(overrides=["catalog.format=xml"])
+
+
+def test_cluster_config_points_at_engines() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "conf" / "cluster.yaml")
+    assert cfg.ray.address and cfg.spark.master.startswith("spark://")
+
+
+def test_write_table_is_atomic_and_typed(tmp_path: Path) -> None:
+    path = tmp_path / "q.parquet"
+    rows = [{"source_row": 1, "product_id": "a", "reason": "r", "detail": "d", "raw": "{}"}]
+    write_table(pa.Table.from_pylist(rows), path, schemas.QUARANTINE)
+    assert read_table(path, schemas.QUARANTINE).to_pylist() == rows
+    # a failing write leaves the previous file intact and no temp files behind
+    with pytest.raises(RuntimeError):
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash")
+    assert read_table(path, schemas.QUARANTINE).to_pylist() == rows
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.parquet"]
+    with pytest.raises(FileNotFoundError, match="run the stage"):
+        read_table(tmp_path / "none.parquet", schemas.QUARANTINE)
+
+
+def test_tree_digest_changes_with_content(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("1")
+    first = tree_digest(tmp_path)
+    (tmp_path / "a").write_text("2")
+    assert tree_digest(tmp_path) != first
+
+
+def test_registry_names_valid_choices() -> None:
+    reg: Registry[object] = Registry("scorer")
+    reg.register("strict")(dict)
+    assert reg.create("strict", a=1) == {"a": 1}
+    with pytest.raises(ValueError, match=r"unknown scorer 'x'; known: \['strict'\]"):
+        reg.get("x")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("strict")(dict)
+
+
+def test_packaged_model_passes_its_pinned_digests() -> None:
+    path = models.packaged_minilm_path()
+    assert (path / "model.safetensors").exists()
+    assert models.resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == str(path)
+    assert models.resolve_model_path("/some/local/model") == "/some/local/model"
+
+
+def test_a_changed_model_file_stops_with_a_clear_error(tmp_path: Path) -> None:
+    src = models.packaged_minilm_path()
+    digests = models.PINNED_DIGESTS[models.MINILM]
+    for name in digests:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(src / name, tmp_path / name)
+    assert models.verify_model_dir(tmp_path, digests) == tmp_path
+    (tmp_path / "vocab.txt").unlink()
+    (tmp_path / "vocab.txt").write_text("tampered")
+    with pytest.raises(models.ModelIntegrityError, match="vocab.txt has SHA-256 .* reinstall"):
+        models.verify_model_dir(tmp_path, digests)
+    (tmp_path / "vocab.txt").unlink()
+    with pytest.raises(models.ModelIntegrityError, match="missing"):
+        models.verify_model_dir(tmp_path, digests)

@@ -1,0 +1,101 @@
+"""Run orchestration: manifest, reuse of unchanged work, resume after a crash, the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_image
+from typer.testing import CliRunner
+
+from pinlanding.collections import ingest as ingest_module
+from pinlanding.collections.cli import app
+from pinlanding.collections.config import load_config
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import Pipeline, Stage, get_stage
+
+import core._stages as fake  # noqa: E402  (tests/ is on the test path)
+
+STAGES = (get_stage("ingest"), Stage("ids", "core._stages:ids_stage", ("catalog",), ("report",), ("evaluation",)))
+
+
+def _pipeline(catalog: Path, out: Path, **kw) -> Pipeline:
+    return Pipeline(load_config(), RunLayout(out), catalog=catalog, stages=STAGES, **kw)
+
+
+def test_manifest_and_reuse_of_unchanged_stages(tiny_catalog: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fake.CALLS.clear()
+    manifest = _pipeline(tiny_catalog, out).run()
+    entry = manifest["stages"]["ingest"]
+    assert entry["counts"]["products"] == 6 and entry["seconds"] >= 0
+    assert manifest["stages"]["ids"]["counts"] == {"ids": 6}
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["package_version"] and on_disk["inputs"]["catalog_digest"]
+    assert on_disk["config"]["catalog"]["currency"] == "INR"
+    assert (out / "config.yaml").exists()
+
+    _pipeline(tiny_catalog, out).run()  # ingest reruns (cheap) with identical output: ids is reused
+    assert fake.CALLS == ["ids"]
+    _pipeline(tiny_catalog, out, force=True).run()
+    assert fake.CALLS == ["ids", "ids"]
+
+
+def test_changed_input_config_or_damaged_output_reruns_downstream(tiny_catalog: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    fake.CALLS.clear()
+    _pipeline(tiny_catalog, out).run()
+    (out / "report" / "ids.txt").write_text("damaged")
+    _pipeline(tiny_catalog, out).run()
+    assert fake.CALLS == ["ids", "ids"] and (out / "report" / "ids.txt").read_text().startswith("p0")
+    before = json.loads((out / "manifest.json").read_text())["stages"]["ingest"]["outputs"]
+    make_image(tiny_catalog.parent / "images" / "0.jpg", color=(9, 9, 9))  # changed input image
+    manifest = _pipeline(tiny_catalog, out).run()
+    assert manifest["stages"]["ingest"]["outputs"] != before and fake.CALLS == ["ids"] * 3
+    Pipeline(load_config(overrides=["evaluation.k=5"]), RunLayout(out), catalog=tiny_catalog, stages=STAGES).run()
+    assert fake.CALLS == ["ids"] * 4
+
+
+def test_a_crash_halfway_leaves_no_partial_state_and_resumes(tiny_catalog: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(ingest_module, "write_table", crash)
+    with pytest.raises(RuntimeError):
+        _pipeline(tiny_catalog, out).run(["ingest"])
+    assert "ingest" not in json.loads((out / "manifest.json").read_text()).get("stages", {}) \
+        if (out / "manifest.json").exists() else True
+    assert not (out / "catalog" / "products.parquet").exists()
+    monkeypatch.undo()
+    manifest = _pipeline(tiny_catalog, out).run(["ingest"])
+    assert manifest["stages"]["ingest"]["counts"]["products"] == 6
+
+
+def test_unknown_stage_lists_choices() -> None:
+    with pytest.raises(ValueError, match="unknown stage 'nope'; known: \\['ingest'"):
+        get_stage("nope")
+
+
+def test_cli_stage_and_errors(tiny_catalog: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["stage", "ingest", "--catalog", str(tiny_catalog), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "catalog" / "products.parquet").exists()
+    result = runner.invoke(app, ["stage", "nope", "--out", str(out)])
+    assert result.exit_code == 2 and "unknown stage 'nope'" in result.output
+    result = runner.invoke(app, ["stage", "ingest", "--catalog", str(tmp_path / "missing"), "--out", str(out)])
+    assert result.exit_code == 2 and "does not exist" in result.output
+    result = runner.invoke(app, ["run", "--catalog", str(tiny_catalog), "--out", str(out), "--set", "spark.nope=1"])
+    assert result.exit_code == 2 and "nope" in result.output
+    assert runner.invoke(app, ["run", "--help"]).exit_code == 0
+
+
+def test_all_records_quarantined_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"product_id": "1", "title": ""}\n')
+    with pytest.raises(ValueError, match="no valid product"):
+        _pipeline(bad, tmp_path / "run").run(["ingest"])
