@@ -1,20 +1,50 @@
 """Configuration of feed construction, landing pages and the feed API."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class AnnConfig(BaseModel):
+    """Embedding-similarity matching (used when ``feeds.matching`` is ``ann``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    neighbours: int = 200  # nearest products retrieved per topic
+    min_similarity: float = 0.5  # cosine below this is not a candidate
+    weight: float = 0.3  # share of the final score that comes from similarity
+    seeds: int = 50  # top attribute-matched products whose mean embedding is the topic vector
 
 
 class FeedsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_feed_size: int = 10
+    # strict: a product must carry every attribute of the topic; overlap: at least `min_overlap` of them;
+    # ann: overlap candidates plus embedding neighbours of the topic (needs assignments/embeddings.parquet)
+    matching: Literal["strict", "overlap", "ann"] = "strict"
+    min_overlap: float = 0.67  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
+    pruning: bool = True  # join on (key, value) with the rarest-attribute probe; false: naive cross join
+    min_confidence: float = 0.0  # assignments below this are ignored
+    key_weights: dict[str, float] = Field(default_factory=dict)  # per attribute key; default 1.0
+    max_products: int = 200  # feed length kept per topic
+    min_feed_size: int = 10  # thinner feeds are dropped
+    category_key: str = "category"  # assignment key whose agreement is the category conformity
+    min_conformity: float = 0.6  # share of products in the feed's majority category
+    ann: AnnConfig = AnnConfig()
 
 
 class SiteConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    products_per_page: int = 48
+    products_per_page: int = Field(48, ge=1, le=500)
+    related: int = Field(6, ge=0, le=50)  # related collections linked from each page
+    title: str = "Collections"
+    link_images: bool = True  # hard-link product photos into site/images (copy when linking fails)
 
 
 class ServeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int = Field(8765, ge=1, le=65535)
+    max_page_size: int = Field(100, ge=1, le=1000)
+    default_page_size: int = Field(20, ge=1, le=1000)
+    max_query_chars: int = Field(200, ge=1, le=10000)
+    sentence_model: str = "all-MiniLM-L6-v2"  # embeds topic titles/queries for free-text search

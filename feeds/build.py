@@ -1,0 +1,235 @@
+"""The feeds stage: every kept topic becomes a ranked feed of products, scored with Spark.
+
+Recipe: read and validate topics -> score topic-product pairs in Spark (:mod:`pinlanding.feeds.scoring`)
+-> optional embedding neighbours (ANN-style) -> rank -> drop thin and non-conforming feeds with a reason
+-> write ``feeds/feeds.parquet``, ``feeds/feeds.jsonl``, ``feeds/dropped.parquet``, ``feeds/summary.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from pinlanding.collections.artifacts import read_table, write_json, write_table, write_text
+from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, PRODUCTS, TOPICS
+from pinlanding.feeds import scoring
+from pinlanding.feeds.config import FeedsConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyspark.sql import DataFrame, SparkSession
+
+    from pinlanding.collections.pipeline import StageContext
+
+# feeds/dropped.parquet: topics that did not become a feed, with the reason.
+DROPPED = pa.schema(
+    [
+        pa.field("topic_id", pa.string()),
+        pa.field("slug", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),  # see REASONS
+        pa.field("detail", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("conformity", pa.float64()),
+    ]
+)
+REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity")
+
+
+@dataclass(frozen=True)
+class TopicSet:
+    """Valid kept topics (one dict per topic) and the rows of those rejected during validation."""
+
+    topics: list[dict[str, Any]]
+    dropped: list[dict[str, Any]]
+
+
+def validate_topics(table: pa.Table) -> TopicSet:
+    """Keep ``status == kept`` topics that have an id, a unique slug and at least one non-empty attribute."""
+    topics, dropped = [], []
+    seen_ids: set[str] = set()
+    seen_slugs: set[str] = set()
+    for row in table.to_pylist():
+        if (row.get("status") or "").strip().lower() != "kept":
+            continue
+        tid, slug = (row.get("topic_id") or "").strip(), (row.get("slug") or "").strip()
+        base = {"topic_id": tid, "slug": slug, "title": row.get("title"), "size": None, "conformity": None}
+        pairs = sorted({((a.get("key") or "").strip(), (a.get("value") or "").strip()) for a in row.get("attributes") or []
+                        if a and (a.get("key") or "").strip() and (a.get("value") or "").strip()})
+        if not tid or not slug:
+            dropped.append({**base, "reason": "missing_id", "detail": "empty topic_id or slug"})
+        elif tid in seen_ids:
+            dropped.append({**base, "reason": "duplicate_topic", "detail": f"topic_id {tid!r} appears twice"})
+        elif slug in seen_slugs:
+            dropped.append({**base, "reason": "duplicate_slug", "detail": f"slug {slug!r} is used by another topic"})
+        elif not pairs:
+            dropped.append({**base, "reason": "no_attributes", "detail": "the topic has no non-empty attribute"})
+        else:
+            seen_ids.add(tid)
+            seen_slugs.add(slug)
+            topics.append({**row, "topic_id": tid, "slug": slug, "attributes": [{"key": k, "value": v} for k, v in pairs]})
+    return TopicSet(topics, dropped)
+
+
+def topic_frame(spark: "SparkSession", topics: list[dict[str, Any]], cfg: FeedsConfig) -> "DataFrame":
+    """(topic_id, key, value, required) rows, ready for :func:`scoring.topic_attributes`."""
+    rows = []
+    for t in topics:
+        need = scoring.required_overlap(len(t["attributes"]), cfg.matching, cfg.min_overlap)
+        rows.extend((t["topic_id"], a["key"], a["value"], need) for a in t["attributes"])
+    schema = "topic_id string, key string, value string, required int"
+    return spark.createDataFrame(rows, schema=schema)
+
+
+def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignments: "DataFrame", cfg: FeedsConfig,
+                 embeddings: pa.Table | None = None) -> tuple["DataFrame", dict[str, Any]]:
+    """Ranked (topic_id, product_id, overlap, score, rank) rows of every topic, plus counts for the manifest."""
+    weights = scoring.ScoreWeights(cfg.key_weights)
+    tattrs = scoring.topic_attributes(topic_frame(spark, topics, cfg), weights).cache()
+    build = scoring.candidates_pruned if cfg.pruning else scoring.candidates_naive
+    scored = scoring.score(build(tattrs, assignments), weights)
+    counts: dict[str, Any] = {}
+    if cfg.matching == "ann":
+        if embeddings is None:
+            raise FileNotFoundError("feeds.matching=ann needs assignments/embeddings.parquet; run the assign stage "
+                                    "or set feeds.matching to strict or overlap")
+        seeds = scoring.rank(scored, cfg.ann.seeds).select("topic_id", "product_id").toPandas()
+        similar = embedding_neighbours(seeds, embeddings, cfg)
+        counts["ann_pairs"] = len(similar)
+        sim_df = spark.createDataFrame(similar, schema="topic_id string, product_id string, similarity double")
+        scored = scoring.blend(scored, sim_df, cfg.ann.weight)
+    return scoring.rank(scored, cfg.max_products), counts
+
+
+def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
+    """Nearest products to each topic's vector (the normalized mean of its top attribute matches' embeddings).
+
+    Exact cosine search in numpy, in blocks of topics; swap for ``pinlanding.encoders.index.RetrievalIndex``
+    once that module is available (same inputs: a matrix of normalized product vectors and query vectors).
+    """
+    ids = embeddings.column("product_id").to_pylist()
+    matrix = np.asarray(embeddings.column("embedding").to_pylist(), dtype=np.float32)
+    if matrix.ndim != 2 or not len(ids):
+        return []
+    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+    row = {pid: i for i, pid in enumerate(ids)}
+    groups: dict[str, list[int]] = {}
+    for tid, pid in zip(seeds["topic_id"], seeds["product_id"]):
+        if pid in row:
+            groups.setdefault(tid, []).append(row[pid])
+    tids = sorted(groups)
+    if not tids:
+        return []
+    queries = np.stack([matrix[groups[t]].mean(axis=0) for t in tids])
+    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    k = min(cfg.ann.neighbours, len(ids))
+    out: list[tuple[str, str, float]] = []
+    for start in range(0, len(tids), 256):
+        sims = queries[start:start + 256] @ matrix.T
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        for qi, cols in enumerate(top):
+            tid = tids[start + qi]
+            out.extend((tid, ids[c], float(sims[qi, c])) for c in cols if sims[qi, c] >= cfg.ann.min_similarity)
+    return out
+
+
+def assemble(topics: list[dict[str, Any]], ranked: Any, conform: Any, cfg: FeedsConfig) -> tuple[list[dict], list[dict]]:
+    """Turn ranked rows and conformity into feed records (rank order) and dropped records."""
+    products: dict[str, list[dict[str, Any]]] = {}
+    for tid, pid, sc in zip(ranked["topic_id"], ranked["product_id"], ranked["score"]):
+        products.setdefault(tid, []).append({"product_id": pid, "score": float(sc)})
+    conf = {r["topic_id"]: r for r in conform.to_dict("records")}
+    feeds, dropped = [], []
+    for t in topics:
+        items = products.get(t["topic_id"], [])
+        c = conf.get(t["topic_id"], {})
+        value = c.get("conformity")
+        value = None if value is None or value != value else float(value)  # NaN -> None
+        base = {"topic_id": t["topic_id"], "slug": t["slug"], "title": t.get("title"), "size": len(items),
+                "conformity": value}
+        if len(items) < cfg.min_feed_size:
+            dropped.append({**base, "reason": "thin_feed",
+                            "detail": f"{len(items)} products < feeds.min_feed_size={cfg.min_feed_size}"})
+        elif value is not None and value < cfg.min_conformity:
+            dropped.append({**base, "reason": "category_nonconformity",
+                            "detail": f"{value:.2f} of categorized products share majority {c.get('majority')!r} "
+                                      f"< feeds.min_conformity={cfg.min_conformity}"})
+        else:
+            feeds.append({"topic_id": t["topic_id"], "slug": t["slug"], "title": t.get("title"),
+                          "query": t.get("query"), "attributes": t["attributes"], "products": items,
+                          "judge_score": t.get("judge_score"), "size": len(items)})
+    feeds.sort(key=lambda f: (-(f["judge_score"] if f["judge_score"] is not None else float("-inf")), f["topic_id"]))
+    return feeds, dropped
+
+
+def write_feeds(layout: Any, feeds: list[dict], dropped: list[dict]) -> None:
+    """Write feeds.parquet, feeds.jsonl (one collection per line, products in rank order) and dropped.parquet."""
+    write_table(pa.Table.from_pylist(feeds, schema=FEEDS), layout.feeds, FEEDS)
+    lines = [json.dumps({name: f[name] for name in FEEDS.names}, ensure_ascii=False) for f in feeds]
+    write_text(layout.feeds_jsonl, "".join(line + "\n" for line in lines))
+    write_table(pa.Table.from_pylist(dropped, schema=DROPPED), layout.dir("feeds") / "dropped.parquet", DROPPED)
+
+
+def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "DataFrame":
+    """Assignments of products that are in the catalogue, cleaned for scoring."""
+    read_table(layout.assignments, ASSIGNMENTS).schema  # schema-version check before Spark reads it
+    catalogue = read_table(layout.products, PRODUCTS).select(["product_id"])
+    ids = spark.createDataFrame(catalogue.to_pandas()).distinct()
+    raw = spark.read.parquet(str(layout.assignments))
+    return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
+
+
+def run_feeds(ctx: "StageContext") -> dict[str, Any]:
+    """Stage entry point: topics + assignments (+ embeddings) -> feeds/ (see module docstring)."""
+    from pinlanding.collections.engines import spark_session
+
+    cfg, layout = ctx.cfg.feeds, ctx.layout
+    start = time.perf_counter()
+    topic_set = validate_topics(read_table(layout.topics, TOPICS))
+    embeddings = None
+    if cfg.matching == "ann" and layout.embeddings.exists():
+        embeddings = read_table(layout.embeddings, EMBEDDINGS)
+    spark = spark_session(ctx.cfg.spark)
+    spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+    assignments = load_assignments(spark, layout, cfg).cache()
+    if topic_set.topics:
+        ranked_df, extra = score_topics(spark, topic_set.topics, assignments, cfg, embeddings)
+        ranked_df = ranked_df.cache()
+        ranked = ranked_df.select("topic_id", "product_id", "score", "rank").toPandas()
+        conform = scoring.conformity(ranked_df, assignments, cfg.category_key).toPandas()
+        ranked = ranked.sort_values(["topic_id", "rank"], kind="stable")
+    else:
+        import pandas as pd
+
+        extra = {}
+        ranked = pd.DataFrame({"topic_id": [], "product_id": [], "score": [], "rank": []})
+        conform = pd.DataFrame({"topic_id": [], "conformity": []})
+    spark.catalog.clearCache()
+    feeds, dropped = assemble(topic_set.topics, ranked, conform, cfg)
+    dropped = topic_set.dropped + dropped
+    write_feeds(layout, feeds, dropped)
+    reasons = {r: sum(d["reason"] == r for d in dropped) for r in REASONS}
+    sizes = [f["size"] for f in feeds]
+    counts = {
+        "topics_in": len(topic_set.topics) + len(topic_set.dropped),
+        "feeds": len(feeds),
+        "dropped": len(dropped),
+        "dropped_by_reason": {k: v for k, v in reasons.items() if v},
+        "products_per_feed_median": float(np.median(sizes)) if sizes else 0.0,
+        "distinct_products": len({p["product_id"] for f in feeds for p in f["products"]}),
+        "matching": cfg.matching,
+        "pruning": cfg.pruning,
+        "seconds": round(time.perf_counter() - start, 2),
+        **extra,
+    }
+    write_json(layout.dir("feeds") / "summary.json", counts)
+    return counts
+
+
+def read_feeds(layout: Any) -> list[dict[str, Any]]:
+    """The published feeds as dicts (rank order preserved), for the site and the API."""
+    return read_table(layout.feeds, FEEDS).to_pylist()
+
