@@ -1,14 +1,145 @@
 """Configuration of attribute extraction and vocabulary curation."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmbeddedOptions(BaseModel):
+    """The offline default: text rules, image colours, MiniLM title embeddings, catalogue statistics."""
+
+    model_config = ConfigDict(extra="forbid")
+    sentence_model: str = "all-MiniLM-L6-v2"  # packaged and verified; or a local sentence-transformers path
+    device: str = "auto"
+    encode_batch_size: int = 256
+    use_embeddings: bool = True  # neighbour votes for products whose title gives no type / gender
+    min_support: int = 5  # a title phrase is a category when at least this many products use it ...
+    min_support_share: float = 0.0003  # ... and at least this share of the catalogue
+    compound_min_share: float = 0.05  # "casual shoes" beats "shoes" when it covers this share of "shoes"
+    knn_k: int = 10
+    knn_min_vote: float = 0.5
+    knn_min_similarity: float = 0.5
+
+
+class OpenAIOptions(BaseModel):
+    """Any OpenAI-compatible chat completions endpoint (vllm serve, llama.cpp server, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (may be unset)
+    send_images: bool = True  # images as data URLs
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    temperature: float = 0.0
+    max_tokens: int = 400
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 1.0  # doubled after each retry (with jitter)
+    max_concurrency: int = 8  # requests in flight per actor
+
+
+class TransformersOptions(BaseModel):
+    """A local Hugging Face VLM or text LLM loaded from a path."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = ""  # local folder (no hub downloads here)
+    device: str = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    max_new_tokens: int = 256
+    send_images: bool = True  # when the model has an image processor
+    generate_batch_size: int = 8
+
+
+class VLLMOptions(BaseModel):
+    """An in-process vLLM engine with JSON-schema constrained decoding (pip install pinlanding[vllm])."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    max_new_tokens: int = 400
+    max_model_len: int = 8192
+    gpu_memory_utilization: float = 0.85
+    tensor_parallel_size: int = 1
+    send_images: bool = True
+    dtype: str = "auto"
 
 
 class ExtractConfig(BaseModel):
+    """Attribute extraction: the backend, its options, the prompt, and how the Ray job runs."""
+
     model_config = ConfigDict(extra="forbid")
-    backend: str = "embedded"
+    backend: str = "embedded"  # embedded | openai | transformers | vllm
+    prompt: str = "extract-v1"  # conf/prompts/<prompt>.yaml (its content digest is the prompt version)
+    engine: Literal["ray", "local"] = "ray"  # local: same code in-process, for tiny catalogues and tests
+    batch_size: int = 1024  # products per Ray Data batch (and per cache part file)
+    actors: int = 1  # model actors
+    actor_cpus: float = 1.0
+    actor_gpus: float | None = None  # None: 1 per actor when the cluster has GPUs and the backend uses one
+    preprocess_tasks: int = 1  # concurrent CPU preprocessing tasks
+    image_max_side: int = 448  # images sent to a model are downscaled to this
+    max_description_chars: int = 1500
+    cache: bool = True  # reuse results keyed by (content hash, backend, model, prompt version)
+    compact_after_parts: int = 64  # merge the cache's part files once there are more than this
+    embedded: EmbeddedOptions = EmbeddedOptions()
+    openai: OpenAIOptions = OpenAIOptions()
+    transformers: TransformersOptions = TransformersOptions()
+    vllm: VLLMOptions = VLLMOptions()
+    params: dict[str, Any] = Field(default_factory=dict)  # extra constructor arguments (plugin backends)
+
+
+class ClusterConfig(BaseModel):
+    """Near-duplicate merging of one key's values (after exact normalization)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # auto: HDBSCAN proposals when a key has >= hdbscan_min_values kept values, else agglomerative
+    method: Literal["auto", "hdbscan", "agglomerative", "none"] = "auto"
+    model: str = "all-MiniLM-L6-v2"  # sentence-transformers model (packaged, verified) or a local path
+    merge_similarity: float = 0.88  # cosine to the canonical needed for any merge (colours sit near 0.75)
+    hdbscan_min_values: int = 50
+    hdbscan_min_cluster_size: int = 2
+    attach_rare: bool = True  # map a value below the frequency floor onto a kept value when similar enough
+    attach_max_values: int = 4000  # most frequent rare values considered for attachment, per key
+    cannot_link_share: float = 0.2  # values co-occurring on >= this share of the rarer one's products never merge
+    fold_plurals: bool = True  # exact normalization folds a trailing plural "s" ("Tshirts" == "Tshirt")
+    batch_size: int = 128
+
+
+class JudgeConfig(BaseModel):
+    """The judge that scores candidate topics; ``cooccurrence`` is the offline, non-LLM default."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: str = "cooccurrence"  # cooccurrence | openai | transformers | vllm
+    params: dict[str, Any] = Field(default_factory=dict)  # backend options (model, base_url, ...)
+    queries: str = "../shared/datasets/search-queries/fashion12k_queries.tsv"  # real shopper queries (TSV)
+    query_column: str = "English query"
+    keep_threshold: float = 0.5  # topics scoring below are rejected
+    weights: dict[str, float] = Field(
+        default_factory=lambda: {"coherence": 0.4, "plausibility": 0.3, "phrasing": 0.3})
+    cache: bool = True  # reuse judgements of unchanged (topic, query, statistics) from topics/.judge_cache.json
+
+
+class TopicsConfig(BaseModel):
+    """Candidate topics: attribute tuples with enough supporting products."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_support: int = 20
+    max_arity: int = 3
+    anchor_keys: list[str] = Field(default_factory=lambda: ["category"])  # a topic must name one (if present)
+    # word order of generated queries; keys not listed go just before the last listed key present
+    query_order: list[str] = Field(default_factory=lambda: [
+        "brand", "occasion", "style", "color", "pattern", "material", "fit", "sleeve", "neck", "category", "gender"])
+    phrase_templates: dict[str, str] = Field(default_factory=lambda: {"gender": "for {value}"})
+    max_candidates: int = 5000  # highest-support candidates sent to the judge
+    drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one
 
 
 class VocabConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_product_share: float = 0.001
+    min_product_share: float = 0.001  # frequency floor, share of products carrying the key's value
+    min_products: int = 3  # and an absolute floor
+    max_value_chars: int = 60  # longer values are dropped as "too_long"
+    decisions_path: str | None = None  # default: RUN/review/decisions.jsonl
+    sample_images: int = 4  # product photos per value in the review app
+    cluster: ClusterConfig = ClusterConfig()
+    topics: TopicsConfig = TopicsConfig()
+    judge: JudgeConfig = JudgeConfig()

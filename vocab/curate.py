@@ -1,0 +1,509 @@
+"""The vocab stage: raw extracted attributes -> a compact, reviewed shopping vocabulary.
+
+Recipe (:meth:`VocabCurator.fit`), one private method per step, each counted in the report:
+sanitize (drop unusable values with a reason) -> exact normalization -> frequency filter -> embedding
+clustering of the kept values -> attachment of rare variants -> review decisions (split is a constraint
+on clustering; rename/merge/approve/reject apply to the result). Every merge is a row of
+``vocabulary/merges.parquet``, every drop a row of ``vocabulary/dropped.parquet``.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from itertools import combinations
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pinlanding.collections.artifacts import json_digest, read_json, read_table, write_json, write_table, write_text
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB
+from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
+                                         normalize_value, sanitize_value)
+from pinlanding.vocab.config import ClusterConfig, VocabConfig
+from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
+
+# vocabulary/merges.parquet: every surface form folded into a canonical value, and how.
+MERGES = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("canonical", pa.string(), nullable=False),
+    pa.field("variant", pa.string(), nullable=False),
+    pa.field("variant_count", pa.int64()),  # products carrying the variant as extracted
+    pa.field("canonical_count", pa.int64()),  # products carrying the canonical value after curation
+    pa.field("method", pa.string()),  # normalize | cluster | attach | review
+    pa.field("similarity", pa.float64()),  # cosine to the canonical (cluster/attach)
+])
+
+# vocabulary/dropped.parquet: every extracted value that did not make it into the vocabulary.
+DROPPED = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string(), nullable=False),  # truncated to 200 characters
+    pa.field("product_count", pa.int64()),
+    pa.field("reason", pa.string(), nullable=False),  # empty | too_long | markup | no_text | empty_key | rare | rejected
+    pa.field("detail", pa.string()),
+])
+
+RARE_LIMIT = 10  # the report's "share of values used by fewer than 10 products"
+
+
+@dataclass
+class _Group:
+    """Values of one key that share a normalized form."""
+
+    norm: str
+    surfaces: Counter  # clean surface form -> products
+    count: int  # products carrying any of the surfaces
+    head: str | None = None  # normalized form of its canonical group (None: dropped)
+    method: str = "normalize"
+    similarity: float | None = None
+
+
+@dataclass
+class VocabCurator:
+    """Fit on raw attributes; learned state: ``vocab_``, ``merges_``, ``dropped_``, ``mapping_``, ``steps_``.
+
+    ``value_score(key, value)`` (optional) gives each canonical value its ``judge_score``.
+    """
+
+    min_product_share: float = 0.001
+    min_products: int = 3
+    max_value_chars: int = 60
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    review: ReviewState = field(default_factory=ReviewState)
+    embedder: EmbeddingCache | None = None
+    value_score: Callable[[str, str], float | None] | None = None
+
+    # -- fit ------------------------------------------------------------------------------------------
+
+    def fit(self, attributes: pa.Table, n_products: int) -> "VocabCurator":
+        if not 0 <= self.min_product_share < 1:
+            raise ValueError(f"min_product_share must be in [0, 1), got {self.min_product_share}")
+        if n_products <= 0:
+            raise ValueError("no products: run the ingest stage first, or check the catalogue")
+        self.n_products_ = n_products
+        self.threshold_ = max(self.min_products, math.ceil(self.min_product_share * n_products))
+        self.steps_: dict[str, Any] = {"threshold": self.threshold_}
+        self.dropped_: list[dict[str, Any]] = []
+        self.decisions_applied_: list[str] = []
+        df = self._sanitize(attributes)
+        self.clean_ = df
+        groups = self._normalize(df)
+        co = self._cooccurrence(df)
+        for key in sorted(groups):
+            self._filter_and_cluster(key, groups[key], co.get(key, Counter()))
+        self._apply_review(groups)
+        self._build(df, groups)
+        return self
+
+    def _sanitize(self, attributes: pa.Table) -> pd.DataFrame:
+        df = attributes.select(["product_id", "key", "value", "source", "confidence"]).to_pandas()
+        df["key"] = [normalize_key(k) for k in df["key"]]
+        uniq = {v: sanitize_value(v, self.max_value_chars) for v in pd.unique(df["value"])}
+        df["clean"] = [uniq[v][0] for v in df["value"]]
+        df["reason"] = [uniq[v][1] for v in df["value"]]
+        df.loc[df["key"] == "", "reason"] = "empty_key"
+        bad = df[df["reason"].notna()]
+        for (key, value, reason), n in bad.groupby(["key", "value", "reason"], dropna=False)["product_id"].nunique().items():
+            self.dropped_.append({"key": key or "(empty)", "value": str(value)[:200], "product_count": int(n),
+                                  "reason": reason, "detail": None})
+        self.steps_["sanitize"] = {"rows_in": len(df), "rows_dropped": len(bad),
+                                   "by_reason": {str(k): int(v) for k, v in bad["reason"].value_counts().items()}}
+        df = df[df["reason"].isna()].drop(columns="reason")
+        uniq_norm = {v: normalize_value(v, self.cluster.fold_plurals) for v in pd.unique(df["clean"])}
+        df["norm"] = [uniq_norm[v] for v in df["clean"]]
+        return df
+
+    def _normalize(self, df: pd.DataFrame) -> dict[str, dict[str, _Group]]:
+        groups: dict[str, dict[str, _Group]] = defaultdict(dict)
+        surf = df.groupby(["key", "norm", "clean"])["product_id"].nunique()
+        total = df.groupby(["key", "norm"])["product_id"].nunique()
+        for (key, norm), n in total.items():
+            groups[key][norm] = _Group(norm, Counter(), int(n))
+        for (key, norm, clean), n in surf.items():
+            groups[key][norm].surfaces[clean] = int(n)
+        self.steps_["normalize"] = {"surface_forms": int(len(surf)), "groups": int(len(total))}
+        return groups
+
+    @staticmethod
+    def _cooccurrence(df: pd.DataFrame) -> dict[str, Counter]:
+        """Per key, products carrying both of two normalized values (only keys with multi-valued products)."""
+        per = df[["product_id", "key", "norm"]].drop_duplicates()
+        multi = per[per.duplicated(["product_id", "key"], keep=False)]
+        out: dict[str, Counter] = defaultdict(Counter)
+        for (_, key), norms in multi.groupby(["product_id", "key"])["norm"]:
+            for a, b in combinations(sorted(norms), 2):
+                out[key][(a, b)] += 1
+        return out
+
+    @staticmethod
+    def _representative(g: _Group) -> str:
+        return min(g.surfaces.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+    def _filter_and_cluster(self, key: str, groups: dict[str, _Group], co: Counter) -> None:
+        review = self.review
+        # rejected values still cluster, so that rejecting a canonical also removes its variants (see _apply_review)
+        kept = [g for g in groups.values() if g.count >= self.threshold_ or review.protected(key, g.norm)]
+        kept.sort(key=lambda g: (-g.count, g.norm))
+        rare = [g for g in groups.values() if g not in kept]
+        rare.sort(key=lambda g: (-g.count, g.norm))
+        for g in kept:
+            g.head = g.norm
+
+        def linked(a: _Group, b: _Group) -> bool:
+            pair = (min(a.norm, b.norm), max(a.norm, b.norm))
+            return (co.get(pair, 0) >= max(1.0, self.cluster.cannot_link_share * min(a.count, b.count))
+                    or review.split(key, a.norm) or review.split(key, b.norm)
+                    or lexically_distinct(self._representative(a), self._representative(b)))
+
+        step = self.steps_.setdefault("cluster", {})
+        if self.cluster.method != "none" and self.embedder is not None and len(kept) > 1:
+            emb = self.embedder.embed([self._representative(g) for g in kept])
+            clusterer = ValueClusterer(self.cluster.method, self.cluster.merge_similarity,
+                                       self.cluster.hdbscan_min_values, self.cluster.hdbscan_min_cluster_size)
+            clusterer.fit(emb, [g.count for g in kept], lambda i, j: not linked(kept[i], kept[j]))
+            for i, g in enumerate(kept):
+                c = int(clusterer.canonical_[i])
+                if c != i:
+                    g.head, g.method, g.similarity = kept[c].norm, "cluster", float(clusterer.similarity_[i])
+            step[key] = {"method": clusterer.method_, "values": len(kept),
+                         "merged": int(sum(clusterer.canonical_ != np.arange(len(kept))))}
+        else:
+            emb = None
+        attachable = rare[: self.cluster.attach_max_values]
+        heads = [g for g in kept if g.head == g.norm]
+        if self.cluster.attach_rare and self.cluster.method != "none" and self.embedder is not None and attachable and heads:
+            head_emb = emb[[kept.index(h) for h in heads]] if emb is not None else \
+                self.embedder.embed([self._representative(h) for h in heads])
+            best, sims = attach(self.embedder.embed([self._representative(g) for g in attachable]), head_emb,
+                                self.cluster.merge_similarity)
+            for g, b, s in zip(attachable, best, sims):
+                if b >= 0 and not linked(g, heads[b]):
+                    g.head, g.method, g.similarity = heads[b].norm, "attach", float(s)
+        for g in rare:
+            if g.head is None:
+                reason = "rejected" if review.rejected(key, g.norm) else "rare"
+                detail = (f"on {g.count} products, below the floor of {self.threshold_}" if reason == "rare"
+                          else self._who(review.rejected(key, g.norm)))
+                self._drop(key, g, reason, detail)
+
+    def _drop(self, key: str, g: _Group, reason: str, detail: str | None) -> None:
+        for surface, n in g.surfaces.items():
+            self.dropped_.append({"key": key, "value": surface[:200], "product_count": n, "reason": reason,
+                                  "detail": detail})
+
+    @staticmethod
+    def _who(d: Any) -> str:
+        return f"decision {d.id} by {d.who} at {d.at}" if d is not None else ""
+
+    def _apply_review(self, groups: dict[str, dict[str, _Group]]) -> None:
+        """Rename/merge (latest decision per value, in time order), then approve/reject on the result."""
+        review = self.review
+        self.display_: dict[tuple[str, str], str] = {}  # (key, head norm) -> display name override
+        parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+        def find(node: tuple[str, str]) -> tuple[str, str]:
+            while parent.get(node, node) != node:
+                node = parent[node]
+            return node
+
+        for key, gs in groups.items():
+            for g in gs.values():
+                if g.head is not None:
+                    parent[(key, g.norm)] = (key, g.head)
+        for (key, norm), d in sorted(review.mapping.items(), key=lambda kv: kv[1].at):
+            if d.action == "split" or (key, norm) not in parent:
+                continue
+            target = normalize_value(d.target, self.cluster.fold_plurals)
+            src, dst = find((key, norm)), find((key, target)) if (key, target) in parent else (key, target)
+            parent.setdefault(dst, dst)
+            if src != dst:
+                parent[src] = dst
+            self.display_[dst] = d.target.strip()
+            self.decisions_applied_.append(d.id)
+        self.root_: dict[tuple[str, str], tuple[str, str]] = {node: find(node) for node in parent}
+        for (key, norm), root in self.root_.items():
+            g = groups[key].get(norm)
+            if g is not None and root != (key, g.head):  # a decision moved it
+                g.method = "review"
+        # display names of every root: the override, else the most frequent surface of its members
+        members: dict[tuple[str, str], list[_Group]] = defaultdict(list)
+        for (key, norm), root in self.root_.items():
+            if norm in groups[key]:
+                members[root].append(groups[key][norm])
+        self.members_ = members
+        self.names_: dict[tuple[str, str], str] = {}
+        for root, gs in members.items():
+            if root in self.display_:
+                self.names_[root] = self.display_[root]
+            else:
+                surfaces: Counter = Counter()
+                for g in gs:
+                    surfaces.update(g.surfaces)
+                self.names_[root] = min(surfaces.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        # reject/approve address what the reviewer saw: a canonical's display name, or a single variant
+        by_display = {(root[0], normalize_value(name, self.cluster.fold_plurals)): root for root, name in self.names_.items()}
+        self.status_: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.removed_: set[tuple[str, str]] = set()  # (key, norm) of variants removed by a rejection
+        for (key, norm), d in sorted(review.status.items(), key=lambda kv: kv[1].at):
+            root = by_display.get((key, norm))
+            if root is None and (key, norm) in self.root_ and norm in groups[key]:
+                if d.action == "reject":
+                    self.removed_.add((key, norm))
+                    self._drop(key, groups[key][norm], "rejected", self._who(d))
+                    self.decisions_applied_.append(d.id)
+                continue
+            if root is None:
+                continue
+            self.status_[root] = ("rejected" if d.action == "reject" else "approved", d.id)
+            self.decisions_applied_.append(d.id)
+        for root, (status, _) in self.status_.items():
+            if status == "rejected":
+                for g in members[root]:
+                    if (root[0], g.norm) not in self.removed_:
+                        self._drop(root[0], g, "rejected", f"{self.names_[root]} rejected in review")
+
+    def _canonical_of(self, key: str, norm: str) -> str | None:
+        node = (key, norm)
+        root = self.root_.get(node)
+        if root is None or node in self.removed_ or self.status_.get(root, ("",))[0] == "rejected":
+            return None
+        return self.names_[root]
+
+    def _build(self, df: pd.DataFrame, groups: dict[str, dict[str, _Group]]) -> None:
+        pairs = df[["key", "norm"]].drop_duplicates()
+        lookup = {(k, n): self._canonical_of(k, n) for k, n in zip(pairs["key"], pairs["norm"])}
+        df = df.assign(canonical=[lookup[(k, n)] for k, n in zip(df["key"], df["norm"])])
+        self.curated_ = df[df["canonical"].notna()]
+        counts = self.curated_.groupby(["key", "canonical"])["product_id"].nunique().to_dict()
+        sources: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+        by_source = self.curated_.assign(source=self.curated_["source"].fillna("unknown"))
+        for (key, name, src), n in by_source.groupby(["key", "canonical", "source"])["product_id"].nunique().items():
+            sources[(key, name)][str(src)] = int(n)
+        vocab, merges = [], []
+        for root, gs in sorted(self.members_.items()):
+            key = root[0]
+            name = self.names_[root]
+            if (key, name) not in counts:
+                continue
+            live = [g for g in gs if (key, g.norm) not in self.removed_]
+            surfaces: Counter = Counter()
+            for g in live:
+                surfaces.update(g.surfaces)
+            variants = [s for s, _ in sorted(surfaces.items(), key=lambda kv: (-kv[1], kv[0])) if s != name]
+            n = int(counts[(key, name)])
+            for g in live:
+                for s, vn in g.surfaces.items():
+                    if s != name:
+                        merges.append({"key": key, "canonical": name, "variant": s, "variant_count": vn,
+                                       "canonical_count": n, "method": g.method, "similarity": g.similarity})
+            status, decision = self.status_.get(root, ("pending", None))
+            provenance = {"methods": sorted({g.method for g in live}), "sources": sources.get((key, name), {}),
+                          "decisions": [d for d in [decision] if d]}
+            vocab.append({"key": key, "value": name, "variants": variants, "product_count": n, "status": status,
+                          "judge_score": self.value_score(key, name) if self.value_score else None,
+                          "provenance": json.dumps(provenance, sort_keys=True, ensure_ascii=False)})
+        vocab.sort(key=lambda r: (r["key"], -r["product_count"], r["value"]))
+        self.vocab_ = vocab
+        self.merges_ = sorted(merges, key=lambda r: (r["key"], r["canonical"], -r["variant_count"], r["variant"]))
+        self.dropped_.sort(key=lambda r: (r["key"], r["reason"], -r["product_count"], r["value"]))
+        self.mapping_ = lookup
+
+    # -- transform -------------------------------------------------------------------------------------
+
+    def transform(self) -> pa.Table:
+        """The fitted attributes with canonical values (ATTRIBUTES); one row per (product, key, value)."""
+        df = self.curated_.sort_values("confidence", ascending=False, na_position="last")
+        df = df.drop_duplicates(["product_id", "key", "canonical"]).sort_values(["product_id", "key", "canonical"])
+        return pa.table({"product_id": df["product_id"].astype(str).tolist(), "key": df["key"].tolist(),
+                         "value": df["canonical"].tolist(), "source": df["source"].tolist(),
+                         "confidence": df["confidence"].tolist(), "raw": df["clean"].tolist()})
+
+
+# --- statistics and report ------------------------------------------------------------------------
+
+
+def attribute_stats(table: pa.Table, n_products: int) -> dict[str, Any]:
+    """Distinct values per key, mean (key, value) pairs per product, share of values on < 10 products."""
+    df = table.select(["product_id", "key", "value"]).to_pandas().drop_duplicates()
+    per_value = df.groupby(["key", "value"])["product_id"].nunique()
+    return {
+        "rows": int(len(df)),
+        "distinct_values": int(len(per_value)),
+        "distinct_values_per_key": {str(k): int(v) for k, v in per_value.groupby(level=0).size().items()},
+        "mean_attributes_per_product": round(len(df) / n_products, 4) if n_products else 0.0,
+        "products_with_attributes": int(df["product_id"].nunique()),
+        "share_values_under_10_products": round(float((per_value < RARE_LIMIT).mean()), 4) if len(per_value) else 0.0,
+    }
+
+
+def _report_markdown(report: dict[str, Any]) -> str:
+    raw, cur = report["raw"], report["curated"]
+    keys = sorted(set(raw["distinct_values_per_key"]) | set(cur["distinct_values_per_key"]))
+    lines = [f"# Vocabulary curation report ({report['version']})", "",
+             f"{report['n_products']} products; frequency floor {report['threshold']} products per value.", "",
+             "| measure | raw extraction | curated |", "| --- | ---: | ---: |",
+             f"| distinct values | {raw['distinct_values']} | {cur['distinct_values']} |",
+             f"| mean attributes per product | {raw['mean_attributes_per_product']} | {cur['mean_attributes_per_product']} |",
+             f"| share of values on < 10 products | {raw['share_values_under_10_products']:.1%} | "
+             f"{cur['share_values_under_10_products']:.1%} |",
+             f"| products with attributes | {raw['products_with_attributes']} | {cur['products_with_attributes']} |",
+             "", "## Distinct values per key", "", "| key | raw | curated |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {raw['distinct_values_per_key'].get(k, 0)} | {cur['distinct_values_per_key'].get(k, 0)} |"
+              for k in keys]
+    lines += ["", "## Dropped values", "", "| reason | values | product-values |", "| --- | ---: | ---: |"]
+    lines += [f"| {r} | {v['values']} | {v['products']} |" for r, v in sorted(report["dropped"].items())]
+    lines += ["", f"## Clusters merged: {report['clusters_merged']} "
+              f"(merges by method: {json.dumps(report['merges_by_method'], sort_keys=True)})", ""]
+    for ex in report["merge_examples"]:
+        variants = ", ".join(f"{v['variant']} ({v['count']}, {v['method']})" for v in ex["variants"])
+        lines.append(f"- **{ex['key']} = {ex['canonical']}** ({ex['product_count']} products) <- {variants}")
+    lines += ["", f"Review decisions read: {report['review']['decisions']}, applied: {report['review']['applied']}, "
+              f"unreadable lines skipped: {report['review']['skipped']}.", ""]
+    return "\n".join(lines)
+
+
+def build_report(curator: VocabCurator, raw: pa.Table, curated: pa.Table, version: str) -> dict[str, Any]:
+    n = curator.n_products_
+    dropped: dict[str, dict[str, int]] = defaultdict(lambda: {"values": 0, "products": 0})
+    for d in curator.dropped_:
+        dropped[d["reason"]]["values"] += 1
+        dropped[d["reason"]]["products"] += d["product_count"]
+    by_canonical: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for m in curator.merges_:
+        by_canonical[(m["key"], m["canonical"])].append(m)
+    counts = {(v["key"], v["value"]): v["product_count"] for v in curator.vocab_}
+    examples = sorted(by_canonical.items(), key=lambda kv: -counts.get(kv[0], 0))
+    # show the largest clusters, but at most 3 per key so every key gets a look
+    shown, per_key = [], Counter()
+    for (key, canonical), ms in examples:
+        if per_key[key] >= 3 or len(shown) >= 25:
+            continue
+        per_key[key] += 1
+        shown.append({"key": key, "canonical": canonical, "product_count": counts.get((key, canonical), 0),
+                      "variants": [{"variant": m["variant"], "count": m["variant_count"], "method": m["method"]}
+                                   for m in ms[:8]]})
+    return {
+        "version": version,
+        "n_products": n,
+        "threshold": curator.threshold_,
+        "raw": attribute_stats(raw, n),
+        "curated": attribute_stats(curated, n),
+        "steps": curator.steps_,
+        "dropped": dict(dropped),
+        "clusters_merged": len(by_canonical),
+        "merges_by_method": dict(Counter(m["method"] for m in curator.merges_)),
+        "merge_examples": shown,
+        "review": {"decisions": curator.review.count, "skipped": curator.review.skipped,
+                   "applied": len(set(curator.decisions_applied_))},
+    }
+
+
+# --- versions -------------------------------------------------------------------------------------
+
+
+def _vocab_index(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["key"], r["value"]): r for r in rows}
+
+
+def diff_vocabularies(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
+    """Values added/removed, and per-value changes of status, variants and product count."""
+    a, b = _vocab_index(old), _vocab_index(new)
+    brief = lambda r: {"key": r["key"], "value": r["value"], "product_count": r["product_count"]}  # noqa: E731
+    changed = []
+    for k in sorted(a.keys() & b.keys()):
+        ra, rb = a[k], b[k]
+        delta = {f: [ra[f], rb[f]] for f in ("status", "product_count") if ra[f] != rb[f]}
+        if set(ra["variants"]) != set(rb["variants"]):
+            delta["variants_added"] = sorted(set(rb["variants"]) - set(ra["variants"]))
+            delta["variants_removed"] = sorted(set(ra["variants"]) - set(rb["variants"]))
+        if delta:
+            changed.append({"key": k[0], "value": k[1], **delta})
+    removed = [brief(a[k]) for k in sorted(a.keys() - b.keys())]
+    added = [brief(b[k]) for k in sorted(b.keys() - a.keys())]
+    # a removed value whose spelling now lives in an added value's variants was renamed or merged
+    renamed = []
+    for r in removed:
+        for k in sorted(b.keys() - a.keys()):
+            if k[0] == r["key"] and r["value"] in b[k]["variants"]:
+                renamed.append({"key": r["key"], "from": r["value"], "to": k[1]})
+    return {"added": added, "removed": removed, "renamed": renamed, "changed": changed,
+            "summary": {"added": len(added), "removed": len(removed), "renamed": len(renamed), "changed": len(changed)}}
+
+
+def write_version(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Store ``rows`` as the next ``versions/vNNNN.json`` unless identical to the latest; write ``diff.json``."""
+    versions = folder / "versions"
+    existing = sorted(versions.glob("v[0-9][0-9][0-9][0-9].json")) if versions.exists() else []
+    digest = json_digest(rows)
+    latest = read_json(existing[-1]) if existing else None
+    if latest is not None and latest.get("digest") == digest:
+        name = existing[-1].stem
+        diff = read_json(folder / "diff.json", default=None)
+        if diff is None:
+            prev = read_json(existing[-2])["vocabulary"] if len(existing) > 1 else []
+            diff = {"from": existing[-2].stem if len(existing) > 1 else None, "to": name,
+                    **diff_vocabularies(prev, rows)}
+            write_json(folder / "diff.json", diff)
+        return name, diff
+    name = f"v{len(existing) + 1:04d}"
+    write_json(versions / f"{name}.json", {"version": name, "digest": digest, **meta, "vocabulary": rows})
+    diff = {"from": existing[-1].stem if existing else None, "to": name,
+            **diff_vocabularies(latest["vocabulary"] if latest else [], rows)}
+    write_json(folder / "diff.json", diff)
+    return name, diff
+
+
+# --- stage ----------------------------------------------------------------------------------------
+
+
+def _value_scorer(cfg: VocabConfig) -> Callable[[str, str], float | None] | None:
+    """Value judge scores: share of shopper queries naming the value, log-scaled to [0, 1] (1 = 100+ queries)."""
+    from pinlanding.vocab.judge import QueryIndex, resolve_data_path
+
+    try:
+        index = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column)
+    except (FileNotFoundError, ValueError):
+        return None
+    return lambda key, value: round(min(1.0, math.log1p(index.mentions(value)) / math.log1p(100)), 4)
+
+
+def curate(cfg: VocabConfig, layout: RunLayout) -> tuple[VocabCurator, pa.Table, pa.Table]:
+    """Fit the curator on the run's raw attributes; return it, the raw table and the curated table."""
+    products = read_table(layout.products, PRODUCTS).select(["product_id"])
+    raw = read_table(layout.attributes, ATTRIBUTES)
+    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+    embedder = EmbeddingCache(cfg.cluster.model, layout.dir("vocabulary") / ".embedding_cache.parquet",
+                              cfg.cluster.batch_size)
+    curator = VocabCurator(cfg.min_product_share, cfg.min_products, cfg.max_value_chars, cfg.cluster, review,
+                           embedder, _value_scorer(cfg)).fit(raw, products.num_rows)
+    embedder.save()
+    return curator, raw, curator.transform()
+
+
+def run_vocab(ctx: Any) -> dict[str, Any]:
+    """Stage entry point: writes vocabulary/{vocabulary,attributes,merges,dropped}.parquet, versions, report."""
+    cfg: VocabConfig = ctx.cfg.vocab
+    layout: RunLayout = ctx.layout
+    curator, raw, curated = curate(cfg, layout)
+    folder = layout.dir("vocabulary")
+    vocab = pa.Table.from_pylist(curator.vocab_, schema=VOCAB)
+    write_table(vocab, layout.vocabulary, VOCAB)
+    write_table(curated, layout.curated_attributes, ATTRIBUTES)
+    write_table(pa.Table.from_pylist(curator.merges_, schema=MERGES), folder / "merges.parquet", MERGES)
+    write_table(pa.Table.from_pylist(curator.dropped_, schema=DROPPED), folder / "dropped.parquet", DROPPED)
+    meta = {"created_at": datetime.now(timezone.utc).isoformat(), "config": cfg.model_dump(mode="json"),
+            "decisions_applied": sorted(set(curator.decisions_applied_))}
+    version, diff = write_version(folder, curator.vocab_, meta)
+    report = build_report(curator, raw, curated, version)
+    report["diff"] = diff["summary"]
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", _report_markdown(report))
+    return {"version": version, "values": vocab.num_rows, "raw_distinct": report["raw"]["distinct_values"],
+            "merged_clusters": report["clusters_merged"], "dropped": len(curator.dropped_),
+            "curated_rows": curated.num_rows, "decisions_applied": report["review"]["applied"]}

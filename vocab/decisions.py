@@ -1,0 +1,167 @@
+"""The merchandisers' review decisions: an append-only JSON Lines file guarded by a file lock.
+
+Every decision is one line ``{"id", "at", "who", "client", "action", "key", "value", "target", "topic_id",
+"note"}``. Appends take an exclusive ``fcntl.flock`` and write the whole line in one ``write`` followed by
+``fsync``, so concurrent reviewers (threads or processes) never lose or interleave a decision. Nothing is
+ever rewritten: an undo is a later decision, and the latest decision about a target wins.
+Lines that cannot be parsed (a hand edit gone wrong) are skipped and counted, never fatal.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+from pinlanding.collections.layout import RunLayout
+from pinlanding.vocab.clustering import normalize_key, normalize_value
+
+VALUE_ACTIONS = ("approve", "reject", "rename", "merge", "split")
+TOPIC_ACTIONS = ("accept", "reject_topic")
+ACTIONS = VALUE_ACTIONS + TOPIC_ACTIONS
+MAX_FIELD_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One reviewer decision about a value (``key``/``value``/``target``) or a topic (``topic_id``)."""
+
+    action: str
+    who: str
+    key: str = ""
+    value: str = ""
+    target: str = ""  # rename: the new name; merge: the value to merge into
+    topic_id: str = ""
+    note: str = ""
+    client: str = ""
+    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def validate(self) -> "Decision":
+        """Raise ``ValueError`` naming the problem when the decision is incomplete or unknown."""
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown review action '{self.action}'; known: {list(ACTIONS)}")
+        if not self.who.strip():
+            raise ValueError("a decision must say who made it")
+        for name in ("who", "key", "value", "target", "topic_id", "note", "client"):
+            if len(getattr(self, name)) > MAX_FIELD_CHARS:
+                raise ValueError(f"decision field '{name}' is longer than {MAX_FIELD_CHARS} characters")
+        if self.action in VALUE_ACTIONS and not (self.key.strip() and normalize_value(self.value)):
+            raise ValueError(f"'{self.action}' needs a key and a non-empty value")
+        if self.action in ("rename", "merge") and not normalize_value(self.target):
+            raise ValueError(f"'{self.action}' needs a non-empty target value")
+        if self.action in TOPIC_ACTIONS and not self.topic_id.strip():
+            raise ValueError(f"'{self.action}' needs a topic_id")
+        return self
+
+
+def decisions_path(layout: RunLayout, configured: str | None = None) -> Path:
+    """Where a run's decisions live: ``vocab.decisions_path`` if set, else ``RUN/review/decisions.jsonl``."""
+    return Path(configured) if configured else layout.root / "review" / "decisions.jsonl"
+
+
+class DecisionStore:
+    """Append and read decisions in one JSON Lines file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.skipped_ = 0  # unparseable lines seen by the last read
+
+    def append(self, decision: Decision) -> Decision:
+        """Validate and durably append one decision; safe under concurrent writers."""
+        decision.validate()
+        line = (json.dumps(asdict(decision), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):  # pragma: no cover - a full disk
+                    raise OSError(f"short write to {self.path}")
+                os.fsync(fd)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return decision
+
+    def read(self) -> list[Decision]:
+        """Every valid decision, in the order they were made (file order)."""
+        self.skipped_ = 0
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            try:
+                data = f.read()
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        out: list[Decision] = []
+        names = set(Decision.__dataclass_fields__)
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+                out.append(Decision(**{k: str(v) for k, v in obj.items() if k in names}).validate())
+            except (ValueError, TypeError, UnicodeDecodeError):
+                self.skipped_ += 1
+        return out
+
+
+@dataclass
+class ReviewState:
+    """The effective decisions: the latest one per target wins.
+
+    Value decisions are keyed by ``(key, normalized value)``; a value has at most one status decision
+    (approve/reject) and one mapping decision (rename/merge/split) in force.
+    """
+
+    status: dict[tuple[str, str], Decision] = field(default_factory=dict)
+    mapping: dict[tuple[str, str], Decision] = field(default_factory=dict)
+    topics: dict[str, Decision] = field(default_factory=dict)
+    count: int = 0
+    skipped: int = 0
+
+    @classmethod
+    def from_decisions(cls, decisions: Iterable[Decision], fold_plurals: bool = True, skipped: int = 0) -> "ReviewState":
+        state = cls(skipped=skipped)
+        for d in decisions:
+            state.count += 1
+            if d.action in TOPIC_ACTIONS:
+                state.topics[d.topic_id] = d
+                continue
+            target = (normalize_key(d.key), normalize_value(d.value, fold_plurals))
+            if d.action in ("approve", "reject"):
+                state.status[target] = d
+            else:
+                state.mapping[target] = d
+        return state
+
+    def rejected(self, key: str, norm: str) -> Decision | None:
+        d = self.status.get((key, norm))
+        return d if d is not None and d.action == "reject" else None
+
+    def approved(self, key: str, norm: str) -> Decision | None:
+        d = self.status.get((key, norm))
+        return d if d is not None and d.action == "approve" else None
+
+    def split(self, key: str, norm: str) -> bool:
+        d = self.mapping.get((key, norm))
+        return d is not None and d.action == "split"
+
+    def protected(self, key: str, norm: str) -> bool:
+        """Values a reviewer acted on stay out of frequency filtering (unless rejected)."""
+        return (key, norm) in self.mapping or self.approved(key, norm) is not None
+
+
+def load_review_state(path: str | Path, fold_plurals: bool = True) -> ReviewState:
+    """Read the decisions file at ``path`` (missing: no decisions) into a :class:`ReviewState`."""
+    store = DecisionStore(path)
+    decisions = store.read()
+    return ReviewState.from_decisions(decisions, fold_plurals=fold_plurals, skipped=store.skipped_)

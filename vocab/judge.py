@@ -1,0 +1,406 @@
+"""Judges that score candidate topics (attribute tuple + generated query), registered by name.
+
+``cooccurrence`` (the offline default) is *not* a language model and says so in every reason: it
+scores coherence from the catalogue's own attribute co-occurrence (lift), plausibility as a shopping
+intent from how often shoppers name the values in the real queries, and phrasing from how many of the
+generated query's word pairs real shoppers type. ``openai``, ``transformers`` and ``vllm`` ask a
+language model "yes or no" and score P(yes) from token log-probabilities; their libraries load lazily.
+Judgements are cached by :class:`JudgeCache` keyed on the judge's fingerprint, the tuple and the query.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+from pinlanding.collections.artifacts import json_digest, read_json, write_json
+from pinlanding.collections.registry import Registry
+from pinlanding.vocab.clustering import value_tokens
+
+Attrs = tuple[tuple[str, str], ...]
+
+PROMPT = (
+    "You review candidate shopping collections for an online fashion store.\n"
+    "Product attributes shared by every item in the collection (JSON): {attributes}\n"
+    "Proposed shopper search query (JSON string): {query}\n"
+    "Do these attributes form a coherent, plausible shopping intent, and is the query phrased the way "
+    "a real shopper would search for it? Answer with one word, yes or no.\nAnswer:"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    attributes: Attrs  # sorted (key, value) pairs
+    query: str
+    support: int = 0
+
+
+@dataclass
+class Judgement:
+    score: float | None  # None: the judge could not score it (see error)
+    reason: str
+    backend: str
+    components: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+class Judge(Protocol):
+    name: str
+
+    def fingerprint(self) -> str:
+        """What this judge's scores depend on (model, prompt, statistics); part of every cache key."""
+
+    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]: ...
+
+
+JUDGES: Registry[Judge] = Registry("judge")
+
+
+# --- shopper queries ------------------------------------------------------------------------------
+
+def query_tokens(text: str) -> list[str]:
+    """Word tokens of a query or value, folded the same way as vocabulary values."""
+    return value_tokens(text)
+
+
+class QueryIndex:
+    """N-gram statistics of real shopper queries: how many queries contain a phrase (up to 4 words)."""
+
+    MAX_N = 4
+
+    def __init__(self, queries: Sequence[str]) -> None:
+        self.n_queries = len(queries)
+        self.phrases: Counter[tuple[str, ...]] = Counter()  # queries containing the phrase
+        self.bigrams: Counter[tuple[str, str]] = Counter()  # with <s> and </s> boundaries
+        for q in queries:
+            toks = query_tokens(q)
+            seen = {tuple(toks[i:i + n]) for n in range(1, self.MAX_N + 1) for i in range(len(toks) - n + 1)}
+            self.phrases.update(seen)
+            bounded = ["<s>", *toks, "</s>"]
+            self.bigrams.update(set(zip(bounded, bounded[1:])))
+        self.digest = json_digest(sorted(queries))
+
+    @classmethod
+    def from_tsv(cls, path: str | Path, column: str = "English query") -> "QueryIndex":
+        """Read one column of a TSV with a header; undecodable bytes are replaced, short rows skipped."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"shopper queries {path} not found; set vocab.judge.queries to the TSV file")
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        if not lines:
+            raise ValueError(f"shopper queries file {path} is empty")
+        header = lines[0].split("\t")
+        if column not in header:
+            raise ValueError(f"column '{column}' not in {path}; columns: {header}")
+        col = header.index(column)
+        queries = [parts[col].strip() for parts in (line.split("\t") for line in lines[1:])
+                   if len(parts) > col and parts[col].strip()]
+        return cls(queries)
+
+    def mentions(self, phrase: str) -> int:
+        """Queries that contain the phrase's words consecutively (0 for phrases over 4 words)."""
+        toks = tuple(query_tokens(phrase))
+        return self.phrases.get(toks, 0) if 0 < len(toks) <= self.MAX_N else 0
+
+    def phrasing(self, query: str, saturation: int = 3) -> tuple[float, list[str]]:
+        """Mean over the query's word pairs (with boundaries) of min(1, queries using the pair / saturation)."""
+        bounded = ["<s>", *query_tokens(query), "</s>"]
+        pairs = list(zip(bounded, bounded[1:]))
+        if len(pairs) < 2:
+            return 0.0, []
+        scores = [min(1.0, self.bigrams.get(p, 0) / saturation) for p in pairs]
+        unseen = [" ".join(p) for p, s in zip(pairs, scores) if s == 0.0]
+        return sum(scores) / len(scores), unseen
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A configured relative path: from the working directory, else from the repository root."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    repo_root = Path(__file__).resolve().parents[1]
+    return repo_root / p if (repo_root / p).exists() else p
+
+
+# --- catalogue statistics -------------------------------------------------------------------------
+
+
+@dataclass
+class CooccurrenceStats:
+    """Products supporting each attribute tuple (every subset of a counted tuple is counted too)."""
+
+    n_products: int
+    support: dict[Attrs, int]
+
+    def lift_of_each(self, attrs: Attrs) -> list[tuple[tuple[str, str], float]]:
+        """For each attribute a of the tuple T: n(T) N / (n(T - a) n(a)); 1 means independent."""
+        n_t = self.support.get(attrs, 0)
+        out = []
+        for i, a in enumerate(attrs):
+            rest = attrs[:i] + attrs[i + 1:]
+            n_rest, n_a = self.support.get(rest, 0), self.support.get((a,), 0)
+            out.append((a, n_t * self.n_products / (n_rest * n_a) if n_rest and n_a else 0.0))
+        return out
+
+    @property
+    def digest(self) -> str:
+        return json_digest([self.n_products, sorted((list(map(list, k)), v) for k, v in self.support.items())])
+
+
+@dataclass
+class JudgeContext:
+    """What every judge may use besides its own options."""
+
+    stats: CooccurrenceStats | None = None
+    queries: QueryIndex | None = None
+    weights: dict[str, float] = field(default_factory=lambda: {"coherence": 0.4, "plausibility": 0.3, "phrasing": 0.3})
+
+
+@JUDGES.register("cooccurrence")
+class CooccurrenceJudge:
+    """The honest offline judge: catalogue co-occurrence + real shopper queries, no language model."""
+
+    name = "cooccurrence"
+
+    def __init__(self, context: JudgeContext, mention_saturation: int = 3) -> None:
+        if context.stats is None or context.queries is None:
+            raise ValueError("the cooccurrence judge needs catalogue statistics and shopper queries")
+        self.context = context
+        self.mention_saturation = mention_saturation
+
+    def fingerprint(self) -> str:
+        c = self.context
+        return json_digest([self.name, c.stats.digest, c.queries.digest, c.weights, self.mention_saturation])
+
+    def _one(self, cand: Candidate) -> Judgement:
+        stats, queries, w = self.context.stats, self.context.queries, self.context.weights
+        lifts = stats.lift_of_each(cand.attributes) if len(cand.attributes) > 1 else []
+        coherence = min((min(1.0, lift) ** 0.5 for _, lift in lifts), default=1.0)
+        attested = [(a, min(1.0, queries.mentions(a[1]) / self.mention_saturation)) for a in cand.attributes]
+        plausibility = sum(s for _, s in attested) / len(attested) if attested else 0.0
+        phrasing, unseen = queries.phrasing(cand.query)
+        comps = {"coherence": round(coherence, 4), "plausibility": round(plausibility, 4), "phrasing": round(phrasing, 4)}
+        total = sum(w.values()) or 1.0
+        score = sum(w.get(k, 0.0) * v for k, v in comps.items()) / total
+        notes = [f"coherence {coherence:.2f}"]
+        if lifts:
+            (wk, wv), wl = min(lifts, key=lambda t: t[1])
+            notes[-1] += f" (lift of {wk}={wv}: {wl:.2f})"
+        weak = [f"{k}={v}" for (k, v), s in attested if s == 0.0]
+        notes.append(f"plausibility {plausibility:.2f}" + (f" (shoppers never name {', '.join(weak)})" if weak else ""))
+        notes.append(f"phrasing {phrasing:.2f}" + (f" (unseen word pairs: {'; '.join(unseen[:3])})" if unseen else ""))
+        return Judgement(round(score, 4), "co-occurrence judge (not an LLM): " + ", ".join(notes), self.name, comps)
+
+    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
+        return [self._one(c) for c in candidates]
+
+
+# --- language-model judges ------------------------------------------------------------------------
+
+_YES, _NO = {"yes", "y"}, {"no", "n"}
+
+
+def yes_probability(top_logprobs: dict[str, float]) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from a {token: logprob} map of the first answer token; None if neither."""
+    p_yes = sum(math.exp(lp) for tok, lp in top_logprobs.items() if tok.strip().lower() in _YES)
+    p_no = sum(math.exp(lp) for tok, lp in top_logprobs.items() if tok.strip().lower() in _NO)
+    return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else None
+
+
+def render_prompt(cand: Candidate, template: str = PROMPT) -> str:
+    """The judge prompt; attributes and query are embedded as JSON so hostile text stays data."""
+    attrs = json.dumps({k: v for k, v in cand.attributes}, ensure_ascii=False)
+    return template.format(attributes=attrs, query=json.dumps(cand.query, ensure_ascii=False))
+
+
+def _load_prompt(prompt_path: str | None) -> str:
+    if not prompt_path:
+        return PROMPT
+    text = resolve_data_path(prompt_path).read_text(encoding="utf-8")
+    if "{attributes}" not in text or "{query}" not in text:
+        raise ValueError(f"judge prompt {prompt_path} must contain {{attributes}} and {{query}}")
+    return text
+
+
+def _from_probability(p: float | None, backend: str, detail: str = "") -> Judgement:
+    if p is None:
+        return Judgement(None, f"{backend} judge gave no yes/no answer", backend,
+                         error=f"no yes/no token in the answer{': ' + detail[:200] if detail else ''}")
+    return Judgement(round(p, 4), f"{backend} judge: P(yes) = {p:.2f}", backend, {"p_yes": round(p, 4)})
+
+
+@JUDGES.register("openai")
+class OpenAIJudge:
+    """Any OpenAI-compatible chat completions endpoint (OpenAI, vLLM server, llama.cpp server...)."""
+
+    name = "openai"
+
+    def __init__(self, context: JudgeContext, model: str = "gpt-4o-mini", base_url: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0, prompt_path: str | None = None,
+                 transport: Any = None) -> None:
+        import httpx
+
+        self.model = model
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        self.prompt = _load_prompt(prompt_path)
+        key = os.environ.get(api_key_env, "")
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    def fingerprint(self) -> str:
+        return json_digest([self.name, self.model, self.base_url, self.prompt])
+
+    def _one(self, cand: Candidate) -> Judgement:
+        body = {"model": self.model, "messages": [{"role": "user", "content": render_prompt(cand, self.prompt)}],
+                "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 10}
+        try:
+            resp = self.client.post("/chat/completions", json=body)
+            resp.raise_for_status()
+            choice = resp.json()["choices"][0]
+            content = (choice.get("logprobs") or {}).get("content") or []
+            if content and content[0].get("top_logprobs"):
+                top = {t["token"]: float(t["logprob"]) for t in content[0]["top_logprobs"]}
+                return _from_probability(yes_probability(top), self.name, json.dumps(top)[:200])
+            text = str((choice.get("message") or {}).get("content") or "").strip().lower()
+            word = text.split()[0].strip(".,!") if text.split() else ""
+            p = 1.0 if word in _YES else 0.0 if word in _NO else None
+            return _from_probability(p, self.name, text)
+        except Exception as exc:  # noqa: BLE001 - any transport/format failure is recorded per topic
+            return Judgement(None, "openai judge failed", self.name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
+        return [self._one(c) for c in candidates]
+
+
+@JUDGES.register("transformers")
+class TransformersJudge:
+    """A local causal LM via transformers: P(yes) from the next-token distribution after the prompt."""
+
+    name = "transformers"
+
+    def __init__(self, context: JudgeContext, model: str = "", device: str = "auto", batch_size: int = 8,
+                 prompt_path: str | None = None, local_files_only: bool = True) -> None:
+        if not model:
+            raise ValueError("the transformers judge needs vocab.judge.params.model (a local model folder)")
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover - transformers is a dependency
+            raise ModuleNotFoundError("the transformers judge needs `pip install transformers torch`") from exc
+        from pinlanding.collections.engines import torch_device
+
+        self.model_name, self.batch_size, self.prompt = model, batch_size, _load_prompt(prompt_path)
+        self.device = torch_device(device)
+        self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model, local_files_only=local_files_only).to(self.device).eval()
+        self._torch = torch
+        vocab = self.tokenizer.get_vocab()
+        words = {tok: self.tokenizer.convert_tokens_to_string([tok]).strip().lower() for tok in vocab}
+        self.yes_ids = [vocab[t] for t, w in words.items() if w in _YES]
+        self.no_ids = [vocab[t] for t, w in words.items() if w in _NO]
+        if not self.yes_ids or not self.no_ids:
+            raise ValueError(f"the tokenizer of {model} has no single 'yes'/'no' token to score")
+
+    def fingerprint(self) -> str:
+        return json_digest([self.name, self.model_name, self.prompt])
+
+    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
+        torch, out = self._torch, []
+        for start in range(0, len(candidates), self.batch_size):
+            batch = candidates[start:start + self.batch_size]
+            enc = self.tokenizer([render_prompt(c, self.prompt) for c in batch], return_tensors="pt", padding=True)
+            with torch.no_grad():
+                logits = self.model(**enc.to(self.device)).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
+            no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
+            for y, n in zip(yes.tolist(), no.tolist()):
+                out.append(_from_probability(yes_probability({"yes": y, "no": n}), self.name))
+        return out
+
+
+@JUDGES.register("vllm")
+class VLLMJudge:
+    """A model served in-process by vLLM: one generated token with its top log-probabilities."""
+
+    name = "vllm"
+
+    def __init__(self, context: JudgeContext, model: str = "", prompt_path: str | None = None,
+                 top_logprobs: int = 20, engine: dict[str, Any] | None = None) -> None:
+        if not model:
+            raise ValueError("the vllm judge needs vocab.judge.params.model")
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as exc:
+            raise ModuleNotFoundError("the vllm judge needs `pip install pinlanding[vllm]`") from exc
+        self.model_name, self.prompt = model, _load_prompt(prompt_path)
+        self.llm = LLM(model=model, **(engine or {}))
+        self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top_logprobs)
+
+    def fingerprint(self) -> str:
+        return json_digest([self.name, self.model_name, self.prompt])
+
+    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
+        outputs = self.llm.generate([render_prompt(c, self.prompt) for c in candidates], self.params)
+        results = []
+        for out in outputs:
+            try:
+                first = out.outputs[0].logprobs[0]
+                top = {str(lp.decoded_token): float(lp.logprob) for lp in first.values()}
+                results.append(_from_probability(yes_probability(top), self.name, out.outputs[0].text))
+            except (AttributeError, IndexError, TypeError, ValueError) as exc:
+                results.append(Judgement(None, "vllm judge failed", self.name, error=f"{type(exc).__name__}: {exc}"))
+        return results
+
+
+def create_judge(backend: str, context: JudgeContext, params: dict[str, Any] | None = None) -> Judge:
+    """Build the configured judge; unknown names list the registered ones."""
+    return JUDGES.create(backend, context=context, **(params or {}))
+
+
+# --- cache ----------------------------------------------------------------------------------------
+
+
+class JudgeCache:
+    """Judgements keyed by (judge fingerprint, tuple, query) in one JSON file; failures are not cached."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self.path = Path(path) if path else None
+        self.entries: dict[str, dict[str, Any]] = (read_json(self.path, default={}) or {}) if self.path else {}
+        self.hits = 0
+
+    @staticmethod
+    def key(fingerprint: str, cand: Candidate) -> str:
+        return json_digest([fingerprint, [list(a) for a in cand.attributes], cand.query])
+
+    def judge(self, judge: Judge, candidates: Sequence[Candidate]) -> list[Judgement]:
+        """Judge ``candidates``, asking ``judge`` only about the ones not cached yet."""
+        fp = judge.fingerprint()
+        keys = [self.key(fp, c) for c in candidates]
+        todo = [i for i, k in enumerate(keys) if k not in self.entries]
+        self.hits += len(candidates) - len(todo)
+        fresh = judge.judge([candidates[i] for i in todo]) if todo else []
+        if len(fresh) != len(todo):
+            raise RuntimeError(f"judge '{judge.name}' returned {len(fresh)} judgements for {len(todo)} candidates")
+        for i, j in zip(todo, fresh):
+            if j.error is None:
+                self.entries[keys[i]] = asdict(j)
+        fresh_by_index = dict(zip(todo, fresh))
+        return [fresh_by_index[i] if i in fresh_by_index else Judgement(**self.entries[k]) for i, k in enumerate(keys)]
+
+    def save(self, keep: set[str] | None = None) -> None:
+        if self.path:
+            entries = {k: v for k, v in self.entries.items() if keep is None or k in keep}
+            write_json(self.path, entries)
+
+
+__all__ = ["JUDGES", "Candidate", "Judgement", "Judge", "JudgeContext", "JudgeCache", "QueryIndex",
+           "CooccurrenceStats", "create_judge", "yes_probability", "render_prompt", "resolve_data_path",
+           "query_tokens"]

@@ -1,0 +1,213 @@
+"""The topics stage: attribute tuples with enough products, phrased as shopper queries and judged.
+
+Recipe (:func:`build_topics`): count every tuple of up to ``max_arity`` values of distinct keys over
+the curated attributes (Apriori: only values that alone reach ``min_support``) -> keep tuples naming an
+anchor key (the product noun) -> generate query, title and slug -> reject tuples whose products are
+exactly those of a shorter tuple -> judge the rest (cached) -> apply reviewers' accept/reject.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from itertools import combinations
+from typing import Any
+
+import pyarrow as pa
+
+from pinlanding.collections.artifacts import json_digest, read_table, write_json, write_table, write_text
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.vocab.config import TopicsConfig, VocabConfig
+from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
+from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
+                                    QueryIndex, create_judge, resolve_data_path)
+
+_SMALL_WORDS = {"for", "with", "and", "in", "of", "the", "a", "an", "to", "on"}
+
+
+def topic_id(attrs: Attrs) -> str:
+    """Stable id of a tuple: SHA-256 of its sorted (key, value) pairs, first 16 hex digits."""
+    return json_digest(sorted([k, v] for k, v in attrs))[:16]
+
+
+def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: int, max_arity: int) -> Counter:
+    """Products supporting each tuple of 1..max_arity values with distinct keys (frequent values only)."""
+    singles: Counter = Counter(a for attrs in product_attrs.values() for a in attrs)
+    frequent = {a for a, n in singles.items() if n >= min_support}
+    support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
+    for attrs in product_attrs.values():
+        items = sorted(a for a in attrs if a in frequent)
+        for r in range(2, min(max_arity, len(items)) + 1):
+            for combo in combinations(items, r):
+                if len({k for k, _ in combo}) == r:
+                    support[combo] += 1
+    return support
+
+
+def phrase(attrs: Attrs, cfg: TopicsConfig) -> str:
+    """A shopper-style query: modifiers, then the product noun, then templated keys ("for women")."""
+    order = {k: i for i, k in enumerate(cfg.query_order)}
+    anchor_pos = min((order[k] for k in cfg.anchor_keys if k in order), default=len(order))
+    ranked = sorted(attrs, key=lambda kv: (order.get(kv[0], anchor_pos - 0.5), kv[0], kv[1]))
+    words = []
+    for key, value in ranked:
+        template = cfg.phrase_templates.get(key, "{value}")
+        words.append(template.replace("{value}", value.strip().lower()))
+    return re.sub(r"\s+", " ", " ".join(words)).strip()
+
+
+def title_of(query: str) -> str:
+    """Title case that leaves small words and inner capitals alone: "black t-shirt for men" -> "Black T-shirt for Men"."""
+    words = query.split(" ")
+    return " ".join(w if (w in _SMALL_WORDS and i) else w[:1].upper() + w[1:] for i, w in enumerate(words))
+
+
+def slugify(text: str) -> str:
+    """ASCII slug; text with no Latin letters becomes ``topic``."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:80].strip("-")
+    return slug or "topic"
+
+
+def _product_attrs(curated: pa.Table) -> dict[str, set[tuple[str, str]]]:
+    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for pid, key, value in zip(*(curated.column(c).to_pylist() for c in ("product_id", "key", "value"))):
+        out[pid].add((key, value))
+    return out
+
+
+def _anchored(attrs: Attrs, anchors: set[str]) -> bool:
+    return not anchors or any(k in anchors for k, _ in attrs)
+
+
+def build_topics(cfg: VocabConfig, curated: pa.Table, n_products: int, queries: QueryIndex | None,
+                 review: ReviewState, cache: JudgeCache) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Candidate topics with their judgement and status; returns (rows, report)."""
+    tc = cfg.topics
+    if tc.min_support < 1 or tc.max_arity < 1:
+        raise ValueError(f"topics.min_support and topics.max_arity must be >= 1, got {tc.min_support}, {tc.max_arity}")
+    product_attrs = _product_attrs(curated)
+    support = count_tuples(product_attrs, tc.min_support, tc.max_arity)
+    keys_present = {k for attrs in product_attrs.values() for k, _ in attrs}
+    anchors = set(tc.anchor_keys) & keys_present
+    # reviewer-accepted tuples are candidates whatever their support (if any product still has them)
+    accepted = {}
+    for tid, d in review.topics.items():
+        if d.action == "accept":
+            try:
+                attrs = tuple(sorted((str(k), str(v)) for k, v in json.loads(d.target)))
+            except (ValueError, TypeError):
+                continue
+            if attrs and attrs not in support:
+                n = sum(1 for s in product_attrs.values() if set(attrs) <= s)
+                if n:
+                    support[attrs] = n
+                    accepted[attrs] = tid
+    candidates = [(a, n) for a, n in support.items()
+                  if (n >= tc.min_support or a in accepted) and _anchored(a, anchors)]
+    candidates.sort(key=lambda an: (-an[1], len(an[0]), an[0]))
+    rows, slugs, to_judge = [], set(), []
+    for attrs, n in candidates:
+        query = phrase(attrs, tc)
+        tid = topic_id(attrs)
+        slug = slugify(query)
+        if slug in slugs:
+            slug = f"{slug}-{tid[:6]}"
+        slugs.add(slug)
+        row = {"topic_id": tid, "slug": slug, "title": title_of(query), "query": query,
+               "attributes": [{"key": k, "value": v} for k, v in attrs], "support": n,
+               "judge_score": None, "status": None, "reason": None}
+        if tc.drop_redundant and len(attrs) > 1:
+            same = [sub for sub in combinations(attrs, len(attrs) - 1)
+                    if support.get(sub) == n and _anchored(sub, anchors)]
+            if same:
+                row.update(status="rejected", _why="redundant",
+                           reason=f"redundant: the same {n} products as '{phrase(same[0], tc)}'")
+        if row["status"] is None:
+            if len(to_judge) < tc.max_candidates:
+                to_judge.append((row, Candidate(attrs, query, n)))
+            else:
+                row.update(status="rejected", _why="not judged",
+                           reason=f"not judged: beyond vocab.topics.max_candidates={tc.max_candidates}")
+        rows.append(row)
+    stats = CooccurrenceStats(n_products, dict(support))
+    context = JudgeContext(stats=stats, queries=queries, weights=cfg.judge.weights)
+    judge = create_judge(cfg.judge.backend, context, cfg.judge.params)
+    judgements: list[Judgement] = cache.judge(judge, [c for _, c in to_judge]) if to_judge else []
+    for (row, _), j in zip(to_judge, judgements):
+        row["judge_score"] = j.score
+        if j.score is None:
+            row.update(status="rejected", _why="judge error", reason=f"judge error: {j.error}")
+        elif j.score >= cfg.judge.keep_threshold:
+            row.update(status="kept", reason=f"{j.reason}; score {j.score:.2f} >= {cfg.judge.keep_threshold}")
+        else:
+            row.update(status="rejected", _why="judge score",
+                       reason=f"{j.reason}; score {j.score:.2f} < {cfg.judge.keep_threshold}")
+    judged_status = Counter(r["status"] for r in rows)
+    for row in rows:
+        d = review.topics.get(row["topic_id"])
+        if d is not None:
+            verdict = "kept" if d.action == "accept" else "rejected"
+            row.update(status=verdict, _why="review", reason=f"{'accepted' if verdict == 'kept' else 'rejected'} in review by "
+                                              f"{d.who} at {d.at} (judge: {row['reason']})")
+    rows.sort(key=lambda r: (r["status"] != "kept", -(r["judge_score"] or 0.0), -r["support"], r["topic_id"]))
+    fp = judge.fingerprint()
+    cache.save(keep={JudgeCache.key(fp, c) for _, c in to_judge})
+    report = _report(rows, judged_status, judge.name, tc, anchors)
+    return rows, report
+
+
+def _report(rows: list[dict[str, Any]], judged: Counter, backend: str, tc: TopicsConfig,
+            anchors: set[str]) -> dict[str, Any]:
+    kept = [r for r in rows if r["status"] == "kept"]
+    rejected = [r for r in rows if r["status"] == "rejected"]
+    kinds = Counter(r.get("_why", "judge score") for r in rejected)
+    brief = lambda r: {"title": r["title"], "query": r["query"], "support": r["support"],  # noqa: E731
+                       "judge_score": r["judge_score"], "reason": r["reason"]}
+    return {"judge": backend, "candidates": len(rows), "kept": len(kept), "rejected": len(rejected),
+            "by_judge_before_review": dict(judged), "rejected_by": dict(kinds),
+            "anchors": sorted(anchors), "min_support": tc.min_support, "max_arity": tc.max_arity,
+            "kept_examples": [brief(r) for r in kept[:20]],
+            "rejected_examples": [brief(r) for r in rejected if r["judge_score"] is not None][:20]}
+
+
+def _report_markdown(rep: dict[str, Any]) -> str:
+    lines = [f"# Topics report (judge: {rep['judge']})", "",
+             f"{rep['candidates']} candidate tuples (support >= {rep['min_support']}, up to {rep['max_arity']} "
+             f"attributes, anchored on {', '.join(rep['anchors']) or 'nothing'}): **{rep['kept']} kept**, "
+             f"{rep['rejected']} rejected ({json.dumps(rep['rejected_by'], sort_keys=True)}).", ""]
+    if rep["judge"] == "cooccurrence":
+        lines += ["The judge is the offline co-occurrence scorer, not a language model: coherence is the lift of "
+                  "each attribute given the others in this catalogue, plausibility is how often real shoppers "
+                  "name the values, phrasing is how many of the query's word pairs real shoppers type.", ""]
+    for title, items in (("Kept (best first)", rep["kept_examples"]), ("Rejected by the judge", rep["rejected_examples"])):
+        lines += [f"## {title}", "", "| title | query | products | score | reason |", "| --- | --- | ---: | ---: | --- |"]
+        lines += [f"| {_md(r['title'])} | {_md(r['query'])} | {r['support']} | {r['judge_score']} | {_md(r['reason'])} |"
+                  for r in items]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _md(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def run_topics(ctx: Any) -> dict[str, Any]:
+    """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json."""
+    cfg: VocabConfig = ctx.cfg.vocab
+    layout: RunLayout = ctx.layout
+    n_products = read_table(layout.products, PRODUCTS).num_rows
+    curated = read_table(layout.curated_attributes, ATTRIBUTES)
+    queries = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column) \
+        if cfg.judge.backend == "cooccurrence" else None
+    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+    folder = layout.dir("topics")
+    cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
+    rows, report = build_topics(cfg, curated, n_products, queries, review, cache)
+    write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
+    write_json(folder / "report.json", report)
+    write_text(folder / "report.md", _report_markdown(report))
+    return {"candidates": report["candidates"], "kept": report["kept"], "rejected": report["rejected"],
+            "judge": report["judge"], "judge_cache_hits": cache.hits}
