@@ -1,0 +1,116 @@
+"""Ground-truth labels of the Myntra layout: the ONLY code that reads the label fields.
+
+Pipeline stages never import this module; ``pinlanding evaluate`` does. Each product's labels are
+grouped into the attribute families of :mod:`pinlanding.evaluation.mapping` and canonicalised with
+the same rules as the vocabulary, so that both meet in one space.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pinlanding.evaluation.mapping import canonical
+
+# family -> top-level record fields that carry it
+RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "category": ("articleType", "subCategory", "masterCategory"),
+    "colour": ("baseColour",),
+    "season": ("season",),
+    "occasion": ("usage",),
+    "gender": ("gender",),
+    "brand": ("brandName",),
+}
+# family -> keys inside the record's ``articleAttributes``
+ARTICLE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "category": ("Type",),
+    "material": ("Fabric", "Fabric 2", "Fabric 3", "Material"),
+    "pattern": ("Pattern", "Print or Pattern Type"),
+    "occasion": ("Occasion",),
+    "fit": ("Fit",),
+    "sleeve": ("Sleeve Length",),
+    "neck": ("Neck", "Collar"),
+    "length": ("Length",),
+}
+MISSING = {"", "na", "n/a", "none", "null", "other", "others", "nan", "-"}
+LABELS_FILE = "styles.jsonl.gz"
+
+
+@dataclass
+class Labels:
+    """Canonical label values per family and product, with the spellings they came from."""
+
+    values: dict[str, dict[str, set[str]]] = field(default_factory=lambda: defaultdict(dict))  # family -> pid -> set
+    spellings: dict[str, dict[str, Counter]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Counter)))
+    skipped: Counter = field(default_factory=Counter)  # reason -> count of unusable records
+    n_records: int = 0
+
+    def universe(self, family: str) -> set[str]:
+        """Every canonical label value seen in ``family``."""
+        return set(self.spellings.get(family, {}))
+
+    def add(self, product_id: str, family: str, raw: Any) -> None:
+        if raw is None or not isinstance(raw, (str, int, float)) or str(raw).strip().lower() in MISSING:
+            return
+        value = canonical(family, str(raw))
+        if not value:
+            return
+        self.values[family].setdefault(product_id, set()).add(value)
+        self.spellings[family][value][str(raw).strip()] += 1
+
+
+def labels_file(path: str | Path) -> Path:
+    """The labels file: ``path`` itself, or ``styles.jsonl.gz`` inside a Myntra folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / LABELS_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no labels at {path}; pass the Myntra folder or its {LABELS_FILE}")
+    return path
+
+
+def _open(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def parse_record(labels: Labels, record: dict[str, Any]) -> None:
+    """Add one catalogue record's labels; records without an id are counted in ``skipped``."""
+    pid = record.get("id")
+    if pid is None or str(pid).strip() == "":
+        labels.skipped["missing id"] += 1
+        return
+    pid = str(pid).strip()
+    for family, names in RECORD_FIELDS.items():
+        for name in names:
+            labels.add(pid, family, record.get(name))
+    attrs = record.get("articleAttributes")
+    if isinstance(attrs, dict):
+        for family, names in ARTICLE_ATTRIBUTES.items():
+            for name in names:
+                labels.add(pid, family, attrs.get(name))
+    age = str(record.get("ageGroup") or "")
+    if age.lower().startswith("kids"):
+        labels.add(pid, "gender", "kid")
+
+
+def read_labels(path: str | Path) -> Labels:
+    """Read every record's labels from a Myntra ``styles.jsonl[.gz]`` (product ids as strings)."""
+    labels = Labels()
+    with _open(labels_file(path)) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            labels.n_records += 1
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                labels.skipped["malformed JSON"] += 1
+                continue
+            if not isinstance(record, dict):
+                labels.skipped["not an object"] += 1
+                continue
+            parse_record(labels, record)
+    return labels

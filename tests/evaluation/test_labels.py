@@ -1,0 +1,30 @@
+"""The labels reader: families, canonical values, missing and malformed records."""
+import pytest
+
+from pinlanding.evaluation.labels import Labels, labels_file, parse_record, read_labels
+
+
+def test_read_labels_families_and_skips(labels_path):
+    labels = read_labels(labels_path.parent)  # the folder works as well as the file
+    assert labels.n_records == 9
+    assert labels.skipped == {"malformed JSON": 1, "missing id": 1}
+    assert labels.values["category"]["1"] == {"tshirt", "topwear", "apparel"}
+    assert labels.values["colour"]["3"] == {"navy blue"}
+    assert labels.values["pattern"]["2"] == {"striped"}
+    assert "4" not in labels.values["pattern"]  # no Pattern: no label, not "wrong"
+    assert labels.values["brand"]["1"] == {"nike"}
+    assert labels.spellings["colour"]["navy blue"]["Navy Blue"] == 1
+
+
+def test_missing_values_are_not_labels():
+    labels = Labels()
+    parse_record(labels, {"id": 5, "baseColour": "NA", "usage": "", "season": None, "gender": "Boys",
+                          "ageGroup": "Kids-Boys", "articleAttributes": {"Fabric": "Other", "Fit": "Slim Fit"}})
+    assert "colour" not in labels.values and "occasion" not in labels.values and "material" not in labels.values
+    assert labels.values["gender"]["5"] == {"boy", "kid"}
+    assert labels.values["fit"]["5"] == {"slim"}
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="styles.jsonl.gz"):
+        labels_file(tmp_path)
