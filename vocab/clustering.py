@@ -53,15 +53,25 @@ def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
 
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_ES_PLURAL = ("sses", "shes", "ches", "xes", "zes")
+
+
+def fold_plural(word: str) -> str:
+    """Strip an English plural ending from an ASCII word: "dresses" -> "dress", "shoes" -> "shoe"."""
+    if not word.isascii() or len(word) <= 3:
+        return word
+    if word.endswith(_ES_PLURAL):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def value_tokens(text: str, fold_plurals: bool = True) -> list[str]:
     """Casefolded word tokens, a trailing plural "s" folded (``"T-Shirts"`` -> ``["t", "shirt"]``)."""
     out = []
     for tok in _WORD.findall(unicodedata.normalize("NFKC", str(text)).casefold()):
-        if fold_plurals and len(tok) > 3 and tok.endswith("s") and not tok.endswith("ss") and tok.isascii():
-            tok = tok[:-1]
-        out.append(tok)
+        out.append(fold_plural(tok) if fold_plurals else tok)
     return out
 
 
@@ -83,9 +93,7 @@ def normalize_value(value: str, fold_plurals: bool = True) -> str:
     text = unicodedata.normalize("NFKC", _strip_controls(str(value))).casefold()
     words = [w for w in _SEPARATORS.split(text) if w]
     if fold_plurals and words:
-        last = words[-1]
-        if len(last) > 3 and last.endswith("s") and not last.endswith("ss") and last.isascii():
-            words[-1] = last[:-1]
+        words[-1] = fold_plural(words[-1])
     return "".join(words)
 
 

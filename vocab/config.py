@@ -20,6 +20,7 @@ class EmbeddedOptions(BaseModel):
     knn_k: int = 10
     knn_min_vote: float = 0.5
     knn_min_similarity: float = 0.5
+    knn_reference_share: float = 0.15  # hash-sampled share of products embedded as voters
 
 
 class OpenAIOptions(BaseModel):
@@ -72,7 +73,7 @@ class ExtractConfig(BaseModel):
     prompt: str = "extract-v1"  # conf/prompts/<prompt>.yaml (its content digest is the prompt version)
     engine: Literal["ray", "local"] = "ray"  # local: same code in-process, for tiny catalogues and tests
     batch_size: int = 1024  # products per Ray Data batch (and per cache part file)
-    actors: int = 1  # model actors
+    actors: int = 2  # model actors (each also preprocesses: Ray fuses the two steps)
     actor_cpus: float = 1.0
     actor_gpus: float | None = None  # None: 1 per actor when the cluster has GPUs and the backend uses one
     preprocess_tasks: int = 1  # concurrent CPU preprocessing tasks
@@ -127,7 +128,8 @@ class TopicsConfig(BaseModel):
     anchor_keys: list[str] = Field(default_factory=lambda: ["category"])  # a topic must name one (if present)
     # word order of generated queries; keys not listed go just before the last listed key present
     query_order: list[str] = Field(default_factory=lambda: [
-        "brand", "occasion", "style", "color", "pattern", "material", "fit", "sleeve", "neck", "category", "gender"])
+        "brand", "season", "occasion", "style", "color", "pattern", "material", "fit", "shape", "sleeve", "neck",
+        "category", "gender"])
     phrase_templates: dict[str, str] = Field(default_factory=lambda: {"gender": "for {value}"})
     max_candidates: int = 5000  # highest-support candidates sent to the judge
     drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one

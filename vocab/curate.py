@@ -217,7 +217,10 @@ class VocabCurator:
                 if g.head is not None:
                     parent[(key, g.norm)] = (key, g.head)
         for (key, norm), d in sorted(review.mapping.items(), key=lambda kv: kv[1].at):
-            if d.action == "split" or (key, norm) not in parent:
+            if (key, norm) not in parent:
+                continue
+            if d.action == "split":  # already a constraint of the clustering
+                self.decisions_applied_.append(d.id)
                 continue
             target = normalize_value(d.target, self.cluster.fold_plurals)
             src, dst = find((key, norm)), find((key, target)) if (key, target) in parent else (key, target)
@@ -248,7 +251,7 @@ class VocabCurator:
                 self.names_[root] = min(surfaces.items(), key=lambda kv: (-kv[1], kv[0]))[0]
         # reject/approve address what the reviewer saw: a canonical's display name, or a single variant
         by_display = {(root[0], normalize_value(name, self.cluster.fold_plurals)): root for root, name in self.names_.items()}
-        self.status_: dict[tuple[str, str], tuple[str, str | None]] = {}
+        self.status_: dict[tuple[str, str], tuple[str, Any]] = {}  # root -> (status, decision)
         self.removed_: set[tuple[str, str]] = set()  # (key, norm) of variants removed by a rejection
         for (key, norm), d in sorted(review.status.items(), key=lambda kv: kv[1].at):
             root = by_display.get((key, norm))
@@ -260,13 +263,13 @@ class VocabCurator:
                 continue
             if root is None:
                 continue
-            self.status_[root] = ("rejected" if d.action == "reject" else "approved", d.id)
+            self.status_[root] = ("rejected" if d.action == "reject" else "approved", d)
             self.decisions_applied_.append(d.id)
-        for root, (status, _) in self.status_.items():
+        for root, (status, d) in self.status_.items():
             if status == "rejected":
                 for g in members[root]:
                     if (root[0], g.norm) not in self.removed_:
-                        self._drop(root[0], g, "rejected", f"{self.names_[root]} rejected in review")
+                        self._drop(root[0], g, "rejected", f"{self.names_[root]} rejected: {self._who(d)}")
 
     def _canonical_of(self, key: str, norm: str) -> str | None:
         node = (key, norm)
@@ -304,7 +307,7 @@ class VocabCurator:
                                        "canonical_count": n, "method": g.method, "similarity": g.similarity})
             status, decision = self.status_.get(root, ("pending", None))
             provenance = {"methods": sorted({g.method for g in live}), "sources": sources.get((key, name), {}),
-                          "decisions": [d for d in [decision] if d]}
+                          "decisions": [decision.id] if decision else []}
             vocab.append({"key": key, "value": name, "variants": variants, "product_count": n, "status": status,
                           "judge_score": self.value_score(key, name) if self.value_score else None,
                           "provenance": json.dumps(provenance, sort_keys=True, ensure_ascii=False)})
