@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pinlanding.evaluation import metrics
+from pinlanding.evaluation.intent import Lexicon
 from pinlanding.evaluation.labels import Labels
 from pinlanding.evaluation.mapping import FAMILIES, accepted_values
 
@@ -27,6 +28,7 @@ class Judge:
 
     labels: Labels
     product_ids: Sequence[str]
+    lexicon: Lexicon | None = None  # decomposes compound values ("printed t-shirt"); None: no decomposition
     _pos: dict[str, int] = field(init=False, repr=False)
     _has: dict[str, np.ndarray] = field(init=False, repr=False)
     _values: dict[str, dict[str, np.ndarray]] = field(init=False, repr=False)
@@ -58,18 +60,39 @@ class Judge:
         """Label values the attribute accepts (empty: no label can judge it)."""
         return accepted_values(family, value, self._values.get(family, {}))
 
+    def parts(self, family: str, value: str) -> list[Attr] | None:
+        """The attributes a value is judged on: itself when a label value accepts it; else, for a compound
+        value, the attributes the general lexicon finds in it, provided one is of its own family and all
+        are judgeable ("printed t-shirt" -> pattern=printed, category=tshirt); else None."""
+        if family not in FAMILIES:
+            return None
+        if self.accepted(family, value):
+            return [(family, value)]
+        if self.lexicon is None:
+            return None
+        found = sorted(self.lexicon.parse(value)[0])
+        if not any(f == family for f, _ in found) or not all(self.accepted(*a) for a in found):
+            return None
+        return found
+
     def attribute(self, family: str, value: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(match, has_label)`` arrays over all products, or None when no label value is accepted."""
+        """``(match, has_label)`` arrays over all products, or None when the value cannot be judged."""
         key = (family, value)
         if key not in self._cache:
-            accepted = self.accepted(family, value)
-            if not accepted:
+            parts = self.parts(family, value)
+            if parts is None:
                 self._cache[key] = None
             else:
-                match = np.zeros(len(self.product_ids) + 1, dtype=bool)
-                for v in accepted:
-                    match |= self._values[family][v]
-                self._cache[key] = (match, self._has[family])
+                match = np.ones(len(self.product_ids) + 1, dtype=bool)
+                has = np.ones(len(self.product_ids) + 1, dtype=bool)
+                for fam, val in parts:
+                    one = np.zeros(len(self.product_ids) + 1, dtype=bool)
+                    for v in self.accepted(fam, val):
+                        one |= self._values[fam][v]
+                    match &= one
+                    has &= self._has[fam]
+                match[-1] = has[-1] = False
+                self._cache[key] = (match, has)
         return self._cache[key]
 
 
@@ -94,7 +117,7 @@ def judge_collection(judge: Judge, attrs: Sequence[Attr], product_ids: Sequence[
     it has no overall figure.
     """
     out: dict[str, Any] = {"judged": False, "reason": None, "precision": None, "precision_strict": None,
-                           "ndcg": None, "judged_products": 0, "families": {}}
+                           "ndcg": None, "judged_products": 0, "catalogue_matches": None, "families": {}}
     if len(product_ids) == 0:
         out["reason"] = unjudgeable(judge, attrs) or "empty feed"
         return out
@@ -116,6 +139,7 @@ def judge_collection(judge: Judge, attrs: Sequence[Attr], product_ids: Sequence[
     arrays = [judge.attribute(*a) for a in attrs]
     known = np.logical_and.reduce([h for _, h in arrays])
     gains = np.mean([m for m, _ in arrays], axis=0)
+    out["catalogue_matches"] = int(((gains == 1.0) & known)[:-1].sum())
     keep = known[idx]
     out["judged_products"] = int(keep[:k].sum())
     rel_all = (gains[idx] == 1.0).astype(float)

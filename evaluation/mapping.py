@@ -45,7 +45,8 @@ FAMILY_OF_KEY: dict[str, str] = {
 }
 
 # Words whose trailing "s" is not a plural (checked before the suffix rules of `singular`).
-_KEEP = {"canvas", "lens", "always", "does", "goes", "series", "species", "news", "perhaps", "jodhpurs"}
+_KEEP = {"canvas", "lens", "always", "does", "goes", "series", "species", "news", "perhaps", "jodhpurs", "this",
+         "his", "tennis", "chassis", "iris", "axis", "basis"}
 _IRREGULAR = {"scarves": "scarf", "knives": "knife", "wolves": "wolf", "leaves": "leaf", "women": "women",
               "men": "men", "children": "kid", "kids": "kid", "boys": "boy", "girls": "girl", "mens": "men",
               "womens": "women", "feet": "foot", "teeth": "tooth", "clothes": "clothing", "bras": "bra",
@@ -62,7 +63,7 @@ def singular(word: str) -> str:
     """
     if word in _IRREGULAR:
         return _IRREGULAR[word]
-    if len(word) <= 3 or word in _KEEP or word.endswith(("ss", "us", "is")):
+    if len(word) <= 3 or word in _KEEP or word.endswith(("ss", "us")):
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
@@ -255,7 +256,10 @@ def accepted_values(family: str, collection_value: str, label_values: Iterable[s
 
 
 def how_matched(family: str, raw_value: str, collection_value: str, accepted: set[str]) -> str:
-    """Which rule matched: ``exact``, ``synonym``, ``narrower`` or ``unmatched`` (for the mapping report)."""
+    """Which rule matched: ``exact``, ``synonym``, ``narrower`` or ``unmatched`` (for the mapping report).
+
+    (A value no rule matches may still be judged by decomposition, see
+    :meth:`pinlanding.evaluation.judge.Judge.attribute`.)"""
     if not accepted:
         return "unmatched"
     if collection_value in accepted:

@@ -29,7 +29,7 @@ def _png(fig) -> str:
 def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, xlabel: str = "",
               reference: float | None = None, reference_label: str = "", limit: float | None = None) -> str:
     """A horizontal bar chart (largest first as given), with an optional reference line."""
-    fig, ax = plt.subplots(figsize=(6.4, 0.32 * max(len(labels), 3) + 1.2))
+    fig, ax = plt.subplots(figsize=(5.6, 0.32 * max(len(labels), 3) + 1.2))
     ax.barh(range(len(labels)), values, color="#3b6ea8")
     ax.set_yticks(range(len(labels)), [str(x)[:40] for x in labels])
     ax.invert_yaxis()
@@ -46,7 +46,7 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, xlabel
 def histogram(values: Sequence[float], title: str, xlabel: str, bins: int | Sequence[float] = 20,
               log: bool = False) -> str:
     """A histogram of ``values`` (an empty chart says so)."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.2))
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
     if len(values):
         ax.hist(values, bins=bins, color="#3b6ea8", edgecolor="white", log=log)
     else:
@@ -59,7 +59,7 @@ def histogram(values: Sequence[float], title: str, xlabel: str, bins: int | Sequ
 
 def grouped_bars(labels: Sequence[str], series: dict[str, Sequence[float]], title: str, ylabel: str = "") -> str:
     """Vertical bars, one group per label and one bar per series."""
-    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     width = 0.8 / max(len(series), 1)
     for i, (name, vals) in enumerate(series.items()):
         ax.bar([x + i * width for x in range(len(labels))], vals, width=width, label=name)

@@ -178,6 +178,7 @@ def build_report(cfg: EvaluationConfig, layout: RunLayout) -> tuple[dict[str, An
     return {
         "inputs": notes,
         "products": n_products,
+        "value_head_share": cfg.value_head_share,
         "extraction": attribute_stats(tables["attributes"], n_products, cfg.value_head_share),
         "assignments": attribute_stats(tables["assignments"], n_products, cfg.value_head_share),
         "vocabulary": vocabulary_stats(tables["vocabulary"]),

@@ -71,7 +71,11 @@ def test_evaluate_hand_computed(run, cfg, labels_path):
     assert "style=boho" in mapping["unmatched"] and "color=<b>bold</b>" in mapping["unmatched"]
     # one collection per distinct normalised query ("t-shirt" and "tshirt" are different words to the old search)
     assert m["baseline"]["collections"] == 7
-    assert m["baseline"]["not_judged_reasons"] == {"no attributes": 1, "no label value for category=jumpsuit": 1}
+    assert m["baseline"]["all_queries"]["not_judged_reasons"] == {"no attributes": 1,
+                                                                  "no label value for category=jumpsuit": 1}
+    # the headline baseline keeps only queries the catalogue can answer with k labelled products: none of 7 here
+    assert m["baseline"]["not_judged_reasons"]["fewer than 10 labelled matches in the catalogue"] == 5
+    assert m["baseline"]["judged"] == 0 and m["baseline"]["precision"] is None
     assert m["coverage"]["baseline_unique_topics"] >= 3
     html = (run.root / "report" / "evaluation.html").read_text()
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html and "<script>alert" not in html
