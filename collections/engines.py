@@ -25,7 +25,15 @@ def torch_device(requested: str = "auto") -> str:
 
 @contextmanager
 def ray_session(cfg: RayConfig) -> Iterator[None]:
-    """Connect to (or start) Ray for the duration of the block; shut it down only if we started it."""
+    """Connect to (or start) Ray for the duration of the block; shut it down only if we started it.
+
+    With ``cfg.address`` the driver joins an existing cluster (``host:port`` of the head's GCS, or ``auto``
+    on a cluster node); every node must be able to import this pinlanding version (installed in the
+    nodes' image, or shipped with ``cfg.runtime_env``), which is checked on each node before any stage
+    work starts. Inside the ``with`` block Ray Data keeps block order, so a stage's output order does not depend
+    on which node finished first; task and actor retries on node loss are Ray Data's defaults (unlimited
+    for system failures), which no call site may lower.
+    """
     import ray
 
     started = False
@@ -39,21 +47,70 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
             kwargs["runtime_env"] = cfg.runtime_env
         ray.init(**kwargs)
         started = True
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = True
+        if cfg.address:
+            check_cluster_nodes()
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    previous_order = ctx.execution_options.preserve_order
+    ctx.execution_options.preserve_order = True
     try:
         yield
     finally:
+        ctx.execution_options.preserve_order = previous_order
         if started:
             ray.shutdown()
 
 
+def _node_version() -> str:
+    import pinlanding
+
+    return pinlanding.__version__
+
+
+def check_cluster_nodes(timeout_s: float = 120.0) -> list[str]:
+    """Run a zero-CPU probe on every alive node; raise naming the nodes that cannot import this pinlanding.
+
+    Returns the probed node ids. A cluster whose workers lack the package would otherwise fail deep inside
+    a stage with an unpickling error.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from pinlanding import __version__
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(_node_version)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote() for n in nodes}
+    bad: dict[str, str] = {}
+    for node_id, ref in refs.items():
+        try:
+            version = ray.get(ref, timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure means the node cannot run stage code
+            bad[node_id] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            continue
+        if version != __version__:
+            bad[node_id] = f"pinlanding {version} (the driver runs {__version__})"
+    if bad:
+        raise RuntimeError(
+            f"{len(bad)} of {len(nodes)} Ray nodes cannot run pinlanding {__version__}: {bad}; install the same "
+            "version on every node (cluster image) or ship it with ray.runtime_env (py_modules / pip)")
+    return list(refs)
+
+
 def spark_session(cfg: SparkConfig) -> "SparkSession":
-    """Get or create the Spark session described by ``cfg`` (UI off, loopback when local)."""
+    """Get or create the Spark session described by ``cfg`` (UI off, loopback when local).
+
+    A session already running against another master (a local run earlier in the same process) is
+    stopped first: ``getOrCreate`` would otherwise silently keep the old master.
+    """
     if cfg.master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
+    active = SparkSession.getActiveSession()
+    if active is not None and active.sparkContext.master != cfg.master:
+        active.stop()
     builder = (
         SparkSession.builder.master(cfg.master)
         .appName(cfg.app_name)

@@ -1,0 +1,265 @@
+"""Real Ray and Spark standalone clusters on loopback, started as separate processes for the tests.
+
+Each daemon runs in its own session (process group) so that stopping it, or killing a Ray worker node on
+purpose, signals exactly the processes this helper started, by process-group id. Ray gets a unique, short
+``--temp-dir`` (its ``ray_current_cluster`` file lives there, so nobody else's ``ray.init()`` can find and
+join the test cluster) and explicit ports for every service that otherwise has a fixed default. It uses
+token authentication (Ray's default for ``ray start`` once a token exists) with its own token file, which
+every client of it, the test process included, must be given (:meth:`RayCluster.client_env`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+BIN = Path(sys.executable).parent
+OBJECT_STORE_BYTES = 150 * 1024 * 1024
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def _stop_group(proc: subprocess.Popen | None, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc`` (one we started), then SIGKILL what is left."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            continue
+        # the leader is gone; give its group a moment, then make sure no member survives
+        time.sleep(0.5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        break
+
+
+def _pids_mentioning(marker: str) -> list[int]:
+    """Processes whose command line contains ``marker`` (our unique temp dir): daemons that left our group."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def _wait_for(predicate, timeout_s: float, what: str, log: Path, proc: subprocess.Popen) -> None:
+    """Poll ``predicate`` until true; fail with the log's tail on timeout or when ``proc`` exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode}; log {log}:\n{_read(log)[-3000:]}")
+        time.sleep(0.5)
+    raise TimeoutError(f"{what} not ready after {timeout_s:.0f}s; log {log}:\n{_read(log)[-3000:]}")
+
+
+# ------------------------------------------------------------------------------------------------- Ray
+
+
+@dataclass
+class RayCluster:
+    """A Ray head and worker nodes on 127.0.0.1, each ``ray start --block`` in its own process group."""
+
+    num_cpus_head: int = 1
+    num_cpus_worker: int = 1
+    object_store_bytes: int = OBJECT_STORE_BYTES
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="rt", dir="/tmp")))
+    port: int = 0
+    head: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def token_path(self) -> Path:
+        return self.root / "auth_token"
+
+    def env(self) -> dict[str, str]:
+        """Environment of every process of this cluster and of its clients."""
+        return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(self.token_path),
+                "RAY_USAGE_STATS_ENABLED": "0"}
+
+    @contextmanager
+    def client_env(self) -> Iterator[None]:
+        """Make this process a client of the cluster (its token), restoring the environment afterwards."""
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        saved = {k: os.environ.get(k) for k in self.env()}
+        os.environ.update(self.env())
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
+
+    def _node_args(self, num_cpus: int) -> list[str]:
+        lo = free_port()
+        return ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
+                f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={self.root}",
+                f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+                f"--min-worker-port={lo}", f"--max-worker-port={lo + 200}", "--disable-usage-stats"]
+
+    def start(self, timeout_s: float = 120.0) -> "RayCluster":
+        self.port = free_port()
+        self.token_path.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
+        self.token_path.chmod(0o600)
+        cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--include-dashboard=false",
+               f"--dashboard-port={free_port()}", *self._node_args(self.num_cpus_head)]
+        self.head = _spawn(cmd, self.root / "head.log", self.env())
+        _wait_for(lambda: self.alive_nodes() >= 1, timeout_s, "Ray head", self.root / "head.log", self.head)
+        self.add_worker(timeout_s)
+        return self
+
+    def add_worker(self, timeout_s: float = 120.0) -> subprocess.Popen:
+        """Start one more worker node and wait until the cluster counts it."""
+        before = self.alive_nodes()
+        log = self.root / f"worker{len(self.workers)}.log"
+        cmd = [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_args(self.num_cpus_worker)]
+        proc = _spawn(cmd, log, self.env())
+        self.workers.append(proc)
+        _wait_for(lambda: self.alive_nodes() > before, timeout_s, "Ray worker node", log, proc)
+        return proc
+
+    def alive_nodes(self) -> int:
+        """Alive nodes as the GCS sees them (asked from a subprocess: the test process stays unconnected)."""
+        code = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False);"
+                "print(sum(n['Alive'] for n in ray.nodes()))")
+        try:
+            out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True,
+                                 timeout=60, env={**os.environ, **self.env()})
+        except subprocess.TimeoutExpired:
+            return 0
+        lines = out.stdout.strip().splitlines()
+        return int(lines[-1]) if out.returncode == 0 and lines and lines[-1].isdigit() else 0
+
+    def kill_worker(self, index: int = 0) -> None:
+        """SIGKILL a worker node's whole process group (raylet, its workers, agents): a node crash."""
+        proc = self.workers[index]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            _stop_group(proc)
+        _stop_group(self.head)
+        for pid in _pids_mentioning(str(self.root)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------- Spark
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+@dataclass
+class SparkStandalone:
+    """A Spark standalone master and one worker on 127.0.0.1 (pyspark's bundled ``spark-class``)."""
+
+    worker_cores: int = 1
+    worker_memory: str = "1g"
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sp", dir="/tmp")))
+    port: int = 0
+    master: subprocess.Popen | None = None
+    worker: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"spark://127.0.0.1:{self.port}"
+
+    def _env(self) -> dict[str, str]:
+        return {"SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_LOG_DIR": str(self.root),
+                "SPARK_WORKER_DIR": str(self.root / "work"), "SPARK_DAEMON_MEMORY": "256m",
+                "PYSPARK_PYTHON": sys.executable}
+
+    def start(self, timeout_s: float = 120.0) -> "SparkStandalone":
+        self.port = free_port()
+        spark_class = str(spark_home() / "bin" / "spark-class")
+        self.master = _spawn([spark_class, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                              "--port", str(self.port), "--webui-port", str(free_port())],
+                             self.root / "master.log", self._env())
+        _wait_for(lambda: "Starting Spark master" in _read(self.root / "master.log")
+                  and _listening(self.port), timeout_s, "Spark master", self.root / "master.log",
+                  self.master)
+        self.worker = _spawn([spark_class, "org.apache.spark.deploy.worker.Worker", self.url, "--host", "127.0.0.1",
+                              "--port", str(free_port()), "--webui-port", str(free_port()),
+                              "--cores", str(self.worker_cores), "--memory", self.worker_memory,
+                              "--work-dir", str(self.root / "work")],
+                             self.root / "worker.log", self._env())
+        _wait_for(lambda: "Successfully registered with master" in _read(self.root / "worker.log"), timeout_s,
+                  "Spark worker", self.root / "worker.log", self.worker)
+        return self
+
+    def stop(self) -> None:
+        _stop_group(self.worker)
+        _stop_group(self.master)
+        for pid in _pids_mentioning(str(self.root)):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0

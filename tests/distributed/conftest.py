@@ -1,0 +1,41 @@
+"""Module-scoped real clusters on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # clusters.py beside this file
+
+from clusters import RayCluster, SparkStandalone  # noqa: E402
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Head (2 logical CPUs) + one worker node (2 logical CPUs), 150 MB object store each; always stopped.
+
+    While it lives, this process is a client of it (its auth token), also for any local Ray started meanwhile.
+    """
+    cluster = RayCluster(num_cpus_head=2, num_cpus_worker=2)
+    try:
+        cluster.start()
+        with cluster.client_env():
+            yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_cluster() -> Iterator[SparkStandalone]:
+    """Spark standalone master + one worker (1 core, 1 GiB); always stopped."""
+    cluster = SparkStandalone(worker_cores=1, worker_memory="1g")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
