@@ -107,12 +107,20 @@ class QueryIndex:
         return self.phrases.get(toks, 0) if 0 < len(toks) <= self.MAX_N else 0
 
     def phrasing(self, query: str, saturation: int = 3) -> tuple[float, list[str]]:
-        """Mean over the query's word pairs (with boundaries) of min(1, queries using the pair / saturation)."""
+        """How much the query's word order looks like real queries, in [0, 1], and its unseen word pairs.
+
+        Mean over adjacent word pairs (with start/end markers) of min(1, n(a b) / saturation) times the
+        share of n(a b) among n(a b) + n(b a): "black dress" scores high, "dress black" low even when
+        a few shoppers typed it.
+        """
         bounded = ["<s>", *query_tokens(query), "</s>"]
         pairs = list(zip(bounded, bounded[1:]))
         if len(pairs) < 2:
             return 0.0, []
-        scores = [min(1.0, self.bigrams.get(p, 0) / saturation) for p in pairs]
+        scores = []
+        for a, b in pairs:
+            n, rev = self.bigrams.get((a, b), 0), self.bigrams.get((b, a), 0)
+            scores.append(min(1.0, n / saturation) * n / (n + rev) if n else 0.0)
         unseen = [" ".join(p) for p, s in zip(pairs, scores) if s == 0.0]
         return sum(scores) / len(scores), unseen
 

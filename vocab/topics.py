@@ -46,7 +46,7 @@ def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: in
     return support
 
 
-def phrase(attrs: Attrs, cfg: TopicsConfig) -> str:
+def phrase(attrs: Attrs, cfg: TopicsConfig, lower: bool = True) -> str:
     """A shopper-style query: modifiers, then the product noun, then templated keys ("for women")."""
     order = {k: i for i, k in enumerate(cfg.query_order)}
     anchor_pos = min((order[k] for k in cfg.anchor_keys if k in order), default=len(order))
@@ -54,12 +54,12 @@ def phrase(attrs: Attrs, cfg: TopicsConfig) -> str:
     words = []
     for key, value in ranked:
         template = cfg.phrase_templates.get(key, "{value}")
-        words.append(template.replace("{value}", value.strip().lower()))
+        words.append(template.replace("{value}", value.strip().lower() if lower else value.strip()))
     return re.sub(r"\s+", " ", " ".join(words)).strip()
 
 
 def title_of(query: str) -> str:
-    """Title case that leaves small words and inner capitals alone: "black t-shirt for men" -> "Black T-shirt for Men"."""
+    """Capitalize each word but small ones, keeping inner capitals: "black T-Shirt for men" -> "Black T-Shirt for Men"."""
     words = query.split(" ")
     return " ".join(w if (w in _SMALL_WORDS and i) else w[:1].upper() + w[1:] for i, w in enumerate(words))
 
@@ -116,7 +116,7 @@ def build_topics(cfg: VocabConfig, curated: pa.Table, n_products: int, queries: 
         if slug in slugs:
             slug = f"{slug}-{tid[:6]}"
         slugs.add(slug)
-        row = {"topic_id": tid, "slug": slug, "title": title_of(query), "query": query,
+        row = {"topic_id": tid, "slug": slug, "title": title_of(phrase(attrs, tc, lower=False)), "query": query,
                "attributes": [{"key": k, "value": v} for k, v in attrs], "support": n,
                "judge_score": None, "status": None, "reason": None}
         if tc.drop_redundant and len(attrs) > 1:

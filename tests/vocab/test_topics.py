@@ -1,0 +1,139 @@
+"""Candidate topics: counting, phrasing, redundancy, the judge, review decisions, the stage on a tiny run."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
+
+from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
+from pinlanding.collections.schemas import TOPICS  # noqa: E402
+from pinlanding.vocab.config import TopicsConfig  # noqa: E402
+from pinlanding.vocab.curate import run_vocab  # noqa: E402
+from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path  # noqa: E402
+from pinlanding.vocab.topics import count_tuples, phrase, run_topics, slugify, title_of, topic_id  # noqa: E402
+
+
+def test_count_tuples_counts_frequent_values_with_distinct_keys():
+    products = {
+        "a": {("category", "dress"), ("color", "red"), ("color", "pink")},
+        "b": {("category", "dress"), ("color", "red")},
+        "c": {("category", "dress"), ("color", "blue")},
+    }
+    support = count_tuples(products, min_support=2, max_arity=3)
+    assert support[(("category", "dress"),)] == 3
+    assert support[(("category", "dress"), ("color", "red"))] == 2
+    assert (("color", "pink"),) not in support and (("color", "pink"), ("color", "red")) not in support
+    assert all(len({k for k, _ in t}) == len(t) for t in support)
+
+
+def test_topic_id_is_stable_and_order_free():
+    a = (("category", "dress"), ("color", "red"))
+    assert topic_id(a) == topic_id(tuple(reversed(a))) and len(topic_id(a)) == 16
+    assert topic_id(a) != topic_id((("category", "dress"),))
+
+
+def test_phrase_title_and_slug():
+    cfg = TopicsConfig()
+    attrs = (("category", "Dress"), ("color", "Red"), ("gender", "Women"), ("occasion", "Party"))
+    assert phrase(attrs, cfg) == "party red dress for women"
+    assert title_of("party red dress for women") == "Party Red Dress for Women"
+    assert phrase((("category", "Dress"), ("neckline_shape", "V Neck")), cfg) == "v neck dress"  # unknown key: modifier
+    assert slugify("Party Red Dress for Women") == "party-red-dress-for-women"
+    assert slugify("कुर्ता 🙂") == "topic" and slugify("<script>alert(1)</script>") == "script-alert-1-script"
+    assert slugify("Crème Brûlée Top") == "creme-brulee-top"
+
+
+@pytest.fixture
+def curated_run(tmp_path):
+    layout = write_run(tmp_path / "run", tiny_attributes(), 60)
+    queries = write_queries(tmp_path / "queries.tsv")
+    run_vocab(context(layout, queries))
+    return layout, queries
+
+
+def _topics(layout):
+    return {tuple((a["key"], a["value"]) for a in t["attributes"]): t
+            for t in read_table(layout.topics, TOPICS).to_pylist()}
+
+
+def test_run_topics_generates_judges_and_explains(curated_run):
+    layout, queries = curated_run
+    counts = run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    topics = _topics(layout)
+    assert counts["candidates"] == len(topics) > 0 and counts["kept"] > 0
+    # every topic names a category (the anchor), has enough support and a reason
+    assert all(any(k == "category" for k, _ in attrs) for attrs in topics)
+    assert all(t["support"] >= 3 and t["reason"] and t["status"] in ("kept", "rejected") for t in topics.values())
+    tee = topics[(("category", "T-Shirt"), ("color", "Black"))]
+    assert tee["query"] == "black t-shirt" and tee["title"] == "Black T-Shirt"
+    assert tee["status"] == "kept" and "not an LLM" in tee["reason"]
+    # T-shirts are all men's here: "t-shirt for men" has exactly the products of "t-shirt"
+    redundant = topics[(("category", "T-Shirt"), ("gender", "Men"))]
+    assert redundant["status"] == "rejected" and redundant["reason"].startswith("redundant")
+    # well-phrased, coherent topics outrank odd ones; low scores are rejected with the judge's words
+    judged = [t for t in topics.values() if t["judge_score"] is not None]
+    low = [t for t in judged if t["status"] == "rejected"]
+    assert low and all("< 0.8" in t["reason"] and t["judge_score"] < 0.8 for t in low)
+    assert all(t["judge_score"] >= 0.8 for t in judged if t["status"] == "kept")
+    unattested = topics[(("category", "T-Shirt"), ("material", "कपास"))]
+    assert unattested["judge_score"] < tee["judge_score"] and "never name material=कपास" in unattested["reason"]
+    assert len({t["slug"] for t in topics.values()}) == len(topics)
+    report = read_json(layout.dir("topics") / "report.json")
+    assert report["kept"] == counts["kept"] and report["judge"] == "cooccurrence"
+    assert "not a language model" in (layout.dir("topics") / "report.md").read_text()
+    # judgements are cached: a second run asks the judge about nothing
+    assert run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))["judge_cache_hits"] == len(judged)
+
+
+def test_reviewers_accept_and_reject_topics(curated_run):
+    layout, queries = curated_run
+    run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    topics = _topics(layout)
+    victim = next(t for t in topics.values() if t["status"] == "kept")
+    rescued = next(t for t in topics.values() if t["status"] == "rejected" and t["judge_score"] is not None)
+    store = DecisionStore(decisions_path(layout))
+    for t, action in ((victim, "reject_topic"), (rescued, "accept")):
+        target = json.dumps([[a["key"], a["value"]] for a in t["attributes"]])
+        store.append(Decision(action=action, who="merch", topic_id=t["topic_id"], value=t["title"], target=target))
+    run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    after = {t["topic_id"]: t for t in read_table(layout.topics, TOPICS).to_pylist()}
+    assert after[victim["topic_id"]]["status"] == "rejected" and "rejected in review by merch" in after[victim["topic_id"]]["reason"]
+    assert after[rescued["topic_id"]]["status"] == "kept" and "accepted in review by merch" in after[rescued["topic_id"]]["reason"]
+
+
+def test_accepted_topic_below_min_support_is_kept(curated_run):
+    layout, queries = curated_run
+    attrs = [["category", "Dress"], ["color", "Red"]]  # no product has both: dropped
+    rare = [["category", "Sports Shoes"], ["gender", "Women"]]  # on 11 products, below the floor of 20
+    tid = topic_id(tuple(map(tuple, rare)))
+    store = DecisionStore(decisions_path(layout))
+    store.append(Decision(action="accept", who="merch", topic_id=topic_id(tuple(map(tuple, attrs))), target=json.dumps(attrs)))
+    store.append(Decision(action="accept", who="merch", topic_id=tid, target=json.dumps(rare)))
+    run_topics(context(layout, queries, **{"vocab.topics.min_support": 20}))
+    topics = {t["topic_id"]: t for t in read_table(layout.topics, TOPICS).to_pylist()}
+    assert topics[tid]["status"] == "kept" and topics[tid]["support"] == 11  # with the attached "Sport Shoes"
+    assert topic_id(tuple(map(tuple, attrs))) not in topics
+
+
+def test_llm_judge_errors_reject_with_reason(curated_run, monkeypatch):
+    layout, queries = curated_run
+    import httpx
+
+    from pinlanding.vocab import judge as judge_mod
+
+    real = judge_mod.OpenAIJudge.__init__
+
+    def init(self, context, **kw):
+        real(self, context, base_url="http://judge.local/v1",
+             transport=httpx.MockTransport(lambda r: httpx.Response(200, text="garbage")))
+
+    monkeypatch.setattr(judge_mod.OpenAIJudge, "__init__", init)
+    run_topics(context(layout, queries, **{"vocab.judge.backend": "openai"}))
+    topics = read_table(layout.topics, TOPICS).to_pylist()
+    judged = [t for t in topics if not t["reason"].startswith("redundant")]
+    assert judged and all(t["status"] == "rejected" and t["reason"].startswith("judge error") for t in judged)
