@@ -74,23 +74,19 @@ def validate_topics(table: pa.Table) -> TopicSet:
     return TopicSet(topics, dropped)
 
 
-def topic_frame(spark: "SparkSession", topics: list[dict[str, Any]], cfg: FeedsConfig) -> "DataFrame":
-    """(topic_id, key, value, required) rows, ready for :func:`scoring.topic_attributes`."""
-    rows = []
-    for t in topics:
-        need = scoring.required_overlap(len(t["attributes"]), cfg.matching, cfg.min_overlap)
-        rows.extend((t["topic_id"], a["key"], a["value"], need) for a in t["attributes"])
-    schema = "topic_id string, key string, value string, required int"
-    return spark.createDataFrame(rows, schema=schema)
+def topic_frame(spark: "SparkSession", topics: list[dict[str, Any]]) -> "DataFrame":
+    """(topic_id, key, value) rows of the validated topics, ready for :func:`scoring.topic_attributes`."""
+    rows = [(t["topic_id"], a["key"], a["value"]) for t in topics for a in t["attributes"]]
+    return spark.createDataFrame(rows, schema="topic_id string, key string, value string")
 
 
 def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignments: "DataFrame", cfg: FeedsConfig,
                  embeddings: pa.Table | None = None) -> tuple["DataFrame", dict[str, Any]]:
     """Ranked (topic_id, product_id, overlap, score, rank) rows of every topic, plus counts for the manifest."""
     weights = scoring.ScoreWeights(cfg.key_weights)
-    tattrs = scoring.topic_attributes(topic_frame(spark, topics, cfg), weights).cache()
+    tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
     build = scoring.candidates_pruned if cfg.pruning else scoring.candidates_naive
-    scored = scoring.score(build(tattrs, assignments), weights)
+    scored = scoring.score(build(tattrs, scoring.product_attributes(assignments)), weights)
     counts: dict[str, Any] = {}
     if cfg.matching == "ann":
         if embeddings is None:

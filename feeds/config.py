@@ -21,7 +21,7 @@ class FeedsConfig(BaseModel):
     # strict: a product must carry every attribute of the topic; overlap: at least `min_overlap` of them;
     # ann: overlap candidates plus embedding neighbours of the topic (needs assignments/embeddings.parquet)
     matching: Literal["strict", "overlap", "ann"] = "strict"
-    min_overlap: float = 0.67  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
+    min_overlap: float = 0.5  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
     pruning: bool = True  # join on (key, value) with the rarest-attribute probe; false: naive cross join
     min_confidence: float = 0.0  # assignments below this are ignored
     key_weights: dict[str, float] = Field(default_factory=dict)  # per attribute key; default 1.0

@@ -6,11 +6,12 @@ tests run them on tiny frames and the benchmark times them on generated catalogu
 Frames:
 - ``topic_attrs``: one row per (topic_id, key, value) with ``n_attrs`` (attributes of the topic),
   ``required`` (shared attributes a product needs) and ``topic_weight`` (sum of the topic's key weights);
-  built by :func:`topic_attributes`.
-- ``assignments``: (product_id, key, value, confidence), one row per product attribute; built by
-  :func:`clean_assignments`.
-- ``candidates``: one row per attribute a topic and a product share:
-  (topic_id, product_id, key, value, confidence, required, topic_weight).
+  built from plain (topic_id, key, value) rows by :func:`topic_attributes`.
+- ``assignments``: (product_id, key, value, confidence), one row per product attribute, built by
+  :func:`clean_assignments`; ``products``: one row per product with its attribute array, built from them
+  by :func:`product_attributes`.
+- ``candidates``: one row per candidate (topic, product) pair: (topic_id, product_id, required,
+  topic_weight, shared) where ``shared`` is the array of (key, value, confidence) both carry.
 """
 from __future__ import annotations
 
@@ -38,14 +39,6 @@ class ScoreWeights:
         return expr
 
 
-def required_overlap(n_attrs: int, matching: str, min_overlap: float) -> int:
-    """Shared attributes a product needs for a topic of ``n_attrs`` attributes."""
-    if matching == "strict":
-        return n_attrs
-    need = int(min_overlap) if min_overlap >= 1 else int(-(-n_attrs * min_overlap // 1))  # ceil of the share
-    return max(1, min(n_attrs, need))
-
-
 def clean_assignments(assignments: DataFrame, min_confidence: float = 0.0) -> DataFrame:
     """Normalize keys/values, drop empty or low-confidence rows, keep the best confidence per attribute."""
     df = assignments.select(
@@ -59,52 +52,98 @@ def clean_assignments(assignments: DataFrame, min_confidence: float = 0.0) -> Da
     return df.groupBy("product_id", "key", "value").agg(F.max("confidence").alias("confidence"))
 
 
-def topic_attributes(topics: DataFrame, weights: ScoreWeights) -> DataFrame:
-    """Add ``n_attrs`` and ``topic_weight`` to (topic_id, key, value, required) rows of distinct attributes."""
+def topic_attributes(topics: DataFrame, weights: ScoreWeights, matching: str = "strict",
+                     min_overlap: float = 1.0) -> DataFrame:
+    """(topic_id, key, value) rows -> distinct attributes with ``n_attrs``, ``required`` and ``topic_weight``.
+
+    ``required``: every attribute for strict matching; otherwise ``min_overlap`` attributes (>= 1) or that
+    share of the topic's attributes (< 1, rounded up), clipped to [1, n_attrs].
+    """
+    if matching not in ("strict", "overlap", "ann"):
+        raise ValueError(f"unknown matching '{matching}'; known: ['ann', 'overlap', 'strict']")
     df = topics.select(
-        "topic_id", F.lower(F.trim("key")).alias("key"), F.lower(F.trim("value")).alias("value"), "required"
-    ).distinct()
+        F.col("topic_id").cast("string").alias("topic_id"),
+        F.lower(F.trim("key")).alias("key"), F.lower(F.trim("value")).alias("value"),
+    ).where((F.length("key") > 0) & (F.length("value") > 0)).distinct()
     per_topic = Window.partitionBy("topic_id")
+    df = df.withColumn("n_attrs", F.count(F.lit(1)).over(per_topic))
+    if matching == "strict":
+        need = F.col("n_attrs")
+    elif min_overlap >= 1:
+        need = F.lit(int(min_overlap))
+    else:
+        need = F.ceil(F.col("n_attrs") * F.lit(float(min_overlap)) - F.lit(1e-9))
     return (
-        df.withColumn("n_attrs", F.count(F.lit(1)).over(per_topic))
+        df.withColumn("required", F.least(F.col("n_attrs"), F.greatest(F.lit(1), need.cast("int"))))
         .withColumn("topic_weight", F.sum(weights.column(F.col("key"))).over(per_topic))
     )
 
 
-def candidates_pruned(topic_attrs: DataFrame, assignments: DataFrame) -> DataFrame:
-    """Shared attributes of candidate pairs, found by joining on (key, value) instead of a cross join.
+def product_attributes(assignments: DataFrame) -> DataFrame:
+    """One row per product: (product_id, pattrs array<struct<key, value, confidence>>)."""
+    return assignments.groupBy("product_id").agg(
+        F.collect_list(F.struct("key", "value", "confidence")).alias("pattrs"))
 
-    Minimum-overlap prefilter: a product sharing ``required`` of a topic's ``n`` attributes misses at most
-    ``n - required``, so it carries at least one of any ``n - required + 1`` of them. Only those rarest
-    "probe" attributes generate candidate pairs; the pairs are then completed with all shared attributes.
+
+def _topic_arrays(topic_attrs: DataFrame) -> DataFrame:
+    """One row per topic: required, topic_weight and tattrs array<struct<key, value>>."""
+    return topic_attrs.groupBy("topic_id", "required", "topic_weight").agg(
+        F.array_sort(F.collect_list(F.struct("key", "value"))).alias("tattrs"))
+
+
+def _shared(pairs: DataFrame) -> DataFrame:
+    """Candidate rows from (topic, product) rows carrying both attribute arrays: the attributes they share."""
+    shared = F.filter("pattrs", lambda a: F.array_contains("tattrs", F.struct(a["key"], a["value"])))
+    return pairs.select("topic_id", "product_id", "required", "topic_weight", shared.alias("shared"))
+
+
+def _exploded(products: DataFrame) -> DataFrame:
+    return products.select("product_id", "pattrs", F.explode("pattrs").alias("a")).select(
+        "product_id", "pattrs", F.col("a.key").alias("key"), F.col("a.value").alias("value"))
+
+
+def probe_attributes(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
+    """Each topic's ``n_attrs - required + 1`` rarest attributes, with ``freq`` (products carrying it).
+
+    Summing ``freq`` bounds the candidate pairs from above, exactly for strict matching (one probe per topic).
     """
-    freq = assignments.groupBy("key", "value").agg(F.count(F.lit(1)).alias("freq"))
+    freq = _exploded(products).groupBy("key", "value").agg(F.count(F.lit(1)).alias("freq"))
     rarest = Window.partitionBy("topic_id").orderBy(F.col("freq").asc(), "key", "value")
-    probes = (
+    return (
         topic_attrs.join(freq, ["key", "value"], "left")
         .withColumn("freq", F.coalesce("freq", F.lit(0)))
         .withColumn("probe_rank", F.row_number().over(rarest))
         .where(F.col("probe_rank") <= F.col("n_attrs") - F.col("required") + 1)
     )
-    pairs = probes.join(assignments, ["key", "value"]).select("topic_id", "product_id").distinct()
-    shared = pairs.join(topic_attrs, "topic_id").join(assignments, ["product_id", "key", "value"])
-    return shared.select("topic_id", "product_id", "key", "value", "confidence", "required", "topic_weight")
 
 
-def candidates_naive(topic_attrs: DataFrame, assignments: DataFrame) -> DataFrame:
-    """The same shared attributes through the naive topics x products cross join (the baseline)."""
-    topics = topic_attrs.groupBy("topic_id", "required", "topic_weight").agg(
-        F.collect_list(F.struct("key", "value")).alias("tattrs")
-    )
-    products = assignments.groupBy("product_id").agg(
-        F.collect_list(F.struct("key", "value", "confidence")).alias("pattrs")
-    )
-    pairs = topics.crossJoin(products)
-    shared = pairs.select(
-        "topic_id", "product_id", "required", "topic_weight",
-        F.explode(F.filter("pattrs", lambda a: F.array_contains("tattrs", F.struct(a["key"], a["value"])))).alias("a"),
-    )
-    return shared.select("topic_id", "product_id", "a.key", "a.value", "a.confidence", "required", "topic_weight")
+def candidates_pruned(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
+    """Candidate pairs found by partitioning on attributes (a join on (key, value)), not a cross join.
+
+    Minimum-overlap prefilter: a product sharing ``required`` of a topic's ``n`` attributes misses at most
+    ``n - required``, so it carries at least one of any ``n - required + 1`` of them. Only those rarest
+    "probe" attributes generate pairs, and a pair is kept only from the first probe the product carries,
+    so every pair appears once with no shuffle. The topic side is small and broadcast; ``products`` comes
+    from :func:`product_attributes`.
+    """
+    exploded = _exploded(products)
+    probes = probe_attributes(topic_attrs, products)
+    probe_lists = probes.groupBy("topic_id").agg(
+        F.transform(F.array_sort(F.collect_list(F.struct("probe_rank", "key", "value"))),
+                    lambda p: F.struct(p["key"], p["value"])).alias("probes"))
+    topic_side = probes.select("topic_id", "key", "value").join(probe_lists, "topic_id").join(
+        _topic_arrays(topic_attrs), "topic_id")
+    pairs = exploded.join(F.broadcast(topic_side), ["key", "value"])
+    carried = F.transform("pattrs", lambda a: F.struct(a["key"], a["value"]))
+    first_probe = F.filter("probes", lambda p: F.array_contains(carried, p))[0]
+    pairs = pairs.where(first_probe == F.struct("key", "value"))
+    return _shared(pairs)
+
+
+def candidates_naive(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
+    """The same candidates through the naive topics x products cross join (the baseline)."""
+    pairs = _topic_arrays(topic_attrs).crossJoin(products)
+    return _shared(pairs).where(F.size("shared") > 0)
 
 
 def score(candidates: DataFrame, weights: ScoreWeights) -> DataFrame:
@@ -113,13 +152,11 @@ def score(candidates: DataFrame, weights: ScoreWeights) -> DataFrame:
     Pairs sharing fewer than ``required`` attributes are dropped. Output columns:
     topic_id, product_id, overlap, score (in [0, 1], rounded to :data:`SCORE_DECIMALS`).
     """
-    agg = candidates.groupBy("topic_id", "product_id", "required", "topic_weight").agg(
-        F.countDistinct("key", "value").alias("overlap"),
-        F.sum(weights.column(F.col("key")) * F.col("confidence")).alias("weighted"),
-    )
-    return agg.where(F.col("overlap") >= F.col("required")).select(
-        "topic_id", "product_id", "overlap",
-        F.round(F.col("weighted") / F.col("topic_weight"), SCORE_DECIMALS).alias("score"),
+    weighted = F.aggregate("shared", F.lit(0.0),
+                           lambda acc, a: acc + weights.column(a["key"]) * a["confidence"])
+    return candidates.where(F.size("shared") >= F.col("required")).select(
+        "topic_id", "product_id", F.size("shared").alias("overlap"),
+        F.round(weighted / F.col("topic_weight"), SCORE_DECIMALS).alias("score"),
     )
 
 

@@ -1,0 +1,213 @@
+"""Feeds benchmark: stage times, pruned vs naive Spark scoring, and an API load test.
+
+  real       the real dev catalogue: feeds + site stage wall times (budgets 3 min / 1 min), topics, products
+             per topic, scoring with pruning vs the naive cross join (candidate pairs and seconds)
+  generated  a catalogue generated in Spark (default 1,000,000 products x 20,000 topics): pruned scoring
+             measured; the naive cross join timed on a sample of topics and extrapolated by pair count
+  api        concurrent clients on loopback against `serve` over the real run: latency percentiles, errors
+
+Topics and assignments come from RUN (default runs/dev) when the upstream stages have written them there;
+otherwise they are derived from the real titles (pinlanding.feeds.synthetic) and the output says so.
+
+Usage: python benchmarks/bench_feeds.py [real|generated|api|all] [--run RUN] [--products N] [--topics N]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.config import PipelineConfig, SparkConfig
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
+from pinlanding.feeds import scoring, synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+QUERIES = ROOT / ".." / "shared" / "datasets" / "search-queries" / "fashion12k_queries.tsv"
+warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*")
+
+
+def timed(df) -> float:
+    """Seconds to compute ``df`` fully (written to Spark's no-op sink)."""
+    start = time.perf_counter()
+    df.write.format("noop").mode("overwrite").save()
+    return time.perf_counter() - start
+
+
+def prepare_run(source: Path, work: Path) -> tuple[RunLayout, str]:
+    """A run folder with the source's catalogue plus its topics/assignments (or ones derived from titles)."""
+    src, layout = RunLayout(source), RunLayout(work)
+    shutil.copy(src.products, layout.products)
+    if src.topics.exists() and src.assignments.exists():
+        shutil.copy(src.topics, layout.topics)
+        shutil.copy(src.assignments, layout.assignments)
+        return layout, f"upstream topics/assignments from {source}"
+    assignments = synthetic.title_assignments(read_table(layout.products, PRODUCTS))
+    write_table(assignments, layout.assignments, ASSIGNMENTS)
+    write_table(synthetic.title_topics(assignments), layout.topics, TOPICS)
+    return layout, "topics/assignments DERIVED FROM TITLES (upstream stages not in RUN yet)"
+
+
+def compare(spark, topic_rows, assignments, n_topics: int, n_products: int, naive_topics: int | None = None) -> None:
+    """Print candidate pairs and seconds of pruned vs naive strict scoring (naive sampled when asked)."""
+    weights = scoring.ScoreWeights()
+    start = time.perf_counter()
+    products = scoring.product_attributes(assignments).cache()
+    products.count()
+    tattrs = scoring.topic_attributes(topic_rows, weights).cache()
+    tattrs.count()
+    print(f"  shared prep (product attribute arrays, topic attributes; cached): {time.perf_counter() - start:.1f} s")
+    bound = scoring.probe_attributes(tattrs, products).agg({"freq": "sum"}).collect()[0][0] or 0
+    seconds = timed(scoring.rank(scoring.score(scoring.candidates_pruned(tattrs, products), weights), 200))
+    print(f"  pruned (join on key,value + rarest-attribute probe): {bound:,} candidate pairs "
+          f"(sum of probe frequencies; exact for strict matching), {seconds:.1f} s")
+    naive_pairs = n_topics * n_products
+    if naive_topics is None or naive_topics >= n_topics:
+        seconds = timed(scoring.rank(scoring.score(scoring.candidates_naive(tattrs, products), weights), 200))
+        print(f"  naive cross join: {naive_pairs:,} pairs, {seconds:.1f} s (measured)")
+        return
+    sample = tattrs.where(tattrs.topic_id.isin(
+        [r.topic_id for r in tattrs.select("topic_id").distinct().orderBy("topic_id").limit(naive_topics).collect()]))
+    seconds = timed(scoring.rank(scoring.score(scoring.candidates_naive(sample, products), weights), 200))
+    estimate = seconds * n_topics / naive_topics
+    print(f"  naive cross join: {naive_pairs:,} pairs; measured {naive_topics} topics x {n_products:,} products "
+          f"= {naive_topics * n_products:,} pairs in {seconds:.1f} s -> ESTIMATED {estimate:,.0f} s "
+          f"({estimate / 3600:.1f} h) for all, extrapolated linearly in pairs")
+
+
+def bench_real(source: Path, work: Path) -> RunLayout:
+    from pinlanding.collections.engines import spark_session
+    from pinlanding.feeds.build import run_feeds
+    from pinlanding.feeds.site import run_site
+
+    layout, origin = prepare_run(source, work)
+    cfg = PipelineConfig()
+    topics = read_table(layout.topics, TOPICS)
+    print(f"real catalogue ({origin}); spark {cfg.spark.master} on {os.cpu_count()} cores")
+    for name, fn, budget in (("feeds", run_feeds, 180), ("site", run_site, 60), ("site again", run_site, 60)):
+        start = time.perf_counter()
+        counts = fn(StageContext(cfg, layout))
+        seconds = time.perf_counter() - start
+        print(f"  {name} stage: {seconds:.1f} s wall (budget {budget} s) {counts}")
+    feeds = read_table(layout.feeds, FEEDS)
+    sizes = sorted(feeds["size"].to_pylist())
+    if sizes:
+        print(f"  topics in: {topics.num_rows}, feeds: {len(sizes)}, products per feed: median "
+              f"{statistics.median(sizes):.0f}, mean {statistics.mean(sizes):.1f}, min {sizes[0]}, max {sizes[-1]}")
+    spark = spark_session(cfg.spark)
+    assignments = scoring.clean_assignments(spark.read.parquet(str(layout.assignments))).cache()
+    n_products = assignments.select("product_id").distinct().count()
+    rows = [(t["topic_id"], a["key"], a["value"]) for t in topics.to_pylist() if t["status"] == "kept"
+            for a in t["attributes"] or []]
+    topic_rows = spark.createDataFrame(rows, "topic_id string, key string, value string")
+    n_topics = topic_rows.select("topic_id").distinct().count()
+    print(f"  scoring {n_topics:,} topics x {n_products:,} products (strict):")
+    compare(spark, topic_rows, assignments, n_topics, n_products)
+    spark.catalog.clearCache()
+    return layout
+
+
+def bench_generated(n_products: int, n_topics: int, naive_topics: int) -> None:
+    from pinlanding.collections.engines import spark_session
+
+    spark = spark_session(SparkConfig(shuffle_partitions=16, driver_memory="6g"))
+    start = time.perf_counter()
+    assignments, topic_rows = synthetic.generated_frames(spark, n_products, n_topics)
+    assignments = assignments.cache()
+    rows = assignments.count()
+    print(f"generated catalogue: {n_products:,} products ({rows:,} assignments), {n_topics:,} topics; "
+          f"generated in {time.perf_counter() - start:.1f} s")
+    compare(spark, topic_rows, assignments, n_topics, n_products, naive_topics)
+    spark.catalog.clearCache()
+
+
+async def _load(base: str, paths: list[str], concurrency: int) -> tuple[list[float], int, dict[int, int]]:
+    import httpx
+
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue = list(paths)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while queue:
+            path = queue.pop()
+            start = time.perf_counter()
+            r = await http.get(base + path)
+            latencies.append(time.perf_counter() - start)
+            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+
+    async with httpx.AsyncClient(timeout=30) as http:
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+    return latencies, sum(v for k, v in statuses.items() if k >= 400), statuses
+
+
+def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) -> None:
+    from urllib.parse import quote
+
+    from pinlanding.collections.config import load_config
+    from pinlanding.feeds.api import create_app, serve_in_thread
+    from pinlanding.feeds.build import read_feeds
+
+    feeds = read_feeds(layout)
+    if not feeds:
+        print("api: no feeds to serve")
+        return
+    queries = [line.split("\t")[1] for line in QUERIES.read_text(encoding="utf-8").splitlines()[:2000]
+               if line.count("\t") >= 1] if QUERIES.exists() else ["red dress"]
+    rng = random.Random(0)
+    paths = []
+    for i in range(requests):
+        f = rng.choice(feeds)
+        paths.append([f"/topics?q={quote(f['title'][:4])}&limit=20", f"/topics/{quote(f['slug'])}/feed?offset=0&limit=50",
+                      f"/search?q={quote(rng.choice(queries)[:200])}&k=10", "/health"][i % 4])
+    start = time.perf_counter()
+    app = create_app(layout, load_config().serve)
+    with serve_in_thread(app) as base:
+        import httpx
+
+        httpx.get(base + "/search?q=warmup", timeout=120)  # builds the topic matrix once
+        print(f"api: ready in {time.perf_counter() - start:.1f} s (MiniLM + {len(feeds)} topic embeddings)")
+        start = time.perf_counter()
+        latencies, errors, statuses = asyncio.run(_load(base, paths, concurrency))
+        wall = time.perf_counter() - start
+    q = statistics.quantiles(sorted(latencies), n=100)
+    print(f"api load test: {len(latencies)} requests, {concurrency} concurrent clients on loopback, {wall:.1f} s "
+          f"({len(latencies) / wall:.0f} req/s); latency ms p50 {q[49] * 1e3:.1f}, p95 {q[94] * 1e3:.1f}, "
+          f"p99 {q[98] * 1e3:.1f}, max {max(latencies) * 1e3:.1f}; errors {errors}; statuses {statuses}")
+    if errors:
+        raise SystemExit(f"api load test had {errors} error responses")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", nargs="?", default="all", choices=["real", "generated", "api", "all"])
+    parser.add_argument("--run", type=Path, default=ROOT / "runs" / "dev")
+    parser.add_argument("--products", type=int, default=1_000_000)
+    parser.add_argument("--topics", type=int, default=20_000)
+    parser.add_argument("--naive-topics", type=int, default=20)
+    parser.add_argument("--requests", type=int, default=2000)
+    args = parser.parse_args()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
+        layout = None
+        if args.what in ("real", "api", "all"):
+            if not RunLayout(args.run).products.exists():
+                raise SystemExit(f"no catalogue at {args.run}/catalog; run `pinlanding stage ingest` first")
+            layout = bench_real(args.run, Path(tmp))
+        if args.what in ("generated", "all"):
+            bench_generated(args.products, args.topics, args.naive_topics)
+        if args.what in ("api", "all") and layout is not None:
+            bench_api(layout, args.requests)
+
+
+if __name__ == "__main__":
+    main()
