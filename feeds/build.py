@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +181,12 @@ def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "D
 
 def run_feeds(ctx: "StageContext") -> dict[str, Any]:
     """Stage entry point: topics + assignments (+ embeddings) -> feeds/ (see module docstring)."""
+    with warnings.catch_warnings():  # pyspark warns about pandas 3 on every Arrow transfer; it works here
+        warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*", category=FutureWarning)
+        return _run_feeds(ctx)
+
+
+def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
     from pinlanding.collections.engines import spark_session
 
     cfg, layout = ctx.cfg.feeds, ctx.layout
