@@ -17,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,7 @@ class ReviewData:
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     images: dict[str, tuple[str, str]] = field(default_factory=dict)  # product_id -> (image_path, title)
     topics: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _files(self) -> list[Path]:
         folder = self.layout.root / "vocabulary"
@@ -84,37 +86,43 @@ class ReviewData:
                 self.layout.root / "topics" / "topics.parquet"]
 
     def refresh(self) -> "ReviewData":
-        stamp = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self._files())
-        if stamp == self._stamp:
-            return self
+        """Reload everything if any artifact changed; one thread at a time, and readers see whole snapshots."""
+        with self._lock:
+            stamp = tuple(p.stat().st_mtime_ns if p.exists() else 0 for p in self._files())
+            if stamp != self._stamp:
+                self._load()
+                self._stamp = stamp
+        return self
+
+    def _load(self) -> None:
         products, vocab_file, merges_file, dropped_file, curated_file, topics_file = self._files()
         if not vocab_file.exists():
             raise FileNotFoundError(f"{vocab_file} does not exist; run `pinlanding stage vocab --out {self.layout.root}`")
         table = read_table(products, PRODUCTS).select(["product_id", "image_path", "title"]).to_pydict()
-        self.images = {pid: (path or "", title or "") for pid, path, title in
-                       zip(table["product_id"], table["image_path"], table["title"])}
-        self.values = defaultdict(list)
+        images = {pid: (path or "", title or "") for pid, path, title in
+                  zip(table["product_id"], table["image_path"], table["title"])}
+        values: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in read_table(vocab_file, VOCAB).to_pylist():
-            self.values[row["key"]].append(row)
-        self.variants = defaultdict(list)
+            values[row["key"]].append(row)
+        variants: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         if merges_file.exists():
             for m in read_table(merges_file, _merges_schema()).to_pylist():
-                self.variants[(m["key"], m["canonical"])].append(m)
-        self.rejected = defaultdict(list)
+                variants[(m["key"], m["canonical"])].append(m)
+        rejected: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if dropped_file.exists():
             for d in read_table(dropped_file, _dropped_schema()).to_pylist():
                 if d["reason"] == "rejected":
-                    self.rejected[d["key"]].append(d)
-        self.examples = defaultdict(list)
+                    rejected[d["key"]].append(d)
+        examples: dict[tuple[str, str], list[str]] = defaultdict(list)
         if curated_file.exists():
             cur = read_table(curated_file, ATTRIBUTES).select(["product_id", "key", "value"]).to_pydict()
             for pid, key, value in zip(cur["product_id"], cur["key"], cur["value"]):
-                bucket = self.examples[(key, value)]
-                if len(bucket) < self.samples and pid in self.images and self.images[pid][0]:
+                bucket = examples[(key, value)]
+                if len(bucket) < self.samples and pid in images and images[pid][0]:
                     bucket.append(pid)
-        self.topics = read_table(topics_file, TOPICS).to_pylist() if topics_file.exists() else []
-        self._stamp = stamp
-        return self
+        topics = read_table(topics_file, TOPICS).to_pylist() if topics_file.exists() else []
+        self.images, self.values, self.variants, self.rejected, self.examples, self.topics = (
+            images, values, variants, rejected, examples, topics)
 
 
 def _merges_schema():
