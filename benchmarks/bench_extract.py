@@ -1,0 +1,137 @@
+"""Benchmark of the extract stage: throughput (cold and cached) and attribute quality on the dev labels.
+
+    python benchmarks/bench_extract.py [--catalog ../shared/datasets/myntra] [--limit N] [--engine ray|local]
+        [--backend embedded] [--set extract.batch_size=512 ...] [--out runs/bench-extract]
+
+Runs ``run_extract`` on a fresh run folder (copying ``catalog/`` from ``runs/dev`` when it exists,
+ingesting otherwise), times a cold run (empty cache, Ray start included) and a warm rerun (all
+cached), then scores the attributes against the dataset's labels, per key. This script is the only
+extraction code that reads labels; the stage never does. On a GPU machine the model actors get the GPU
+(``extract.actor_gpus`` auto), so the same command measures the model stage there.
+
+Matching: label and predicted values are compared after lowercasing, dropping non-alphanumerics and
+singularizing the last word (``"Tshirts"`` == ``"t-shirt"``, ``"Navy Blue"`` == ``"navy blue"``).
+Per key: *coverage* = labelled products with any prediction; *precision* = of those, the share whose
+highest-confidence value matches the label; *recall* = labelled products whose label is among the
+predicted values.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+REPO = Path(__file__).resolve().parents[1]
+
+from pinlanding.collections.config import load_config
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import Pipeline, StageContext
+from pinlanding.vocab.extract import run_extract
+from pinlanding.vocab.extractors.rules import phrase_key
+
+# predicted key -> how to read the label(s) of a Myntra record
+LABEL_FIELDS = {
+    "category": lambda r: [r.get("articleType")],
+    "color": lambda r: [r.get("baseColour")],
+    "gender": lambda r: [r.get("gender")],
+    "pattern": lambda r: [(r.get("articleAttributes") or {}).get("Pattern")],
+    "material": lambda r: [(r.get("articleAttributes") or {}).get(k) for k in ("Fabric", "Material")],
+}
+MISSING = {"", "na", "none", "other", "others"}
+
+
+def read_labels(catalog: Path) -> dict[str, dict[str, set[str]]]:
+    """key -> product id -> normalized label values (benchmark only)."""
+    labels: dict[str, dict[str, set[str]]] = defaultdict(dict)
+    with gzip.open(catalog / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            for key, get in LABEL_FIELDS.items():
+                vals = {phrase_key(str(v)) for v in get(rec) if v and str(v).strip().lower() not in MISSING}
+                if vals:
+                    labels[key][str(rec["id"])] = vals
+    return labels
+
+
+def score(attributes_path: Path, labels: dict[str, dict[str, set[str]]]) -> dict[str, dict[str, float]]:
+    """Coverage, top-1 precision and any-value recall per key (see the module docstring)."""
+    table = pq.read_table(attributes_path, columns=["product_id", "key", "value", "confidence"]).to_pylist()
+    predicted: dict[str, dict[str, list[tuple[float, str]]]] = defaultdict(lambda: defaultdict(list))
+    for r in table:
+        predicted[r["key"]][r["product_id"]].append((r["confidence"] or 0.0, phrase_key(r["value"])))
+    out = {}
+    for key, truth in labels.items():
+        preds = predicted.get(key, {})
+        covered = [pid for pid in truth if pid in preds]
+        top_ok = sum(max(preds[pid])[1] in truth[pid] for pid in covered)
+        any_ok = sum(bool(truth[pid] & {v for _, v in preds[pid]}) for pid in covered)
+        out[key] = {"labelled": len(truth), "coverage": len(covered) / len(truth),
+                    "precision": top_ok / max(len(covered), 1), "recall": any_ok / len(truth)}
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--catalog", type=Path, default=REPO / ".." / "shared" / "datasets" / "myntra")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "bench-extract")
+    ap.add_argument("--limit", type=int, default=0, help="first N products only (0: all)")
+    ap.add_argument("--engine", choices=["ray", "local"], default=None)
+    ap.add_argument("--backend", default=None)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--no-warm", action="store_true", help="skip the cached rerun")
+    args = ap.parse_args()
+
+    overrides = list(args.overrides)
+    if args.engine:
+        overrides.append(f"extract.engine={args.engine}")
+    if args.backend:
+        overrides.append(f"extract.backend={args.backend}")
+    cfg = load_config(overrides=overrides)
+    catalog = args.catalog.resolve()
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    layout = RunLayout(args.out)
+    dev_catalog = REPO / "runs" / "dev" / "catalog" / "products.parquet"
+    if dev_catalog.exists():
+        shutil.copytree(dev_catalog.parent, layout.root / "catalog")
+    else:
+        Pipeline(cfg, layout, catalog=catalog).run(["ingest"])
+    if args.limit:
+        products = pq.read_table(layout.products).slice(0, args.limit)
+        pq.write_table(products, layout.products)
+    n = pq.read_metadata(layout.products).num_rows
+
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    print(f"extract benchmark: backend={cfg.extract.backend} engine={cfg.extract.engine} products={n} "
+          f"device={device} batch_size={cfg.extract.batch_size} actors={cfg.extract.actors}")
+    ctx = StageContext(cfg, layout)
+    t0 = time.perf_counter()
+    counts = run_extract(ctx)
+    cold = time.perf_counter() - t0
+    print(f"cold run : {cold:7.1f} s  {n / cold:8.1f} products/s  (Ray start and model load included) {counts}")
+    if not args.no_warm:
+        t0 = time.perf_counter()
+        counts = run_extract(ctx)
+        warm = time.perf_counter() - t0
+        print(f"warm run : {warm:7.1f} s  {n / warm:8.1f} products/s  (all cached) {counts}")
+    summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
+    print(f"attributes/product: {summary['attributes_per_product']}  failures: {summary['failures']}")
+    if (catalog / "styles.jsonl.gz").exists():
+        labels = read_labels(catalog)
+        ids = set(pq.read_table(layout.products, columns=["product_id"])["product_id"].to_pylist())
+        labels = {k: {p: v for p, v in d.items() if p in ids} for k, d in labels.items()}
+        print(f"{'key':10} {'labelled':>9} {'coverage':>9} {'precision':>10} {'recall':>8}")
+        for key, m in score(layout.attributes, labels).items():
+            print(f"{key:10} {m['labelled']:9d} {m['coverage']:9.3f} {m['precision']:10.3f} {m['recall']:8.3f}")
+
+
+if __name__ == "__main__":
+    main()

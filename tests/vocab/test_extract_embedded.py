@@ -1,0 +1,118 @@
+"""The embedded backend: text rules, image colours, catalogue-validated categories, neighbour votes."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from extract_fixtures import product_image, products  # noqa: E402
+
+from pinlanding.collections.schemas import ATTRIBUTES  # noqa: E402
+from pinlanding.vocab.extract import explode  # noqa: E402
+from pinlanding.vocab.extractors import RESULT_SCHEMA  # noqa: E402
+from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes  # noqa: E402
+from pinlanding.vocab.extractors.pixels import color_shares  # noqa: E402
+from pinlanding.vocab.extractors.prepare import prepare_batch  # noqa: E402
+from pinlanding.vocab.extractors.rules import phrase_key, singular, type_candidates  # noqa: E402
+
+
+def prepared(rows: list[dict]) -> dict:
+    return prepare_batch(products(rows).to_pydict(), image_mode="pixels")
+
+
+def row_attrs(row: dict) -> dict[str, set[str]]:
+    batch = prepared([row])
+    attrs, _ = text_attributes({k: v[0] for k, v in batch.items()})
+    out: dict[str, set[str]] = {}
+    for a in attrs:
+        out.setdefault(a.key, set()).add(a.value)
+    return out
+
+
+def test_text_rules_read_title_tags_description_and_skip_the_brand(tmp_path: Path) -> None:
+    got = row_attrs({"title": "Red Tape Men Navy Striped Slim Fit Cotton Shirt", "brand": "Red Tape",
+                     "description": "Navy shirt, made of 60% cotton and 40% polyester. Short sleeves.",
+                     "merchant_tags": ["Formal Wear", "Winterwear"],
+                     "image_path": product_image(tmp_path / "a.jpg", (25, 30, 70))})
+    assert got["color"] == {"navy blue"}  # "red" is the brand's word, not the shirt's colour
+    assert got["gender"] == {"men"} and got["pattern"] == {"striped"} and got["fit"] == {"slim"}
+    assert {"cotton", "polyester", "blended"} <= got["material"]
+    assert got["occasion"] == {"formal"} and got["season"] == {"winter"} and got["sleeve"] == {"short"}
+    assert got["brand"] == {"red tape"}
+
+
+def test_hostile_and_empty_records_do_not_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    rows = [{"title": "<script>alert('x')</script> 🔥🔥 Women Pink Dress 💃", "description": None, "brand": None,
+             "image_path": str(bad)},
+            {"title": "", "description": "", "image_path": None, "merchant_tags": None}]
+    batch = prepared(rows)
+    assert batch["image_error"][0].startswith("UnidentifiedImageError") and batch["image_error"][1] == "no image"
+    out = EmbeddedExtractor(use_embeddings=False)(batch)
+    attrs = [json.loads(a) for a in out["attributes"]]
+    assert ["gender", "women"] in [a[:2] for a in attrs[0]] and ["color", "pink"] in [a[:2] for a in attrs[0]]
+    assert all("<" not in a[1] for a in attrs[0]) and attrs[1] == []
+    assert list(out["error_kind"]) == ["", ""] and out["raw"][0].startswith("image:")
+
+
+@pytest.mark.parametrize("rgb, background, name", [
+    ((200, 30, 35), (255, 255, 255), "red"), ((25, 30, 70), (255, 255, 255), "navy blue"),
+    ((250, 250, 250), (255, 255, 255), "white"), ((240, 120, 30), (10, 10, 10), "orange"),
+])
+def test_image_colour_of_the_product_region(tmp_path: Path, rgb, background, name: str) -> None:
+    with Image.open(product_image(tmp_path / "x.jpg", rgb, background)) as img:
+        shares = color_shares(img)
+    assert shares["colors"][0][0] == name and shares["colors"][0][1] > 0.6
+
+
+def test_title_phrases_and_their_keys() -> None:
+    assert type_candidates("men navy slim fit casual shoes uk 8".split()) == ["shoes", "casual shoes"]
+    assert type_candidates("women red".split()) == [] and type_candidates([]) == []
+    assert phrase_key("T-Shirts") == phrase_key("tshirt") == "tshirt"
+    assert [singular(w) for w in ("dresses", "tops", "watches", "jeans", "glass", "accessories")] == \
+        ["dress", "top", "watch", "jean", "glass", "accessory"]
+
+
+def _refine(ex: EmbeddedExtractor, rows: list[dict]) -> dict[str, dict[str, set[str]]]:
+    prods = products(rows)
+    batch = ex(prepare_batch(prods.to_pydict(), image_mode="none"))
+    results = pa.table({k: list(batch[k]) for k in RESULT_SCHEMA.names}, schema=RESULT_SCHEMA)
+    table = ex.refine(prods, explode(results), results)
+    assert table.schema == ATTRIBUTES
+    out: dict[str, dict[str, set[str]]] = {}
+    for r in table.to_pylist():
+        out.setdefault(r["product_id"], {}).setdefault(r["key"], set()).add(r["value"])
+    return out
+
+
+def test_categories_are_validated_by_catalogue_frequency_on_an_unseen_catalogue() -> None:
+    """Open vocabulary: a furniture catalogue, no fashion word involved."""
+    woods = ["Oak", "Teak", "Pine"]
+    rows = [{"product_id": f"t{i}", "title": f"Nordhem {woods[i % 3]} Dining Tables {i}x"} for i in range(6)]
+    rows += [{"product_id": f"c{i}", "title": f"Nordhem {woods[i % 3]} Lounge Chair"} for i in range(6)]
+    rows += [{"product_id": "rare", "title": "Nordhem Oak Bookcase"}]
+    got = _refine(EmbeddedExtractor(use_embeddings=False, min_support=5), rows)
+    assert got["t0"]["category"] == {"dining tables", "tables"}
+    assert got["c0"]["category"] == {"lounge chair", "chair"}
+    assert "category" not in got.get("rare", {})  # one product's phrase is not a category
+
+
+@pytest.mark.slow
+def test_neighbour_votes_fill_category_and_gender_from_minilm() -> None:
+    rows = [{"product_id": f"s{i}", "title": f"Acme Men {c}-Line Running Sneakers"}
+            for i, c in enumerate("ABCDEFGHIJKL")]
+    rows += [{"product_id": f"d{i}", "title": f"Acme Women {c}-Line Floral Summer Dress"}
+             for i, c in enumerate("ABCDEFGHIJKL")]
+    rows += [{"product_id": "q", "title": "Acme Men Running Sneakers Zorblax"}]  # unknown last word, no match
+    got = _refine(EmbeddedExtractor(min_support=5, knn_k=5), rows)
+    assert got["s0"]["category"] >= {"running sneakers"}
+    assert got["q"]["category"] == {"running sneakers"}
+    # a product without a gender word takes its neighbours' gender
+    rows[-1] = {"product_id": "q", "title": "Acme Floral Summer Dress Zorblax"}
+    assert _refine(EmbeddedExtractor(min_support=5, knn_k=5), rows)["q"]["gender"] == {"women"}

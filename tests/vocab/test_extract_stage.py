@@ -1,0 +1,146 @@
+"""The extract stage: outputs for every product, the result cache, crash safety, Ray, the real catalogue."""
+from __future__ import annotations
+
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import require_myntra  # noqa: E402
+from extract_fixtures import fashion_rows, write_products  # noqa: E402
+
+from pinlanding.collections.artifacts import read_table, write_table  # noqa: E402
+from pinlanding.collections.config import load_config  # noqa: E402
+from pinlanding.collections.layout import RunLayout  # noqa: E402
+from pinlanding.collections.pipeline import Pipeline, StageContext  # noqa: E402
+from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS  # noqa: E402
+from pinlanding.vocab.extract import ResultCache, run_extract  # noqa: E402
+from pinlanding.vocab.extractors import create_extractor  # noqa: E402
+from pinlanding.vocab.extractors.embedded import EmbeddedExtractor  # noqa: E402
+
+LOCAL = ["extract.engine=local", "extract.embedded.use_embeddings=false", "extract.batch_size=8"]
+
+
+def by_product(layout: RunLayout) -> dict[str, dict[str, set[str]]]:
+    out: dict[str, dict[str, set[str]]] = {}
+    for r in read_table(layout.attributes, ATTRIBUTES).to_pylist():
+        out.setdefault(r["product_id"], {}).setdefault(r["key"], set()).add(r["value"])
+    return out
+
+
+def test_writes_attributes_failures_and_summary_for_every_product(tmp_path: Path) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
+    counts = run_extract(StageContext(load_config(overrides=LOCAL), layout))
+    assert counts["products"] == 25 and counts["extracted"] == 25 and counts["failures"] == 0
+    got = by_product(layout)
+    assert set(got) == set(read_table(layout.products, PRODUCTS)["product_id"].to_pylist())
+    assert got["shoes0"]["category"] == {"casual shoes", "shoes"} and got["kurta1"]["category"] == {"kurta"}
+    assert got["kurta1"]["color"] == {"red"} and got["shirt2"]["color"] == {"blue"}
+    assert got["handbag0"]["gender"] == {"women"} and got["shirt0"]["pattern"] == {"striped"}
+    assert got["shirt0"]["material"] == {"cotton"} and got["shirt0"]["brand"] == {"acme"}
+    assert read_table(layout.dir("attributes") / "failures.parquet", EXTRACTION_FAILURES).num_rows == 0
+    summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
+    assert summary["products"] == 25 and summary["failures"]["products"] == 0
+    assert summary["keys"]["category"]["distinct_values"] == 6  # 5 types + the "shoes" head
+    assert summary["attributes_per_product"]["products_without_attributes"] == 0
+    assert summary["identity"]["backend"] == "embedded"
+
+
+def test_rerun_extracts_only_new_or_changed_products(tmp_path: Path) -> None:
+    rows = fashion_rows(tmp_path)
+    layout = write_products(tmp_path / "run", rows)
+    cfg = load_config(overrides=LOCAL)
+    run_extract(StageContext(cfg, layout))
+    assert run_extract(StageContext(cfg, layout))["extracted"] == 0
+    rows[0]["title"] = "Acme Men Green Striped Shirt"  # changed content -> new hash
+    rows.append({**rows[1], "product_id": "new1", "title": "Acme Women Yellow Kurta"})
+    layout = write_products(tmp_path / "run", rows)
+    counts = run_extract(StageContext(cfg, layout))
+    assert counts["extracted"] == 2 and counts["cached"] == 24
+    got = by_product(layout)
+    assert got["shirt0"]["color"] >= {"green"} and got["new1"]["color"] >= {"yellow"}
+    # another backend configuration (a different model) has its own cache entries
+    other = load_config(overrides=[*LOCAL, "extract.embedded.use_embeddings=true",
+                                   "extract.embedded.sentence_model=/nonexistent-model"])
+    ident = create_extractor(other.extract).identity()
+    assert ResultCache(layout.dir("attributes") / "cache", ident).load().num_rows == 0
+
+
+def test_a_crash_loses_at_most_the_batch_in_flight(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
+    cfg = load_config(overrides=LOCAL)
+    real_call = EmbeddedExtractor.__call__
+    calls = {"n": 0}
+
+    def dying(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real_call(self, batch)
+
+    monkeypatch.setattr(EmbeddedExtractor, "__call__", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_extract(StageContext(cfg, layout))
+    assert not layout.attributes.exists()
+    monkeypatch.setattr(EmbeddedExtractor, "__call__", real_call)
+    counts = run_extract(StageContext(cfg, layout))
+    assert counts["cached"] == 16 and counts["extracted"] == 9  # two batches of 8 survived
+
+
+def test_cache_compaction_keeps_every_result(tmp_path: Path) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
+    cfg = load_config(overrides=[*LOCAL, "extract.batch_size=2", "extract.compact_after_parts=5"])
+    run_extract(StageContext(cfg, layout))
+    cache = ResultCache(layout.dir("attributes") / "cache", create_extractor(cfg.extract).identity())
+    assert len(cache.parts()) == 1 and cache.load().num_rows == 25
+    assert run_extract(StageContext(cfg, layout))["extracted"] == 0
+
+
+def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path, 1))
+    with pytest.raises(ValueError, match=r"unknown extractor 'nope'; known: \['embedded', 'openai'"):
+        run_extract(StageContext(load_config(overrides=["extract.backend=nope"]), layout))
+
+
+@pytest.mark.slow
+def test_ray_job_matches_the_local_run(tmp_path: Path) -> None:
+    rows = fashion_rows(tmp_path)
+    local = write_products(tmp_path / "local", rows)
+    run_extract(StageContext(load_config(overrides=LOCAL), local))
+    remote = write_products(tmp_path / "ray", rows)
+    cfg = load_config(overrides=["extract.engine=ray", "extract.embedded.use_embeddings=false", "extract.batch_size=8",
+                                 "extract.actors=1", "ray.num_cpus=2",
+                                 "ray.object_store_memory=100000000"])
+    counts = run_extract(StageContext(cfg, remote))
+    assert counts["extracted"] == 25
+    assert ResultCache(remote.dir("attributes") / "cache", create_extractor(cfg.extract).identity()).parts()
+    assert by_product(remote) == by_product(local)
+
+
+@pytest.mark.slow
+def test_real_catalogue_sample(tmp_path: Path) -> None:
+    """300 real Myntra products through ingest and the stage (MiniLM on, local engine)."""
+    myntra = require_myntra()
+    sample = tmp_path / "myntra"
+    sample.mkdir()
+    with gzip.open(myntra / "styles.jsonl.gz", "rt") as src, gzip.open(sample / "styles.jsonl.gz", "wt") as dst:
+        for i, line in enumerate(src):
+            if i >= 300:
+                break
+            dst.write(line)
+    (sample / "images").symlink_to(myntra / "images")
+    cfg = load_config(overrides=["extract.engine=local"])
+    layout = RunLayout(tmp_path / "run")
+    Pipeline(cfg, layout, catalog=sample).run(["ingest", "extract"])
+    attrs = pq.read_table(layout.attributes).to_pylist()
+    n = read_table(layout.products, PRODUCTS).num_rows
+    assert n == 300 and len({r["product_id"] for r in attrs}) >= 295
+    keys = {r["key"] for r in attrs}
+    assert {"category", "color", "gender", "brand", "pattern", "material"} <= keys
+    summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
+    assert summary["keys"]["category"]["coverage"] > 0.9 and summary["keys"]["color"]["coverage"] > 0.95
+    assert all(r["value"] == r["value"].lower() and r["key"] == r["key"].lower() for r in attrs)

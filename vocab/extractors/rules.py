@@ -1,0 +1,119 @@
+"""Phrase matching over product text with the general-knowledge tables of :mod:`.lexicon`.
+
+Each key gets one compiled regular expression (longest phrases first, word-bounded), so matching a
+title is a handful of regex scans. Title-phrase candidates for the product type are the last content
+words of the title (brand, colour, gender, pattern and material words removed); the embedded backend
+validates them against the whole catalogue in its refine pass.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from pinlanding.vocab.extractors.lexicon import COLOR_SYNONYMS, COLORS, NON_TYPE_WORDS, PHRASE_TABLES
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
+_MATERIAL_CUE = re.compile(
+    r"(?:made (?:of|from|with)|crafted (?:from|in|with)|fabric|material(?:s)?(?: and care)?|composition|upper|"
+    r"\d{1,3}\s?%)\s*:?\s*([^\n.;]{0,80})", re.IGNORECASE)
+
+
+def _table(key: str) -> dict[str, str]:
+    if key == "color":
+        return {**{n: n for n in COLORS}, **COLOR_SYNONYMS}
+    return PHRASE_TABLES[key]
+
+
+@lru_cache(maxsize=None)
+def _pattern(key: str) -> re.Pattern[str]:
+    phrases = sorted(_table(key), key=len, reverse=True)
+    return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in phrases) + r")(?![a-z0-9])")
+
+
+def match(key: str, text: str) -> list[tuple[str, str]]:
+    """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value."""
+    table = _table(key)
+    out: dict[str, str] = {}
+    for m in _pattern(key).finditer(text.lower()):
+        out.setdefault(table[m.group(1)], m.group(1))
+    return list(out.items())
+
+
+_PERCENT = re.compile(r"\d{1,3}\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
+
+
+def is_blend(description: str) -> bool:
+    """Whether the text gives a fibre mix ("60% cotton, 40% polyester") or says blend."""
+    fibres = {v for m in _PERCENT.finditer(description) for v, _ in match("material", m.group(1))}
+    return len(fibres) >= 2 or bool(re.search(r"\bblend(?:ed)?\b", description, re.IGNORECASE))
+
+
+def material_mentions(description: str) -> list[tuple[str, str]]:
+    """Materials named right after a material cue ("made of", "fabric:", "100% ..."), as :func:`match`."""
+    out: dict[str, str] = {}
+    for m in _MATERIAL_CUE.finditer(description):
+        for value, phrase in match("material", m.group(1)):
+            out.setdefault(value, phrase)
+    return list(out.items())
+
+
+@lru_cache(maxsize=1)
+def _attribute_words() -> frozenset[str]:
+    """Single words of every table but occasions ("sports shoes" is a type, "slim jeans" is not)."""
+    words: set[str] = set()
+    for key in ("color", *PHRASE_TABLES):
+        if key != "occasion":
+            words.update(p for p in _table(key) if " " not in p)
+    return frozenset(words)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text.lower())
+
+
+def strip_brand(title_tokens: list[str], brand: str) -> list[str]:
+    """Drop the brand's words where they lead the title (``"Nike Men ..."`` -> ``["men", ...]``)."""
+    brand_tokens = tokens(brand)
+    if brand_tokens and title_tokens[: len(brand_tokens)] == brand_tokens:
+        return title_tokens[len(brand_tokens):]
+    return [t for t in title_tokens if t not in set(brand_tokens)] if brand_tokens else title_tokens
+
+
+def type_candidates(title_tokens: list[str], max_words: int = 3) -> list[str]:
+    """Product-type phrases ending at the title's last content word, shortest first."""
+    attr = _attribute_words()
+    i = len(title_tokens) - 1
+    while i >= 0 and (any(c.isdigit() for c in title_tokens[i]) or title_tokens[i] in NON_TYPE_WORDS):
+        i -= 1  # trailing codes, sizes and pack counts
+    if i < 0 or title_tokens[i] in attr or len(title_tokens[i]) < 2:
+        return []
+    out = [title_tokens[i]]
+    j = i - 1
+    while j >= 0 and len(out) < max_words:
+        tok = title_tokens[j]
+        if tok in attr or tok in NON_TYPE_WORDS or any(c.isdigit() for c in tok) or len(tok) < 2:
+            break
+        out.append(f"{tok} {out[-1]}")
+        j -= 1
+    return out
+
+
+def singular(word: str) -> str:
+    """English plural -> singular for matching forms (``dresses`` -> ``dress``, ``tops`` -> ``top``)."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+def phrase_key(phrase: str) -> str:
+    """Spelling-insensitive key of a phrase: ``"T-Shirts"``, ``"tshirt"``, ``"t shirt"`` -> ``"tshirt"``."""
+    words = [re.sub(r"[^a-z0-9]", "", w) for w in re.split(r"\s+", phrase.lower().strip())]
+    words = [w for w in words if w]
+    if not words:
+        return ""
+    words[-1] = singular(words[-1])
+    return "".join(words)
