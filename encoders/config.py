@@ -1,14 +1,96 @@
-"""Configuration of the dual encoder and catalogue-wide assignment."""
+"""Configuration of the dual encoder (``encoder:``) and catalogue-wide assignment (``assign:``).
+
+``encoder.preset`` picks a bundle of defaults sized for the hardware (``cpu``: fits the 2-core budget;
+``gpu``: a larger vision tower, the full MiniLM transformer on product text, bigger batches, AMP).
+Any field set explicitly (YAML or ``--set encoder.epochs=3``) wins over the preset.
+"""
 from __future__ import annotations
+
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {
+        "vision_model": "lcnet_050",
+        "image_size": (48, 36),
+        "product_text": "token_bag",
+        "embed_dim": 128,
+        "epochs": 5,
+        "batch_size": 256,
+        "lr": 2e-3,
+    },
+    "gpu": {
+        "vision_model": "resnet18",
+        "image_size": (80, 64),
+        "product_text": "transformer",
+        "embed_dim": 256,
+        "epochs": 12,
+        "batch_size": 512,
+        "lr": 1e-3,
+    },
+}
+
 
 class EncoderConfig(BaseModel):
+    """The dual encoder: towers, training loop, calibration."""
+
     model_config = ConfigDict(extra="forbid")
-    batch_size: int = 256
+    preset: Literal["cpu", "gpu"] = "cpu"
+    backend: Literal["dual", "open_clip"] = "dual"
+    # dual backend: a timm vision tower (trained from scratch) + MiniLM text side, both via open_clip adapters
+    vision_model: str | None = None  # any timm architecture name, e.g. lcnet_050, resnet18, test_efficientnet
+    image_size: tuple[int, int] | None = None  # (height, width) the images are resized to
+    text_model: str = "all-MiniLM-L6-v2"  # packaged + verified, a local HF folder, or a hub id
+    product_text: Literal["token_bag", "transformer"] | None = None  # product title/tags encoder
+    max_text_tokens: int = 48
+    embed_dim: int | None = None
+    # open_clip backend: a built-in architecture and pretrained weights (local file path or tag)
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = None
+    # training
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 0.05
+    image_dropout: float = 0.1  # share of products trained without their image (robust to missing images)
+    val_fraction: float = 0.1  # held-out share of product groups
+    split_block: int = 500  # numeric ids in the same block of this size share a split (near-duplicate variants)
+    max_train_products: int | None = None  # cap for quick experiments
+    checkpoint_every: int = 1  # epochs between checkpoints
+    resume: bool = True  # continue from encoder/checkpoint.pt when its setup matches
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: int | None = None  # torch CPU threads (None: torch default)
+    # calibration
+    target_precision: float = 0.85  # per-attribute threshold: the lowest one whose held-out precision reaches this
+    shrinkage: float = 20.0  # held-out positives at which an attribute's own threshold weighs as much as its key's
+    min_threshold: float = 0.0  # thresholds never go below this cosine
+    exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
+
+    def resolved(self, field: str) -> Any:
+        """The explicit value of ``field`` or, when unset, the preset's."""
+        value = getattr(self, field)
+        return PRESETS[self.preset][field] if value is None else value
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """Every field with presets applied."""
+        out = self.model_dump()
+        for key in PRESETS[self.preset]:
+            out[key] = self.resolved(key)
+        return out
 
 
 class AssignConfig(BaseModel):
+    """Catalogue-wide assignment through Ray Data."""
+
     model_config = ConfigDict(extra="forbid")
-    batch_size: int = 256
+    batch_size: int = 256  # products per model batch
+    decode_batch_size: int = 512  # products per image-decoding task
+    actors: int = 1  # model actors (each takes one GPU when GPUs are present)
+    decode_concurrency: int | None = None  # parallel decode tasks (None: Ray decides)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    top_k: int = 20  # at most this many encoder attributes per product
+    min_confidence: float = 0.5  # drop encoder rows whose calibrated confidence is below this
+    include_extraction: bool = True  # start from the curated extraction rows (source=extraction)
+    incremental: bool = True  # reuse embeddings whose content hash and model version are unchanged

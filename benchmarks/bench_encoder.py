@@ -1,0 +1,151 @@
+"""Encoder figures on a finished run (train + assign done): quality and, optionally, throughput.
+
+    python benchmarks/bench_encoder.py quality --run runs/dev --labels ../shared/datasets/myntra
+    python benchmarks/bench_encoder.py throughput --run runs/dev      # GPU: forward ceiling vs Ray pipeline
+
+``quality`` prints held-out Recall@10 (Fashion200K protocol: attribute phrase -> products and
+product -> attributes) against the curated extraction and against the dev labels, attributes per
+product and precision vs the dev labels for extraction alone and extraction + encoder, and the
+Hamming index's recall against exact search. The benchmark reads the labels; stages never do.
+``throughput`` times the model's forward pass alone on pre-decoded batches (the ceiling) and the
+whole Ray Data assignment pipeline (decode + tokenize + embed + score) over every product.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.config import load_config
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, PRODUCTS
+from pinlanding.encoders.bundle import load_bundle
+from pinlanding.encoders.data import heldout_mask, load_positives
+from pinlanding.encoders.index import recall_vs_exact
+from pinlanding.encoders.metrics import retrieval_metrics
+
+
+def _label_judge(labels_path: Path):
+    from pinlanding.evaluation.labels import read_labels
+    from pinlanding.evaluation.mapping import accepts, canonical, family_of
+
+    labels = read_labels(labels_path)
+
+    def judge(pid: str, key: str, value: str) -> bool | None:
+        """True/False against the product's labels, None when its labels cannot judge this key."""
+        family = family_of(key)
+        truth = labels.values.get(family, {}).get(pid) if family else None
+        if not truth:
+            return None
+        cv = canonical(family, value)
+        return any(accepts(family, cv, lv) for lv in truth)
+
+    return judge
+
+
+def quality(run: Path, labels: Path | None) -> dict:
+    layout = RunLayout(run)
+    cfg = load_config(run / "config.yaml") if (run / "config.yaml").exists() else load_config()
+    bundle = load_bundle(layout.dir("encoder"), device="cpu")
+    emb_t = read_table(layout.embeddings, EMBEDDINGS)
+    ids = emb_t.column("product_id").to_pylist()
+    emb = np.asarray(emb_t.column("embedding").to_pylist(), dtype=np.float32)
+    attr = bundle.attribute_embeddings()
+    positives = load_positives(layout.curated_attributes, bundle.vocab)
+    labelled = [i for i, p in enumerate(ids) if positives.get(p)]
+    val = heldout_mask([ids[i] for i in labelled], cfg.encoder.val_fraction, cfg.encoder.split_block, cfg.run.seed)
+    rows = np.array(labelled)[val]
+    scores = emb[rows] @ attr.T
+    pos = np.zeros(scores.shape, bool)
+    for r, i in enumerate(rows):
+        pos[r, positives[ids[i]]] = True
+    out: dict = {"heldout_products": int(len(rows)), "vocabulary": len(bundle.vocab),
+                 "recall@10_vs_extraction": retrieval_metrics(scores, pos, 10)}
+    graph = read_table(layout.assignments, ASSIGNMENTS).to_pandas()
+    n_products = read_table(layout.products, PRODUCTS).num_rows
+    ext = graph[graph.source == "extraction"]
+    out["attributes_per_product"] = {"extraction": round(len(ext) / n_products, 3),
+                                     "extraction+encoder": round(len(graph) / n_products, 3)}
+    if labels is not None:
+        judge = _label_judge(labels)
+        gt = np.zeros(scores.shape, bool)
+        for r, i in enumerate(rows):
+            for a, (k, v) in enumerate(bundle.vocab):
+                gt[r, a] = bool(judge(ids[i], k, v))
+        out["recall@10_vs_labels"] = retrieval_metrics(scores, gt, 10)
+        graph["correct"] = [judge(p, k, v) for p, k, v in zip(graph.product_id, graph.key, graph.value)]
+        for name, part in (("extraction", ext.index), ("extraction+encoder", graph.index),
+                           ("encoder_only_rows", graph.index[graph.source == "encoder"])):
+            judged = graph.loc[part, "correct"].dropna()
+            out.setdefault("precision_vs_labels", {})[name] = {
+                "precision": round(float(judged.mean()), 4) if len(judged) else None,
+                "judged_rows": int(len(judged)), "rows": int(len(part))}
+        per_key = {}
+        for key, part in graph.groupby("key"):
+            j = part.dropna(subset=["correct"])
+            per_key[key] = {src: round(float(j[j.source == src].correct.mean()), 3) if (j.source == src).any() else None
+                            for src in ("extraction", "encoder")}
+        out["precision_by_key"] = per_key
+    q = emb[np.random.default_rng(0).choice(len(emb), min(1000, len(emb)), replace=False)]
+    out["hamming_recall@10_vs_exact"] = round(recall_vs_exact(emb, q, 10), 4)
+    out["hamming_rerank4_recall@10_vs_exact"] = round(recall_vs_exact(emb, q, 10, rerank=4), 4)
+    out["train_epoch_seconds"] = [h["seconds"] for h in json.loads(
+        (layout.dir("encoder") / "metrics.json").read_text())["history"]]
+    return out
+
+
+def throughput(run: Path, batch_size: int, actors: int) -> dict:
+    """Forward-only ceiling vs the Ray pipeline on every product of the run."""
+    import torch
+
+    from pinlanding.encoders.assign import assign_products
+    from pinlanding.encoders.data import ProductSet, decode_images
+
+    layout = RunLayout(run)
+    cfg = load_config(run / "config.yaml") if (run / "config.yaml").exists() else load_config()
+    products = read_table(layout.products, PRODUCTS)
+    bundle = load_bundle(layout.dir("encoder"), device="auto")
+    ps = ProductSet.from_table(products)
+    pixels, has_image, _ = decode_images(ps.image_paths, bundle.model.image_size, threads=8)
+    tokens = bundle.model.tokenize(ps.texts)
+    bundle.encode_products(pixels[:batch_size], has_image[:batch_size], tokens[:batch_size], batch_size)  # warm-up
+    sync = torch.cuda.synchronize if bundle.device.startswith("cuda") else (lambda: None)
+    sync()
+    t = time.perf_counter()
+    bundle.encode_products(pixels, has_image, tokens, batch_size)
+    sync()
+    ceiling = len(pixels) / (time.perf_counter() - t)
+    acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": actors})
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        counts = assign_products(products, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
+                                 Path(tmp) / "embeddings.parquet")
+        total = time.perf_counter() - t
+    return {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+            "products": len(pixels), "forward_only_products_per_s": round(ceiling, 1),
+            "pipeline_products_per_s_incl_ray_start": round(len(pixels) / total, 1),
+            "pipeline_products_per_s": round(len(pixels) / counts["embed_seconds"], 1),
+            "pipeline_vs_ceiling": round(len(pixels) / counts["embed_seconds"] / ceiling, 3),
+            "pipeline_seconds": round(counts["embed_seconds"], 2)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("mode", choices=["quality", "throughput"])
+    ap.add_argument("--run", type=Path, required=True)
+    ap.add_argument("--labels", type=Path, default=None, help="Myntra folder (dev labels) for precision figures")
+    ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--actors", type=int, default=1)
+    args = ap.parse_args()
+    result = quality(args.run, args.labels) if args.mode == "quality" else throughput(args.run, args.batch_size, args.actors)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

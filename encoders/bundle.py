@@ -1,0 +1,131 @@
+"""The trained encoder as saved by the train stage, and the inference helpers built on it.
+
+``encoder/model.pt`` holds the backend spec, the trainable weights, the vocabulary, the calibrated
+thresholds and the single-valued keys; its digest is the ``model_version`` stamped on embeddings.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pinlanding.collections.artifacts import atomic_path, file_digest
+from pinlanding.collections.engines import torch_device
+from pinlanding.collections.layout import RunLayout
+from pinlanding.encoders.calibrate import Calibration
+from pinlanding.encoders.clip import build_encoder
+from pinlanding.encoders.data import attribute_phrase
+
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class EncoderBundle:
+    """A loaded encoder: model (eval mode), vocabulary, calibration, version."""
+
+    model: torch.nn.Module
+    vocab: list[tuple[str, str]]
+    calibration: Calibration
+    exclusive_keys: list[str]
+    version: str
+    device: str
+
+    @property
+    def phrases(self) -> list[str]:
+        return [attribute_phrase(k, v) for k, v in self.vocab]
+
+    @torch.no_grad()
+    def attribute_embeddings(self) -> np.ndarray:
+        return self.model.encode_attributes(self.phrases).float().cpu().numpy()
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Free text (queries, phrases) into the product space: ``[N, D]`` float32, L2-normalized."""
+        if not texts:
+            return np.zeros((0, self.model.spec.get("embed_dim", 0) or 0), np.float32)
+        return self.model.encode_attributes(list(texts)).float().cpu().numpy()
+
+    @torch.no_grad()
+    def encode_products(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray,
+                        batch_size: int = 512) -> np.ndarray:
+        """Product embeddings ``[N, D]`` from uint8 pixels ``[N,H,W,3]``, an image mask and token ids."""
+        out = []
+        for i in range(0, len(pixels), batch_size):
+            img = torch.as_tensor(pixels[i:i + batch_size], device=self.device)
+            ids = torch.as_tensor(token_ids[i:i + batch_size], dtype=torch.long, device=self.device)
+            mask = torch.as_tensor(has_image[i:i + batch_size], device=self.device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+                out.append(self.model.encode_product(img, ids, mask).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def save_bundle(path: Path, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,
+                exclusive: list[str], extra: dict[str, Any] | None = None) -> str:
+    """Write ``model.pt`` atomically; return its model version (a digest prefix)."""
+    payload = {
+        "spec": model.spec, "state": model.trainable_state_dict(), "vocab": vocab,
+        "thresholds": calibration.thresholds, "positives": calibration.positives,
+        "precision": calibration.precision, "recall": calibration.recall, "platt": calibration.platt,
+        "exclusive_keys": exclusive, "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return file_digest(path)[:16]
+
+
+def load_bundle(encoder_dir: Path, device: str = "auto") -> EncoderBundle:
+    """Load ``encoder_dir/model.pt`` onto ``device`` (``auto``: CUDA when visible)."""
+    path = Path(encoder_dir) / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    device = torch_device(device)
+    model = build_encoder(payload["spec"])
+    model.load_trainable(payload["state"])
+    model.to(device).eval()
+    cal = Calibration(np.asarray(payload["thresholds"]), np.asarray(payload["positives"]),
+                      np.asarray(payload["precision"]), np.asarray(payload["recall"]), tuple(payload["platt"]))
+    return EncoderBundle(model, [tuple(p) for p in payload["vocab"]], cal, list(payload["exclusive_keys"]),
+                         file_digest(path)[:16], device)
+
+
+@lru_cache(maxsize=2)
+def _cached_bundle(encoder_dir: str, version_stamp: float) -> EncoderBundle:
+    return load_bundle(Path(encoder_dir), device="cpu")
+
+
+def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
+    """Embed free text into the product space of the run's encoder (for query -> products matching).
+
+    The model is loaded once per process (reloaded when ``model.pt`` changes); scores against product
+    embeddings (``assignments/embeddings.parquet``) are cosine similarities.
+    """
+    path = layout.dir("encoder") / MODEL_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
+    return _cached_bundle(str(path.parent), path.stat().st_mtime).encode_texts(list(texts))
+
+
+@dataclass
+class Scorer:
+    """Scores product embeddings against every vocabulary attribute; keeps those above their thresholds."""
+
+    attributes: np.ndarray  # [V, D]
+    calibration: Calibration
+    top_k: int = 20
+    min_confidence: float = 0.0
+
+    def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
+        scores = embeddings @ self.attributes.T
+        conf = self.calibration.confidence(scores).astype(np.float32)
+        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
+        conf = np.where(ok, conf, -1.0)
+        k = min(self.top_k, conf.shape[1])
+        idx = np.argsort(-conf, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(conf, idx, 1)
+        return np.where(top >= 0, idx, -1).astype(np.int32), np.maximum(top, 0).astype(np.float32)

@@ -1,0 +1,89 @@
+"""Per-attribute decision thresholds chosen on held-out pairs, and a confidence mapping.
+
+For each attribute the threshold is the lowest cosine at which its held-out precision still reaches
+``target_precision`` (positives are the curated extraction, so precision is a lower bound). Rare
+attributes have few held-out positives and noisy thresholds, and contrastive training smooths the long
+tail toward the frequent values, so each threshold is blended with its key's pooled threshold by a
+frequency-based weight ``n / (n + shrinkage)``: frequent attributes keep their own, rare ones lean on
+the key's. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+NEVER = 1.01  # a cosine threshold no score reaches
+
+
+def precision_threshold(scores: np.ndarray, positive: np.ndarray, target: float) -> tuple[float, float, float]:
+    """(threshold, precision, recall) of the lowest threshold whose precision is >= ``target``; NEVER if none."""
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return NEVER, 0.0, 0.0
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(positive[order])
+    precision = tp / np.arange(1, len(order) + 1)
+    ok = np.flatnonzero(precision >= target)
+    if len(ok) == 0:
+        return NEVER, 0.0, 0.0
+    k = ok[-1]
+    return float(scores[order[k]]), float(precision[k]), float(tp[k] / n_pos)
+
+
+@dataclass
+class Calibration:
+    """Thresholds and statistics per attribute (aligned with the vocabulary order) plus the confidence map."""
+
+    thresholds: np.ndarray
+    positives: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    platt: tuple[float, float]
+
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order)."""
+        a, b = self.platt
+        return 1.0 / (1.0 + np.exp(-(a * (scores - self.thresholds) + b)))
+
+
+def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.7,
+              shrinkage: float = 20.0, min_threshold: float = 0.0, seed: int = 0) -> Calibration:
+    """Fit thresholds on held-out ``scores [N, V]`` against binary ``positive [N, V]``; ``keys[v]`` is v's key."""
+    if scores.shape != positive.shape or scores.shape[1] != len(keys):
+        raise ValueError(f"scores {scores.shape}, positives {positive.shape} and {len(keys)} keys do not line up")
+    n_attr = scores.shape[1]
+    key_of = np.array(keys)
+    key_threshold: dict[str, float] = {}
+    for key in sorted(set(keys)):
+        cols = np.flatnonzero(key_of == key)
+        key_threshold[key], _, _ = precision_threshold(scores[:, cols].ravel(), positive[:, cols].ravel(),
+                                                       target_precision)
+    thresholds = np.empty(n_attr, np.float32)
+    stats = np.zeros((3, n_attr), np.float32)
+    for v in range(n_attr):
+        own, p, r = precision_threshold(scores[:, v], positive[:, v], target_precision)
+        n = float(positive[:, v].sum())
+        weight = n / (n + shrinkage) if shrinkage > 0 else 1.0
+        thresholds[v] = max(min_threshold, weight * own + (1 - weight) * key_threshold[keys[v]])
+        stats[:, v] = (n, p, r)
+    return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], _fit_platt(
+        scores - thresholds, positive, seed))
+
+
+def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: int = 400_000) -> tuple[float, float]:
+    """Logistic regression of positive on the margin (a balanced subsample keeps it fast)."""
+    x, y = margin.ravel(), positive.ravel().astype(int)
+    if y.min(initial=1) == y.max(initial=0):
+        return (10.0, 0.0)
+    rng = np.random.default_rng(seed)
+    prior_shift = 0.0
+    if len(x) > max_pairs:
+        neg = np.flatnonzero(y == 0)
+        keep = rng.choice(neg, min(len(neg), max_pairs), replace=False)
+        prior_shift = float(np.log(len(keep) / len(neg)))  # undo the negatives' subsampling in the intercept
+        pick = np.concatenate([np.flatnonzero(y == 1), keep])
+        x, y = x[pick], y[pick]
+    model = LogisticRegression(C=10.0).fit(x.reshape(-1, 1), y)
+    return float(model.coef_[0, 0]), float(model.intercept_[0]) + prior_shift

@@ -1,0 +1,242 @@
+"""The dual encoder models; the only module that imports ``open_clip``.
+
+Two backends share one interface (``tokenize``, ``encode_product``, ``encode_attributes``,
+``logit_scale``, ``spec``, ``trainable_state_dict``) and are built by :func:`build_encoder`:
+
+* ``dual`` (default): open_clip's CustomTextCLIP recipe with parts we can load offline: a timm vision
+  tower trained from scratch through open_clip's ``TimmModel`` adapter, and all-MiniLM-L6-v2 through
+  open_clip's ``HFTextEncoder`` (frozen, loaded from the verified local copy). The attribute side is
+  ``MLP(MiniLM(phrase))``; the product side fuses the image with the product text, encoded either by
+  the MiniLM transformer (``product_text=transformer``, GPU) or by the mean of MiniLM's frozen
+  word-piece embeddings (``token_bag``, 100x cheaper on CPU). Frozen weights are not saved with the
+  model; they are reloaded (and digest-checked) from the packaged MiniLM.
+* ``open_clip``: any open_clip architecture with pretrained CLIP/SigLIP weights (``clip_pretrained``:
+  a local file or a tag; tags need the network). Product = normalize(image + title embeddings).
+"""
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from open_clip.hf_model import HFTextEncoder
+from open_clip.timm_model import TimmModel
+from torch import nn
+
+from pinlanding.collections.models import resolve_model_path
+from pinlanding.collections.registry import Registry
+
+ENCODERS: Registry[nn.Module] = Registry("encoder backend")
+
+
+def _to_pixels(images: torch.Tensor, size: tuple[int, int], mean: tuple, std: tuple) -> torch.Tensor:
+    """uint8 ``[B, H, W, 3]`` -> normalized float ``[B, 3, h, w]`` at ``size``."""
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    m = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+def _mlp(in_dim: int, out_dim: int) -> nn.Sequential:
+    hidden = 2 * out_dim
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+
+@ENCODERS.register("dual")
+class DualEncoder(nn.Module):
+    """Product tower (timm image + MiniLM text, fused) and attribute tower (MiniLM phrase + MLP)."""
+
+    def __init__(self, vision_model: str = "lcnet_050", image_size: tuple[int, int] = (64, 48),
+                 text_model: str = "all-MiniLM-L6-v2", product_text: str = "token_bag", embed_dim: int = 128,
+                 max_text_tokens: int = 48, **_: Any) -> None:
+        super().__init__()
+        if product_text not in ("token_bag", "transformer"):
+            raise ValueError(f"unknown product_text '{product_text}'; known: ['token_bag', 'transformer']")
+        self.spec = {"backend": "dual", "vision_model": vision_model, "image_size": tuple(image_size),
+                     "text_model": text_model, "product_text": product_text, "embed_dim": embed_dim,
+                     "max_text_tokens": max_text_tokens}
+        self.image_size = tuple(image_size)
+        self.max_text_tokens = max_text_tokens
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = resolve_model_path(text_model)
+        self.tokenizer = build_tokenizer(self.spec)
+        with _quiet_transformers():  # MiniLM ships an unused pooler head; its load report is noise here
+            self.text = HFTextEncoder(path, output_dim=_hf_width(path), pooler_type="mean_pooler", pretrained=True)
+        self.text.lock(unlocked_layers=0, freeze_layer_norm=True)  # frozen: features are cacheable
+        width = self.text.output_dim
+        self.visual = TimmModel(vision_model, embed_dim=embed_dim, image_size=self.image_size, pool="avg",
+                                proj="", pretrained=False)  # "": timm's own classifier is the projection
+        self.product_text_head = _mlp(width, embed_dim)
+        self.attribute_head = _mlp(width, embed_dim)
+        self.fuse = nn.Linear(2 * embed_dim, embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self._special = torch.tensor(sorted({self.text.config.pad_token_id, *self.tokenizer.special_ids}))
+        self._feature_cache: dict[str, torch.Tensor] = {}
+
+    # ---- text ----
+    def tokenize(self, texts: list[str]) -> np.ndarray:
+        """Word-piece ids ``[N, max_text_tokens]`` (int32, 0-padded)."""
+        return self.tokenizer(texts)
+
+    @torch.no_grad()
+    def text_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """Frozen MiniLM mean-pooled features of token ids."""
+        attn = (ids != self.text.config.pad_token_id).long()
+        out = self.text.transformer(input_ids=ids, attention_mask=attn)
+        return self.text.pooler(out, attn)
+
+    def _token_bag(self, ids: torch.Tensor) -> torch.Tensor:
+        """Mean of frozen MiniLM word-piece embeddings over non-special tokens."""
+        weight = self.text.transformer.embeddings.word_embeddings.weight.detach()
+        keep = ~torch.isin(ids, self._special.to(ids.device))
+        emb = F.embedding(ids, weight) * keep.unsqueeze(-1)
+        return emb.sum(1) / keep.sum(1, keepdim=True).clamp_min(1)
+
+    def encode_attributes(self, texts: list[str]) -> torch.Tensor:
+        """Normalized embeddings of attribute phrases or free text; frozen features are cached per text."""
+        device = self.logit_scale.device
+        missing = [t for t in dict.fromkeys(texts) if t not in self._feature_cache]
+        for i in range(0, len(missing), 256):
+            chunk = missing[i:i + 256]
+            ids = torch.as_tensor(self.tokenize(chunk), dtype=torch.long, device=device)
+            for t, f in zip(chunk, self.text_features(ids).float().cpu()):
+                self._feature_cache[t] = f
+        feats = torch.stack([self._feature_cache[t] for t in texts]).to(device) if texts else \
+            torch.zeros((0, self.text.output_dim), device=device)
+        return F.normalize(self.attribute_head(feats), dim=-1)
+
+    # ---- products ----
+    def encode_product(self, images: torch.Tensor, ids: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        """Normalized product embeddings from uint8 images ``[B,H,W,3]``, token ids and an image mask."""
+        pixels = _to_pixels(images, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
+        v = F.normalize(self.visual(pixels), dim=-1) * has_image.to(pixels.dtype).unsqueeze(-1)
+        feats = self._token_bag(ids) if self.spec["product_text"] == "token_bag" else self.text_features(ids)
+        t = F.normalize(self.product_text_head(feats.float()), dim=-1)
+        return F.normalize(self.fuse(torch.cat([v, t], dim=-1)), dim=-1)
+
+    # ---- persistence ----
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights to save: everything except the frozen MiniLM (reloaded from its verified copy)."""
+        return {k: v.detach().cpu() for k, v in self.state_dict().items() if not k.startswith("text.")}
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith("text.")] + list(unexpected)
+        if bad:
+            raise ValueError(f"saved encoder weights do not fit this architecture: {bad[:5]}")
+
+
+@ENCODERS.register("open_clip")
+class OpenClipEncoder(nn.Module):
+    """A pretrained open_clip model (CLIP, SigLIP...) used as both towers, fine-tuned whole."""
+
+    def __init__(self, clip_model: str = "ViT-B-32", clip_pretrained: str | None = None, **_: Any) -> None:
+        super().__init__()
+        self.spec = {"backend": "open_clip", "clip_model": clip_model, "clip_pretrained": clip_pretrained}
+        self.model = open_clip.create_model(clip_model, pretrained=clip_pretrained, load_weights=clip_pretrained is not None)
+        self.tokenizer = build_tokenizer(self.spec)
+        pp = open_clip.get_model_preprocess_cfg(self.model)
+        size = pp["size"]
+        self.image_size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        self._mean, self._std = tuple(pp["mean"]), tuple(pp["std"])
+        self.logit_scale = self.model.logit_scale
+
+    def tokenize(self, texts: list[str]) -> np.ndarray:
+        return self.tokenizer(texts)
+
+    def encode_attributes(self, texts: list[str]) -> torch.Tensor:
+        device = self.logit_scale.device
+        ids = torch.as_tensor(self.tokenize(list(texts)), dtype=torch.long, device=device)
+        return F.normalize(self.model.encode_text(ids), dim=-1)
+
+    def encode_product(self, images: torch.Tensor, ids: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        pixels = _to_pixels(images, self.image_size, self._mean, self._std)
+        v = F.normalize(self.model.encode_image(pixels), dim=-1) * has_image.to(pixels.dtype).unsqueeze(-1)
+        t = F.normalize(self.model.encode_text(ids.long()), dim=-1)
+        return F.normalize(v + t, dim=-1)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.state_dict().items()}
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
+
+
+class Tokenizer:
+    """Texts -> int32 token ids ``[N, context_length]`` (0-padded); cheap to build in CPU workers."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        if spec.get("backend", "dual") == "open_clip":
+            self._tok = open_clip.get_tokenizer(spec["clip_model"])
+            self.special_ids: list[int] = []
+        else:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            self._tok = open_clip.tokenizer.HFTokenizer(resolve_model_path(spec["text_model"]),
+                                                        context_length=spec["max_text_tokens"])
+            self.special_ids = list(self._tok.tokenizer.all_special_ids)
+        self.context_length = int(self._tok.context_length)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.context_length), dtype=np.int32)
+        return self._tok([str(t or "") for t in texts]).numpy().astype(np.int32)
+
+
+def build_tokenizer(spec: dict[str, Any]) -> Tokenizer:
+    """The tokenizer of the backend described by ``spec`` (no model weights loaded)."""
+    return Tokenizer(spec)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _hf_width(path: str) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).hidden_size)
+
+
+def build_encoder(spec: dict[str, Any]) -> nn.Module:
+    """Construct the backend named by ``spec["backend"]`` (unknown names list the valid ones)."""
+    spec = dict(spec)
+    return ENCODERS.create(spec.pop("backend", "dual"), **spec)
+
+
+def multi_positive_clip_loss(products: torch.Tensor, attributes: torch.Tensor, targets: torch.Tensor,
+                             logit_scale: torch.Tensor) -> torch.Tensor:
+    """Bidirectional contrastive loss where a product may have several positive attributes.
+
+    open_clip's ``ClipLoss`` assumes exactly one positive per row (the diagonal); here a batch's
+    products share attributes ("gender: women"), so the targets are the rows/columns of the binary
+    ``targets [B, M]`` matrix, normalized to distributions. With ``targets = I`` this equals ClipLoss.
+    """
+    logits = logit_scale.exp().clamp(max=100) * products @ attributes.t()
+    t = targets.float()
+    rows = t.sum(1) > 0
+    cols = t.sum(0) > 0
+    p2a = -(F.log_softmax(logits[rows], dim=1) * (t[rows] / t[rows].sum(1, keepdim=True))).sum(1).mean()
+    a2p = -(F.log_softmax(logits[:, cols].t(), dim=1) * (t[:, cols].t() / t[:, cols].t().sum(1, keepdim=True))).sum(1).mean()
+    return (p2a + a2p) / 2
+
+
+def clip_loss_reference() -> nn.Module:
+    """open_clip's own ClipLoss (one positive per row), for cross-checking the loss above."""
+    return open_clip.ClipLoss()

@@ -1,0 +1,121 @@
+"""Inputs of the encoder: product texts, attribute phrases, positives, the held-out split, image decoding."""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from PIL import Image
+
+from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.schemas import ATTRIBUTES, VOCAB
+
+
+def product_text(title: str | None, tags: list[str] | None) -> str:
+    """The text side of a product: its title, then its merchant tags."""
+    tags = [t for t in (tags or []) if t]
+    return (title or "") + (" | " + ", ".join(tags) if tags else "")
+
+
+def attribute_phrase(key: str, value: str) -> str:
+    """The text of a vocabulary attribute, e.g. ``color: navy blue``."""
+    return f"{key.replace('_', ' ')}: {value}"
+
+
+def load_vocabulary(path: Path) -> list[tuple[str, str]]:
+    """Sorted (key, value) pairs of the curated vocabulary, rejected entries left out."""
+    vocab = read_table(path, VOCAB)
+    status = vocab.column("status").to_pylist()
+    pairs = {(k, v) for k, v, s in zip(vocab.column("key").to_pylist(), vocab.column("value").to_pylist(), status)
+             if s != "rejected" and k and v}
+    if not pairs:
+        raise ValueError(f"vocabulary {path} has no usable (non-rejected) entries; curate the vocabulary first")
+    return sorted(pairs)
+
+
+def load_positives(path: Path, vocab: list[tuple[str, str]]) -> dict[str, list[int]]:
+    """product_id -> indices into ``vocab`` of its curated extracted attributes."""
+    attrs = read_table(path, ATTRIBUTES)
+    index = {pair: i for i, pair in enumerate(vocab)}
+    out: dict[str, set[int]] = {}
+    for pid, k, v in zip(attrs.column("product_id").to_pylist(), attrs.column("key").to_pylist(),
+                         attrs.column("value").to_pylist()):
+        i = index.get((k, v))
+        if i is not None:
+            out.setdefault(pid, set()).add(i)
+    return {pid: sorted(s) for pid, s in out.items()}
+
+
+def heldout_mask(product_ids: list[str], val_fraction: float, block: int, seed: int) -> np.ndarray:
+    """True for held-out products. Numeric ids in one block of ``block`` consecutive ids share a side,
+    so near-identical variants of one style never straddle the split; other ids are hashed alone."""
+    def group(pid: str) -> str:
+        return str(int(pid) // block) if pid.isdigit() and block > 0 else pid
+
+    cut = int(val_fraction * 10_000)
+    return np.array([int(hashlib.sha256(f"{seed}:{group(p)}".encode()).hexdigest()[:8], 16) % 10_000 < cut
+                     for p in product_ids], dtype=bool)
+
+
+def decode_image(path: str | None, size: tuple[int, int]) -> tuple[np.ndarray, str | None]:
+    """uint8 ``[H, W, 3]`` at ``size`` (height, width), or zeros and the reason it could not be read."""
+    h, w = size
+    if not path:
+        return np.zeros((h, w, 3), np.uint8), "no image path"
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.BILINEAR)
+            return np.asarray(im, dtype=np.uint8), None
+    except Exception as exc:  # any unreadable file is recorded, never fatal
+        return np.zeros((h, w, 3), np.uint8), f"unreadable image: {type(exc).__name__}: {exc}"[:500]
+
+
+def decode_images(paths: list[str | None], size: tuple[int, int], threads: int = 2
+                  ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """Decode many images (PIL releases the GIL while decoding): pixels, has-image mask, errors."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(lambda p: decode_image(p, size), paths, chunksize=256))
+    pixels = np.stack([r[0] for r in results]) if results else np.zeros((0, *size, 3), np.uint8)
+    errors = [r[1] for r in results]
+    return pixels, np.array([e is None for e in errors], dtype=bool), errors
+
+
+@dataclass
+class ProductSet:
+    """Products as columns the encoder needs."""
+
+    ids: list[str]
+    content_hash: list[str]
+    texts: list[str]
+    image_paths: list[str | None]
+
+    @classmethod
+    def from_table(cls, products: pa.Table) -> "ProductSet":
+        titles = products.column("title").to_pylist()
+        tags = products.column("merchant_tags").to_pylist()
+        return cls(ids=products.column("product_id").to_pylist(),
+                   content_hash=products.column("content_hash").to_pylist(),
+                   texts=[product_text(t, g) for t, g in zip(titles, tags)],
+                   image_paths=products.column("image_path").to_pylist())
+
+    def take(self, index: np.ndarray) -> "ProductSet":
+        return ProductSet([self.ids[i] for i in index], [self.content_hash[i] for i in index],
+                          [self.texts[i] for i in index], [self.image_paths[i] for i in index])
+
+
+def exclusive_keys(path: Path, share: float) -> list[str]:
+    """Keys where at least ``share`` of the products that have the key have exactly one value (e.g. colour)."""
+    attrs = read_table(path, ATTRIBUTES).select(["product_id", "key", "value"])
+    per = attrs.group_by(["product_id", "key"]).aggregate([("value", "count_distinct")])
+    out = []
+    for key in pc.unique(per.column("key")).to_pylist():
+        counts = per.filter(pc.equal(per.column("key"), key)).column("value_count_distinct").to_numpy()
+        if len(counts) and float((counts == 1).mean()) >= share:
+            out.append(key)
+    return sorted(out)

@@ -1,0 +1,202 @@
+"""The train stage: contrastive training of the dual encoder, held-out validation and calibration.
+
+Recipe: keep products with curated attributes, split off held-out product groups, train with the
+bidirectional multi-positive contrastive loss (negatives: the other attributes in the batch), then
+score the held-out products against every vocabulary attribute to report Recall@10 and to choose the
+per-attribute thresholds. Checkpoints every ``checkpoint_every`` epochs; a rerun with the same setup
+resumes from ``encoder/checkpoint.pt`` (raising ``epochs`` continues training).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pinlanding.collections.artifacts import atomic_path, json_digest, read_table, write_json
+from pinlanding.collections.engines import torch_device
+from pinlanding.collections.schemas import PRODUCTS
+from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
+from pinlanding.encoders.calibrate import Calibration, calibrate
+from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
+from pinlanding.encoders.config import EncoderConfig
+from pinlanding.encoders.data import (ProductSet, attribute_phrase, decode_images, exclusive_keys, heldout_mask,
+                                      load_positives, load_vocabulary)
+from pinlanding.encoders.metrics import retrieval_metrics
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class TrainResult:
+    bundle: EncoderBundle
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    calibration: Calibration
+    heldout_scores: np.ndarray
+    heldout_positive: np.ndarray
+    heldout_ids: list[str] = field(default_factory=list)
+
+
+def model_spec(cfg: EncoderConfig) -> dict[str, Any]:
+    r = cfg.resolved_dict()
+    if cfg.backend == "open_clip":
+        return {"backend": "open_clip", "clip_model": r["clip_model"], "clip_pretrained": r["clip_pretrained"]}
+    return {"backend": "dual", **{k: r[k] for k in ("vision_model", "image_size", "text_model", "product_text",
+                                                     "embed_dim", "max_text_tokens")}}
+
+
+def _positive_matrix(ids: list[str], positives: dict[str, list[int]], n_attr: int) -> np.ndarray:
+    out = np.zeros((len(ids), n_attr), dtype=bool)
+    for row, pid in enumerate(ids):
+        out[row, positives.get(pid, [])] = True
+    return out
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[str, str]],
+                  positives: dict[str, list[int]], out_dir: Path, exclusive: list[str] | None = None,
+                  seed: int = 0, device: str = "auto", log=print) -> TrainResult:
+    """Train, validate and calibrate; write model.pt, metrics.json, thresholds.json under ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch_device(cfg.device if cfg.device != "auto" else device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    keep = np.array([i for i, pid in enumerate(products.ids) if positives.get(pid)], dtype=np.int64)
+    if len(keep) < 4:
+        raise ValueError(f"only {len(keep)} products have curated attributes; the encoder needs at least 4")
+    data = products.take(keep)
+    val = heldout_mask(data.ids, cfg.val_fraction, cfg.split_block, seed)
+    if val.all() or not val.any():  # tiny catalogues: fall back to a plain hashed split
+        val = heldout_mask(data.ids, cfg.val_fraction, 0, seed)
+    if not val.any():
+        val[-max(1, len(val) // 10):] = True
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    if cfg.max_train_products and len(train_idx) > cfg.max_train_products:
+        train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, cfg.max_train_products, replace=False))
+    torch.manual_seed(seed)
+    spec = model_spec(cfg)
+    model = build_encoder(spec).to(device)
+    t0 = time.perf_counter()
+    pixels, has_image, _ = decode_images(data.image_paths, model.image_size, threads=max(1, torch.get_num_threads()))
+    tokens = model.tokenize(data.texts)
+    prep_s = time.perf_counter() - t0
+    phrases = [attribute_phrase(k, v) for k, v in vocab]
+    pos_lists = [np.asarray(positives[pid], dtype=np.int64) for pid in data.ids]
+
+    batch_size = int(cfg.resolved("batch_size"))
+    epochs = int(cfg.resolved("epochs"))
+    steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=float(cfg.resolved("lr")), weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
+    setup = json_digest({"spec": spec, "lr": cfg.resolved("lr"), "wd": cfg.weight_decay, "bs": batch_size,
+                         "seed": seed, "drop": cfg.image_dropout, "train": [data.ids[i] for i in train_idx],
+                         "vocab": vocab})
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    ckpt_path = out_dir / CHECKPOINT_FILE
+    if cfg.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ckpt.get("setup") == setup:
+            model.load_trainable(ckpt["state"])
+            opt.load_state_dict(ckpt["optimizer"])
+            sched.load_state_dict(ckpt["scheduler"])
+            start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+            log(f"resuming encoder training from epoch {start_epoch}")
+    amp = cfg.amp and device.startswith("cuda")
+    for epoch in range(start_epoch, epochs):
+        model.train()
+        rng = np.random.default_rng(seed * 1000 + epoch)
+        order = rng.permutation(train_idx)
+        t_epoch, losses = time.perf_counter(), []
+        for step in range(steps_per_epoch):
+            b = order[step * batch_size:(step + 1) * batch_size]
+            if len(b) < 2:
+                continue
+            attrs = np.unique(np.concatenate([pos_lists[i] for i in b]))
+            targets = np.zeros((len(b), len(attrs)), dtype=bool)
+            for row, i in enumerate(b):
+                targets[row, np.searchsorted(attrs, pos_lists[i])] = True
+            img = torch.as_tensor(pixels[b], device=device)
+            if rng.random() < 0.5:
+                img = img.flip(2)  # horizontal flip as augmentation
+            mask = torch.as_tensor(has_image[b] & (rng.random(len(b)) >= cfg.image_dropout), device=device)
+            ids = torch.as_tensor(tokens[b], dtype=torch.long, device=device)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                p = model.encode_product(img, ids, mask)
+                a = model.encode_attributes([phrases[j] for j in attrs])
+                loss = multi_positive_clip_loss(p.float(), a.float(), torch.as_tensor(targets, device=device),
+                                                model.logit_scale)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 5.0)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                        "seconds": round(time.perf_counter() - t_epoch, 3), "products": int(len(train_idx))})
+        log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f} in {history[-1]['seconds']:.1f}s")
+        if (epoch + 1) % max(1, cfg.checkpoint_every) == 0 or epoch + 1 == epochs:
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"setup": setup, "epoch": epoch + 1, "history": history, "state": model.trainable_state_dict(),
+                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp)
+
+    model.eval()
+    bundle = EncoderBundle(model, vocab, None, exclusive or [], "", device)  # type: ignore[arg-type]
+    vi = val_idx
+    emb = bundle.encode_products(pixels[vi], has_image[vi], tokens[vi])
+    attr_emb = bundle.attribute_embeddings()
+    scores = emb @ attr_emb.T
+    pos = _positive_matrix([data.ids[i] for i in vi], positives, len(vocab))
+    cal = calibrate(scores, pos, [k for k, _ in vocab], cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed)
+    bundle.calibration = cal
+    metrics = {
+        "heldout": retrieval_metrics(scores, pos, k=10),
+        "train_products": int(len(train_idx)), "heldout_products": int(len(vi)), "attributes": len(vocab),
+        "attributes_with_heldout_positives": int(pos.any(0).sum()),
+        "assignable_attributes": int((cal.thresholds < 1.0).sum()),
+        "history": history, "prepare_seconds": round(prep_s, 3), "device": device, "spec": spec,
+        "exclusive_keys": exclusive or [],
+    }
+    version = save_bundle(out_dir / MODEL_FILE, model, vocab, cal, exclusive or [], {"metrics": metrics["heldout"]})
+    bundle.version = version
+    metrics["model_version"] = version
+    write_json(out_dir / "metrics.json", metrics)
+    write_json(out_dir / "thresholds.json", [
+        {"key": k, "value": v, "threshold": round(float(cal.thresholds[i]), 4),
+         "heldout_positives": int(cal.positives[i]), "precision": round(float(cal.precision[i]), 4),
+         "recall": round(float(cal.recall[i]), 4)} for i, (k, v) in enumerate(vocab)])
+    return TrainResult(bundle, history, metrics, cal, scores, pos, [data.ids[i] for i in vi])
+
+
+def run_train(ctx) -> dict[str, Any]:
+    """Stage entry: read the catalogue and curated attributes, train, write ``encoder/``."""
+    cfg: EncoderConfig = ctx.cfg.encoder
+    layout = ctx.layout
+    products = ProductSet.from_table(read_table(layout.products, PRODUCTS))
+    vocab = load_vocabulary(layout.vocabulary)
+    positives = load_positives(layout.curated_attributes, vocab)
+    exclusive = exclusive_keys(layout.curated_attributes, cfg.exclusive_share)
+    result = train_encoder(cfg, products, vocab, positives, layout.dir("encoder"), exclusive=exclusive,
+                           seed=ctx.cfg.run.seed, device=ctx.cfg.run.device)
+    h = result.metrics["heldout"]
+    return {"epochs": len(result.history), "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,
+            "train_products": result.metrics["train_products"], "heldout_products": result.metrics["heldout_products"],
+            "attr_to_product_recall@10": round(h.get("attr_to_product_recall", 0.0), 4),
+            "product_to_attr_recall@10": round(h.get("product_to_attr_recall", 0.0), 4),
+            "assignable_attributes": result.metrics["assignable_attributes"], "model_version": result.bundle.version}

@@ -1,0 +1,113 @@
+"""Assignment through Ray Data: output schema, the merged graph, incremental skip, corrupt images."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
+from pinlanding.encoders.assign import INDEX_FILE, EmbedAndScore, Preprocess, merge_graph, run_assign
+from pinlanding.encoders.index import RetrievalIndex
+
+from .conftest import tiny_config
+
+pytestmark = pytest.mark.slow  # starts Ray
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path) -> RunLayout:
+    shutil.copytree(trained_run.root, tmp_path / "run")
+    return RunLayout(tmp_path / "run")
+
+
+def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
+    products = read_table(run_copy.products, PRODUCTS)
+    bad_path = products.column("image_path")[20].as_py()  # mid-way through, inside a batch
+    with open(bad_path, "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    ctx = StageContext(tiny_config(), run_copy)
+    counts = run_assign(ctx)
+
+    graph = read_table(run_copy.assignments, ASSIGNMENTS)
+    assert graph.schema.equals(ASSIGNMENTS)
+    assert set(graph.column("source").to_pylist()) <= {"extraction", "encoder"}
+    keys = list(zip(*(graph.column(c).to_pylist() for c in ("product_id", "key", "value"))))
+    assert len(keys) == len(set(keys))  # deduplicated
+    # every curated extraction row is kept; single-valued keys never get a second value from the encoder
+    assert counts["extraction_rows"] == 48 * 3
+    df = graph.to_pandas()
+    assert (df[df.key.isin(["color", "gender"])].groupby(["product_id", "key"]).size() == 1).all()
+    conf = df.loc[df.source == "encoder", "confidence"]
+    assert ((conf >= 0) & (conf <= 1)).all()
+
+    emb = read_table(run_copy.embeddings, EMBEDDINGS)
+    assert sorted(emb.column("product_id").to_pylist()) == sorted(products.column("product_id").to_pylist())
+    vectors = np.asarray(emb.column("embedding").to_pylist(), dtype=np.float32)
+    assert vectors.shape == (48, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert set(emb.column("model_version").to_pylist()) == {counts["model_version"]}
+
+    failures = read_table(run_copy.dir("assignments") / "failures.parquet", EXTRACTION_FAILURES)
+    assert failures.column("product_id").to_pylist() == [products.column("product_id")[20].as_py()]
+    assert "unreadable image" in failures.column("error")[0].as_py()
+    assert counts["image_failures"] == 1 and counts["embedded"] == 48 and counts["reused"] == 0
+
+    index = RetrievalIndex.load(run_copy.dir("assignments") / INDEX_FILE)
+    ids, _ = index.search(vectors[:3], k=1)
+    assert list(ids[:, 0]) == emb.column("product_id").to_pylist()[:3]
+
+    # incremental: nothing changed -> nothing re-embedded, same graph
+    again = run_assign(ctx)
+    assert again["embedded"] == 0 and again["reused"] == 48
+    assert read_table(run_copy.assignments, ASSIGNMENTS).equals(graph)
+
+    # one product's content changes -> only it is embedded again
+    changed = products.to_pylist()
+    changed[5]["title"] = "Acme Men Green Shirt"
+    changed[5]["content_hash"] = hashlib.sha256(b"changed").hexdigest()
+    write_table(pa.Table.from_pylist(changed, schema=PRODUCTS), run_copy.products, PRODUCTS)
+    third = run_assign(ctx)
+    assert third["embedded"] == 1 and third["reused"] == 47
+    new = read_table(run_copy.embeddings, EMBEDDINGS)
+    row = new.filter(pc.equal(new.column("product_id"), changed[5]["product_id"]))
+    assert row.column("content_hash")[0].as_py() == changed[5]["content_hash"]
+
+
+def test_actor_classes_work_on_a_plain_batch(trained_run, tmp_path):
+    """The Ray stages are plain callables: call them on a dict batch without a cluster."""
+    products = read_table(trained_run.products, PRODUCTS).slice(0, 4)
+    spec_model = EmbedAndScore(str(trained_run.dir("encoder")), device="cpu", top_k=3)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    paths = products.column("image_path").to_pylist()
+    paths[1] = str(bad)
+    batch = {"product_id": np.array(products.column("product_id").to_pylist(), dtype=object),
+             "content_hash": np.array(products.column("content_hash").to_pylist(), dtype=object),
+             "title": np.array(products.column("title").to_pylist(), dtype=object),
+             "merchant_tags": np.array(products.column("merchant_tags").to_pylist(), dtype=object),
+             "image_path": np.array(paths, dtype=object)}
+    pre = Preprocess(spec_model.bundle.model.spec, spec_model.bundle.model.image_size)(batch)
+    assert pre["pixels"].shape == (4, 32, 24, 3) and pre["pixels"].dtype == np.uint8
+    assert list(pre["has_image"]) == [True, False, True, True]
+    out = spec_model(pre)
+    assert out["embedding"].shape == (4, 32)
+    assert out["attr_idx"].shape == (4, 3) and (out["attr_idx"] < len(spec_model.bundle.vocab)).all()
+
+
+def test_merge_graph_prefers_extraction_and_respects_single_valued_keys():
+    import pandas as pd
+
+    ext = pd.DataFrame({"product_id": ["a", "a"], "key": ["color", "category"], "value": ["red", "dress"],
+                        "confidence": [0.9, 0.9]})
+    enc = pd.DataFrame({"product_id": ["a", "a", "a", "b", "b"], "key": ["color", "category", "pattern", "color", "color"],
+                        "value": ["blue", "dress", "solid", "green", "teal"], "confidence": [0.8, 0.7, 0.6, 0.9, 0.6]})
+    g = merge_graph(enc, ext, exclusive=["color"])
+    rows = set(zip(g.product_id, g.key, g.value, g.source))
+    assert rows == {("a", "category", "dress", "extraction"), ("a", "color", "red", "extraction"),
+                    ("a", "pattern", "solid", "encoder"), ("b", "color", "green", "encoder")}

@@ -1,0 +1,46 @@
+"""Calibration picks thresholds that separate positives and honour the precision target."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pinlanding.encoders.calibrate import NEVER, calibrate, precision_threshold
+
+
+def test_threshold_is_the_lowest_reaching_the_target_precision():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    pos = np.array([1, 1, 0, 1, 0, 0], dtype=bool)
+    t, p, r = precision_threshold(scores, pos, 0.75)
+    assert t == pytest.approx(0.6) and p == pytest.approx(0.75) and r == pytest.approx(1.0)
+    assert precision_threshold(scores, pos, 1.0)[0] == pytest.approx(0.8)
+    assert precision_threshold(scores, np.zeros(6, bool), 0.5)[0] == NEVER
+
+
+def test_calibration_separates_frequent_attributes_and_shrinks_rare_ones():
+    rng = np.random.default_rng(0)
+    n = 400
+    pos = np.zeros((n, 3), dtype=bool)
+    pos[:200, 0] = True  # frequent, well separated
+    pos[:2, 1] = True  # rare: 2 held-out positives
+    pos[:100, 2] = True  # another key
+    scores = rng.normal(0.1, 0.05, (n, 3))
+    scores[pos] += 0.5
+    cal = calibrate(scores, pos, ["color", "color", "gender"], target_precision=0.9, shrinkage=20.0)
+    # frequent attribute: the lowest threshold that keeps 90% precision: every positive, few negatives
+    assert scores[~pos[:, 0], 0].mean() < cal.thresholds[0] < scores[pos[:, 0], 0].min()
+    assert cal.precision[0] >= 0.9 and cal.recall[0] == 1.0
+    strict = calibrate(scores, pos, ["color", "color", "gender"], target_precision=1.0, shrinkage=0.0)
+    assert strict.thresholds[0] > cal.thresholds[0] and strict.precision[0] == 1.0
+    # rare attribute: pulled toward its key's pooled threshold (weight 2 / 22 on its own)
+    own, _, _ = precision_threshold(scores[:, 1], pos[:, 1], 0.9)
+    key_t, _, _ = precision_threshold(scores[:, :2].ravel(), pos[:, :2].ravel(), 0.9)
+    assert cal.thresholds[1] == pytest.approx((2 / 22) * own + (20 / 22) * key_t, rel=1e-4)
+    assert list(cal.positives) == [200, 2, 100]
+    # confidence separates positives from negatives
+    conf = cal.confidence(scores)
+    assert conf[pos].mean() > 0.8 and conf[~pos].mean() < 0.2
+
+
+def test_calibration_rejects_misaligned_input():
+    with pytest.raises(ValueError, match="line up"):
+        calibrate(np.zeros((3, 2)), np.zeros((3, 2), bool), ["color"])

@@ -1,0 +1,91 @@
+"""Training: the loss goes down, resume continues, the model round-trips, bad input is refused."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.encoders.bundle import encode_texts, load_bundle
+from pinlanding.encoders.clip import build_encoder, clip_loss_reference, multi_positive_clip_loss
+from pinlanding.encoders.data import heldout_mask
+from pinlanding.encoders.train import run_train
+
+from .conftest import build_run, tiny_config
+
+
+def test_training_lowers_the_loss_and_writes_the_model(trained_run):
+    metrics = json.loads((trained_run.dir("encoder") / "metrics.json").read_text())
+    losses = [h["loss"] for h in metrics["history"]]
+    assert len(losses) == 4
+    assert losses[-1] < 0.8 * losses[0]
+    assert metrics["attributes"] == 8  # 4 colours, 2 categories, 2 genders; the rejected "purple" is left out
+    assert 0 < metrics["heldout_products"] < 48
+    # solid colours and titles are easy: held-out retrieval must beat chance by far
+    assert metrics["heldout"]["product_to_attr_recall"] > 0.6
+    bundle = load_bundle(trained_run.dir("encoder"), device="cpu")
+    assert bundle.version == metrics["model_version"]
+    assert ("color", "purple") not in bundle.vocab
+    assert "color" in bundle.exclusive_keys and "gender" in bundle.exclusive_keys
+
+
+def test_encode_texts_maps_queries_into_the_product_space(trained_run):
+    emb = encode_texts(trained_run, ["color: red", "a red dress for women", "😀 <script>"])
+    assert emb.shape == (3, 32) and emb.dtype == np.float32
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert encode_texts(trained_run, []).shape[0] == 0
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    layout = build_run(tmp_path, n=24)
+    run_train(StageContext(tiny_config(epochs=2), layout))
+    first = json.loads((layout.dir("encoder") / "metrics.json").read_text())["history"]
+    run_train(StageContext(tiny_config(epochs=3), layout))
+    second = json.loads((layout.dir("encoder") / "metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in second] == [1, 2, 3]
+    assert second[:2] == first  # epochs 1-2 were not rerun
+
+
+def test_same_seed_same_model(tmp_path):
+    a, b = build_run(tmp_path / "a", n=16), build_run(tmp_path / "b", n=16)
+    for layout in (a, b):
+        run_train(StageContext(tiny_config(epochs=1, resume=False), layout))
+    ha = json.loads((a.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
+    hb = json.loads((b.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
+    assert ha == pytest.approx(hb, rel=1e-5)
+
+
+def test_too_few_labelled_products_is_a_clear_error(tmp_path):
+    layout = build_run(tmp_path, n=3)
+    with pytest.raises(ValueError, match="at least 4"):
+        run_train(StageContext(tiny_config(), layout))
+
+
+def test_multi_positive_loss_equals_open_clip_loss_with_one_positive_each():
+    torch.manual_seed(0)
+    p = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    a = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    scale = torch.tensor(2.5)
+    ours = multi_positive_clip_loss(p, a, torch.eye(6), scale)
+    assert float(ours) == pytest.approx(float(clip_loss_reference()(p, a, scale.exp())), rel=1e-5)
+    # a shared attribute is a positive for both products, not a false negative
+    targets = torch.zeros(2, 1)
+    targets[:, 0] = 1
+    both = multi_positive_clip_loss(p[:2], a[:1], targets, scale)
+    assert torch.isfinite(both)
+
+
+def test_heldout_split_keeps_id_blocks_together():
+    ids = [str(i) for i in range(0, 5000, 7)]
+    mask = heldout_mask(ids, 0.3, 500, seed=0)
+    for block in {int(i) // 500 for i in ids}:
+        sides = {m for i, m in zip(ids, mask) if int(i) // 500 == block}
+        assert len(sides) == 1
+    assert 0 < mask.mean() < 1
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(ValueError, match="known: \\['dual', 'open_clip'\\]"):
+        build_encoder({"backend": "nope"})
