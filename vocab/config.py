@@ -131,7 +131,7 @@ class TopicsConfig(BaseModel):
         "brand", "season", "occasion", "style", "color", "pattern", "material", "fit", "shape", "sleeve", "neck",
         "category", "gender"])
     phrase_templates: dict[str, str] = Field(default_factory=lambda: {"gender": "for {value}"})
-    max_candidates: int = 5000  # highest-support candidates sent to the judge
+    max_candidates: int = 20000  # highest-support candidates sent to the judge (bounds LLM cost)
     drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one
 
 

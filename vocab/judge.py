@@ -165,32 +165,45 @@ class JudgeContext:
 
     stats: CooccurrenceStats | None = None
     queries: QueryIndex | None = None
+    anchor_keys: tuple[str, ...] = ()  # keys naming the product type (see CooccurrenceJudge)
     weights: dict[str, float] = field(default_factory=lambda: {"coherence": 0.4, "plausibility": 0.3, "phrasing": 0.3})
 
 
 @JUDGES.register("cooccurrence")
 class CooccurrenceJudge:
-    """The honest offline judge: catalogue co-occurrence + real shopper queries, no language model."""
+    """The honest offline judge: catalogue co-occurrence + real shopper queries, no language model.
+
+    When the queries never name the tuple's product type (an anchor-key value, e.g. watches in an
+    apparel-only query log), the log says nothing about that intent: plausibility and phrasing then
+    take ``uncovered_score`` instead of counting as evidence against it, and the reason says so.
+    """
 
     name = "cooccurrence"
 
-    def __init__(self, context: JudgeContext, mention_saturation: int = 3) -> None:
+    def __init__(self, context: JudgeContext, mention_saturation: int = 3, uncovered_score: float = 0.5) -> None:
         if context.stats is None or context.queries is None:
             raise ValueError("the cooccurrence judge needs catalogue statistics and shopper queries")
         self.context = context
         self.mention_saturation = mention_saturation
+        self.uncovered_score = uncovered_score
 
     def fingerprint(self) -> str:
         c = self.context
-        return json_digest([self.name, c.stats.digest, c.queries.digest, c.weights, self.mention_saturation])
+        return json_digest([self.name, c.stats.digest, c.queries.digest, c.weights, sorted(c.anchor_keys),
+                            self.mention_saturation, self.uncovered_score])
 
     def _one(self, cand: Candidate) -> Judgement:
         stats, queries, w = self.context.stats, self.context.queries, self.context.weights
         lifts = stats.lift_of_each(cand.attributes) if len(cand.attributes) > 1 else []
         coherence = min((min(1.0, lift) ** 0.5 for _, lift in lifts), default=1.0)
         attested = [(a, min(1.0, queries.mentions(a[1]) / self.mention_saturation)) for a in cand.attributes]
-        plausibility = sum(s for _, s in attested) / len(attested) if attested else 0.0
-        phrasing, unseen = queries.phrasing(cand.query)
+        uncovered = [a for a, s in attested if s == 0.0 and a[0] in self.context.anchor_keys]
+        if uncovered:
+            plausibility = phrasing = self.uncovered_score
+            unseen = []
+        else:
+            plausibility = sum(s for _, s in attested) / len(attested) if attested else 0.0
+            phrasing, unseen = queries.phrasing(cand.query)
         comps = {"coherence": round(coherence, 4), "plausibility": round(plausibility, 4), "phrasing": round(phrasing, 4)}
         total = sum(w.values()) or 1.0
         score = sum(w.get(k, 0.0) * v for k, v in comps.items()) / total
@@ -199,8 +212,12 @@ class CooccurrenceJudge:
             (wk, wv), wl = min(lifts, key=lambda t: t[1])
             notes[-1] += f" (lift of {wk}={wv}: {wl:.2f})"
         weak = [f"{k}={v}" for (k, v), s in attested if s == 0.0]
-        notes.append(f"plausibility {plausibility:.2f}" + (f" (shoppers never name {', '.join(weak)})" if weak else ""))
-        notes.append(f"phrasing {phrasing:.2f}" + (f" (unseen word pairs: {'; '.join(unseen[:3])})" if unseen else ""))
+        if uncovered:
+            notes.append(f"plausibility and phrasing {self.uncovered_score:.2f} (unknown: the shopper queries never "
+                         f"name {', '.join(f'{k}={v}' for k, v in uncovered)})")
+        else:
+            notes.append(f"plausibility {plausibility:.2f}" + (f" (shoppers never name {', '.join(weak)})" if weak else ""))
+            notes.append(f"phrasing {phrasing:.2f}" + (f" (unseen word pairs: {'; '.join(unseen[:3])})" if unseen else ""))
         return Judgement(round(score, 4), "co-occurrence judge (not an LLM): " + ", ".join(notes), self.name, comps)
 
     def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:

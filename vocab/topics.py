@@ -133,7 +133,7 @@ def build_topics(cfg: VocabConfig, curated: pa.Table, n_products: int, queries: 
                            reason=f"not judged: beyond vocab.topics.max_candidates={tc.max_candidates}")
         rows.append(row)
     stats = CooccurrenceStats(n_products, dict(support))
-    context = JudgeContext(stats=stats, queries=queries, weights=cfg.judge.weights)
+    context = JudgeContext(stats=stats, queries=queries, weights=cfg.judge.weights, anchor_keys=tuple(sorted(anchors)))
     judge = create_judge(cfg.judge.backend, context, cfg.judge.params)
     judgements: list[Judgement] = cache.judge(judge, [c for _, c in to_judge]) if to_judge else []
     for (row, _), j in zip(to_judge, judgements):

@@ -66,6 +66,16 @@ def test_cooccurrence_judge_scores_coherence_plausibility_and_phrasing():
     assert unknown.components["plausibility"] == 0.0 and "never name category=kaftan" in unknown.reason
 
 
+def test_a_product_type_the_queries_never_name_is_unknown_not_implausible():
+    ctx = _context()
+    ctx.anchor_keys = ("category",)
+    judge = create_judge("cooccurrence", ctx)
+    watch, dress = judge.judge([Candidate((("category", "watch"),), "watch", 30), Candidate((DRESS,), "dress", 40)])
+    assert watch.components["plausibility"] == watch.components["phrasing"] == 0.5
+    assert "unknown: the shopper queries never name category=watch" in watch.reason
+    assert dress.components["plausibility"] == 1.0 and watch.score < dress.score
+
+
 def test_judge_fingerprint_changes_with_statistics_and_weights():
     a = create_judge("cooccurrence", _context()).fingerprint()
     assert a == create_judge("cooccurrence", _context()).fingerprint()
