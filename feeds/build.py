@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from pinlanding.collections.artifacts import read_table, write_json, write_table, write_text
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, PRODUCTS, TOPICS
@@ -104,13 +106,19 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
 def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
     """Nearest products to each topic's vector (the normalized mean of its top attribute matches' embeddings).
 
-    Exact cosine search in numpy, in blocks of topics; swap for ``pinlanding.encoders.index.RetrievalIndex``
-    once that module is available (same inputs: a matrix of normalized product vectors and query vectors).
+    Searches a ``pinlanding.encoders.index`` retrieval index (``feeds.ann.index`` / ``method``). When the
+    table holds several model versions, the one with the most products is used.
     """
+    from pinlanding.encoders.index import INDEXES
+
+    versions = Counter(embeddings.column("model_version").to_pylist())
+    if len(versions) > 1:
+        best = sorted(versions.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
+        embeddings = embeddings.filter(pa.compute.equal(embeddings["model_version"], best))
     ids = embeddings.column("product_id").to_pylist()
-    matrix = np.asarray(embeddings.column("embedding").to_pylist(), dtype=np.float32)
-    if matrix.ndim != 2 or not len(ids):
+    if not ids:
         return []
+    matrix = np.asarray(embeddings.column("embedding").to_pylist(), dtype=np.float32)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     row = {pid: i for i, pid in enumerate(ids)}
     groups: dict[str, list[int]] = {}
@@ -120,17 +128,10 @@ def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> 
     tids = sorted(groups)
     if not tids:
         return []
-    queries = np.stack([matrix[groups[t]].mean(axis=0) for t in tids])
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    k = min(cfg.ann.neighbours, len(ids))
-    out: list[tuple[str, str, float]] = []
-    for start in range(0, len(tids), 256):
-        sims = queries[start:start + 256] @ matrix.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        for qi, cols in enumerate(top):
-            tid = tids[start + qi]
-            out.extend((tid, ids[c], float(sims[qi, c])) for c in cols if sims[qi, c] >= cfg.ann.min_similarity)
-    return out
+    index = INDEXES.create(cfg.ann.index, method=cfg.ann.method, rerank=cfg.ann.rerank).fit(ids, matrix)
+    found, sims = index.search(np.stack([matrix[groups[t]].mean(axis=0) for t in tids]), cfg.ann.neighbours)
+    return [(tid, str(pid), float(sim)) for tid, pids, row_sims in zip(tids, found, sims)
+            for pid, sim in zip(pids, row_sims) if sim >= cfg.ann.min_similarity]
 
 
 def assemble(topics: list[dict[str, Any]], ranked: Any, conform: Any, cfg: FeedsConfig) -> tuple[list[dict], list[dict]]:

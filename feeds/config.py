@@ -14,6 +14,9 @@ class AnnConfig(BaseModel):
     min_similarity: float = 0.5  # cosine below this is not a candidate
     weight: float = 0.3  # share of the final score that comes from similarity
     seeds: int = 50  # top attribute-matched products whose mean embedding is the topic vector
+    index: str = "numpy"  # a registered pinlanding.encoders.index retrieval index
+    method: str = "exact"  # exact cosine | hamming (binarized codes)
+    rerank: int = 0  # hamming only: re-score rerank * neighbours codes exactly
 
 
 class FeedsConfig(BaseModel):
