@@ -12,10 +12,11 @@ import pyarrow as pa
 from PIL import Image
 
 from pinlanding.collections.artifacts import write_table
-from pinlanding.collections.config import load_config
+from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
+from pinlanding.vocab.config import VocabConfig
 
 HOSTILE = ["", "   ", "x" * 500, "<script>alert(1)</script>", "🙂🙂", "&lt;b&gt;", "\x00\x07"]
 
@@ -87,10 +88,21 @@ def write_queries(path: Path, queries: list[str] = QUERIES) -> Path:
 
 
 def context(layout: RunLayout, queries: Path, **overrides: Any) -> StageContext:
-    """A stage context for tiny data: floors of 3 products, the given shopper queries file."""
+    """A stage context for tiny data: floors of 3 products, the given shopper queries file.
+
+    Only the vocab section is built (from its defaults plus ``overrides`` like ``vocab.topics.min_support``),
+    so these tests do not depend on other sections of conf/default.yaml.
+    """
     sets = {"vocab.min_product_share": 0.05, "vocab.min_products": 3, "vocab.topics.min_support": 3,
             "vocab.judge.queries": str(queries), **overrides}
-    return StageContext(load_config(None, [f"{k}={json.dumps(v)}" for k, v in sets.items()]), layout)
+    tree: dict[str, Any] = {}
+    for dotted, value in sets.items():
+        node = tree
+        *parents, leaf = dotted.split(".")[1:]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return StageContext(PipelineConfig(vocab=VocabConfig.model_validate(tree)), layout)
 
 
 # --- the real catalogue ---------------------------------------------------------------------------
