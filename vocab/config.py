@@ -74,9 +74,10 @@ class ExtractConfig(BaseModel):
     engine: Literal["ray", "local"] = "ray"  # local: same code in-process, for tiny catalogues and tests
     batch_size: int = 1024  # products per Ray Data batch (and per cache part file)
     actors: int = 2  # model actors (each also preprocesses: Ray fuses the two steps)
-    actor_cpus: float = 1.0
+    actor_cpus: float = 0.75  # logical CPUs per actor; with preprocess_cpus they must fit the cluster together
     actor_gpus: float | None = None  # None: 1 per actor when the cluster has GPUs and the backend uses one
     preprocess_tasks: int = 1  # concurrent CPU preprocessing tasks
+    preprocess_cpus: float = 0.25  # logical CPUs per preprocessing task
     image_max_side: int = 448  # images sent to a model are downscaled to this
     max_description_chars: int = 1500
     cache: bool = True  # reuse results keyed by (content hash, backend, model, prompt version)

@@ -107,9 +107,10 @@ def extract_ray(todo: pa.Table, extractor: Extractor, cfg: ExtractConfig, ray_cf
         gpus = cfg.actor_gpus
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and cfg.backend != "openai" else 0.0
-        blocks = max(1, -(-todo.num_rows // cfg.batch_size))
-        ds = ray.data.from_arrow(todo).repartition(blocks)
+        # one block per batch, made here: a repartition would need CPU slots the actors already hold
+        ds = ray.data.from_arrow([todo.slice(i, cfg.batch_size) for i in range(0, todo.num_rows, cfg.batch_size)])
         ds = ds.map_batches(prepare_batch, batch_size=cfg.batch_size, concurrency=cfg.preprocess_tasks,
+                            num_cpus=cfg.preprocess_cpus,
                             fn_kwargs={"image_mode": extractor.image_mode, "max_side": cfg.image_max_side,
                                        "max_description_chars": cfg.max_description_chars})
         ds = ds.map_batches(load_backends().get(cfg.backend), batch_size=cfg.batch_size, concurrency=cfg.actors,

@@ -113,7 +113,7 @@ def test_ray_job_matches_the_local_run(tmp_path: Path) -> None:
     run_extract(StageContext(load_config(overrides=LOCAL), local))
     remote = write_products(tmp_path / "ray", rows)
     cfg = load_config(overrides=["extract.engine=ray", "extract.embedded.use_embeddings=false", "extract.batch_size=8",
-                                 "extract.actors=1", "ray.num_cpus=2",
+                                 "ray.num_cpus=2",
                                  "ray.object_store_memory=100000000"])
     counts = run_extract(StageContext(cfg, remote))
     assert counts["extracted"] == 25
