@@ -130,10 +130,10 @@ def bench_generated(n_products: int, n_topics: int, naive_topics: int) -> None:
     spark.catalog.clearCache()
 
 
-async def _load(base: str, paths: list[str], concurrency: int) -> tuple[list[float], int, dict[int, int]]:
+async def _load(base: str, paths: list[str], concurrency: int) -> tuple[dict[str, list[float]], int, dict[int, int]]:
     import httpx
 
-    latencies: list[float] = []
+    latencies: dict[str, list[float]] = {}
     statuses: dict[int, int] = {}
     queue = list(paths)
 
@@ -142,7 +142,8 @@ async def _load(base: str, paths: list[str], concurrency: int) -> tuple[list[flo
             path = queue.pop()
             start = time.perf_counter()
             r = await http.get(base + path)
-            latencies.append(time.perf_counter() - start)
+            route = path.split("?")[0].split("/")[1] + ("/feed" if path.split("?")[0].endswith("/feed") else "")
+            latencies.setdefault(route, []).append(time.perf_counter() - start)
             statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
 
     async with httpx.AsyncClient(timeout=30) as http:
@@ -161,7 +162,7 @@ def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) ->
     if not feeds:
         print("api: no feeds to serve")
         return
-    queries = [line.split("\t")[1] for line in QUERIES.read_text(encoding="utf-8").splitlines()[:2000]
+    queries = [line.split("\t")[1] for line in QUERIES.read_text(encoding="utf-8", errors="replace").splitlines()[:2000]
                if line.count("\t") >= 1] if QUERIES.exists() else ["red dress"]
     rng = random.Random(0)
     paths = []
@@ -179,10 +180,16 @@ def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) ->
         start = time.perf_counter()
         latencies, errors, statuses = asyncio.run(_load(base, paths, concurrency))
         wall = time.perf_counter() - start
-    q = statistics.quantiles(sorted(latencies), n=100)
-    print(f"api load test: {len(latencies)} requests, {concurrency} concurrent clients on loopback, {wall:.1f} s "
-          f"({len(latencies) / wall:.0f} req/s); latency ms p50 {q[49] * 1e3:.1f}, p95 {q[94] * 1e3:.1f}, "
-          f"p99 {q[98] * 1e3:.1f}, max {max(latencies) * 1e3:.1f}; errors {errors}; statuses {statuses}")
+    every = [x for xs in latencies.values() for x in xs]
+
+    def pct(xs: list[float]) -> str:
+        q = statistics.quantiles(sorted(xs), n=100)
+        return f"p50 {q[49] * 1e3:.1f}, p95 {q[94] * 1e3:.1f}, p99 {q[98] * 1e3:.1f}, max {max(xs) * 1e3:.1f}"
+
+    print(f"api load test: {len(every)} requests, {concurrency} concurrent clients on loopback, {wall:.1f} s "
+          f"({len(every) / wall:.0f} req/s); latency ms {pct(every)}; errors {errors}; statuses {statuses}")
+    for route, xs in sorted(latencies.items()):
+        print(f"  /{route}: {len(xs)} requests, latency ms {pct(xs)}")
     if errors:
         raise SystemExit(f"api load test had {errors} error responses")
 

@@ -11,6 +11,7 @@ import ipaddress
 import threading
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -123,14 +124,18 @@ class FeedStore:
         term = (q or "").strip().lower()
         return [f for f in self.feeds if term in (f["title"] or f["slug"]).lower()] if term else self.feeds
 
-    def nearest(self, text: str, k: int) -> list[tuple[dict[str, Any], float]]:
-        if self._encoder is None:
-            raise HTTPException(503, "free-text search is not available: no sentence model configured")
+    @lru_cache(maxsize=4096)  # noqa: B019  (one store per app; repeated queries are common in search traffic)
+    def _embed(self, text: str) -> np.ndarray:
         with self._lock:  # one encoder call at a time; the topic matrix is built on first use
             if self._vectors is None:
                 texts = [f"{f['title'] or f['slug']}. {f['query'] or ''}".strip() for f in self.feeds]
                 self._vectors = self._encoder(texts) if texts else np.zeros((0, 1), np.float32)
-            query = self._encoder([text])[0]
+            return self._encoder([text])[0]
+
+    def nearest(self, text: str, k: int) -> list[tuple[dict[str, Any], float]]:
+        if self._encoder is None:
+            raise HTTPException(503, "free-text search is not available: no sentence model configured")
+        query = self._embed(" ".join(text.lower().split()))
         if not len(self.feeds):
             return []
         sims = self._vectors @ query
