@@ -48,7 +48,11 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
         ray.init(**kwargs)
         started = True
         if cfg.address:
-            check_cluster_nodes()
+            try:
+                check_cluster_nodes()
+            except BaseException:
+                ray.shutdown()
+                raise
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = True
     previous_order = ctx.execution_options.preserve_order
@@ -61,41 +65,50 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
             ray.shutdown()
 
 
-def _node_version() -> str:
-    import pinlanding
-
-    return pinlanding.__version__
-
-
-def check_cluster_nodes(timeout_s: float = 120.0) -> list[str]:
+def check_cluster_nodes(timeout_s: float = 60.0) -> list[str]:
     """Run a zero-CPU probe on every alive node; raise naming the nodes that cannot import this pinlanding.
 
-    Returns the probed node ids. A cluster whose workers lack the package would otherwise fail deep inside
-    a stage with an unpickling error.
+    Returns the ids of the nodes that answered. A node that dies or does not answer within ``timeout_s`` is
+    not judged (node loss is Ray's to handle); one that answers with an error or another version is, since a
+    cluster whose workers lack the package would otherwise fail deep inside a stage with an unpickling error.
     """
     import ray
+    from ray.exceptions import GetTimeoutError, NodeDiedError, TaskUnschedulableError, WorkerCrashedError
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     from pinlanding import __version__
 
-    probe = ray.remote(num_cpus=0, max_retries=0)(_node_version)
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    def node_version() -> str:  # nested, so it is shipped by value: the node only needs to import pinlanding
+        import pinlanding
+
+        return pinlanding.__version__
+
+    probe = ray.remote(num_cpus=0, max_retries=0)(node_version)
     refs = {n["NodeID"]: probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote() for n in nodes}
+            .remote() for n in ray.nodes() if n.get("Alive")}
+    ready, pending = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    for ref in pending:
+        ray.cancel(ref, force=True)
+    answered: list[str] = []
     bad: dict[str, str] = {}
     for node_id, ref in refs.items():
-        try:
-            version = ray.get(ref, timeout=timeout_s)
-        except Exception as exc:  # noqa: BLE001 - any failure means the node cannot run stage code
-            bad[node_id] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        if ref not in ready:
             continue
+        try:
+            version = ray.get(ref)
+        except (GetTimeoutError, NodeDiedError, TaskUnschedulableError, WorkerCrashedError):
+            continue
+        except Exception as exc:  # noqa: BLE001 - any other failure means the node cannot run stage code
+            bad[node_id] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+            continue
+        answered.append(node_id)
         if version != __version__:
             bad[node_id] = f"pinlanding {version} (the driver runs {__version__})"
     if bad:
         raise RuntimeError(
-            f"{len(bad)} of {len(nodes)} Ray nodes cannot run pinlanding {__version__}: {bad}; install the same "
+            f"{len(bad)} of {len(refs)} Ray nodes cannot run pinlanding {__version__}: {bad}; install the same "
             "version on every node (cluster image) or ship it with ray.runtime_env (py_modules / pip)")
-    return list(refs)
+    return answered
 
 
 def spark_session(cfg: SparkConfig) -> "SparkSession":

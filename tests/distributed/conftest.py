@@ -1,4 +1,4 @@
-"""Module-scoped real clusters on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
+"""Session-scoped real clusters (started only when a test asks) on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
 from __future__ import annotations
 
 import os
@@ -8,14 +8,14 @@ from typing import Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # clusters.py beside this file
+sys.path.append(str(Path(__file__).resolve().parent))  # loopback_clusters.py, run_compare.py
 
-from clusters import RayCluster, SparkStandalone  # noqa: E402
+from loopback_clusters import RayCluster, SparkStandalone  # noqa: E402
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     """Head (2 logical CPUs) + one worker node (2 logical CPUs), 150 MB object store each; always stopped.
 
@@ -30,7 +30,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def spark_cluster() -> Iterator[SparkStandalone]:
     """Spark standalone master + one worker (1 core, 1 GiB); always stopped."""
     cluster = SparkStandalone(worker_cores=1, worker_memory="1g")

@@ -36,6 +36,20 @@ def test_ray_data_job_spreads_over_both_nodes_in_order(ray_cluster) -> None:
 
 
 @pytest.mark.slow
+def test_node_without_this_pinlanding_is_named_before_any_work(ray_cluster, tmp_path) -> None:
+    fake = tmp_path / "pinlanding"
+    fake.mkdir()
+    (fake / "__init__.py").write_text('__version__ = "0.0.0-stale"\n')
+    ray_cluster.add_worker(env={"PYTHONPATH": str(tmp_path)})  # shadows the installed package on that node
+    try:
+        with pytest.raises(RuntimeError, match=r"1 of 3 Ray nodes cannot run pinlanding .*0\.0\.0-stale"):
+            with ray_session(RayConfig(address=ray_cluster.address)):
+                pass
+    finally:
+        ray_cluster.remove_worker(len(ray_cluster.workers) - 1)
+
+
+@pytest.mark.slow
 def test_spark_session_uses_standalone_master_then_switches_back(spark_cluster, tmp_path) -> None:
     import sys
 

@@ -77,6 +77,55 @@ def _pids_mentioning(marker: str) -> list[int]:
     return pids
 
 
+def _processes() -> dict[int, tuple[int, str]]:
+    """``{pid: (parent pid, command line)}`` of every live process."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] == "Z":
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            table[int(entry.name)] = (int(fields[1]), cmdline)
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """``{pid: command line}`` of ``root`` and all its descendants. Ray puts each worker process in a session
+    of its own, so a node is its ``ray start`` process's tree, not its process group."""
+    table = _processes()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table and pid not in found:
+            found[pid] = table[pid][1]
+            todo.extend(children.get(pid, []))
+    return found
+
+
+def _kill_tree(proc: subprocess.Popen | None) -> None:
+    """SIGKILL the whole process tree of ``proc`` (one we started), leaves first being irrelevant to SIGKILL."""
+    if proc is None:
+        return
+    for pid in process_tree(proc.pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
 def _wait_for(predicate, timeout_s: float, what: str, log: Path, proc: subprocess.Popen) -> None:
     """Poll ``predicate`` until true; fail with the log's tail on timeout or when ``proc`` exits first."""
     deadline = time.monotonic() + timeout_s
@@ -157,12 +206,12 @@ class RayCluster:
         self.add_worker(timeout_s)
         return self
 
-    def add_worker(self, timeout_s: float = 120.0) -> subprocess.Popen:
-        """Start one more worker node and wait until the cluster counts it."""
+    def add_worker(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start one more worker node (with extra environment ``env``) and wait until the cluster counts it."""
         before = self.alive_nodes()
         log = self.root / f"worker{len(self.workers)}.log"
         cmd = [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_args(self.num_cpus_worker)]
-        proc = _spawn(cmd, log, self.env())
+        proc = _spawn(cmd, log, {**self.env(), **(env or {})})
         self.workers.append(proc)
         _wait_for(lambda: self.alive_nodes() > before, timeout_s, "Ray worker node", log, proc)
         return proc
@@ -179,16 +228,28 @@ class RayCluster:
         lines = out.stdout.strip().splitlines()
         return int(lines[-1]) if out.returncode == 0 and lines and lines[-1].isdigit() else 0
 
+    def node_processes(self, index: int = 0) -> dict[int, str]:
+        """``{pid: command line}`` of worker node ``index``: its raylet, agents and Ray worker processes."""
+        return process_tree(self.workers[index].pid)
+
     def kill_worker(self, index: int = 0) -> None:
-        """SIGKILL a worker node's whole process group (raylet, its workers, agents): a node crash."""
-        proc = self.workers[index]
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        """SIGKILL every process of a worker node at once (raylet, agents, actors, tasks): a node crash."""
+        _kill_tree(self.workers[index])
+
+    def remove_worker(self, index: int) -> None:
+        """Kill worker node ``index`` and forget it."""
+        self.kill_worker(index)
+        del self.workers[index]
 
     def stop(self) -> None:
-        for proc in self.workers:
+        for proc in [*self.workers, self.head]:
+            tree = process_tree(proc.pid) if proc is not None else {}
             _stop_group(proc)
-        _stop_group(self.head)
+            for pid in tree:  # Ray workers live in sessions of their own, outside the node's group
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         for pid in _pids_mentioning(str(self.root)):
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -263,3 +324,28 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# ------------------------------------------------------------------------------------------- catalogue
+
+
+INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
+                "displayCategories")
+
+
+def myntra_slice(source: Path, out: Path, n: int = 300) -> Path:
+    """A Myntra-layout folder with ``n`` records spread evenly over ``source`` (merchant input fields only,
+    no ground-truth labels) and an ``images`` link to the real photos."""
+    import gzip
+    import json
+
+    with gzip.open(source / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
+        lines = f.readlines()
+    step = max(1, len(lines) // n)
+    rows = [json.loads(line) for line in lines[::step][:n]]
+    out.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out / "styles.jsonl.gz", "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({k: row.get(k) for k in INPUT_FIELDS}, ensure_ascii=False) + "\n")
+    (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
+    return out
