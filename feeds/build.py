@@ -173,9 +173,9 @@ def write_feeds(layout: Any, feeds: list[dict], dropped: list[dict]) -> None:
 
 def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "DataFrame":
     """Assignments of products that are in the catalogue, cleaned for scoring."""
-    read_table(layout.assignments, ASSIGNMENTS).schema  # schema-version check before Spark reads it
-    catalogue = read_table(layout.products, PRODUCTS).select(["product_id"])
-    ids = spark.createDataFrame(catalogue.to_pandas()).distinct()
+    for path, schema in ((layout.assignments, ASSIGNMENTS), (layout.products, PRODUCTS)):
+        read_table(path, schema).schema  # existence and schema-version checks before Spark reads them
+    ids = spark.read.parquet(str(layout.products)).select("product_id")
     raw = spark.read.parquet(str(layout.assignments))
     return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from pinlanding.collections.artifacts import json_digest, read_json, read_table, tree_digest, write_json, write_text
 from pinlanding.collections.schemas import PRODUCTS
@@ -45,7 +46,14 @@ def template_digest() -> str:
 
 def render_page(collection: dict[str, Any]) -> str:
     """HTML of one collection page from its context (see :func:`page_contexts`); no I/O, all text escaped."""
-    return _env().get_template("collection.html").render(**collection)
+    cards = [_card(p["title"], p.get("brand"), p.get("price_text"), p["image"]) for p in collection["products"]]
+    return _env().get_template("collection.html").render(**collection, cards=cards)
+
+
+@lru_cache(maxsize=65536)
+def _card(title: str, brand: str | None, price_text: str | None, image: str) -> Markup:
+    """One product card, rendered (escaped) once per product: a product appears on many pages."""
+    return Markup(_env().get_template("card.html").render(title=title, brand=brand, price_text=price_text, image=image))
 
 
 def render_index(context: dict[str, Any]) -> str:
@@ -79,7 +87,9 @@ def related_collections(feeds: list[dict[str, Any]], k: int) -> list[list[int]]:
     mats = [_incidence(feeds, lambda f: [p["product_id"] for p in f["products"]]),
             _incidence(feeds, lambda f: [f"{a['key']}={a['value']}" for a in f["attributes"] or []])]
     sizes = [np.asarray(m.sum(axis=1)).ravel() for m in mats]
-    order_key = [(-(f.get("judge_score") or 0.0), f["slug"]) for f in feeds]
+    order = sorted(range(n), key=lambda j: (-(feeds[j].get("judge_score") or 0.0), feeds[j]["slug"]))
+    tie = np.empty(n, dtype=np.int64)
+    tie[order] = np.arange(n)  # tie-break rank: higher judge score, then slug
     out: list[list[int]] = []
     for start in range(0, n, 512):  # row blocks keep memory at 512 x n
         stop = min(n, start + 512)
@@ -88,11 +98,14 @@ def related_collections(feeds: list[dict[str, Any]], k: int) -> list[list[int]]:
             inter = (m[start:stop] @ m.T).toarray()
             union = size[start:stop, None] + size[None, :] - inter
             total += np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        total[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        # one integer key per cell: relatedness (quantized to 1e-9) first, then the tie-break rank
+        key = -np.rint(total * 1e9).astype(np.int64) * (n + 1) + tie[None, :]
+        kk = min(k, n - 1)
+        part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
+        ranked = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, 1), axis=1), 1)
         for r in range(stop - start):
-            i = start + r
-            total[r, i] = 0.0
-            cand = sorted(np.flatnonzero(total[r] > 0), key=lambda j: (-total[r, j], order_key[j]))[:k]
-            out.append([int(j) for j in cand])
+            out.append([int(j) for j in ranked[r] if total[r, j] > 0])
     return out
 
 
