@@ -72,8 +72,10 @@ class EmbedAndScore:
 
 
 def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle, cfg: AssignConfig,
-                    ray_cfg: RayConfig) -> dict[str, np.ndarray]:
-    """Run the Ray Data pipeline over ``products``; return its output columns concatenated."""
+                    ray_cfg: RayConfig) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Run the Ray Data pipeline over ``products``; return its output columns concatenated and timings
+    (``steady_products_per_s``: throughput from the first output batch to the last, i.e. after
+    Ray start-up and model loading)."""
     import ray
 
     from pinlanding.collections.engines import ray_session
@@ -85,9 +87,9 @@ def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle
         use_gpu = gpus > 0 and cfg.device in ("auto", "cuda")
         blocks = [table.slice(i, cfg.decode_batch_size) for i in range(0, table.num_rows, cfg.decode_batch_size)]
         ds = ray.data.from_arrow(blocks)
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)  # one CPU stays with the model actor
-        decoders = ray.data.ActorPoolStrategy(size=cfg.decode_concurrency) if cfg.decode_concurrency \
-            else ray.data.ActorPoolStrategy(min_size=1, max_size=cpus)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - cfg.actors)  # one CPU per model actor
+        # a fixed pool: decoding is the bottleneck, and scaling up from one worker costs seconds per step
+        decoders = ray.data.ActorPoolStrategy(size=cfg.decode_concurrency or cpus)
         ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"spec": bundle.model.spec,
                                                                "image_size": bundle.model.image_size},
                             batch_size=cfg.decode_batch_size, batch_format="numpy", compute=decoders, num_cpus=1)
@@ -95,12 +97,19 @@ def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle
             "encoder_dir": str(encoder_dir), "device": "cuda" if use_gpu else "cpu",
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-            num_gpus=1 if use_gpu else 0, num_cpus=1)
+            num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
         parts: dict[str, list[np.ndarray]] = {}
+        first_t, first_n, start = None, 0, time.perf_counter()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            if first_t is None:
+                first_t, first_n = time.perf_counter(), len(batch["product_id"])
             for k, v in batch.items():
                 parts.setdefault(k, []).append(np.asarray(v))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+        end = time.perf_counter()
+    n = sum(len(v) for v in parts.get("product_id", []))
+    timing = {"pipeline_seconds": end - start, "first_batch_seconds": (first_t or end) - start,
+              "steady_products_per_s": (n - first_n) / (end - first_t) if first_t and end > first_t else 0.0}
+    return {k: np.concatenate(v) for k, v in parts.items()}, timing
 
 
 def _embeddings_table(ids, hashes, emb: np.ndarray, version: str) -> pa.Table:
@@ -147,7 +156,7 @@ def assign_products(products: pa.Table, encoder_dir: Path, out_dir: Path, cfg: A
     reused = _reusable(embeddings_path, products, bundle.version) if cfg.incremental else None
     done = set(reused.column("product_id").to_pylist()) if reused is not None else set()
     todo = products.filter(pa.array([pid not in done for pid in products.column("product_id").to_pylist()]))
-    new = embed_catalogue(todo, encoder_dir, bundle, cfg, ray_cfg) if todo.num_rows else {}
+    new, timing = embed_catalogue(todo, encoder_dir, bundle, cfg, ray_cfg) if todo.num_rows else ({}, {})
     embed_s = time.perf_counter() - t0
 
     tables, idx_parts, conf_parts, id_parts = [], [], [], []
@@ -186,7 +195,8 @@ def assign_products(products: pa.Table, encoder_dir: Path, out_dir: Path, cfg: A
             "image_failures": len(failures), "extraction_rows": int(by_source.get("extraction", 0)),
             "encoder_rows": int(by_source.get("encoder", 0)), "attributes_per_product": round(len(graph) / n, 3),
             "extraction_per_product": round(by_source.get("extraction", 0) / n, 3),
-            "embed_seconds": round(embed_s, 3), "model_version": bundle.version}
+            "embed_seconds": round(embed_s, 3), "model_version": bundle.version,
+            **{k: round(v, 3) for k, v in timing.items()}}
 
 
 def _encoder_rows(ids: np.ndarray, idx: np.ndarray, conf: np.ndarray, vocab: list[tuple[str, str]]) -> pd.DataFrame:

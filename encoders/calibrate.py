@@ -23,9 +23,11 @@ def precision_threshold(scores: np.ndarray, positive: np.ndarray, target: float)
     if n_pos == 0:
         return NEVER, 0.0, 0.0
     order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
     tp = np.cumsum(positive[order])
     precision = tp / np.arange(1, len(order) + 1)
-    ok = np.flatnonzero(precision >= target)
+    cut = np.r_[ranked[:-1] > ranked[1:], True]  # a threshold admits every tied score, so cut after ties only
+    ok = np.flatnonzero((precision >= target) & cut)
     if len(ok) == 0:
         return NEVER, 0.0, 0.0
     k = ok[-1]
@@ -48,28 +50,36 @@ class Calibration:
         return 1.0 / (1.0 + np.exp(-(a * (scores - self.thresholds) + b)))
 
 
-def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.7,
-              shrinkage: float = 20.0, min_threshold: float = 0.0, seed: int = 0) -> Calibration:
-    """Fit thresholds on held-out ``scores [N, V]`` against binary ``positive [N, V]``; ``keys[v]`` is v's key."""
+def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.85,
+              shrinkage: float = 20.0, min_threshold: float = 0.0, seed: int = 0,
+              known: np.ndarray | None = None) -> Calibration:
+    """Fit thresholds on held-out ``scores [N, V]`` against binary ``positive [N, V]``; ``keys[v]`` is v's key.
+
+    ``known [N, V]`` (default: all True) marks the pairs whose truth is known. Extraction labels are
+    partial: a product without any value for a key (no pattern found in its text) is no evidence
+    against a pattern value, so only products with some value of the key should count as negatives.
+    """
     if scores.shape != positive.shape or scores.shape[1] != len(keys):
         raise ValueError(f"scores {scores.shape}, positives {positive.shape} and {len(keys)} keys do not line up")
+    known = np.ones(scores.shape, bool) if known is None else known.astype(bool)
     n_attr = scores.shape[1]
     key_of = np.array(keys)
     key_threshold: dict[str, float] = {}
     for key in sorted(set(keys)):
         cols = np.flatnonzero(key_of == key)
-        key_threshold[key], _, _ = precision_threshold(scores[:, cols].ravel(), positive[:, cols].ravel(),
-                                                       target_precision)
+        k = known[:, cols]
+        key_threshold[key], _, _ = precision_threshold(scores[:, cols][k], positive[:, cols][k], target_precision)
     thresholds = np.empty(n_attr, np.float32)
     stats = np.zeros((3, n_attr), np.float32)
     for v in range(n_attr):
-        own, p, r = precision_threshold(scores[:, v], positive[:, v], target_precision)
+        rows = known[:, v]
+        own, p, r = precision_threshold(scores[rows, v], positive[rows, v], target_precision)
         n = float(positive[:, v].sum())
         weight = n / (n + shrinkage) if shrinkage > 0 else 1.0
         thresholds[v] = max(min_threshold, weight * own + (1 - weight) * key_threshold[keys[v]])
         stats[:, v] = (n, p, r)
     return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], _fit_platt(
-        scores - thresholds, positive, seed))
+        (scores - thresholds)[known], positive[known], seed))
 
 
 def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: int = 400_000) -> tuple[float, float]:

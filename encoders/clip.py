@@ -88,10 +88,12 @@ class DualEncoder(nn.Module):
 
     @torch.no_grad()
     def text_features(self, ids: torch.Tensor) -> torch.Tensor:
-        """Frozen MiniLM mean-pooled features of token ids."""
+        """Frozen MiniLM mean-pooled features of token ids, always in fp32 (cached features must not
+        depend on whether they were first computed under mixed precision)."""
         attn = (ids != self.text.config.pad_token_id).long()
-        out = self.text.transformer(input_ids=ids, attention_mask=attn)
-        return self.text.pooler(out, attn)
+        with torch.autocast(ids.device.type, enabled=False):
+            out = self.text.transformer(input_ids=ids, attention_mask=attn)
+            return self.text.pooler(out, attn).float()
 
     def _token_bag(self, ids: torch.Tensor) -> torch.Tensor:
         """Mean of frozen MiniLM word-piece embeddings over non-special tokens."""

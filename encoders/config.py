@@ -66,6 +66,8 @@ class EncoderConfig(BaseModel):
     target_precision: float = 0.85  # per-attribute threshold: the lowest one whose held-out precision reaches this
     shrinkage: float = 20.0  # held-out positives at which an attribute's own threshold weighs as much as its key's
     min_threshold: float = 0.0  # thresholds never go below this cosine
+    # negatives for calibration: products with another value of the same key (known_keys), or every product (all)
+    calibrate_on: Literal["known_keys", "all"] = "known_keys"
     exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
 
     def resolved(self, field: str) -> Any:
@@ -87,8 +89,9 @@ class AssignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     batch_size: int = 256  # products per model batch
     decode_batch_size: int = 512  # products per image-decoding task
-    actors: int = 1  # model actors (each takes one GPU when GPUs are present)
-    decode_concurrency: int | None = None  # parallel decode tasks (None: Ray decides)
+    actors: int = 1  # model actors
+    gpus_per_actor: float = 1.0  # when the cluster has GPUs; 0.5 puts two actors on each GPU
+    decode_concurrency: int | None = None  # image-decoding workers (None: every CPU but one per model actor)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = 20  # at most this many encoder attributes per product
     min_confidence: float = 0.5  # drop encoder rows whose calibrated confidence is below this

@@ -163,7 +163,11 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     attr_emb = bundle.attribute_embeddings()
     scores = emb @ attr_emb.T
     pos = _positive_matrix([data.ids[i] for i in vi], positives, len(vocab))
-    cal = calibrate(scores, pos, [k for k, _ in vocab], cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed)
+    keys = np.array([k for k, _ in vocab])
+    has_key = {key: pos[:, keys == key].any(1) for key in set(keys)}  # products with some value of the key
+    known = np.stack([has_key[k] for k in keys], axis=1)
+    cal = calibrate(scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
+                    known=known if cfg.calibrate_on == "known_keys" else None)
     bundle.calibration = cal
     metrics = {
         "heldout": retrieval_metrics(scores, pos, k=10),

@@ -44,3 +44,19 @@ def test_calibration_separates_frequent_attributes_and_shrinks_rare_ones():
 def test_calibration_rejects_misaligned_input():
     with pytest.raises(ValueError, match="line up"):
         calibrate(np.zeros((3, 2)), np.zeros((3, 2), bool), ["color"])
+
+
+def test_products_without_the_key_are_not_counted_as_negatives():
+    # 20 products have a colour (10 red); 20 have none in extraction but score high for red (unlabelled reds)
+    scores = np.concatenate([np.r_[np.full(10, 0.8), np.full(10, 0.2)], np.full(20, 0.7)])[:, None]
+    pos = np.r_[np.ones(10, bool), np.zeros(30, bool)][:, None]
+    known = np.r_[np.ones(20, bool), np.zeros(20, bool)][:, None]
+    strict = calibrate(scores, pos, ["color"], target_precision=0.9, shrinkage=0.0)
+    partial = calibrate(scores, pos, ["color"], target_precision=0.9, shrinkage=0.0, known=known)
+    assert strict.thresholds[0] == pytest.approx(0.8)  # unlabelled 0.7s count as errors: nothing below 0.8
+    assert partial.thresholds[0] == pytest.approx(0.8) and partial.recall[0] == 1.0
+    # with unknowns excluded, a product scoring like the known positives is not evidence against them
+    mixed = scores.copy()
+    mixed[20:] = 0.85
+    assert calibrate(mixed, pos, ["color"], 0.9, 0.0).thresholds[0] > 1.0
+    assert calibrate(mixed, pos, ["color"], 0.9, 0.0, known=known).thresholds[0] == pytest.approx(0.8)
