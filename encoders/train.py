@@ -117,7 +117,13 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
             start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
             log(f"resuming encoder training from epoch {start_epoch}")
     amp = cfg.amp and device.startswith("cuda")
+    t_train, stopped_early = time.perf_counter(), False
     for epoch in range(start_epoch, epochs):
+        if cfg.max_train_seconds is not None and epoch > start_epoch \
+                and time.perf_counter() - t_train > cfg.max_train_seconds:
+            stopped_early = True
+            log(f"stopping after {epoch} epochs: encoder.max_train_seconds={cfg.max_train_seconds} reached")
+            break
         model.train()
         rng = np.random.default_rng(seed * 1000 + epoch)
         order = rng.permutation(train_idx)
@@ -175,6 +181,7 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
         "attributes_with_heldout_positives": int(pos.any(0).sum()),
         "assignable_attributes": int((cal.thresholds < 1.0).sum()),
         "history": history, "prepare_seconds": round(prep_s, 3), "device": device, "spec": spec,
+        "stopped_early": stopped_early,
         "exclusive_keys": exclusive or [],
     }
     version = save_bundle(out_dir / MODEL_FILE, model, vocab, cal, exclusive or [], {"metrics": metrics["heldout"]})

@@ -89,3 +89,11 @@ def test_heldout_split_keeps_id_blocks_together():
 def test_unknown_backend_lists_the_choices():
     with pytest.raises(ValueError, match="known: \\['dual', 'open_clip'\\]"):
         build_encoder({"backend": "nope"})
+
+
+def test_time_budget_stops_training_early(tmp_path):
+    layout = build_run(tmp_path, n=16)
+    run_train(StageContext(tiny_config(epochs=5, max_train_seconds=0.0), layout))
+    metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
+    assert len(metrics["history"]) == 1 and metrics["stopped_early"] is True
+    assert (layout.dir("encoder") / "model.pt").exists()  # still calibrated and saved
