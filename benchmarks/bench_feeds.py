@@ -4,7 +4,8 @@
              per topic, scoring with pruning vs the naive cross join (candidate pairs and seconds)
   generated  a catalogue generated in Spark (default 1,000,000 products x 20,000 topics): pruned scoring
              measured; the naive cross join timed on a sample of topics and extrapolated by pair count
-  api        concurrent clients on loopback against `serve` over the real run: latency percentiles, errors
+  api        concurrent clients on loopback against `serve` over RUN's feeds (or the `real` run's):
+             latency percentiles, errors
 
 Topics and assignments come from RUN (default runs/dev) when the upstream stages have written them there;
 otherwise they are derived from the real titles (pinlanding.feeds.synthetic) and the output says so.
@@ -155,7 +156,7 @@ def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) ->
     from urllib.parse import quote
 
     from pinlanding.collections.config import load_config
-    from pinlanding.feeds.api import create_app, serve_in_thread
+    from pinlanding.feeds.api import create_app, serve_in_thread, wait_for_search
     from pinlanding.feeds.build import read_feeds
 
     feeds = read_feeds(layout)
@@ -173,10 +174,9 @@ def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) ->
     start = time.perf_counter()
     app = create_app(layout, load_config().serve)
     with serve_in_thread(app) as base:
-        import httpx
-
-        httpx.get(base + "/search?q=warmup", timeout=120)  # builds the topic matrix once
-        print(f"api: ready in {time.perf_counter() - start:.1f} s (MiniLM + {len(feeds)} topic embeddings)")
+        print(f"api: serving in {time.perf_counter() - start:.1f} s ({len(feeds)} collections)")
+        state = wait_for_search(base)
+        print(f"api: search {state} after {time.perf_counter() - start:.1f} s (MiniLM embeddings of the topic texts)")
         start = time.perf_counter()
         latencies, errors, statuses = asyncio.run(_load(base, paths, concurrency))
         wall = time.perf_counter() - start
@@ -206,7 +206,9 @@ def main() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
         layout = None
-        if args.what in ("real", "api", "all"):
+        if args.what == "api" and RunLayout(args.run).feeds.exists():
+            layout = RunLayout(args.run)  # serve the run's own published feeds
+        elif args.what in ("real", "api", "all"):
             if not RunLayout(args.run).products.exists():
                 raise SystemExit(f"no catalogue at {args.run}/catalog; run `pinlanding stage ingest` first")
             layout = bench_real(args.run, Path(tmp))

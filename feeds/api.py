@@ -87,6 +87,7 @@ class Health(BaseModel):
     status: str
     collections: int
     products: int
+    search: str  # ready | warming | off | failed
 
 
 class Error(BaseModel):
@@ -102,8 +103,19 @@ def sentence_encoder(model_name: str) -> Encoder:
     return lambda texts: np.asarray(model.encode(texts, normalize_embeddings=True, batch_size=64), dtype=np.float32)
 
 
+def topic_text(f: dict[str, Any]) -> str:
+    """What a topic is embedded as: its title, plus its query when that says something else."""
+    title = (f["title"] or f["slug"]).strip()
+    query = (f["query"] or "").strip()
+    return f"{title}. {query}" if query and query.lower() != title.lower() else title
+
+
 class FeedStore:
-    """Published feeds held in memory: lookups by slug or topic_id, title search, nearest topics to a text."""
+    """Published feeds held in memory: lookups by slug or topic_id, title search, nearest topics to a text.
+
+    Topic embeddings for free-text search are computed by :meth:`warm` (a background thread started by
+    :func:`create_app`), so the API answers every other route at once; /search is 503 until they are ready.
+    """
 
     def __init__(self, feeds: list[dict[str, Any]], products: dict[str, dict[str, Any]], encoder: Encoder | None):
         self.feeds = feeds
@@ -111,6 +123,8 @@ class FeedStore:
         self.by_key = {f["topic_id"]: f for f in feeds} | {f["slug"]: f for f in feeds}
         self._encoder = encoder
         self._vectors: np.ndarray | None = None
+        self._embedded = 0
+        self._error: str | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -120,25 +134,51 @@ class FeedStore:
             ["product_id", "title", "brand", "price", "currency"]).to_pylist()
         return cls(feeds, {p["product_id"]: p for p in products}, encoder)
 
+    @property
+    def search_state(self) -> str:
+        if self._encoder is None:
+            return "off"
+        if self._error:
+            return "failed"
+        return "ready" if self._vectors is not None else "warming"
+
+    def warm(self, chunk: int = 256) -> None:
+        """Embed every topic (unique texts only), in chunks so progress is visible in /health."""
+        try:
+            texts = [topic_text(f) for f in self.feeds]
+            unique = sorted(set(texts))
+            rows: list[np.ndarray] = []
+            for start in range(0, len(unique), chunk):
+                with self._lock:
+                    rows.append(self._encoder(unique[start:start + chunk]))
+                self._embedded = min(len(unique), start + chunk)
+            where = {t: i for i, t in enumerate(unique)}
+            matrix = np.concatenate(rows) if rows else np.zeros((0, 1), np.float32)
+            self._vectors = matrix[[where[t] for t in texts]] if texts else matrix
+        except Exception as exc:  # noqa: BLE001  (reported by /health and /search instead of killing the API)
+            self._error = f"{type(exc).__name__}: {exc}"
+
     def search_titles(self, q: str | None) -> list[dict[str, Any]]:
         term = (q or "").strip().lower()
         return [f for f in self.feeds if term in (f["title"] or f["slug"]).lower()] if term else self.feeds
 
     @lru_cache(maxsize=4096)  # noqa: B019  (one store per app; repeated queries are common in search traffic)
     def _embed(self, text: str) -> np.ndarray:
-        with self._lock:  # one encoder call at a time; the topic matrix is built on first use
-            if self._vectors is None:
-                texts = [f"{f['title'] or f['slug']}. {f['query'] or ''}".strip() for f in self.feeds]
-                self._vectors = self._encoder(texts) if texts else np.zeros((0, 1), np.float32)
+        with self._lock:  # one encoder call at a time
             return self._encoder([text])[0]
 
     def nearest(self, text: str, k: int) -> list[tuple[dict[str, Any], float]]:
-        if self._encoder is None:
+        state = self.search_state
+        if state == "off":
             raise HTTPException(503, "free-text search is not available: no sentence model configured")
-        query = self._embed(" ".join(text.lower().split()))
+        if state == "failed":
+            raise HTTPException(503, f"free-text search failed to start: {self._error}")
+        if state == "warming":
+            raise HTTPException(503, f"free-text search is warming up ({self._embedded} topic texts embedded); "
+                                     "retry shortly", headers={"Retry-After": "5"})
         if not len(self.feeds):
             return []
-        sims = self._vectors @ query
+        sims = self._vectors @ self._embed(" ".join(text.lower().split()))
         order = np.lexsort((np.arange(len(sims)), -sims))[:k]  # similarity desc, then feed order
         return [(self.feeds[i], float(sims[i])) for i in order]
 
@@ -153,6 +193,8 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     if encoder is None and load_model:
         encoder = sentence_encoder(cfg.sentence_model)
     store = FeedStore.load(layout, encoder)
+    if encoder is not None:
+        threading.Thread(target=store.warm, name="topic-embeddings", daemon=True).start()
     app = FastAPI(title="pinlanding feed API", version="1", docs_url=None, redoc_url=None,
                   description="Read-only access to published collections and their ranked product feeds.")
     errors = {404: {"model": Error}, 422: {"model": Error}}
@@ -177,7 +219,8 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
 
     @app.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
-        return {"status": "ok", "collections": len(store.feeds), "products": len(store.products)}
+        return {"status": "ok", "collections": len(store.feeds), "products": len(store.products),
+                "search": store.search_state}
 
     @app.get("/topics", response_model=TopicPage, responses=errors)
     def list_topics(q: str | None = Query(None, max_length=cfg.max_query_chars, description="title contains"),
@@ -251,6 +294,18 @@ def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Ite
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def wait_for_search(base_url: str, timeout: float = 600.0) -> str:
+    """Poll ``/health`` until free-text search is no longer warming up; return its state."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = httpx.get(f"{base_url}/health", timeout=30).json()["search"]
+        if state != "warming" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.05)
 
 
 def is_loopback(host: str) -> bool:

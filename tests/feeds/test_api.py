@@ -9,7 +9,10 @@ import pytest
 
 from feedkit import published_run
 from pinlanding.collections.layout import RunLayout
-from pinlanding.feeds.api import SPEC_PATH, create_app, is_loopback, openapi_spec, serve_api, serve_in_thread
+import threading
+
+from pinlanding.feeds.api import (SPEC_PATH, create_app, is_loopback, openapi_spec, serve_api, serve_in_thread,
+                                 wait_for_search)
 from pinlanding.feeds.config import ServeConfig
 
 
@@ -27,11 +30,12 @@ def api(tmp_path_factory):
     layout = published_run(tmp_path_factory.mktemp("api"))
     app = create_app(layout, ServeConfig(max_page_size=5, default_page_size=2), encoder=bag_of_words)
     with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert wait_for_search(base, timeout=30) == "ready"
         yield client
 
 
 def test_health_and_listing(api):
-    assert api.get("/health").json() == {"status": "ok", "collections": 3, "products": 36}
+    assert api.get("/health").json() == {"status": "ok", "collections": 3, "products": 36, "search": "ready"}
     page = api.get("/topics", params={"limit": 2, "offset": 1}).json()
     assert (page["total"], page["offset"], page["limit"]) == (3, 1, 2)
     assert [t["slug"] for t in page["items"]] == ["blue-shirts", "women-shoes"]
@@ -97,6 +101,24 @@ def test_search_without_encoder_is_503(tmp_path):
     assert r.status_code == 503 and r.json()["error"] == "unavailable"
 
 
+def test_search_is_503_while_warming_then_answers(tmp_path):
+    release = threading.Event()
+
+    def slow_encoder(texts: list[str]) -> np.ndarray:
+        release.wait(timeout=30)
+        return bag_of_words(texts)
+
+    app = create_app(published_run(tmp_path), ServeConfig(), encoder=slow_encoder)
+    with serve_in_thread(app) as base:
+        assert httpx.get(base + "/health").json()["search"] == "warming"
+        r = httpx.get(base + "/search", params={"q": "dress"})
+        assert r.status_code == 503 and r.headers["retry-after"] == "5" and "warming up" in r.json()["detail"]
+        assert httpx.get(base + "/topics/red-dresses").status_code == 200  # other routes answer meanwhile
+        release.set()
+        assert wait_for_search(base, timeout=30) == "ready"
+        assert httpx.get(base + "/search", params={"q": "women shoes"}).json()["items"][0]["topic"]["slug"] == "women-shoes"
+
+
 def test_serve_requires_feeds(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `pinlanding run`"):
         serve_api(RunLayout(tmp_path), ServeConfig())
@@ -107,5 +129,6 @@ def test_serve_requires_feeds(tmp_path):
 def test_search_with_minilm(tmp_path):
     app = create_app(published_run(tmp_path), ServeConfig())  # the packaged, verified MiniLM
     with serve_in_thread(app) as base:
+        assert wait_for_search(base, timeout=300) == "ready"
         body = httpx.get(base + "/search", params={"q": "sneakers for ladies", "k": 3}, timeout=120).json()
     assert body["items"][0]["topic"]["slug"] == "women-shoes"
