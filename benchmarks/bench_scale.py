@@ -1,7 +1,7 @@
 """Back-of-envelope time and cost of the main job for 1M, 100M and 1B products, from figures measured here.
 
     python benchmarks/bench_scale.py [--manifest runs/dev/manifest.json ...] [--cores 2] [--results benchmarks/RESULTS.md]
-        [--gpu STAGE=PRODUCTS_PER_S ...] [--cluster-cores 512] [--cluster-gpus 16]
+        [--gpu STAGE=PRODUCTS_PER_S[:SOURCE] ...] [--train-cap N] [--cluster-cores 512] [--cluster-gpus 16]
         [--core-hour-usd 0.04] [--gpu-hour-usd 2.50]
 
 Measured inputs (nothing here is guessed):
@@ -83,10 +83,12 @@ def gpu_rates(results: Path, given: list[str]) -> dict[str, tuple[float, str]]:
                 rates[match.group(1).lower()] = (float(match.group(2).replace(",", "")),
                                                  f"{results.name}:{number}: {line.strip()[:100]}")
     for item in given:
-        stage, _, value = item.partition("=")
+        stage, _, rest = item.partition("=")
+        value, _, note = rest.partition(":")
         if stage not in MODEL_STAGES or not value:
-            raise ValueError(f"--gpu takes STAGE=PRODUCTS_PER_S with STAGE in {list(MODEL_STAGES)}, got {item!r}")
-        rates[stage] = (float(value), "--gpu")
+            raise ValueError(f"--gpu takes STAGE=PRODUCTS_PER_S[:SOURCE] with STAGE in {list(MODEL_STAGES)}, "
+                             f"got {item!r}")
+        rates[stage] = (float(value), f"--gpu: {note}" if note else "--gpu")
     return rates
 
 
@@ -130,7 +132,8 @@ def main() -> None:
                              "default runs/dev/manifest.json")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores of the machine that made it")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
-    parser.add_argument("--gpu", action="append", default=[], help="STAGE=PRODUCTS_PER_S per GPU (measured)")
+    parser.add_argument("--gpu", action="append", default=[],
+                        help="STAGE=PRODUCTS_PER_S[:SOURCE] per GPU, measured (SOURCE is printed with it)")
     parser.add_argument("--train-cap", type=int, default=None,
                         help="products the encoder trains on at most (encoder.max_train_products); default: all")
     parser.add_argument("--cluster-cores", type=int, default=512)

@@ -1,4 +1,4 @@
-"""Session-scoped real clusters (started only when a test asks) on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
+"""Module-scoped real clusters (one module uses them, so they stop as soon as it ends) on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
 from __future__ import annotations
 
 import os
@@ -15,7 +15,7 @@ from loopback_clusters import RayCluster, SparkStandalone  # noqa: E402
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[RayCluster]:
     """Head (2 logical CPUs) + one worker node (2 logical CPUs), 150 MB object store each; always stopped.
 
@@ -30,7 +30,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def spark_cluster() -> Iterator[SparkStandalone]:
     """Spark standalone master + one worker (1 core, 1 GiB); always stopped."""
     cluster = SparkStandalone(worker_cores=1, worker_memory="1g")

@@ -186,11 +186,11 @@ class RayCluster:
             Config.initialize("")
             AuthenticationTokenLoader.instance().reset_cache()
 
-    def _node_args(self, num_cpus: int) -> list[str]:
+    def _node_args(self, num_cpus: int, node_manager_port: int) -> list[str]:
         lo = free_port()
         return ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                 f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={self.root}",
-                f"--node-manager-port={free_port()}", f"--object-manager-port={free_port()}",
+                f"--node-manager-port={node_manager_port}", f"--object-manager-port={free_port()}",
                 f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                 f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
                 f"--min-worker-port={lo}", f"--max-worker-port={lo + 200}", "--disable-usage-stats"]
@@ -199,34 +199,41 @@ class RayCluster:
         self.port = free_port()
         self.token_path.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
         self.token_path.chmod(0o600)
+        port = free_port()
         cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--include-dashboard=false",
-               f"--dashboard-port={free_port()}", *self._node_args(self.num_cpus_head)]
-        self.head = _spawn(cmd, self.root / "head.log", self.env())
-        _wait_for(lambda: self.alive_nodes() >= 1, timeout_s, "Ray head", self.root / "head.log", self.head)
+               f"--dashboard-port={free_port()}", *self._node_args(self.num_cpus_head, port)]
+        # the GCS declares a silent node dead after ~3 s instead of Ray's default ~30 s: tests wait less
+        health = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                  "RAY_health_check_failure_threshold": "3"}
+        self.head = _spawn(cmd, self.root / "head.log", {**self.env(), **health})
+        _wait_for(lambda: port in self.alive_node_ports(), timeout_s, "Ray head", self.root / "head.log", self.head)
         self.add_worker(timeout_s)
         return self
 
     def add_worker(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start one more worker node (with extra environment ``env``) and wait until the cluster counts it."""
-        before = self.alive_nodes()
-        log = self.root / f"worker{len(self.workers)}.log"
-        cmd = [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_args(self.num_cpus_worker)]
+        port = free_port()
+        log = self.root / f"worker-{port}.log"
+        cmd = [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_args(self.num_cpus_worker, port)]
         proc = _spawn(cmd, log, {**self.env(), **(env or {})})
         self.workers.append(proc)
-        _wait_for(lambda: self.alive_nodes() > before, timeout_s, "Ray worker node", log, proc)
+        _wait_for(lambda: port in self.alive_node_ports(), timeout_s, "Ray worker node", log, proc)
         return proc
 
-    def alive_nodes(self) -> int:
-        """Alive nodes as the GCS sees them (asked from a subprocess: the test process stays unconnected)."""
+    def alive_node_ports(self) -> set[int]:
+        """Node-manager ports of the nodes the GCS counts as alive (asked from a subprocess, so that this
+        process stays unconnected; a node killed a moment ago may still be counted)."""
         code = ("import ray,sys; ray.init(address=sys.argv[1], log_to_driver=False);"
-                "print(sum(n['Alive'] for n in ray.nodes()))")
+                "print(*[n['NodeManagerPort'] for n in ray.nodes() if n['Alive']])")
         try:
             out = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True,
                                  timeout=60, env={**os.environ, **self.env()})
         except subprocess.TimeoutExpired:
-            return 0
+            return set()
         lines = out.stdout.strip().splitlines()
-        return int(lines[-1]) if out.returncode == 0 and lines and lines[-1].isdigit() else 0
+        if out.returncode != 0 or not lines:
+            return set()
+        return {int(p) for p in lines[-1].split() if p.isdigit()}
 
     def node_processes(self, index: int = 0) -> dict[int, str]:
         """``{pid: command line}`` of worker node ``index``: its raylet, agents and Ray worker processes."""
