@@ -30,9 +30,9 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     With ``cfg.address`` the driver joins an existing cluster (``host:port`` of the head's GCS, or ``auto``
     on a cluster node); every node must be able to import this pinlanding version (installed in the
     nodes' image, or shipped with ``cfg.runtime_env``), which is checked on each node before any stage
-    work starts. Inside the ``with`` block Ray Data keeps block order, so a stage's output order does not depend
-    on which node finished first; task and actor retries on node loss are Ray Data's defaults (unlimited
-    for system failures), which no call site may lower.
+    work starts. Inside the ``with`` block Ray Data keeps block order, so a stage's output order does not
+    depend on which node finished first. Task and actor retries on node loss are Ray Data's defaults
+    (unlimited for system failures), which no call site may lower.
     """
     import ray
 

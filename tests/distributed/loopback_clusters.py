@@ -35,8 +35,10 @@ def free_port() -> int:
 
 
 def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start a daemon in its own session, working directory the log's folder (a node never shares the
+    driver's working directory, so a relative path leaking from the driver fails as it would on a cluster)."""
     with open(log, "ab") as out:
-        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=log.parent,
                                 env={**os.environ, **(env or {})}, start_new_session=True)
 
 

@@ -125,9 +125,12 @@ def local_run(catalog, tmp_path_factory, ray_cluster) -> Path:
     return out
 
 
-def test_cluster_run_reproduces_local_run(catalog, local_run, ray_cluster, spark_cluster, tmp_path) -> None:
+def test_cluster_run_reproduces_local_run(catalog, local_run, ray_cluster, spark_cluster, tmp_path,
+                                          monkeypatch) -> None:
     present, absent = available()
-    manifest = Pipeline(config(ray_cluster.address, spark_cluster.url), RunLayout(tmp_path), catalog=catalog).run(present)
+    monkeypatch.chdir(tmp_path.parent)  # a relative run folder, as `pinlanding run --out runs/x` gives
+    layout = RunLayout(Path(tmp_path.name))
+    manifest = Pipeline(config(ray_cluster.address, spark_cluster.url), layout, catalog=catalog).run(present)
     assert set(manifest["stages"]) == set(present)
     assert manifest["config"]["ray"]["address"] == ray_cluster.address
     assert manifest["config"]["spark"]["master"] == spark_cluster.url
