@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_image, require_myntra, write_jsonl
+from testlib import make_image, require_myntra, write_jsonl
 
 from pinlanding.collections import schemas
 from pinlanding.collections.config import CatalogConfig

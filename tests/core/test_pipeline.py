@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import make_image
+from testlib import make_image
 from typer.testing import CliRunner
 
 from pinlanding.collections import ingest as ingest_module

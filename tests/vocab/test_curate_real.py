@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import DATASETS, require_myntra  # noqa: E402
+from testlib import DATASETS, require_myntra  # noqa: E402
 from curate_fixtures import context, real_run  # noqa: E402
 
 from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402

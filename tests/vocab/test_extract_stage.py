@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import require_myntra  # noqa: E402
+from testlib import require_myntra  # noqa: E402
 from extract_fixtures import fashion_rows, write_products  # noqa: E402
 
 from pinlanding.collections.artifacts import read_table, write_table  # noqa: E402

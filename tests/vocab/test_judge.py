@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import DATASETS  # noqa: E402
+from testlib import DATASETS  # noqa: E402
 from curate_fixtures import QUERIES, write_queries  # noqa: E402
 
 from pinlanding.vocab.judge import (JUDGES, Candidate, CooccurrenceStats, JudgeCache, JudgeContext,  # noqa: E402

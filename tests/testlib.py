@@ -1,0 +1,35 @@
+"""Helpers shared by the tests (importable as `testlib`: tests/ is on the test path)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
+MYNTRA = DATASETS / "myntra"
+
+
+def require_myntra() -> Path:
+    """The real dev catalogue, or skip with the reason."""
+    if not (MYNTRA / "styles.jsonl.gz").exists():
+        pytest.skip(f"real Myntra dev catalogue not found at {MYNTRA}")
+    return MYNTRA
+
+
+def make_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (60, 80)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path, format="JPEG")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
