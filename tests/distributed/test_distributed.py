@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_myntra
+from testlib import require_myntra
 
 from pinlanding.collections.config import PipelineConfig, RayConfig, SparkConfig, load_config
 from pinlanding.collections.engines import check_cluster_nodes, ray_session, spark_session
