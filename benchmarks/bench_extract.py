@@ -2,12 +2,16 @@
 
     python benchmarks/bench_extract.py [--catalog ../shared/datasets/myntra] [--limit N] [--engine ray|local]
         [--backend embedded] [--set extract.batch_size=512 ...] [--out runs/bench-extract]
+        [--products RUN/catalog/products.parquet] [--model-only]
 
 Runs ``run_extract`` on a fresh run folder (copying ``catalog/`` from ``runs/dev`` when it exists,
 ingesting otherwise), times a cold run (empty cache, Ray start included) and a warm rerun (all
 cached), then scores the attributes against the dataset's labels, per key. This script is the only
 extraction code that reads labels; the stage never does. On a GPU machine the model actors get the GPU
-(``extract.actor_gpus`` auto), so the same command measures the model stage there.
+(``extract.actor_gpus`` auto), so the same command measures the model stage there. ``--products`` takes
+the catalogue from a ``products.parquet`` (e.g. one carried to a GPU machine); ``--model-only`` also times,
+in this process, preprocessing alone, the extractor's batch call alone (the model actors' work) and the
+sentence-model forward alone over every product's title (the ceiling of the model stage).
 
 Matching: label and predicted values are compared after lowercasing, dropping non-alphanumerics and
 singularizing the last word (``"Tshirts"`` == ``"t-shirt"``, ``"Navy Blue"`` == ``"navy blue"``).
@@ -76,6 +80,44 @@ def score(attributes_path: Path, labels: dict[str, dict[str, set[str]]]) -> dict
     return out
 
 
+def time_model_stage(cfg, layout: RunLayout) -> None:
+    """In-process: preprocessing alone, the extractor's batch call alone, the sentence-model forward alone."""
+    import torch
+
+    from pinlanding.collections.engines import torch_device
+    from pinlanding.collections.models import load_sentence_model
+    from pinlanding.vocab.extractors import create_extractor
+    from pinlanding.vocab.extractors.embedded import text_attributes
+    from pinlanding.vocab.extractors.prepare import PRODUCT_COLUMNS, prepare_batch
+
+    table = pq.read_table(layout.products).select(list(PRODUCT_COLUMNS))
+    n, bs = table.num_rows, cfg.extract.batch_size
+    t0 = time.perf_counter()
+    prepared = [prepare_batch(table.slice(i, bs).to_pydict(), "pixels", cfg.extract.image_max_side,
+                              cfg.extract.max_description_chars) for i in range(0, n, bs)]
+    prep = time.perf_counter() - t0
+    print(f"preprocess alone   : {prep:7.1f} s  {n / prep:8.1f} products/s  (1 process: text cleaning, image colours)")
+    extractor = create_extractor(cfg.extract)
+    extractor(prepared[0])  # load the model outside the timing
+    t0 = time.perf_counter()
+    for batch in prepared:
+        extractor(batch)
+    call = time.perf_counter() - t0
+    print(f"extractor call     : {call:7.1f} s  {n / call:8.1f} products/s  (1 process: rules + MiniLM on the subset)")
+    texts = [text_attributes(row)[1]["text"] for batch in prepared
+             for row in ({k: batch[k][i] for k in batch} for i in range(len(batch["product_id"])))]
+    opts = cfg.extract.embedded
+    model = load_sentence_model(opts.sentence_model, torch_device(opts.device))
+    model.encode(texts[: 4 * opts.encode_batch_size], batch_size=opts.encode_batch_size)  # warm-up
+    for batch_size in sorted({opts.encode_batch_size, 1024}):
+        t0 = time.perf_counter()
+        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                     show_progress_bar=False)
+        fwd = time.perf_counter() - t0
+        print(f"MiniLM forward     : {fwd:7.1f} s  {n / fwd:8.1f} products/s  (every title, batch {batch_size}, "
+              f"device {model.device}, {torch.get_num_threads()} CPU threads)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--catalog", type=Path, default=REPO / ".." / "shared" / "datasets" / "myntra")
@@ -85,6 +127,9 @@ def main() -> None:
     ap.add_argument("--backend", default=None)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     ap.add_argument("--no-warm", action="store_true", help="skip the cached rerun")
+    ap.add_argument("--products", type=Path, default=REPO / "runs" / "dev" / "catalog" / "products.parquet",
+                    help="catalogue to copy (ingest --catalog when it does not exist)")
+    ap.add_argument("--model-only", action="store_true", help="also time the model stage's parts alone")
     args = ap.parse_args()
 
     overrides = list(args.overrides)
@@ -97,9 +142,9 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     layout = RunLayout(args.out)
-    dev_catalog = REPO / "runs" / "dev" / "catalog" / "products.parquet"
-    if dev_catalog.exists():
-        shutil.copytree(dev_catalog.parent, layout.root / "catalog")
+    if args.products.exists():
+        layout.dir("catalog")
+        shutil.copyfile(args.products, layout.products)
     else:
         Pipeline(cfg, layout, catalog=catalog).run(["ingest"])
     if args.limit:
@@ -124,6 +169,8 @@ def main() -> None:
         print(f"warm run : {warm:7.1f} s  {n / warm:8.1f} products/s  (all cached) {counts}")
     summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
     print(f"attributes/product: {summary['attributes_per_product']}  failures: {summary['failures']}")
+    if args.model_only:
+        time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():
         labels = read_labels(catalog)
         ids = set(pq.read_table(layout.products, columns=["product_id"])["product_id"].to_pylist())
