@@ -25,6 +25,7 @@ from typing import Iterator
 
 BIN = Path(sys.executable).parent
 OBJECT_STORE_BYTES = 150 * 1024 * 1024
+WORKER_PORTS = 100  # size of each node's worker port range
 
 
 def free_port() -> int:
@@ -154,6 +155,7 @@ class RayCluster:
     port: int = 0
     head: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
+    _taken: set[int] = field(default_factory=set)  # ports handed to this cluster's nodes so far
 
     @property
     def address(self) -> str:
@@ -189,21 +191,27 @@ class RayCluster:
             AuthenticationTokenLoader.instance().reset_cache()
 
     def _node_args(self, num_cpus: int, node_manager_port: int) -> list[str]:
+        ports = [free_port() for _ in range(5)]
+        taken = {self.port, node_manager_port, *ports, *self._taken}
         lo = free_port()
+        while any(lo <= p <= lo + WORKER_PORTS for p in taken) or lo + WORKER_PORTS > 65535:
+            lo = free_port()  # Ray refuses a worker port range that contains another component's port
+        self._taken |= {*ports, node_manager_port, *range(lo, lo + WORKER_PORTS + 1)}
         return ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                 f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={self.root}",
-                f"--node-manager-port={node_manager_port}", f"--object-manager-port={free_port()}",
-                f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
-                f"--min-worker-port={lo}", f"--max-worker-port={lo + 200}", "--disable-usage-stats"]
+                f"--node-manager-port={node_manager_port}", f"--object-manager-port={ports[0]}",
+                f"--dashboard-agent-listen-port={ports[1]}", f"--dashboard-agent-grpc-port={ports[2]}",
+                f"--runtime-env-agent-port={ports[3]}", f"--metrics-export-port={ports[4]}",
+                f"--min-worker-port={lo}", f"--max-worker-port={lo + WORKER_PORTS}", "--disable-usage-stats"]
 
     def start(self, timeout_s: float = 120.0) -> "RayCluster":
         self.port = free_port()
         self.token_path.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
         self.token_path.chmod(0o600)
-        port = free_port()
+        port, dashboard = free_port(), free_port()
+        self._taken.add(dashboard)
         cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--include-dashboard=false",
-               f"--dashboard-port={free_port()}", *self._node_args(self.num_cpus_head, port)]
+               f"--dashboard-port={dashboard}", *self._node_args(self.num_cpus_head, port)]
         # the GCS declares a silent node dead after ~3 s instead of Ray's default ~30 s: tests wait less
         health = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                   "RAY_health_check_failure_threshold": "3"}

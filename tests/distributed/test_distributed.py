@@ -160,14 +160,18 @@ class NodeKiller(threading.Thread):
 
     def run(self) -> None:
         deadline = time.monotonic() + self.timeout_s
-        while not self.stop_event.is_set() and time.monotonic() < deadline:
+        while not self.actor_on_worker():  # scanning /proc is slow: find the actor first ...
+            if self.stop_event.is_set() or time.monotonic() > deadline:
+                return
+            time.sleep(0.1)
+        while not self.stop_event.is_set() and time.monotonic() < deadline:  # ... then watch progress closely
             done = self.progress()
-            if 1 <= done < self.total and self.actor_on_worker():
+            if 1 <= done < self.total:
                 self.cluster.kill_worker(0)
                 self.killed_at = time.monotonic()
                 self.state_at_kill = {"stage_finished": self.finished(), "batches_done": done, "batches": self.total}
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
 
 
 def test_worker_node_killed_mid_stage_loses_and_duplicates_nothing(catalog, local_run, ray_cluster, spark_cluster,
