@@ -94,7 +94,7 @@ def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle
                                                                "image_size": bundle.model.image_size},
                             batch_size=cfg.decode_batch_size, batch_format="numpy", compute=decoders, num_cpus=1)
         ds = ds.map_batches(EmbedAndScore, fn_constructor_kwargs={
-            "encoder_dir": str(encoder_dir), "device": "cuda" if use_gpu else "cpu",
+            "encoder_dir": str(Path(encoder_dir).resolve()), "device": "cuda" if use_gpu else "cpu",
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
