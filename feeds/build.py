@@ -175,8 +175,9 @@ def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "D
     """Assignments of products that are in the catalogue, cleaned for scoring."""
     for path, schema in ((layout.assignments, ASSIGNMENTS), (layout.products, PRODUCTS)):
         read_table(path, schema).schema  # existence and schema-version checks before Spark reads them
-    ids = spark.read.parquet(str(layout.products)).select("product_id")
-    raw = spark.read.parquet(str(layout.assignments))
+    # absolute: Spark resolves a relative path against its JVM's working directory, not Python's
+    ids = spark.read.parquet(str(layout.products.resolve())).select("product_id")
+    raw = spark.read.parquet(str(layout.assignments.resolve()))
     return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
 
 
