@@ -72,8 +72,10 @@ def save_bundle(path: Path, model: torch.nn.Module, vocab: list[tuple[str, str]]
         "precision": calibration.precision, "recall": calibration.recall, "platt": calibration.platt,
         "exclusive_keys": exclusive, "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # torch.save names the zip entries after the file it writes to; a file object keeps them fixed, so
+    # identical models get identical bytes and the same model version (no needless re-embedding).
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
     return file_digest(path)[:16]
 
 

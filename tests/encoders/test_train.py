@@ -55,6 +55,9 @@ def test_same_seed_same_model(tmp_path):
     ha = json.loads((a.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
     hb = json.loads((b.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
     assert ha == pytest.approx(hb, rel=1e-5)
+    va = json.loads((a.dir("encoder") / "metrics.json").read_text())["model_version"]
+    vb = json.loads((b.dir("encoder") / "metrics.json").read_text())["model_version"]
+    assert va == vb  # identical models get the same version, so nothing is re-embedded needlessly
 
 
 def test_too_few_labelled_products_is_a_clear_error(tmp_path):
