@@ -117,11 +117,7 @@ def _kill_tree(proc: subprocess.Popen | None) -> None:
     """SIGKILL the whole process tree of ``proc`` (one we started), leaves first being irrelevant to SIGKILL."""
     if proc is None:
         return
-    for pid in process_tree(proc.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _kill(process_tree(proc.pid))
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -262,16 +258,8 @@ class RayCluster:
         for proc in [*self.workers, self.head]:
             tree = process_tree(proc.pid) if proc is not None else {}
             _stop_group(proc)
-            for pid in tree:  # Ray workers live in sessions of their own, outside the node's group
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for pid in _pids_mentioning(str(self.root)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(tree)  # Ray workers live in sessions of their own, outside the node's group
+        _kill(_pids_mentioning(str(self.root)))
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -325,12 +313,17 @@ class SparkStandalone:
     def stop(self) -> None:
         _stop_group(self.worker)
         _stop_group(self.master)
-        for pid in _pids_mentioning(str(self.root)):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        _kill(_pids_mentioning(str(self.root)))
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _kill(pids) -> None:
+    """SIGKILL every process id given; ones already gone are fine."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _read(path: Path) -> str:
