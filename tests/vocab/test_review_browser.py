@@ -64,21 +64,24 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
     page = browser.new_page()
     page.goto(base + "/")
     page.get_by_test_id("who").fill("Ana Merch")
-    page.get_by_role("button", name="Save").click()
+    with page.expect_navigation():  # a form post: wait for its redirect before going on
+        page.get_by_role("button", name="Save").click()
     assert page.get_by_test_id("reviewer").inner_text() == "Ana Merch"
 
     # reject a colour and rename a category
     page.goto(base + "/values?key=color")
     red = page.locator('tr[data-value="Red"]')
     assert red.count() == 1 and red.locator("img").count() > 0
-    red.get_by_role("button", name="reject").click()
+    with page.expect_navigation():  # a form post: wait for its redirect before going on
+        red.get_by_role("button", name="reject").click()
     page.reload()
     assert "reject by Ana Merch" in page.locator('tr[data-value="Red"]').inner_text()
 
     page.goto(base + "/values?key=category")
     row = page.locator('tr[data-value="T-Shirt"]')
     row.locator('input[name="target"]').fill("Tee <b>")
-    row.get_by_role("button", name="rename").click()
+    with page.expect_navigation():  # a form post: wait for its redirect before going on
+        row.get_by_role("button", name="rename").click()
     page.reload()
     assert "rename → Tee <b> by Ana Merch" in page.locator('tr[data-value="T-Shirt"]').inner_text()
     assert [d.action for d in DecisionStore(decisions_path(layout)).read()] == ["reject", "rename"]
@@ -95,7 +98,8 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
 
     # undo the rejection in the browser; the next run brings the value back
     page.goto(base + "/values?key=color")
-    page.get_by_role("button", name="restore (approve)").click()
+    with page.expect_navigation():  # a form post: wait for its redirect before going on
+        page.get_by_role("button", name="restore (approve)").click()
     run_vocab(context(layout, queries))
     page.reload()
     assert "approved" in page.locator('tr[data-value="Red"]').inner_text()
@@ -105,7 +109,8 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
     page.goto(base + "/topics?status=kept")
     first = page.locator("tr[data-topic]").first
     title = first.locator("td").first.inner_text()
-    first.get_by_role("button", name="reject").click()
+    with page.expect_navigation():  # a form post: wait for its redirect before going on
+        first.get_by_role("button", name="reject").click()
     run_topics(context(layout, queries))
     page.goto(base + "/topics?status=rejected")
     assert "rejected in review by Ana Merch" in page.locator("tr[data-topic]", has_text=title).first.inner_text()
