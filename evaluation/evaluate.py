@@ -22,7 +22,8 @@ from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.evaluation import metrics, plots
 from pinlanding.evaluation.baseline import build_baseline, product_texts
-from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, intent_label, read_queries
+from pinlanding.collections.queries import read_queries
+from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, intent_label
 from pinlanding.evaluation.judge import Judge, judge_collection
 from pinlanding.evaluation.labels import Labels, read_labels
 from pinlanding.evaluation.mapping import CORE_FAMILIES, FAMILIES, attr_key, how_matched

@@ -24,7 +24,8 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.evaluation import plots
 from pinlanding.evaluation.config import EvaluationConfig
-from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, read_queries
+from pinlanding.collections.queries import read_queries
+from pinlanding.evaluation.intent import Coverage, Lexicon, analyze
 from pinlanding.evaluation.mapping import attr_key
 from pinlanding.evaluation.render import product_lookup, render_page, sample_cards, spread
 

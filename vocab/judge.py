@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from pinlanding.collections.artifacts import json_digest, read_json, write_json
+from pinlanding.collections.queries import read_queries
 from pinlanding.collections.registry import Registry
 from pinlanding.vocab.clustering import value_tokens
 
@@ -90,15 +91,9 @@ class QueryIndex:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"shopper queries {path} not found; set vocab.judge.queries to the TSV file")
-        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
-        if not lines:
+        queries, _ = read_queries(path, column)
+        if not queries:
             raise ValueError(f"shopper queries file {path} is empty")
-        header = lines[0].split("\t")
-        if column not in header:
-            raise ValueError(f"column '{column}' not in {path}; columns: {header}")
-        col = header.index(column)
-        queries = [parts[col].strip() for parts in (line.split("\t") for line in lines[1:])
-                   if len(parts) > col and parts[col].strip()]
         return cls(queries)
 
     def mentions(self, phrase: str) -> int:

@@ -1,7 +1,8 @@
 """Search-intent parsing, head/tail, per-key demand and coverage on hand-built logs."""
 import pytest
 
-from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, intent_label, read_queries
+from pinlanding.collections.queries import read_queries
+from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, intent_label
 
 
 def test_parse_general_lexicon():

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from pinlanding.evaluation.baseline import build_baseline, product_texts
-from pinlanding.evaluation.intent import Lexicon, read_queries
+from pinlanding.collections.queries import read_queries
+from pinlanding.evaluation.intent import Lexicon
 from pinlanding.evaluation.judge import Judge, judge_collection
 from pinlanding.evaluation.labels import read_labels
 from pinlanding.evaluation.mapping import accepts
