@@ -8,8 +8,8 @@ against every vocabulary attribute, keep the top-k above their calibrated thresh
 Products whose ``content_hash`` and the model version are unchanged reuse their stored embedding.
 An unreadable image never stops the job: the product is embedded from its text alone and recorded
 in ``assignments/failures.parquet``. The graph written to ``assignments.parquet`` is the curated
-extraction (``source=extraction``) plus encoder predictions (``source=encoder``), deduplicated; for
-single-valued keys (e.g. colour) the encoder only fills in when extraction found no value.
+extraction (``source=extraction``) plus encoder predictions (``source=encoder``), deduplicated; by
+default (``assign.fill: gaps``) the encoder only fills keys the extraction left empty for a product.
 """
 from __future__ import annotations
 
@@ -60,13 +60,13 @@ class EmbedAndScore:
 
     def __init__(self, encoder_dir: str, device: str = "auto", top_k: int = 20, min_confidence: float = 0.0) -> None:
         self.bundle = load_bundle(Path(encoder_dir), device=device)
-        self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence)
+        self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence,
+                             device=self.bundle.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        emb = self.bundle.encode_products(batch["pixels"], batch["has_image"], batch["token_ids"],
-                                          batch_size=len(batch["pixels"]))
-        idx, conf = self.scorer.score(emb)
-        return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb,
+        emb = self.bundle.embed_batch(batch["pixels"], batch["has_image"], batch["token_ids"]).float()
+        idx, conf = self.scorer.score(emb)  # on the model's device
+        return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb.cpu().numpy(),
                 "attr_idx": idx, "attr_conf": conf, "image_error": batch["image_error"],
                 "image_path": batch["image_path"]}
 
@@ -129,20 +129,24 @@ def _reusable(path: Path, products: pa.Table, version: str) -> pa.Table | None:
     return old.filter(pa.array(keep, pa.bool_())).combine_chunks()
 
 
-def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
+def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str],
+                fill: str = "gaps") -> pd.DataFrame:
     """Curated extraction rows plus encoder rows, one row per (product, key, value).
 
-    For a single-valued key the encoder adds only its best value, and only where extraction has none.
+    ``fill="gaps"``: the encoder adds values only to the keys a product's extraction left empty;
+    ``fill="all"``: to any key, except single-valued ones the extraction filled. For a single-valued
+    key the encoder adds only its best value.
     """
     extraction = extraction.assign(source="extraction")
     enc = encoder_rows.assign(source="encoder")
-    if len(enc) and exclusive:
-        is_ex = enc["key"].isin(exclusive)
-        known = extraction.loc[extraction["key"].isin(exclusive), ["product_id", "key"]].drop_duplicates()
-        ex = enc[is_ex].merge(known, on=["product_id", "key"], how="left", indicator=True)
-        ex = ex[ex["_merge"] == "left_only"].drop(columns="_merge")
-        ex = ex.sort_values("confidence", ascending=False, kind="stable").drop_duplicates(["product_id", "key"])
-        enc = pd.concat([enc[~is_ex], ex])
+    if len(enc):
+        gated = enc["key"].isin(exclusive).to_numpy() if fill == "all" else np.ones(len(enc), bool)
+        known = extraction[["product_id", "key"]].drop_duplicates()
+        seen = enc[["product_id", "key"]].merge(known, on=["product_id", "key"], how="left", indicator=True)
+        enc = enc[~(gated & (seen["_merge"] == "both").to_numpy())]
+        single = enc["key"].isin(exclusive)
+        best = enc[single].sort_values("confidence", ascending=False, kind="stable").drop_duplicates(["product_id", "key"])
+        enc = pd.concat([enc[~single], best])
     graph = pd.concat([extraction, enc], ignore_index=True)
     graph = graph.drop_duplicates(["product_id", "key", "value"], keep="first")  # extraction wins
     return graph.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)
@@ -181,7 +185,7 @@ def assign_products(products: pa.Table, encoder_dir: Path, out_dir: Path, cfg: A
     ext = (extraction.select(["product_id", "key", "value", "confidence"]).to_pandas()
            if extraction is not None and cfg.include_extraction else pd.DataFrame(columns=["product_id", "key", "value", "confidence"]))
     ext = ext[ext["product_id"].isin(set(products.column("product_id").to_pylist()))]
-    graph = merge_graph(rows, ext, bundle.exclusive_keys)
+    graph = merge_graph(rows, ext, bundle.exclusive_keys, cfg.fill)
 
     write_table(embeddings, embeddings_path, EMBEDDINGS)
     write_table(pa.Table.from_pandas(graph, preserve_index=False), out_dir / "assignments.parquet", ASSIGNMENTS)

@@ -53,14 +53,18 @@ class EncoderBundle:
     def encode_products(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray,
                         batch_size: int = 512) -> np.ndarray:
         """Product embeddings ``[N, D]`` from uint8 pixels ``[N,H,W,3]``, an image mask and token ids."""
-        out = []
-        for i in range(0, len(pixels), batch_size):
-            img = torch.as_tensor(pixels[i:i + batch_size], device=self.device)
-            ids = torch.as_tensor(token_ids[i:i + batch_size], dtype=torch.long, device=self.device)
-            mask = torch.as_tensor(has_image[i:i + batch_size], device=self.device)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-                out.append(self.model.encode_product(img, ids, mask).float().cpu().numpy())
+        out = [self.embed_batch(pixels[i:i + batch_size], has_image[i:i + batch_size], token_ids[i:i + batch_size])
+               .float().cpu().numpy() for i in range(0, len(pixels), batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    @torch.no_grad()
+    def embed_batch(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray) -> torch.Tensor:
+        """One batch of product embeddings, left on the model's device."""
+        img = torch.as_tensor(pixels, device=self.device)
+        ids = torch.as_tensor(token_ids, dtype=torch.long, device=self.device)
+        mask = torch.as_tensor(has_image, device=self.device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
+            return self.model.encode_product(img, ids, mask)
 
 
 def save_bundle(path: Path, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,
@@ -112,22 +116,29 @@ def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
     return _cached_bundle(str(path.parent), path.stat().st_mtime).encode_texts(list(texts))
 
 
-@dataclass
 class Scorer:
-    """Scores product embeddings against every vocabulary attribute; keeps those above their thresholds."""
+    """Scores product embeddings against every vocabulary attribute; keeps those above their thresholds.
 
-    attributes: np.ndarray  # [V, D]
-    calibration: Calibration
-    top_k: int = 20
-    min_confidence: float = 0.0
+    Runs in torch on ``device``, so on a GPU the model actor scores where it embeds.
+    """
 
-    def score(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def __init__(self, attributes: np.ndarray, calibration: Calibration, top_k: int = 20,
+                 min_confidence: float = 0.0, device: str = "cpu") -> None:
+        self.device = device
+        self.attributes = torch.as_tensor(attributes, dtype=torch.float32, device=device)  # [V, D]
+        self.thresholds = torch.as_tensor(calibration.thresholds, dtype=torch.float32, device=device)
+        self.platt = calibration.platt
+        self.top_k = min(top_k, len(calibration.thresholds))
+        self.min_confidence = min_confidence
+
+    @torch.no_grad()
+    def score(self, embeddings: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
-        scores = embeddings @ self.attributes.T
-        conf = self.calibration.confidence(scores).astype(np.float32)
-        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
-        conf = np.where(ok, conf, -1.0)
-        k = min(self.top_k, conf.shape[1])
-        idx = np.argsort(-conf, axis=1, kind="stable")[:, :k]
-        top = np.take_along_axis(conf, idx, 1)
-        return np.where(top >= 0, idx, -1).astype(np.int32), np.maximum(top, 0).astype(np.float32)
+        emb = torch.as_tensor(embeddings, device=self.device).float()
+        scores = emb @ self.attributes.T
+        a, b = self.platt
+        conf = torch.sigmoid(a * (scores - self.thresholds) + b)  # = Calibration.confidence
+        ok = (scores >= self.thresholds) & (conf >= self.min_confidence)
+        top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
+        idx = torch.where(top >= 0, idx, -1)
+        return idx.to(torch.int32).cpu().numpy(), top.clamp_min(0).cpu().numpy().astype(np.float32)

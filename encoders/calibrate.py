@@ -5,7 +5,9 @@ For each attribute the threshold is the lowest cosine at which its held-out prec
 attributes have few held-out positives and noisy thresholds, and contrastive training smooths the long
 tail toward the frequent values, so each threshold is blended with its key's pooled threshold by a
 frequency-based weight ``n / (n + shrinkage)``: frequent attributes keep their own, rare ones lean on
-the key's. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
+the key's. An attribute that cannot reach the target on its own held-out pairs (or has fewer than
+``min_positives`` of them) is never assigned: falling back on its key's threshold admitted rare values
+at a precision far below the target. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ class Calibration:
 
 def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.85,
               shrinkage: float = 20.0, min_threshold: float = 0.0, seed: int = 0,
-              known: np.ndarray | None = None) -> Calibration:
+              known: np.ndarray | None = None, min_positives: int = 1) -> Calibration:
     """Fit thresholds on held-out ``scores [N, V]`` against binary ``positive [N, V]``; ``keys[v]`` is v's key.
 
     ``known [N, V]`` (default: all True) marks the pairs whose truth is known. Extraction labels are
@@ -69,23 +71,30 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
         cols = np.flatnonzero(key_of == key)
         k = known[:, cols]
         key_threshold[key], _, _ = precision_threshold(scores[:, cols][k], positive[:, cols][k], target_precision)
-    thresholds = np.empty(n_attr, np.float32)
+    thresholds = np.full(n_attr, NEVER, np.float32)
     stats = np.zeros((3, n_attr), np.float32)
     for v in range(n_attr):
         rows = known[:, v]
-        own, p, r = precision_threshold(scores[rows, v], positive[rows, v], target_precision)
-        n = float(positive[:, v].sum())
-        weight = n / (n + shrinkage) if shrinkage > 0 else 1.0
-        thresholds[v] = max(min_threshold, weight * own + (1 - weight) * key_threshold[keys[v]])
-        stats[:, v] = (n, p, r)
+        n = float(positive[rows, v].sum())
+        stats[0, v] = n
+        own, _, _ = precision_threshold(scores[rows, v], positive[rows, v], target_precision)
+        if own >= NEVER or n < min_positives:
+            continue
+        weight = n / (n + shrinkage) if shrinkage > 0 and key_threshold[keys[v]] < NEVER else 1.0
+        t = max(min_threshold, weight * own + (1 - weight) * key_threshold[keys[v]])
+        thresholds[v] = t
+        hit = scores[rows, v] >= t
+        tp = float((hit & positive[rows, v]).sum())
+        stats[1:, v] = (tp / max(1, hit.sum()), tp / n)  # held-out precision and recall at the final threshold
+    fit = known & (thresholds < NEVER)  # confidence is fitted on the attributes that can be assigned
     return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], _fit_platt(
-        (scores - thresholds)[known], positive[known], seed))
+        (scores - thresholds)[fit], positive[fit], seed))
 
 
 def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: int = 400_000) -> tuple[float, float]:
     """Logistic regression of positive on the margin (a balanced subsample keeps it fast)."""
     x, y = margin.ravel(), positive.ravel().astype(int)
-    if y.min(initial=1) == y.max(initial=0):
+    if len(y) == 0 or y.min() == y.max():
         return (10.0, 0.0)
     rng = np.random.default_rng(seed)
     prior_shift = 0.0

@@ -22,7 +22,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "gpu": {
         "vision_model": "resnet18",
-        "image_size": (80, 64),
+        "image_size": (80, 60),  # the catalogue's own photo size: no resize when decoding
         "product_text": "transformer",
         "embed_dim": 256,
         "epochs": 12,
@@ -69,6 +69,10 @@ class EncoderConfig(BaseModel):
     min_threshold: float = 0.0  # thresholds never go below this cosine
     # negatives for calibration: products with another value of the same key (known_keys), or every product (all)
     calibrate_on: Literal["known_keys", "all"] = "known_keys"
+    # score held-out products with each key's extracted values masked out of their text (the encoder fills
+    # in keys whose words the text lacks, so that is the case its thresholds must hold for)
+    calibrate_masked: bool = True
+    min_heldout_positives: int = 3  # attributes with fewer held-out positives are never assigned by the encoder
     exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
 
     def resolved(self, field: str) -> Any:
@@ -95,6 +99,9 @@ class AssignConfig(BaseModel):
     decode_concurrency: int | None = None  # image-decoding workers (None: every CPU but one per model actor)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = 20  # at most this many encoder attributes per product
+    # gaps: the encoder adds values only to keys the extraction left empty for the product (its thresholds are
+    # calibrated for that case); all: to every key (single-valued keys still only where extraction has none)
+    fill: Literal["gaps", "all"] = "gaps"
     min_confidence: float = 0.5  # drop encoder rows whose calibrated confidence is below this
     include_extraction: bool = True  # start from the curated extraction rows (source=extraction)
     incremental: bool = True  # reuse embeddings whose content hash and model version are unchanged

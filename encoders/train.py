@@ -25,7 +25,7 @@ from pinlanding.encoders.calibrate import Calibration, calibrate
 from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, decode_images, exclusive_keys, heldout_mask,
-                                      load_positives, load_vocabulary)
+                                      load_positives, load_vocabulary, mask_values)
 from pinlanding.encoders.metrics import retrieval_metrics
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -172,11 +172,15 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     keys = np.array([k for k, _ in vocab])
     has_key = {key: pos[:, keys == key].any(1) for key in set(keys)}  # products with some value of the key
     known = np.stack([has_key[k] for k in keys], axis=1)
-    cal = calibrate(scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
-                    known=known if cfg.calibrate_on == "known_keys" else None)
+    cal_scores = scores
+    if cfg.calibrate_masked:
+        cal_scores = masked_scores(bundle, scores, pixels[vi], has_image[vi], [data.texts[i] for i in vi], pos, vocab)
+    cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
+                    known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives)
     bundle.calibration = cal
     metrics = {
         "heldout": retrieval_metrics(scores, pos, k=10),
+        "heldout_masked": retrieval_metrics(cal_scores, pos, k=10),
         "train_products": int(len(train_idx)), "heldout_products": int(len(vi)), "attributes": len(vocab),
         "attributes_with_heldout_positives": int(pos.any(0).sum()),
         "assignable_attributes": int((cal.thresholds < 1.0).sum()),
@@ -193,6 +197,26 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
          "heldout_positives": int(cal.positives[i]), "precision": round(float(cal.precision[i]), 4),
          "recall": round(float(cal.recall[i]), 4)} for i, (k, v) in enumerate(vocab)])
     return TrainResult(bundle, history, metrics, cal, scores, pos, [data.ids[i] for i in vi])
+
+
+def masked_scores(bundle: EncoderBundle, scores: np.ndarray, pixels: np.ndarray, has_image: np.ndarray,
+                  texts: list[str], positive: np.ndarray, vocab: list[tuple[str, str]]) -> np.ndarray:
+    """Held-out ``scores [N, V]`` where each key's columns are recomputed from product texts with that
+    key's extracted values masked out (``data.mask_values``): the situation of the products the encoder
+    fills in, whose text did not name the value. Only products whose text changed are re-embedded."""
+    attr_emb = bundle.attribute_embeddings()
+    keys = np.array([k for k, _ in vocab])
+    values = np.array([v for _, v in vocab], dtype=object)
+    out = scores.copy()
+    for key in sorted(set(keys)):
+        cols = np.flatnonzero(keys == key)
+        masked = [mask_values(t, list(values[cols[positive[r, cols]]])) for r, t in enumerate(texts)]
+        changed = np.array([r for r, (m, t) in enumerate(zip(masked, texts)) if m != t], dtype=np.int64)
+        if len(changed):
+            emb = bundle.encode_products(pixels[changed], has_image[changed],
+                                         bundle.model.tokenize([masked[r] for r in changed]))
+            out[np.ix_(changed, cols)] = emb @ attr_emb[cols].T
+    return out
 
 
 def run_train(ctx) -> dict[str, Any]:

@@ -111,3 +111,15 @@ def test_merge_graph_prefers_extraction_and_respects_single_valued_keys():
     rows = set(zip(g.product_id, g.key, g.value, g.source))
     assert rows == {("a", "category", "dress", "extraction"), ("a", "color", "red", "extraction"),
                     ("a", "pattern", "solid", "encoder"), ("b", "color", "green", "encoder")}
+
+
+def test_merge_graph_fills_only_the_keys_extraction_left_empty_by_default():
+    import pandas as pd
+
+    ext = pd.DataFrame({"product_id": ["a"], "key": ["material"], "value": ["cotton"], "confidence": [0.9]})
+    enc = pd.DataFrame({"product_id": ["a", "a", "b"], "key": ["material", "pattern", "material"],
+                        "value": ["linen", "solid", "linen"], "confidence": [0.8, 0.7, 0.6]})
+    gaps = set(zip(*[merge_graph(enc, ext, exclusive=[])[c] for c in ("product_id", "key", "value")]))
+    assert gaps == {("a", "material", "cotton"), ("a", "pattern", "solid"), ("b", "material", "linen")}
+    every = merge_graph(enc, ext, exclusive=[], fill="all")
+    assert ("a", "material", "linen") in set(zip(every.product_id, every.key, every.value))

@@ -60,3 +60,18 @@ def test_products_without_the_key_are_not_counted_as_negatives():
     mixed[20:] = 0.85
     assert calibrate(mixed, pos, ["color"], 0.9, 0.0).thresholds[0] > 1.0
     assert calibrate(mixed, pos, ["color"], 0.9, 0.0, known=known).thresholds[0] == pytest.approx(0.8)
+
+
+def test_an_attribute_short_of_the_target_is_never_assigned_even_when_its_key_is():
+    # "red" separates perfectly; "teal" scores like its negatives, so no threshold reaches 0.9 for it alone
+    scores = np.zeros((40, 2))
+    pos = np.zeros((40, 2), dtype=bool)
+    pos[:20, 0] = True
+    scores[:20, 0], scores[20:, 0] = 0.9, 0.1
+    pos[:5, 1] = True
+    scores[:, 1] = 0.5
+    cal = calibrate(scores, pos, ["color", "color"], target_precision=0.9, shrinkage=20.0)
+    assert cal.thresholds[0] < 1.0 and cal.thresholds[1] == pytest.approx(NEVER)
+    assert cal.precision[0] == 1.0 and cal.recall[0] == 1.0 and cal.precision[1] == 0.0
+    few = calibrate(scores, pos, ["color", "color"], target_precision=0.9, shrinkage=20.0, min_positives=21)
+    assert (few.thresholds >= NEVER - 1e-6).all()  # too few held-out positives: nothing is assigned

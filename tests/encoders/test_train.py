@@ -100,3 +100,32 @@ def test_time_budget_stops_training_early(tmp_path):
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert len(metrics["history"]) == 1 and metrics["stopped_early"] is True
     assert (layout.dir("encoder") / "model.pt").exists()  # still calibrated and saved
+
+
+def test_value_words_are_masked_whatever_their_spelling():
+    from pinlanding.encoders.data import mask_values
+
+    assert mask_values("Roadster Men White T-shirt | Casual Wear", ["tshirts"]) == "Roadster Men White | Casual Wear"
+    assert mask_values("Puma Men Navy Blue Shoes", ["navy blue"]) == "Puma Men Shoes"
+    assert mask_values("Nike Women Pink Dress", ["men"]) == "Nike Women Pink Dress"  # whole words only
+    assert mask_values("Nike Men Pink Dress", []) == "Nike Men Pink Dress"
+
+
+def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
+    from pinlanding.encoders.data import decode_images
+    from pinlanding.encoders.train import masked_scores
+
+    bundle = load_bundle(trained_run.dir("encoder"), device="cpu")
+    texts = ["Acme Women Red Dress", "Acme Women Dress"]  # the second names no colour: nothing to mask
+    img = trained_run.root.parent / "images" / "0.jpg"
+    pixels, has_image, _ = decode_images([str(img)] * 2, bundle.model.image_size)
+    plain = bundle.encode_products(pixels, has_image, bundle.model.tokenize(texts)) @ bundle.attribute_embeddings().T
+    pos = np.zeros_like(plain, dtype=bool)
+    pos[0, bundle.vocab.index(("color", "red"))] = True
+    masked = masked_scores(bundle, plain, pixels, has_image, texts, pos, bundle.vocab)
+    colors = [i for i, (k, _) in enumerate(bundle.vocab) if k == "color"]
+    others = [i for i, (k, _) in enumerate(bundle.vocab) if k != "color"]
+    assert np.allclose(masked[1], plain[1]) and np.allclose(masked[0, others], plain[0, others])
+    # product 0 rescored as "Acme Women Dress": exactly product 1's colour scores, not its own
+    assert np.allclose(masked[0, colors], plain[1, colors], atol=1e-5)
+    assert not np.allclose(masked[0, colors], plain[0, colors], atol=1e-5)
