@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from pinlanding.collections.artifacts import as_path
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import STAGE_NAMES, Pipeline, get_stage
@@ -17,7 +18,8 @@ app = typer.Typer(help="pinlanding: content-first shopping collections.", no_arg
 console = Console(stderr=True)
 
 CatalogOpt = typer.Option(None, "--catalog", help="catalogue folder or file (Myntra layout, JSONL, CSV, Parquet)")
-OutOpt = typer.Option(..., "--out", help="run folder; rerunning on it reuses unchanged work")
+OutOpt = typer.Option(..., "--out", help="run folder, a local path or an fsspec URL such as s3://bucket/runs/x; "
+                                        "rerunning on it reuses unchanged work")
 ConfigOpt = typer.Option(None, "--config", help="YAML merged over conf/default.yaml")
 SetOpt = typer.Option(None, "--set", help="override a config value, e.g. --set encoder.epochs=2 (repeatable)")
 
@@ -27,8 +29,9 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(code=2)
 
 
-def _run(stages: list[str] | None, catalog: Path | None, out: Path, config: Path | None,
+def _run(stages: list[str] | None, catalog: Path | None, run_folder: str, config: Path | None,
          overrides: list[str] | None, force: bool) -> None:
+    out = as_path(run_folder)
     try:
         cfg = load_config(config, overrides)
         pipe = Pipeline(cfg, RunLayout(out), catalog=catalog.resolve() if catalog else None, force=force)
@@ -47,7 +50,7 @@ def _run(stages: list[str] | None, catalog: Path | None, out: Path, config: Path
 
 
 @app.command()
-def run(catalog: Path = typer.Option(..., "--catalog", help="catalogue folder or file"), out: Path = OutOpt,
+def run(catalog: Path = typer.Option(..., "--catalog", help="catalogue folder or file"), out: str = OutOpt,
         config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt,
         force: bool = typer.Option(False, help="rerun every stage even if unchanged")) -> None:
     """Run every stage, in order, writing artifacts and manifest.json under --out."""
@@ -56,7 +59,7 @@ def run(catalog: Path = typer.Option(..., "--catalog", help="catalogue folder or
 
 @app.command()
 def stage(name: str = typer.Argument(..., help=f"one of {', '.join(STAGE_NAMES)}"),
-          catalog: Optional[Path] = CatalogOpt, out: Path = OutOpt, config: Optional[Path] = ConfigOpt,
+          catalog: Optional[Path] = CatalogOpt, out: str = OutOpt, config: Optional[Path] = ConfigOpt,
           set_: Optional[list[str]] = SetOpt, force: bool = typer.Option(False, help="rerun even if unchanged")) -> None:
     """Run one stage against a run folder (its inputs must exist there)."""
     try:

@@ -1,8 +1,12 @@
-"""The on-disk layout of a run: one folder per stage under the run folder, plus ``manifest.json``."""
+"""The layout of a run: one folder per stage under the run folder, plus ``manifest.json``.
+
+The run folder is a local path or an fsspec URL (``s3://bucket/runs/x``); see :func:`artifacts.as_path`.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+from pinlanding.collections.artifacts import AnyPath, as_path, is_remote
 
 STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assignments", "feeds", "site", "report")
 
@@ -11,61 +15,67 @@ STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assig
 class RunLayout:
     """Paths of every artifact of a run rooted at ``root``."""
 
-    root: Path
+    root: AnyPath
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
+        object.__setattr__(self, "root", as_path(self.root))
 
-    def dir(self, name: str) -> Path:
-        """The folder of one stage's artifacts (created on demand)."""
+    @property
+    def remote(self) -> bool:
+        """Whether the run folder is on a remote filesystem (object storage), not a local disk."""
+        return is_remote(self.root)
+
+    def dir(self, name: str) -> AnyPath:
+        """The folder of one stage's artifacts (created on demand; object stores have no folders to create)."""
         if name not in STAGE_DIRS:
             raise ValueError(f"unknown artifact folder '{name}'; known: {list(STAGE_DIRS)}")
         path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
+        if not self.remote:
+            path.mkdir(parents=True, exist_ok=True)
         return path
 
     @property
-    def manifest(self) -> Path:
+    def manifest(self) -> AnyPath:
         return self.root / "manifest.json"
 
     @property
-    def products(self) -> Path:
+    def products(self) -> AnyPath:
         return self.dir("catalog") / "products.parquet"
 
     @property
-    def quarantine(self) -> Path:
+    def quarantine(self) -> AnyPath:
         return self.dir("catalog") / "quarantine.parquet"
 
     @property
-    def attributes(self) -> Path:
+    def attributes(self) -> AnyPath:
         """Raw extracted attributes."""
         return self.dir("attributes") / "attributes.parquet"
 
     @property
-    def curated_attributes(self) -> Path:
+    def curated_attributes(self) -> AnyPath:
         """Extracted attributes mapped onto the curated vocabulary."""
         return self.dir("vocabulary") / "attributes.parquet"
 
     @property
-    def vocabulary(self) -> Path:
+    def vocabulary(self) -> AnyPath:
         return self.dir("vocabulary") / "vocabulary.parquet"
 
     @property
-    def topics(self) -> Path:
+    def topics(self) -> AnyPath:
         return self.dir("topics") / "topics.parquet"
 
     @property
-    def assignments(self) -> Path:
+    def assignments(self) -> AnyPath:
         return self.dir("assignments") / "assignments.parquet"
 
     @property
-    def embeddings(self) -> Path:
+    def embeddings(self) -> AnyPath:
         return self.dir("assignments") / "embeddings.parquet"
 
     @property
-    def feeds(self) -> Path:
+    def feeds(self) -> AnyPath:
         return self.dir("feeds") / "feeds.parquet"
 
     @property
-    def feeds_jsonl(self) -> Path:
+    def feeds_jsonl(self) -> AnyPath:
         return self.dir("feeds") / "feeds.jsonl"

@@ -11,13 +11,16 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.parquet as pq
 
-from pinlanding.collections.artifacts import read_table, write_json, write_table, write_text
+from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is_remote, location, read_schema,
+                                              read_table, write_json, write_table, write_text)
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
 from pinlanding.feeds.config import FeedsConfig
@@ -174,11 +177,51 @@ def write_feeds(layout: Any, feeds: list[dict], dropped: list[dict]) -> None:
 def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "DataFrame":
     """Assignments of products that are in the catalogue, cleaned for scoring."""
     for path, schema in ((layout.assignments, ASSIGNMENTS), (layout.products, PRODUCTS)):
-        read_table(path, schema).schema  # existence and schema-version checks before Spark reads them
-    # absolute: Spark resolves a relative path against its JVM's working directory, not Python's
-    ids = spark.read.parquet(str(layout.products.resolve())).select("product_id")
-    raw = spark.read.parquet(str(layout.assignments.resolve()))
+        read_schema(path, schema)  # existence and schema-version checks before Spark reads them
+    ids = read_parquet(spark, layout.products).select("product_id")
+    raw = read_parquet(spark, layout.assignments)
     return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
+
+
+def read_parquet(spark: "SparkSession", path: str | AnyPath) -> "DataFrame":
+    """One Parquet file as a DataFrame that the executors read themselves, never through the driver.
+
+    A local (shared-mount) path goes to Spark's reader, absolute (Spark resolves a relative path against
+    its JVM's working directory, not Python's). Any other filesystem (``s3://``) has no Hadoop connector
+    here (hadoop-aws is not on PyPI), so each task opens its row groups through fsspec: a DataFrame of
+    (file, row group) rows, ``mapInArrow``. Executors need the store's credentials and endpoint (instance
+    roles, or ``spark.executorEnv.AWS_*`` in ``spark.conf``).
+    """
+    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql.types import StructField, StructType
+
+    path = as_path(path)
+    if not is_remote(path):
+        return spark.read.parquet(location(path, absolute=True))
+    source, filesystem = arrow_source(path)
+    with filesystem.open(source, "rb") as f:  # the footer only
+        meta = pq.ParquetFile(f).metadata
+    arrow_schema = meta.schema.to_arrow_schema().remove_metadata()
+    schema = StructType([StructField(f.name, f.dataType, True)  # nullable, as Spark's own reader makes them
+                         for f in from_arrow_schema(arrow_schema).fields])
+    groups = [(source, i) for i in range(meta.num_row_groups)]
+    tasks = spark.createDataFrame(groups, "path string, row_group int").repartition(max(1, len(groups)))
+    reader = partial(_read_row_groups, protocol=path.protocol, options=dict(path.storage_options),
+                     schema=arrow_schema)
+    return tasks.mapInArrow(reader, schema)
+
+
+def _read_row_groups(batches: Iterator[pa.RecordBatch], protocol: str, options: dict[str, Any],
+                     schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Executor side of :func:`read_parquet`: read the listed row groups through fsspec."""
+    import fsspec
+
+    fs = fsspec.filesystem(protocol, **options)
+    for batch in batches:
+        for file, group in zip(batch.column("path").to_pylist(), batch.column("row_group").to_pylist()):
+            with fs.open(file, "rb") as f:
+                table = pq.ParquetFile(f).read_row_group(group)
+            yield from table.replace_schema_metadata(None).cast(schema).to_batches()
 
 
 def run_feeds(ctx: "StageContext") -> dict[str, Any]:

@@ -19,7 +19,8 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from pinlanding.collections.artifacts import json_digest, read_json, read_table, tree_digest, write_json, write_text
+from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
+                                              read_json, read_table, tree_digest, write_json, write_text)
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import SiteConfig
@@ -122,19 +123,24 @@ def _incidence(feeds: list[dict[str, Any]], items_of: Any) -> Any:
     return sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(feeds), max(len(vocab), 1)))
 
 
-def link_image(src: str | None, images_dir: Path, product_id: str, content_hash: str | None) -> str | None:
-    """Hard-link (or copy) a product photo into ``images_dir``; return its file name, or None if unreadable."""
+def link_image(src: str | None, images_dir: AnyPath, product_id: str, content_hash: str | None) -> str | None:
+    """Hard-link (or copy, or upload) a product photo into ``images_dir``; return its file name, or None if unreadable."""
     if not src or not os.path.isfile(src):
         return None
     ext = Path(src).suffix.lower()
     ext = ext if ext in IMAGE_EXTS else ".img"
     name = f"{safe_name(product_id, 40)}-{(content_hash or '')[:10] or 'x'}{ext}"
     target = images_dir / name
-    if not target.exists():
-        try:
-            os.link(src, target)
-        except OSError:  # another filesystem or no link permission: copy instead
-            shutil.copyfile(src, target)
+    if target.exists():
+        return name
+    if is_remote(target):  # object storage: upload a copy, atomically like every artifact
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+        return name
+    try:
+        os.link(src, target)
+    except OSError:  # another filesystem or no link permission: copy instead
+        shutil.copyfile(src, target)
     return name
 
 
@@ -167,12 +173,14 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
     return out
 
 
-def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: Path, cfg: SiteConfig) -> dict[str, int]:
+def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: str | AnyPath,
+               cfg: SiteConfig) -> dict[str, int]:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed."""
-    out = Path(out)
+    out = as_path(out)
     images_dir = out / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    (out / "c").mkdir(exist_ok=True)
+    if not is_remote(out):  # object stores have no folders to create
+        images_dir.mkdir(parents=True, exist_ok=True)
+        (out / "c").mkdir(exist_ok=True)
     by_id = {p["product_id"]: p for p in products}
     wanted = {p["product_id"] for f in feeds for p in f["products"]}
     images = {pid: link_image(by_id.get(pid, {}).get("image_path"), images_dir, pid, by_id.get(pid, {}).get("content_hash"))
@@ -195,18 +203,19 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
         if (out / old).is_file():
             (out / old).unlink()
             removed += 1
-    for stray in (out / "c").glob("*.html"):  # pages left by an interrupted run that never reached pages.json
+    for stray in list_files(out / "c", "*.html"):  # pages left by an interrupted run that never reached pages.json
         if f"c/{stray.name}" not in digests:
             stray.unlink()
             removed += 1
     used = {name for name in images.values() if name}
     images_removed = 0
-    for img in images_dir.iterdir():
+    for img in list_files(images_dir):
         if img.name not in used:
             img.unlink()
             images_removed += 1
     static = out / "static"
-    static.mkdir(exist_ok=True)
+    if not is_remote(out):
+        static.mkdir(exist_ok=True)
     for src in (PACKAGE_DIR / "static").iterdir():
         if not (static / src.name).exists() or (static / src.name).read_bytes() != src.read_bytes():
             write_text(static / src.name, src.read_text(encoding="utf-8"))

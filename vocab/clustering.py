@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from pinlanding.collections.artifacts import AnyPath, arrow_source, as_path
 
 _MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 _SEPARATORS = re.compile(r"[\s\-_/.,'’`\"()&+]+")
@@ -105,15 +106,16 @@ _CACHE_SCHEMA = pa.schema([("model", pa.string()), ("text", pa.string()), ("vect
 class EmbeddingCache:
     """Sentence embeddings of short strings, memoized in a Parquet file (one row per model and text)."""
 
-    def __init__(self, model: str, path: str | Path | None = None, batch_size: int = 128) -> None:
+    def __init__(self, model: str, path: str | AnyPath | None = None, batch_size: int = 128) -> None:
         self.model = model
-        self.path = Path(path) if path else None
+        self.path = as_path(path) if path else None
         self.batch_size = batch_size
         self._vectors: dict[str, np.ndarray] = {}
         self._dirty = False
         if self.path and self.path.exists():
             try:
-                table = pq.read_table(self.path, schema=_CACHE_SCHEMA)
+                source, filesystem = arrow_source(self.path)
+                table = pq.read_table(source, schema=_CACHE_SCHEMA, filesystem=filesystem)
                 for m, t, v in zip(*(table.column(c).to_pylist() for c in ("model", "text", "vector"))):
                     if m == model:
                         self._vectors[t] = np.asarray(v, dtype=np.float32)

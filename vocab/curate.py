@@ -14,14 +14,14 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from itertools import combinations
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pinlanding.collections.artifacts import json_digest, read_json, read_table, write_json, write_table, write_text
+from pinlanding.collections.artifacts import (AnyPath, json_digest, list_files, read_json, read_table, write_json,
+                                              write_table, write_text)
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB
 from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
@@ -439,10 +439,10 @@ def diff_vocabularies(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> d
             "summary": {"added": len(added), "removed": len(removed), "renamed": len(renamed), "changed": len(changed)}}
 
 
-def write_version(folder: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def write_version(folder: AnyPath, rows: list[dict[str, Any]], meta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """Store ``rows`` as the next ``versions/vNNNN.json`` unless identical to the latest; write ``diff.json``."""
     versions = folder / "versions"
-    existing = sorted(versions.glob("v[0-9][0-9][0-9][0-9].json")) if versions.exists() else []
+    existing = list_files(versions, "v[0-9][0-9][0-9][0-9].json")
     digest = json_digest(rows)
     latest = read_json(existing[-1]) if existing else None
     if latest is not None and latest.get("digest") == digest:

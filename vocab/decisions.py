@@ -14,9 +14,10 @@ import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+import threading
 from typing import Iterable
 
+from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, is_remote
 from pinlanding.collections.layout import RunLayout
 from pinlanding.vocab.clustering import normalize_key, normalize_value
 
@@ -59,22 +60,35 @@ class Decision:
         return self
 
 
-def decisions_path(layout: RunLayout, configured: str | None = None) -> Path:
+def decisions_path(layout: RunLayout, configured: str | None = None) -> AnyPath:
     """Where a run's decisions live: ``vocab.decisions_path`` if set, else ``RUN/review/decisions.jsonl``."""
-    return Path(configured) if configured else layout.root / "review" / "decisions.jsonl"
+    return as_path(configured) if configured else layout.root / "review" / "decisions.jsonl"
+
+
+_REMOTE_APPEND = threading.Lock()
 
 
 class DecisionStore:
-    """Append and read decisions in one JSON Lines file."""
+    """Append and read decisions in one JSON Lines file (local, or on object storage)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | AnyPath) -> None:
+        self.path = as_path(path)
         self.skipped_ = 0  # unparseable lines seen by the last read
 
     def append(self, decision: Decision) -> Decision:
-        """Validate and durably append one decision; safe under concurrent writers."""
+        """Validate and durably append one decision; safe under concurrent writers on a local disk.
+
+        An object store cannot append: the file is rewritten whole (one atomic upload), serialized within
+        this process only, so one review server per run folder may write there.
+        """
         decision.validate()
         line = (json.dumps(asdict(decision), ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        if is_remote(self.path):
+            with _REMOTE_APPEND:
+                old = self.path.read_bytes() if self.path.exists() else b""
+                with atomic_path(self.path) as tmp:
+                    tmp.write_bytes(old + line)
+            return decision
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -95,12 +109,7 @@ class DecisionStore:
         self.skipped_ = 0
         if not self.path.exists():
             return []
-        with open(self.path, "rb") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-            try:
-                data = f.read()
-            finally:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        data = self.path.read_bytes() if is_remote(self.path) else self._read_locked()
         out: list[Decision] = []
         names = set(Decision.__dataclass_fields__)
         for raw in data.splitlines():
@@ -112,6 +121,14 @@ class DecisionStore:
             except (ValueError, TypeError, UnicodeDecodeError):
                 self.skipped_ += 1
         return out
+
+    def _read_locked(self) -> bytes:
+        with open(self.path, "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            try:
+                return f.read()
+            finally:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass
@@ -160,7 +177,7 @@ class ReviewState:
         return (key, norm) in self.mapping or self.approved(key, norm) is not None
 
 
-def load_review_state(path: str | Path, fold_plurals: bool = True) -> ReviewState:
+def load_review_state(path: str | AnyPath, fold_plurals: bool = True) -> ReviewState:
     """Read the decisions file at ``path`` (missing: no decisions) into a :class:`ReviewState`."""
     store = DecisionStore(path)
     decisions = store.read()

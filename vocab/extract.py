@@ -13,15 +13,13 @@ import json
 import time
 import uuid
 from collections import Counter
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from pinlanding.collections.artifacts import json_digest, read_table, write_json, write_table
+from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, list_files, read_table, write_json, write_table
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.vocab.config import ExtractConfig
@@ -39,20 +37,20 @@ class ResultCache:
     Transient failures (timeouts, HTTP errors) are never stored, so a rerun retries them.
     """
 
-    def __init__(self, root: Path, identity: dict[str, str], enabled: bool = True) -> None:
+    def __init__(self, root: str | AnyPath, identity: dict[str, str], enabled: bool = True) -> None:
         self.identity = identity
         self.enabled = enabled
-        self.dir = Path(root) / json_digest(identity)[:16]
+        self.dir = as_path(root) / json_digest(identity)[:16]
 
-    def parts(self) -> list[Path]:
-        return sorted(self.dir.glob("part-*.parquet")) if self.dir.exists() else []
+    def parts(self) -> list[AnyPath]:
+        return list_files(self.dir, "part-*.parquet")
 
     def load(self) -> pa.Table:
         """Every cached result (the newest row per content hash)."""
         parts = self.parts() if self.enabled else []
         if not parts:
             return RESULT_SCHEMA.empty_table()
-        table = pa.concat_tables([pq.read_table(p, schema=RESULT_SCHEMA) for p in parts])
+        table = pa.concat_tables([read_table(p, RESULT_SCHEMA) for p in parts])
         return _last_per_hash(table)
 
     def add(self, results: pa.Table) -> None:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
-from pinlanding.collections.artifacts import json_digest, read_json, write_json
+from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, read_json, write_json
 from pinlanding.collections.queries import read_queries
 from pinlanding.collections.registry import Registry
 from pinlanding.vocab.clustering import value_tokens
@@ -391,8 +391,8 @@ def create_judge(backend: str, context: JudgeContext, params: dict[str, Any] | N
 class JudgeCache:
     """Judgements keyed by (judge fingerprint, tuple, query) in one JSON file; failures are not cached."""
 
-    def __init__(self, path: str | Path | None) -> None:
-        self.path = Path(path) if path else None
+    def __init__(self, path: str | AnyPath | None) -> None:
+        self.path = as_path(path) if path else None
         self.entries: dict[str, dict[str, Any]] = (read_json(self.path, default={}) or {}) if self.path else {}
         self.hits = 0
 

@@ -8,7 +8,8 @@ import pyarrow as pa
 import pytest
 
 from pinlanding.collections import models, schemas
-from pinlanding.collections.artifacts import atomic_path, read_table, tree_digest, write_table
+from pinlanding.collections.artifacts import (as_path, atomic_path, is_remote, list_files, location, read_table,
+                                              tree_digest, write_json, write_table)
 from pinlanding.collections.config import load_config
 from pinlanding.collections.registry import Registry
 
@@ -60,6 +61,35 @@ def test_tree_digest_changes_with_content(tmp_path: Path) -> None:
     first = tree_digest(tmp_path)
     (tmp_path / "a").write_text("2")
     assert tree_digest(tmp_path) != first
+
+
+def test_run_locations_local_paths_and_urls(tmp_path: Path) -> None:
+    from upath import UPath
+
+    assert as_path("runs/x") == Path("runs/x") and not is_remote("runs/x")
+    assert as_path(f"file://{tmp_path}/r") == tmp_path / "r" and type(as_path(f"file://{tmp_path}")) is not UPath
+    assert location("runs/x", absolute=True) == str(Path("runs/x").resolve())
+    remote = as_path("s3://bucket/runs/x")
+    assert is_remote(remote) and isinstance(remote, UPath) and str(remote / "a") == "s3://bucket/runs/x/a"
+    assert location(remote, absolute=True) == "s3://bucket/runs/x"
+
+
+def test_artifacts_on_a_non_local_filesystem(tmp_path: Path) -> None:
+    import uuid
+
+    root = as_path(f"memory://t/{uuid.uuid4().hex}")
+    rows = [{"source_row": 1, "product_id": "a", "reason": "r", "detail": "🙂", "raw": "{}"}]
+    write_table(pa.Table.from_pylist(rows), root / "q.parquet", schemas.QUARANTINE)
+    assert read_table(root / "q.parquet", schemas.QUARANTINE).to_pylist() == rows
+    with pytest.raises(RuntimeError):
+        with atomic_path(root / "q.parquet") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash")
+    assert read_table(root / "q.parquet", schemas.QUARANTINE).to_pylist() == rows
+    assert [p.name for p in list_files(root)] == ["q.parquet"]
+    first = tree_digest(root)  # this store lists no checksums: digests hash the bytes
+    write_json(root / "d" / "x.json", {"a": 1})
+    assert tree_digest(root) != first
 
 
 def test_registry_names_valid_choices() -> None:

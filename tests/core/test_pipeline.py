@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,31 @@ def test_a_crash_halfway_leaves_no_partial_state_and_resumes(tiny_catalog: Path,
     assert manifest["stages"]["ingest"]["counts"]["products"] == 6
 
 
+def test_run_folder_on_an_fsspec_url_reuses_changed_work_only_and_resumes(tiny_catalog: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from upath import UPath
+
+    url = f"memory://runs/{uuid.uuid4().hex}"  # fsspec's in-memory filesystem: remote code paths, no server
+    fake.CALLS.clear()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(ingest_module, "write_table", crash)
+    with pytest.raises(RuntimeError):
+        _pipeline(tiny_catalog, url).run()
+    assert not UPath(url, "catalog", "products.parquet").exists()
+    monkeypatch.undo()
+    manifest = _pipeline(tiny_catalog, url).run()
+    assert manifest["stages"]["ids"]["counts"] == {"ids": 6} and fake.CALLS == ["ids"]
+    assert json.loads(UPath(url, "manifest.json").read_text())["stages"]["ids"]["counts"] == {"ids": 6}
+    _pipeline(tiny_catalog, url).run()
+    assert fake.CALLS == ["ids"]  # unchanged: reused
+    UPath(url, "report", "ids.txt").write_text("damaged")
+    _pipeline(tiny_catalog, url).run()
+    assert fake.CALLS == ["ids", "ids"] and UPath(url, "report", "ids.txt").read_text().startswith("p0")
+
+
 def test_unknown_stage_lists_choices() -> None:
     with pytest.raises(ValueError, match="unknown stage 'nope'; known: \\['ingest'"):
         get_stage("nope")
@@ -92,6 +118,10 @@ def test_cli_stage_and_errors(tiny_catalog: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--catalog", str(tiny_catalog), "--out", str(out), "--set", "spark.nope=1"])
     assert result.exit_code == 2 and "nope" in result.output
     assert runner.invoke(app, ["run", "--help"]).exit_code == 0
+    url = f"memory://runs/{uuid.uuid4().hex}"
+    result = runner.invoke(app, ["stage", "ingest", "--catalog", str(tiny_catalog), "--out", url])
+    assert result.exit_code == 0, result.output
+    assert (RunLayout(url).products.exists() and f"{url}/manifest.json" in result.output)
 
 
 def test_all_records_quarantined_is_an_error(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Module-scoped real clusters (one module uses them, so they stop as soon as it ends) on loopback: a Ray head + one worker node, a Spark standalone master + worker."""
+"""Module-scoped real services on loopback (each stops as soon as its module ends): a Ray head + one worker node,
+a Spark standalone master + worker, an S3 server (moto)."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import pytest
 sys.path.append(str(Path(__file__).resolve().parent))  # loopback_clusters.py, run_compare.py
 
 from loopback_clusters import RayCluster, SparkStandalone  # noqa: E402
+from object_store import S3Server, s3_server  # noqa: E402
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -39,3 +41,10 @@ def spark_cluster() -> Iterator[SparkStandalone]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """A local S3 endpoint with fake credentials, exported through the standard AWS_* environment; always stopped."""
+    with s3_server() as server:
+        yield server

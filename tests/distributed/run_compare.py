@@ -1,10 +1,13 @@
-"""Compare two run folders artifact by artifact: what the cluster run must reproduce of the local run."""
+"""Compare two run folders artifact by artifact: what the cluster run (or a run on object storage) must
+reproduce of the local run. Either folder may be a ``Path`` or a ``UPath`` (``s3://...``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
+
+from pinlanding.collections.artifacts import AnyPath, arrow_source
 
 # Deterministic artifacts of the engine stages (caches, summaries with timings and manifests excluded).
 ARTIFACTS = {
@@ -21,17 +24,18 @@ ARTIFACTS = {
 RUN_SPECIFIC = {"assignments/embeddings.parquet": ("model_version",)}
 
 
-def rows(path: Path, ignore: tuple[str, ...] = ()) -> list[str]:
+def rows(path: AnyPath, ignore: tuple[str, ...] = ()) -> list[str]:
     """A file's content as sorted canonical lines: Parquet rows as JSON (row order is not part of a table's
     meaning), other files line by line in their own order (feeds.jsonl is ranked)."""
     if path.suffix == ".parquet":
-        table = pq.read_table(path)
+        source, filesystem = arrow_source(path)
+        table = pq.read_table(source, filesystem=filesystem)
         table = table.drop_columns([c for c in ignore if c in table.column_names])
         return sorted(json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist())
     return path.read_text(encoding="utf-8").splitlines()
 
 
-def differences(local: Path, other: Path, stages: list[str]) -> dict[str, str]:
+def differences(local: AnyPath, other: AnyPath, stages: list[str]) -> dict[str, str]:
     """``{artifact: what differs}`` for every artifact of ``stages`` that the local run produced."""
     diffs: dict[str, str] = {}
     for stage in stages:
