@@ -7,7 +7,9 @@ tail toward the frequent values, so each threshold is blended with its key's poo
 frequency-based weight ``n / (n + shrinkage)``: frequent attributes keep their own, rare ones lean on
 the key's. An attribute that cannot reach the target on its own held-out pairs (or has fewer than
 ``min_positives`` of them) is never assigned: falling back on its key's threshold admitted rare values
-at a precision far below the target. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
+at a precision far below the target. Nor is any value of a key whose held-out recall at these thresholds
+is below ``min_key_recall``: there the model only catches a few lucky near-duplicates (brand, from a
+photo), and such hits did not carry over to the catalogue. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
 """
 from __future__ import annotations
 
@@ -54,7 +56,7 @@ class Calibration:
 
 def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.85,
               shrinkage: float = 20.0, min_threshold: float = 0.0, seed: int = 0,
-              known: np.ndarray | None = None, min_positives: int = 1) -> Calibration:
+              known: np.ndarray | None = None, min_positives: int = 1, min_key_recall: float = 0.0) -> Calibration:
     """Fit thresholds on held-out ``scores [N, V]`` against binary ``positive [N, V]``; ``keys[v]`` is v's key.
 
     ``known [N, V]`` (default: all True) marks the pairs whose truth is known. Extraction labels are
@@ -86,9 +88,19 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
         hit = scores[rows, v] >= t
         tp = float((hit & positive[rows, v]).sum())
         stats[1:, v] = (tp / max(1, hit.sum()), tp / n)  # held-out precision and recall at the final threshold
+    for key, recall in key_recall(stats[0], stats[2], keys).items():
+        if recall < min_key_recall:  # the model barely sees this key: its few hits do not generalise
+            thresholds[key_of == key] = NEVER
     fit = known & (thresholds < NEVER)  # confidence is fitted on the attributes that can be assigned
     return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], _fit_platt(
         (scores - thresholds)[fit], positive[fit], seed))
+
+
+def key_recall(positives: np.ndarray, recall: np.ndarray, keys: list[str]) -> dict[str, float]:
+    """Per key, the share of its held-out positives recovered at the attributes' thresholds."""
+    key_of = np.array(keys)
+    return {key: float((positives * recall)[key_of == key].sum() / max(1.0, positives[key_of == key].sum()))
+            for key in sorted(set(keys))}
 
 
 def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: int = 400_000) -> tuple[float, float]:

@@ -73,6 +73,7 @@ class EncoderConfig(BaseModel):
     # in keys whose words the text lacks, so that is the case its thresholds must hold for)
     calibrate_masked: bool = True
     min_heldout_positives: int = 3  # attributes with fewer held-out positives are never assigned by the encoder
+    min_key_recall: float = 0.2  # keys whose held-out recall at the thresholds is lower are not assigned by the encoder
     exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
 
     def resolved(self, field: str) -> Any:

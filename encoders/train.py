@@ -21,7 +21,7 @@ from pinlanding.collections.artifacts import atomic_path, json_digest, read_tabl
 from pinlanding.collections.engines import torch_device
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
-from pinlanding.encoders.calibrate import Calibration, calibrate
+from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
 from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, decode_images, exclusive_keys, heldout_mask,
@@ -176,7 +176,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     if cfg.calibrate_masked:
         cal_scores = masked_scores(bundle, scores, pixels[vi], has_image[vi], [data.texts[i] for i in vi], pos, vocab)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
-                    known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives)
+                    known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
+                    min_key_recall=cfg.min_key_recall)
     bundle.calibration = cal
     metrics = {
         "heldout": retrieval_metrics(scores, pos, k=10),
@@ -184,6 +185,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
         "train_products": int(len(train_idx)), "heldout_products": int(len(vi)), "attributes": len(vocab),
         "attributes_with_heldout_positives": int(pos.any(0).sum()),
         "assignable_attributes": int((cal.thresholds < 1.0).sum()),
+        "heldout_key_recall": {k: round(r, 4) for k, r in key_recall(cal.positives, cal.recall, list(keys)).items()},
+        "assignable_keys": sorted({k for k, t in zip(keys, cal.thresholds) if t < 1.0}),
         "history": history, "prepare_seconds": round(prep_s, 3), "device": device, "spec": spec,
         "stopped_early": stopped_early,
         "exclusive_keys": exclusive or [],

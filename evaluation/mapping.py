@@ -223,13 +223,20 @@ def family_of(key: str) -> str | None:
     return FAMILY_OF_KEY.get(normalize(key).replace(" ", "_")) or FAMILY_OF_KEY.get(str(key).strip().lower())
 
 
+_BARE_SUFFIX = {"sleeve": "sleeve", "neck": "neck"}  # vocabulary values often drop the family word
+
+
 def canonical(family: str, value: str) -> str:
     """The canonical form of ``value`` in ``family`` (normalised, synonyms resolved)."""
     if family == "brand":  # names are not singularised ("ADIDAS"); spacing and punctuation are ignored
         text = unicodedata.normalize("NFKC", str(value or "")).lower().replace("&", "and")
         return _PUNCT.sub("", text).replace("_", "")
     norm = normalize(value)
-    return SYNONYMS.get(family, {}).get(norm, norm)
+    table = SYNONYMS.get(family, {})
+    bare = f"{norm} {_BARE_SUFFIX.get(family)}"
+    if norm not in table and bare in table:  # "sleeve: long" is a long sleeve (not in query parsing: "long dress")
+        norm = bare
+    return table.get(norm, norm)
 
 
 def narrower(family: str, value: str) -> set[str]:

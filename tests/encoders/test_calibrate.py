@@ -75,3 +75,14 @@ def test_an_attribute_short_of_the_target_is_never_assigned_even_when_its_key_is
     assert cal.precision[0] == 1.0 and cal.recall[0] == 1.0 and cal.precision[1] == 0.0
     few = calibrate(scores, pos, ["color", "color"], target_precision=0.9, shrinkage=20.0, min_positives=21)
     assert (few.thresholds >= NEVER - 1e-6).all()  # too few held-out positives: nothing is assigned
+
+
+def test_a_key_the_model_barely_recovers_is_not_assigned_at_all():
+    # "brand": one lucky positive scores high, the other 19 score like negatives -> key recall 0.05
+    scores = np.full((40, 2), 0.1)
+    pos = np.zeros((40, 2), dtype=bool)
+    pos[:20, 0], scores[0, 0] = True, 0.9
+    pos[:20, 1], scores[:20, 1] = True, 0.8  # "color": every positive recovered
+    cal = calibrate(scores, pos, ["brand", "color"], target_precision=0.9, shrinkage=0.0, min_key_recall=0.2)
+    assert cal.thresholds[0] == pytest.approx(NEVER) and cal.thresholds[1] < 1.0
+    assert calibrate(scores, pos, ["brand", "color"], 0.9, 0.0).thresholds[0] < 1.0  # no gate: assigned

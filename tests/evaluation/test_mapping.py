@@ -48,3 +48,10 @@ def test_keys_families_and_rules():
 def test_hostile_values_do_not_crash():
     assert mp.canonical("category", "<script>alert(1)</script> 👗") == "script alert 1 script"  # emoji are not words
     assert mp.canonical("colour", None) == ""
+
+
+def test_bare_sleeve_lengths_and_neck_shapes_name_their_family_value():
+    assert mp.canonical("sleeve", "long") == mp.canonical("sleeve", "Long Sleeves") == "long sleeve"
+    assert mp.canonical("sleeve", "three-quarter") == "three quarter sleeve"
+    assert mp.canonical("neck", "round") == mp.canonical("neck", "Round Neck")
+    assert mp.canonical("colour", "long") == "long"  # only within the family
