@@ -139,7 +139,8 @@ def throughput(run: Path, batch_size: int, actors: int, repeat: int) -> dict:
     bundle.encode_products(pixels, has_image, tokens, batch_size)
     sync()
     ceiling = len(pixels) / (time.perf_counter() - t)
-    acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": actors})
+    acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": actors,
+                                         "gpus_per_actor": 1.0 / actors})  # the actors share one GPU
     with tempfile.TemporaryDirectory() as tmp:
         counts = assign_products(products, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
                                  Path(tmp) / "embeddings.parquet")
