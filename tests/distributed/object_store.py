@@ -33,6 +33,16 @@ class S3Server:
         return {f"spark.executorEnv.{k}": v for k, v in self.env.items()}
 
 
+def stop_active_spark() -> None:
+    """Stop this process's Spark session, if any: ``getOrCreate`` would keep it, and with it the executor
+    environment it was started with (without the S3 endpoint and credentials)."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
     """Start moto's S3 server on a free loopback port, export its endpoint and fake credentials; undo both."""

@@ -11,6 +11,7 @@ clusters are module-scoped, so they stop when this module ends.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -26,6 +27,7 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import Pipeline, get_stage
 
 from loopback_clusters import RayCluster, myntra_slice  # noqa: I001 - beside this file
+from object_store import stop_active_spark
 from run_compare import ARTIFACTS, differences, duplicated
 
 pytestmark = pytest.mark.slow
@@ -140,6 +142,67 @@ def test_cluster_run_reproduces_local_run(catalog, local_run, ray_cluster, spark
     if "feeds" in present:
         assert (tmp_path / "feeds" / "feeds.jsonl").read_bytes() == (local_run / "feeds" / "feeds.jsonl").read_bytes()
         assert (tmp_path / "feeds" / "feeds.jsonl").stat().st_size > 0, "no feed at all: the comparison proves little"
+
+
+def s3_config(s3) -> PipelineConfig:
+    """The local run's configuration; Spark's Python workers also get the S3 endpoint and credentials (in a
+    new Spark session: the local run's would keep its executor environment)."""
+    stop_active_spark()
+    cfg = config(None, "local[1]")
+    cfg.spark.conf.update(s3.spark_conf())
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def s3_run(s3) -> str:
+    """One run folder on the module's S3 server, shared by the object-storage tests (in file order)."""
+    return s3.bucket() + "/runs/slice"
+
+
+def test_run_folder_on_s3_resumes_after_a_crash(catalog, local_run, s3, s3_run, monkeypatch) -> None:
+    """A crash in the middle of ``vocab`` (its tables uploaded, its version file not) on an ``s3://`` run folder:
+    the rerun reuses ``extract``, redoes ``vocab``, goes on, and the artifacts equal the local run's."""
+    from upath import UPath
+
+    import pinlanding.vocab.curate as curate
+
+    present = [s for s in ("ingest", "extract", "vocab", "topics") if get_stage(s).available()]
+    if "vocab" not in present:
+        pytest.skip("no vocab stage in this installation")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("driver killed mid-stage")
+
+    monkeypatch.setattr(curate, "write_version", crash)
+    with pytest.raises(RuntimeError, match="killed mid-stage"):
+        Pipeline(s3_config(s3), RunLayout(s3_run), catalog=catalog).run(present)
+    layout = RunLayout(s3_run)
+    assert layout.vocabulary.exists(), "the crash came before vocab wrote anything: it proves little"
+    before = json.loads(layout.manifest.read_text())["stages"]
+    assert "vocab" not in before and "extract" in before
+    monkeypatch.undo()
+    manifest = Pipeline(s3_config(s3), layout, catalog=catalog).run(present)
+    assert manifest["stages"]["extract"]["finished_at"] == before["extract"]["finished_at"]  # reused
+    assert {"vocab", "topics"} <= set(manifest["stages"])
+    assert differences(local_run, layout.root, present) == {}
+    fs = UPath(s3_run).fs
+    fs.invalidate_cache()
+    assert not [k for k in fs.find(UPath(s3_run).path) if k.endswith(".tmp")]
+
+
+# Until encoders/* opens its files through pinlanding.collections.artifacts (as_path, UPath.open), train stops
+# with TypeError on an s3:// run folder; the required change is listed in the issue #8 report. Remove this
+# marker with that change: the test then runs the whole pipeline on S3 (a strict xfail fails when it passes).
+@pytest.mark.xfail(raises=TypeError, strict=True, reason="encoders/* do not yet open s3:// run folders")
+def test_run_folder_on_s3_reproduces_local_run(catalog, local_run, s3, s3_run) -> None:
+    present, absent = available()
+    layout = RunLayout(s3_run)
+    manifest = Pipeline(s3_config(s3), layout, catalog=catalog).run(present)
+    assert set(manifest["stages"]) == set(present)
+    assert differences(local_run, layout.root, present) == {}
+    if "feeds" in present:
+        feeds = layout.feeds_jsonl.read_bytes()
+        assert feeds == (local_run / "feeds" / "feeds.jsonl").read_bytes() and feeds, "no feed: proves little"
 
 
 class NodeKiller(threading.Thread):

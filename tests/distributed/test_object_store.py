@@ -10,6 +10,8 @@ from pinlanding.collections.artifacts import (as_path, atomic_path, is_remote, l
                                               read_table, tree_digest, write_json, write_table, write_text)
 from pinlanding.collections.layout import RunLayout
 
+from object_store import stop_active_spark  # noqa: I001 - beside this file
+
 SCHEMA = pa.schema([pa.field("product_id", pa.string(), nullable=False), pa.field("score", pa.float32()),
                     pa.field("tags", pa.list_(pa.string()))])
 
@@ -120,6 +122,7 @@ def test_spark_executors_read_parquet_from_s3_like_a_local_file(s3, tmp_path) ->
     remote = as_path(s3.bucket() + "/run/t.parquet")
     source, fs = arrow_source(remote)
     fs.put_file(str(local), source)
+    stop_active_spark()
     spark = spark_session(SparkConfig(master="local[1]", shuffle_partitions=2, conf=s3.spark_conf()))
     try:
         from_s3 = read_parquet(spark, remote)
