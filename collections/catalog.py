@@ -181,7 +181,7 @@ def read_generic(path: Path, fmt: str, cfg: CatalogConfig) -> Iterator[RawRecord
 
 def read_catalog(path: str | Path, cfg: CatalogConfig) -> tuple[str, Path, Iterator[RawRecord]]:
     """Detect (or take from config) the format and return ``(format, image_root, records)``."""
-    path = Path(path)
+    path = Path(path).resolve()  # relative image paths are joined to it: keep one absolute base
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
     if fmt == "myntra":
         return fmt, path, read_myntra(path)

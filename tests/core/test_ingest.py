@@ -207,3 +207,15 @@ def test_real_myntra_catalogue_ingests_completely() -> None:
     assert summary["products"] >= 30000
     assert len(result.products.column("product_id").unique()) == result.products.num_rows
     assert set(result.products.schema.names) == set(schemas.PRODUCTS.names)
+
+
+def test_a_relative_catalogue_path_finds_its_images(tmp_path: Path, monkeypatch) -> None:
+    make_image(tmp_path / "data" / "shop" / "images" / "1.jpg")
+    with gzip.open(tmp_path / "data" / "shop" / "styles.jsonl.gz", "wt") as f:  # the Myntra layout
+        f.write(json.dumps({"id": 1, "productDisplayName": "Red Dress", "brandName": "Acme", "price": 10,
+                            "displayCategories": "Casual Wear"}) + "\n")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    result = ingest(Path("../data/shop"), CatalogConfig(), progress=False)
+    assert result.format == "myntra" and result.quarantine.num_rows == 0
+    assert result.products.column("image_path")[0].as_py() == str((tmp_path / "data" / "shop" / "images" / "1.jpg").resolve())
