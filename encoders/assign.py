@@ -14,7 +14,6 @@ default (``assign.fill: gaps``) the encoder only fills keys the extraction left 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
@@ -59,7 +58,7 @@ class EmbedAndScore:
     """Model stage (Ray actor): product embeddings and their top-k calibrated attributes."""
 
     def __init__(self, encoder_dir: str, device: str = "auto", top_k: int = 20, min_confidence: float = 0.0) -> None:
-        self.bundle = load_bundle(Path(encoder_dir), device=device)
+        self.bundle = load_bundle(as_path(encoder_dir), device=device)
         self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence,
                              device=self.bundle.device)
 
@@ -71,7 +70,7 @@ class EmbedAndScore:
                 "image_path": batch["image_path"]}
 
 
-def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle, cfg: AssignConfig,
+def embed_catalogue(products: pa.Table, encoder_dir: AnyPath, bundle: EncoderBundle, cfg: AssignConfig,
                     ray_cfg: RayConfig) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """Run the Ray Data pipeline over ``products``; return its output columns concatenated and timings
     (``steady_products_per_s``: throughput from the first output batch to the last, i.e. after
@@ -94,7 +93,7 @@ def embed_catalogue(products: pa.Table, encoder_dir: Path, bundle: EncoderBundle
                                                                "image_size": bundle.model.image_size},
                             batch_size=cfg.decode_batch_size, batch_format="numpy", compute=decoders, num_cpus=1)
         ds = ds.map_batches(EmbedAndScore, fn_constructor_kwargs={
-            "encoder_dir": str(Path(encoder_dir).resolve()), "device": "cuda" if use_gpu else "cpu",
+            "encoder_dir": location(encoder_dir, absolute=True), "device": "cuda" if use_gpu else "cpu",
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
@@ -119,7 +118,7 @@ def _embeddings_table(ids, hashes, emb: np.ndarray, version: str) -> pa.Table:
                      "model_version": pa.array([version] * len(ids), pa.string()), "embedding": vectors})
 
 
-def _reusable(path: Path, products: pa.Table, version: str) -> pa.Table | None:
+def _reusable(path: AnyPath, products: pa.Table, version: str) -> pa.Table | None:
     """Stored embeddings of this model version whose product content is unchanged."""
     if not path.exists():
         return None
@@ -152,8 +151,8 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
     return graph.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)
 
 
-def assign_products(products: pa.Table, encoder_dir: Path, out_dir: Path, cfg: AssignConfig, ray_cfg: RayConfig,
-                    extraction: pa.Table | None, embeddings_path: Path) -> dict[str, Any]:
+def assign_products(products: pa.Table, encoder_dir: AnyPath, out_dir: AnyPath, cfg: AssignConfig, ray_cfg: RayConfig,
+                    extraction: pa.Table | None, embeddings_path: AnyPath) -> dict[str, Any]:
     """Embed and score ``products``; write embeddings, assignments, failures and the Hamming index."""
     t0 = time.perf_counter()
     bundle = load_bundle(encoder_dir, device="cpu")  # driver-side: spec, vocabulary, scoring of reused rows

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pinlanding.collections.artifacts import atomic_path, file_digest
+from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, file_digest, location
 from pinlanding.collections.engines import torch_device
 from pinlanding.collections.layout import RunLayout
 from pinlanding.encoders.calibrate import Calibration
@@ -67,7 +67,7 @@ class EncoderBundle:
             return self.model.encode_product(img, ids, mask)
 
 
-def save_bundle(path: Path, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,
+def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,
                 exclusive: list[str], extra: dict[str, Any] | None = None) -> str:
     """Write ``model.pt`` atomically; return its model version (a digest prefix)."""
     payload = {
@@ -83,12 +83,13 @@ def save_bundle(path: Path, model: torch.nn.Module, vocab: list[tuple[str, str]]
     return file_digest(path)[:16]
 
 
-def load_bundle(encoder_dir: Path, device: str = "auto") -> EncoderBundle:
+def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
     """Load ``encoder_dir/model.pt`` onto ``device`` (``auto``: CUDA when visible)."""
-    path = Path(encoder_dir) / MODEL_FILE
+    path = as_path(encoder_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    with path.open("rb") as f:
+        payload = torch.load(f, map_location="cpu", weights_only=False)
     device = torch_device(device)
     model = build_encoder(payload["spec"])
     model.load_trainable(payload["state"])
@@ -101,7 +102,7 @@ def load_bundle(encoder_dir: Path, device: str = "auto") -> EncoderBundle:
 
 @lru_cache(maxsize=2)
 def _cached_bundle(encoder_dir: str, version_stamp: float) -> EncoderBundle:
-    return load_bundle(Path(encoder_dir), device="cpu")
+    return load_bundle(as_path(encoder_dir), device="cpu")
 
 
 def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
@@ -113,7 +114,7 @@ def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
     path = layout.dir("encoder") / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
-    return _cached_bundle(str(path.parent), path.stat().st_mtime).encode_texts(list(texts))
+    return _cached_bundle(location(path.parent), path.stat().st_mtime).encode_texts(list(texts))
 
 
 class Scorer:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pinlanding.collections.artifacts import atomic_path
+from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path
 from pinlanding.collections.registry import Registry
 
 METHODS = ("exact", "hamming")
@@ -106,7 +106,7 @@ class RetrievalIndex:
         return np.concatenate([np.bitwise_count(codes[i:i + step, None, :] ^ self.codes_[None]).sum(-1, dtype=np.int32)
                                for i in range(0, len(codes), step)])
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | AnyPath) -> AnyPath:
         """Write the fitted index to one ``.npz`` file (atomically)."""
         self._check()
         arrays = {"ids": self.ids_.astype(str), "method": np.array(self.method), "rerank": np.array(self.rerank),
@@ -118,14 +118,14 @@ class RetrievalIndex:
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
-        return Path(path)
+        return as_path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RetrievalIndex":
-        path = Path(path)
+    def load(cls, path: str | AnyPath) -> "RetrievalIndex":
+        path = as_path(path)
         if not path.exists():
             raise FileNotFoundError(f"no retrieval index at {path}")
-        with np.load(path, allow_pickle=False) as z:
+        with path.open("rb") as f, np.load(f, allow_pickle=False) as z:
             index = cls(method=str(z["method"]), rerank=int(z["rerank"]))
             index.ids_ = z["ids"].astype(object)
             index.dim_ = int(z["dim"])

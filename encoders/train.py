@@ -11,13 +11,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pinlanding.collections.artifacts import atomic_path, json_digest, read_table, write_json
+from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json_digest, read_table, write_json
 from pinlanding.collections.engines import torch_device
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
@@ -66,10 +65,10 @@ def _lr_lambda(total: int, warmup: int):
 
 
 def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[str, str]],
-                  positives: dict[str, list[int]], out_dir: Path, exclusive: list[str] | None = None,
+                  positives: dict[str, list[int]], out_dir: AnyPath, exclusive: list[str] | None = None,
                   seed: int = 0, device: str = "auto", log=print) -> TrainResult:
     """Train, validate and calibrate; write model.pt, metrics.json, thresholds.json under ``out_dir``."""
-    out_dir = Path(out_dir)
+    out_dir = as_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch_device(cfg.device if cfg.device != "auto" else device)
     if cfg.num_threads:
@@ -109,7 +108,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        with ckpt_path.open("rb") as f:
+            ckpt = torch.load(f, map_location="cpu", weights_only=False)
         if ckpt.get("setup") == setup:
             model.load_trainable(ckpt["state"])
             opt.load_state_dict(ckpt["optimizer"])
