@@ -190,11 +190,8 @@ def test_run_folder_on_s3_resumes_after_a_crash(catalog, local_run, s3, s3_run, 
     assert not [k for k in fs.find(UPath(s3_run).path) if k.endswith(".tmp")]
 
 
-# Until encoders/* opens its files through pinlanding.collections.artifacts (as_path, UPath.open), train stops
-# with TypeError on an s3:// run folder; the required change is listed in the issue #8 report. Remove this
-# marker with that change: the test then runs the whole pipeline on S3 (a strict xfail fails when it passes).
-@pytest.mark.xfail(raises=TypeError, strict=True, reason="encoders/* do not yet open s3:// run folders")
 def test_run_folder_on_s3_reproduces_local_run(catalog, local_run, s3, s3_run) -> None:
+    """The remaining stages continue on the same bucket (earlier ones reused); every artifact equals the local run's."""
     present, absent = available()
     layout = RunLayout(s3_run)
     manifest = Pipeline(s3_config(s3), layout, catalog=catalog).run(present)
