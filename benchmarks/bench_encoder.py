@@ -33,24 +33,6 @@ from pinlanding.encoders.index import recall_vs_exact
 from pinlanding.encoders.metrics import retrieval_metrics
 
 
-def _label_judge(labels_path: Path):
-    from pinlanding.evaluation.labels import read_labels
-    from pinlanding.evaluation.mapping import accepts, canonical, family_of
-
-    labels = read_labels(labels_path)
-
-    def judge(pid: str, key: str, value: str) -> bool | None:
-        """True/False against the product's labels, None when its labels cannot judge this key."""
-        family = family_of(key)
-        truth = labels.values.get(family, {}).get(pid) if family else None
-        if not truth:
-            return None
-        cv = canonical(family, value)
-        return any(accepts(family, cv, lv) for lv in truth)
-
-    return judge
-
-
 def _run_config(run: Path) -> PipelineConfig:
     """The encoder, assign, ray and run sections the run recorded (other stages' sections are not needed)."""
     cfg = load_config()
@@ -86,7 +68,9 @@ def quality(run: Path, labels: Path | None) -> dict:
     out["attributes_per_product"] = {"extraction": round(len(ext) / n_products, 3),
                                      "extraction+encoder": round(len(graph) / n_products, 3)}
     if labels is not None:
-        judge = _label_judge(labels)
+        from pinlanding.evaluation.labels import read_labels
+
+        judge = read_labels(labels).judge_row
         gt = np.zeros(scores.shape, bool)
         for r, i in enumerate(rows):
             for a, (k, v) in enumerate(bundle.vocab):

@@ -13,8 +13,8 @@ the catalogue from a ``products.parquet`` (e.g. one carried to a GPU machine); `
 in this process, preprocessing alone, the extractor's batch call alone (the model actors' work) and the
 sentence-model forward alone over every product's title (the ceiling of the model stage).
 
-Matching: label and predicted values are compared after lowercasing, dropping non-alphanumerics and
-singularizing the last word (``"Tshirts"`` == ``"t-shirt"``, ``"Navy Blue"`` == ``"navy blue"``).
+Matching: the evaluation's own label mapping (``pinlanding.evaluation.labels.Labels.judge_row``: label
+families, synonyms, narrower values), so these figures agree with the collection metrics.
 Per key: *coverage* = labelled products with any prediction; *precision* = of those, the share whose
 highest-confidence value matches the label; *recall* = labelled products whose label is among the
 predicted values.
@@ -22,7 +22,6 @@ predicted values.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import shutil
 import time
@@ -37,46 +36,26 @@ from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import Pipeline, StageContext
 from pinlanding.vocab.extract import run_extract
-from pinlanding.vocab.extractors.rules import phrase_key
+from pinlanding.evaluation.labels import Labels, read_labels
+from pinlanding.evaluation.mapping import family_of
 
-# predicted key -> how to read the label(s) of a Myntra record
-LABEL_FIELDS = {
-    "category": lambda r: [r.get("articleType")],
-    "color": lambda r: [r.get("baseColour")],
-    "gender": lambda r: [r.get("gender")],
-    "pattern": lambda r: [(r.get("articleAttributes") or {}).get("Pattern")],
-    "material": lambda r: [(r.get("articleAttributes") or {}).get(k) for k in ("Fabric", "Material")],
-}
-MISSING = {"", "na", "none", "other", "others"}
-
-
-def read_labels(catalog: Path) -> dict[str, dict[str, set[str]]]:
-    """key -> product id -> normalized label values (benchmark only)."""
-    labels: dict[str, dict[str, set[str]]] = defaultdict(dict)
-    with gzip.open(catalog / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            for key, get in LABEL_FIELDS.items():
-                vals = {phrase_key(str(v)) for v in get(rec) if v and str(v).strip().lower() not in MISSING}
-                if vals:
-                    labels[key][str(rec["id"])] = vals
-    return labels
-
-
-def score(attributes_path: Path, labels: dict[str, dict[str, set[str]]]) -> dict[str, dict[str, float]]:
-    """Coverage, top-1 precision and any-value recall per key (see the module docstring)."""
+def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dict[str, float]]:
+    """Coverage, top-1 precision and any-value recall per predicted key (see the module docstring)."""
     table = pq.read_table(attributes_path, columns=["product_id", "key", "value", "confidence"]).to_pylist()
     predicted: dict[str, dict[str, list[tuple[float, str]]]] = defaultdict(lambda: defaultdict(list))
     for r in table:
-        predicted[r["key"]][r["product_id"]].append((r["confidence"] or 0.0, phrase_key(r["value"])))
+        predicted[r["key"]][r["product_id"]].append((r["confidence"] or 0.0, r["value"]))
     out = {}
-    for key, truth in labels.items():
-        preds = predicted.get(key, {})
-        covered = [pid for pid in truth if pid in preds]
-        top_ok = sum(max(preds[pid])[1] in truth[pid] for pid in covered)
-        any_ok = sum(bool(truth[pid] & {v for _, v in preds[pid]}) for pid in covered)
-        out[key] = {"labelled": len(truth), "coverage": len(covered) / len(truth),
-                    "precision": top_ok / max(len(covered), 1), "recall": any_ok / len(truth)}
+    for key, preds in sorted(predicted.items()):
+        family = family_of(key)
+        labelled = [p for p in labels.values.get(family, {}) if p in ids] if family else []
+        if not labelled:
+            continue
+        covered = [p for p in labelled if p in preds]
+        top_ok = sum(bool(labels.judge_row(p, key, max(preds[p])[1])) for p in covered)
+        any_ok = sum(any(labels.judge_row(p, key, v) for _, v in preds[p]) for p in covered)
+        out[key] = {"labelled": len(labelled), "coverage": len(covered) / len(labelled),
+                    "precision": top_ok / max(len(covered), 1), "recall": any_ok / len(labelled)}
     return out
 
 
@@ -172,11 +151,9 @@ def main() -> None:
     if args.model_only:
         time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():
-        labels = read_labels(catalog)
         ids = set(pq.read_table(layout.products, columns=["product_id"])["product_id"].to_pylist())
-        labels = {k: {p: v for p, v in d.items() if p in ids} for k, d in labels.items()}
         print(f"{'key':10} {'labelled':>9} {'coverage':>9} {'precision':>10} {'recall':>8}")
-        for key, m in score(layout.attributes, labels).items():
+        for key, m in score(layout.attributes, read_labels(catalog), ids).items():
             print(f"{key:10} {m['labelled']:9d} {m['coverage']:9.3f} {m['precision']:10.3f} {m['recall']:8.3f}")
 
 

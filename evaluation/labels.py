@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pinlanding.evaluation.mapping import canonical
+from pinlanding.evaluation.mapping import accepts, canonical, family_of
 
 # family -> top-level record fields that carry it
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -60,6 +60,16 @@ class Labels:
             return
         self.values[family].setdefault(product_id, set()).add(value)
         self.spellings[family][value][str(raw).strip()] += 1
+
+    def judge_row(self, product_id: str, key: str, value: str) -> bool | None:
+        """Whether one graph row (product, key, value) agrees with the product's labels, by the same
+        mapping the collection metrics use; None when no label of the product can judge that key."""
+        family = family_of(key)
+        truth = self.values.get(family, {}).get(product_id) if family else None
+        if not truth:
+            return None
+        value = canonical(family, value)
+        return any(accepts(family, value, label) for label in truth)
 
 
 def labels_file(path: str | Path) -> Path:

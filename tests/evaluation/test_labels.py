@@ -28,3 +28,15 @@ def test_missing_values_are_not_labels():
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="styles.jsonl.gz"):
         labels_file(tmp_path)
+
+
+def test_one_graph_row_is_judged_by_the_collection_mapping():
+    labels = Labels()
+    parse_record(labels, {"id": 7, "articleType": "Tshirts", "baseColour": "Navy Blue",
+                          "articleAttributes": {"Sleeve Length": "Short Sleeves"}})
+    assert labels.judge_row("7", "category", "t-shirt") is True
+    assert labels.judge_row("7", "color", "blue") is True  # "navy blue" is a kind of blue
+    assert labels.judge_row("7", "color", "red") is False
+    assert labels.judge_row("7", "sleeve", "short") is True and labels.judge_row("7", "sleeve", "long") is False
+    assert labels.judge_row("7", "material", "cotton") is None  # no fabric label: cannot judge
+    assert labels.judge_row("8", "category", "t-shirt") is None and labels.judge_row("7", "style", "x") is None
