@@ -63,6 +63,26 @@ EXTRACTION_FAILURES = pa.schema(
     ]
 )
 
+# vocabulary/merges.parquet: every surface form folded into a canonical value, and how.
+VOCAB_MERGES = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("canonical", pa.string(), nullable=False),
+    pa.field("variant", pa.string(), nullable=False),
+    pa.field("variant_count", pa.int64()),  # products carrying the variant as extracted
+    pa.field("canonical_count", pa.int64()),  # products carrying the canonical value after curation
+    pa.field("method", pa.string()),  # normalize | cluster | attach | review
+    pa.field("similarity", pa.float64()),  # cosine to the canonical (cluster/attach)
+])
+
+# vocabulary/dropped.parquet: every extracted value that did not make it into the vocabulary.
+VOCAB_DROPPED = pa.schema([
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string(), nullable=False),  # truncated to 200 characters
+    pa.field("product_count", pa.int64()),
+    pa.field("reason", pa.string(), nullable=False),  # empty | too_long | markup | no_text | empty_key | rare | rejected
+    pa.field("detail", pa.string()),
+])
+
 # vocabulary/vocabulary.parquet: the curated vocabulary, one row per canonical (key, value).
 VOCAB = pa.schema(
     [
@@ -125,5 +145,18 @@ FEEDS = pa.schema(
         pa.field("products", pa.list_(FEED_PRODUCT)),
         pa.field("judge_score", pa.float64()),
         pa.field("size", pa.int64()),
+    ]
+)
+
+# feeds/dropped.parquet: topics that did not become a feed, with the reason.
+FEEDS_DROPPED = pa.schema(
+    [
+        pa.field("topic_id", pa.string()),
+        pa.field("slug", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),  # see pinlanding.feeds.build.REASONS
+        pa.field("detail", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("conformity", pa.float64()),
     ]
 )

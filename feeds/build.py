@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is_remote, location, read_schema,
                                               read_table, write_json, write_table, write_text)
-from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, PRODUCTS, TOPICS
+from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
 from pinlanding.feeds.config import FeedsConfig
 
@@ -30,18 +30,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pinlanding.collections.pipeline import StageContext
 
-# feeds/dropped.parquet: topics that did not become a feed, with the reason.
-DROPPED = pa.schema(
-    [
-        pa.field("topic_id", pa.string()),
-        pa.field("slug", pa.string()),
-        pa.field("title", pa.string()),
-        pa.field("reason", pa.string(), nullable=False),  # see REASONS
-        pa.field("detail", pa.string()),
-        pa.field("size", pa.int64()),
-        pa.field("conformity", pa.float64()),
-    ]
-)
 REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity")
 
 
@@ -171,7 +159,7 @@ def write_feeds(layout: Any, feeds: list[dict], dropped: list[dict]) -> None:
     write_table(pa.Table.from_pylist(feeds, schema=FEEDS), layout.feeds, FEEDS)
     lines = [json.dumps({name: f[name] for name in FEEDS.names}, ensure_ascii=False) for f in feeds]
     write_text(layout.feeds_jsonl, "".join(line + "\n" for line in lines))
-    write_table(pa.Table.from_pylist(dropped, schema=DROPPED), layout.dir("feeds") / "dropped.parquet", DROPPED)
+    write_table(pa.Table.from_pylist(dropped, schema=FEEDS_DROPPED), layout.dir("feeds") / "dropped.parquet", FEEDS_DROPPED)
 
 
 def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "DataFrame":

@@ -23,31 +23,11 @@ import pyarrow as pa
 from pinlanding.collections.artifacts import (AnyPath, json_digest, list_files, read_json, read_table, write_json,
                                               write_table, write_text)
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
                                          normalize_value, sanitize_value)
 from pinlanding.vocab.config import ClusterConfig, VocabConfig
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
-
-# vocabulary/merges.parquet: every surface form folded into a canonical value, and how.
-MERGES = pa.schema([
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("canonical", pa.string(), nullable=False),
-    pa.field("variant", pa.string(), nullable=False),
-    pa.field("variant_count", pa.int64()),  # products carrying the variant as extracted
-    pa.field("canonical_count", pa.int64()),  # products carrying the canonical value after curation
-    pa.field("method", pa.string()),  # normalize | cluster | attach | review
-    pa.field("similarity", pa.float64()),  # cosine to the canonical (cluster/attach)
-])
-
-# vocabulary/dropped.parquet: every extracted value that did not make it into the vocabulary.
-DROPPED = pa.schema([
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("value", pa.string(), nullable=False),  # truncated to 200 characters
-    pa.field("product_count", pa.int64()),
-    pa.field("reason", pa.string(), nullable=False),  # empty | too_long | markup | no_text | empty_key | rare | rejected
-    pa.field("detail", pa.string()),
-])
 
 RARE_LIMIT = 10  # the report's "share of values used by fewer than 10 products"
 
@@ -498,8 +478,8 @@ def run_vocab(ctx: Any) -> dict[str, Any]:
     vocab = pa.Table.from_pylist(curator.vocab_, schema=VOCAB)
     write_table(vocab, layout.vocabulary, VOCAB)
     write_table(curated, layout.curated_attributes, ATTRIBUTES)
-    write_table(pa.Table.from_pylist(curator.merges_, schema=MERGES), folder / "merges.parquet", MERGES)
-    write_table(pa.Table.from_pylist(curator.dropped_, schema=DROPPED), folder / "dropped.parquet", DROPPED)
+    write_table(pa.Table.from_pylist(curator.merges_, schema=VOCAB_MERGES), folder / "merges.parquet", VOCAB_MERGES)
+    write_table(pa.Table.from_pylist(curator.dropped_, schema=VOCAB_DROPPED), folder / "dropped.parquet", VOCAB_DROPPED)
     meta = {"created_at": datetime.now(timezone.utc).isoformat(), "config": cfg.model_dump(mode="json"),
             "decisions_applied": sorted(set(curator.decisions_applied_))}
     version, diff = write_version(folder, curator.vocab_, meta)

@@ -32,7 +32,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.clustering import normalize_key, normalize_value
 from pinlanding.vocab.decisions import TOPIC_ACTIONS, Decision, DecisionStore, ReviewState, decisions_path
 
@@ -106,11 +106,11 @@ class ReviewData:
             values[row["key"]].append(row)
         variants: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         if merges_file.exists():
-            for m in read_table(merges_file, _merges_schema()).to_pylist():
+            for m in read_table(merges_file, VOCAB_MERGES).to_pylist():
                 variants[(m["key"], m["canonical"])].append(m)
         rejected: dict[str, list[dict[str, Any]]] = defaultdict(list)
         if dropped_file.exists():
-            for d in read_table(dropped_file, _dropped_schema()).to_pylist():
+            for d in read_table(dropped_file, VOCAB_DROPPED).to_pylist():
                 if d["reason"] == "rejected":
                     rejected[d["key"]].append(d)
         examples: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -123,18 +123,6 @@ class ReviewData:
         topics = read_table(topics_file, TOPICS).to_pylist() if topics_file.exists() else []
         self.images, self.values, self.variants, self.rejected, self.examples, self.topics = (
             images, values, variants, rejected, examples, topics)
-
-
-def _merges_schema():
-    from pinlanding.vocab.curate import MERGES
-
-    return MERGES
-
-
-def _dropped_schema():
-    from pinlanding.vocab.curate import DROPPED
-
-    return DROPPED
 
 
 def create_app(layout: RunLayout, token: str | None = None, decisions_file: str | Path | None = None,

@@ -9,8 +9,8 @@ import pytest
 
 from feedkit import COLOURS, HOSTILE, make_run
 from pinlanding.collections.artifacts import read_table, write_table
-from pinlanding.collections.schemas import EMBEDDINGS, FEEDS
-from pinlanding.feeds.build import DROPPED, run_feeds
+from pinlanding.collections.schemas import EMBEDDINGS, FEEDS, FEEDS_DROPPED
+from pinlanding.feeds.build import run_feeds
 
 pytestmark = pytest.mark.slow  # starts Spark
 
@@ -50,7 +50,7 @@ def test_products_in_rank_order(strict_run):
 
 def test_dropped_topics_have_reasons(strict_run):
     ctx, counts = strict_run
-    dropped = read_table(ctx.layout.dir("feeds") / "dropped.parquet", DROPPED).to_pylist()
+    dropped = read_table(ctx.layout.dir("feeds") / "dropped.parquet", FEEDS_DROPPED).to_pylist()
     reasons = sorted((d["topic_id"], d["reason"]) for d in dropped)
     assert reasons == [("blue", "category_nonconformity"), ("blue", "duplicate_topic"), ("empty", "no_attributes"),
                        ("purple", "thin_feed"), ("women-red", "category_nonconformity")]

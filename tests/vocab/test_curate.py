@@ -12,10 +12,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from curate_fixtures import HOSTILE, context, tiny_attributes, write_queries, write_run  # noqa: E402
 
 from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES, VOCAB  # noqa: E402
+from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED  # noqa: E402
 from pinlanding.vocab.clustering import (ValueClusterer, attach, lexically_distinct, normalize_key,  # noqa: E402
                                          normalize_value, sanitize_value)
-from pinlanding.vocab.curate import DROPPED, MERGES, diff_vocabularies, run_vocab  # noqa: E402
+from pinlanding.vocab.curate import diff_vocabularies, run_vocab  # noqa: E402
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path  # noqa: E402
 
 
@@ -109,12 +109,12 @@ def test_run_vocab_curates_merges_drops_and_reports(tiny_run):
     for value in ("Blue", "Light Blue", "Shoes", "Sports Shoes"):
         assert ("color" if "Blue" in value else "category", value) in vocab
     # the rare "Sport Shoes" is attached to "Sports Shoes" by embedding similarity
-    merges = read_table(layout.dir("vocabulary") / "merges.parquet", MERGES).to_pylist()
+    merges = read_table(layout.dir("vocabulary") / "merges.parquet", VOCAB_MERGES).to_pylist()
     sport = next(m for m in merges if m["variant"] == "Sport Shoes")
     assert sport["canonical"] == "Sports Shoes" and sport["method"] in ("attach", "normalize")
     # other scripts and emoji survive as values; hostile and rare values are dropped with reasons
     assert ("material", "कपास") in vocab and ("material", "Cotton 🌿") in vocab
-    dropped = read_table(layout.dir("vocabulary") / "dropped.parquet", DROPPED).to_pylist()
+    dropped = read_table(layout.dir("vocabulary") / "dropped.parquet", VOCAB_DROPPED).to_pylist()
     reasons = {(d["key"], d["reason"]) for d in dropped}
     assert {("pattern", "empty"), ("pattern", "too_long"), ("pattern", "markup"), ("pattern", "no_text"),
             ("(empty)", "empty_key"), ("category", "rare"), ("color", "rare")} <= reasons
@@ -157,7 +157,7 @@ def test_review_decisions_are_honoured_on_rerun(tiny_run):
     assert vocab[("color", "Lavender Blush")]["status"] == "approved"  # on one product, kept because approved
     cur = read_table(layout.curated_attributes, ATTRIBUTES).to_pylist()
     assert not any(r["value"] == "Red" for r in cur)
-    dropped = read_table(layout.dir("vocabulary") / "dropped.parquet", DROPPED).to_pylist()
+    dropped = read_table(layout.dir("vocabulary") / "dropped.parquet", VOCAB_DROPPED).to_pylist()
     red = next(d for d in dropped if d["value"] == "Red")
     assert red["reason"] == "rejected" and "tester" in red["detail"]
     diff = read_json(layout.dir("vocabulary") / "diff.json")

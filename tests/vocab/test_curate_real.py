@@ -11,9 +11,9 @@ from testlib import DATASETS, require_myntra  # noqa: E402
 from curate_fixtures import context, real_run  # noqa: E402
 
 from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import TOPICS, VOCAB  # noqa: E402
+from pinlanding.collections.schemas import TOPICS, VOCAB, VOCAB_MERGES  # noqa: E402
 from pinlanding.vocab.clustering import normalize_value  # noqa: E402
-from pinlanding.vocab.curate import MERGES, run_vocab  # noqa: E402
+from pinlanding.vocab.curate import run_vocab  # noqa: E402
 from pinlanding.vocab.topics import run_topics  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ def test_real_titles_curate_into_a_compact_vocabulary_and_judged_topics(tmp_path
     assert cur["share_values_under_10_products"] < raw["share_values_under_10_products"] / 2
     assert cur["mean_attributes_per_product"] > 0.9 * raw["mean_attributes_per_product"]
     # real spelling variety is merged into one canonical
-    merges = read_table(layout.dir("vocabulary") / "merges.parquet", MERGES).to_pylist()
+    merges = read_table(layout.dir("vocabulary") / "merges.parquet", VOCAB_MERGES).to_pylist()
     tshirt = {m["variant"] for m in merges if m["key"] == "category" and normalize_value(m["canonical"]) == "tshirt"}
     assert len(tshirt) >= 3 and {"Tshirts", "T-shirt", "T-Shirts"} & tshirt
     vocab = read_table(layout.vocabulary, VOCAB).to_pylist()
