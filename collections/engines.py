@@ -5,6 +5,7 @@ Imports are lazy so a stage that needs neither engine never pays for them.
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
@@ -133,7 +134,13 @@ def spark_session(cfg: SparkConfig) -> "SparkSession":
         .config("spark.driver.memory", cfg.driver_memory)
         .config("spark.sql.session.timeZone", "UTC")
     )
-    for key, value in cfg.conf.items():
+    # Python UDF workers (feeds reads object-store Parquet with mapInArrow) must import pinlanding: they run
+    # this interpreter unless the config names one (a cluster's, e.g. conf/cluster.yaml), not whatever python3
+    # is first on PATH. PySpark reads PYSPARK_PYTHON when the context starts. PYTHONSAFEPATH keeps the
+    # worker's working directory (a checkout whose collections/ folder would shadow the stdlib) off sys.path.
+    os.environ["PYSPARK_PYTHON"] = str(cfg.conf.get("spark.pyspark.python", os.environ.get("PYSPARK_PYTHON", sys.executable)))
+    conf = {"spark.executorEnv.PYTHONSAFEPATH": "1", **cfg.conf}
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
