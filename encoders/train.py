@@ -2,8 +2,9 @@
 
 Recipe: keep products with curated attributes, split off held-out product groups, train with the
 bidirectional multi-positive contrastive loss (negatives: the other attributes in the batch), then
-score the held-out products against every vocabulary attribute to report Recall@10 and to choose the
-per-attribute thresholds. Checkpoints every ``checkpoint_every`` epochs; a rerun with the same setup
+score the held-out products against every vocabulary attribute to report Recall@10, and again with each
+key's extracted words masked out of their text to choose the per-attribute thresholds (the encoder
+fills keys whose words a product's text lacks). Checkpoints every ``checkpoint_every`` epochs; a rerun with the same setup
 resumes from ``encoder/checkpoint.pt`` (raising ``epochs`` continues training).
 """
 from __future__ import annotations
