@@ -29,7 +29,7 @@ from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, PRODUCTS
 from pinlanding.encoders.bundle import load_bundle
 from pinlanding.encoders.config import AssignConfig, EncoderConfig
 from pinlanding.encoders.data import heldout_mask, load_positives
-from pinlanding.encoders.index import recall_vs_exact
+from pinlanding.encoders.index import embedding_matrix, recall_vs_exact
 from pinlanding.encoders.metrics import retrieval_metrics
 
 
@@ -50,7 +50,7 @@ def quality(run: Path, labels: Path | None) -> dict:
     bundle = load_bundle(layout.dir("encoder"), device="cpu")
     emb_t = read_table(layout.embeddings, EMBEDDINGS)
     ids = emb_t.column("product_id").to_pylist()
-    emb = np.asarray(emb_t.column("embedding").to_pylist(), dtype=np.float32)
+    emb = embedding_matrix(emb_t)
     attr = bundle.attribute_embeddings()
     positives = load_positives(layout.curated_attributes, bundle.vocab)
     labelled = [i for i, p in enumerate(ids) if positives.get(p)]

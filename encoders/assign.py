@@ -28,7 +28,7 @@ from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
 from pinlanding.encoders.config import AssignConfig
 from pinlanding.encoders.data import decode_image, product_text
-from pinlanding.encoders.index import RetrievalIndex
+from pinlanding.encoders.index import RetrievalIndex, embedding_matrix
 
 FAILURES_FILE = "failures.parquet"
 INDEX_FILE = "index_hamming.npz"
@@ -165,7 +165,7 @@ def assign_products(products: pa.Table, encoder_dir: AnyPath, out_dir: AnyPath, 
     tables, idx_parts, conf_parts, id_parts = [], [], [], []
     scorer = Scorer(bundle.attribute_embeddings(), bundle.calibration, cfg.top_k, cfg.min_confidence)
     if reused is not None and reused.num_rows:
-        emb = np.asarray(reused.column("embedding").to_pylist(), dtype=np.float32)
+        emb = embedding_matrix(reused)
         idx, conf = scorer.score(emb)
         tables.append(reused.select(EMBEDDINGS.names).cast(EMBEDDINGS))
         idx_parts.append(idx), conf_parts.append(conf), id_parts.append(np.asarray(reused.column("product_id").to_pylist(), dtype=object))
@@ -190,7 +190,7 @@ def assign_products(products: pa.Table, encoder_dir: AnyPath, out_dir: AnyPath, 
     write_table(pa.Table.from_pandas(graph, preserve_index=False), out_dir / "assignments.parquet", ASSIGNMENTS)
     write_table(pa.Table.from_pandas(failures, preserve_index=False), out_dir / FAILURES_FILE, EXTRACTION_FAILURES)
     if embeddings.num_rows:
-        emb = np.asarray(embeddings.column("embedding").to_pylist(), dtype=np.float32)
+        emb = embedding_matrix(embeddings)
         RetrievalIndex("hamming").fit(embeddings.column("product_id").to_pylist(), emb).save(out_dir / INDEX_FILE)
     n = max(1, products.num_rows)
     by_source = graph["source"].value_counts().to_dict()

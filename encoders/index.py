@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path
 from pinlanding.collections.registry import Registry
@@ -132,6 +134,21 @@ class RetrievalIndex:
             index.vectors_ = z["vectors"] if "vectors" in z else None
             index.codes_ = z["codes"] if "codes" in z else None
         return index
+
+
+def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:
+    """The list column ``column`` of an EMBEDDINGS table as a float32 ``[N, D]`` matrix, without a
+    Python list per row (about 40x faster than ``to_pylist`` on the dev catalogue's embeddings)."""
+    values = table.column(column).combine_chunks()
+    if len(values) == 0:
+        return np.zeros((0, 0), np.float32)
+    if values.null_count:
+        raise ValueError(f"{values.null_count} rows have no {column}")
+    lengths = pa.compute.list_value_length(values)
+    dim = int(pa.compute.min(lengths).as_py())
+    if dim != pa.compute.max(lengths).as_py():
+        raise ValueError(f"{column} vectors differ in length")
+    return np.array(values.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(len(values), dim)  # writable
 
 
 def recall_vs_exact(embeddings: np.ndarray, queries: np.ndarray, k: int = 10, rerank: int = 0) -> float:

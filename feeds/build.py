@@ -100,7 +100,7 @@ def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> 
     Searches a ``pinlanding.encoders.index`` retrieval index (``feeds.ann.index`` / ``method``). When the
     table holds several model versions, the one with the most products is used.
     """
-    from pinlanding.encoders.index import INDEXES
+    from pinlanding.encoders.index import INDEXES, embedding_matrix
 
     versions = Counter(embeddings.column("model_version").to_pylist())
     if len(versions) > 1:
@@ -109,7 +109,7 @@ def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> 
     ids = embeddings.column("product_id").to_pylist()
     if not ids:
         return []
-    matrix = np.asarray(embeddings.column("embedding").to_pylist(), dtype=np.float32)
+    matrix = embedding_matrix(embeddings)
     matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
     row = {pid: i for i, pid in enumerate(ids)}
     groups: dict[str, list[int]] = {}

@@ -63,3 +63,17 @@ def test_errors_name_the_problem(clustered):
         RetrievalIndex().fit(ids, x).search(np.ones((1, 3)))
     with pytest.raises(FileNotFoundError):
         RetrievalIndex.load("/nonexistent/index.npz")
+
+
+def test_embedding_matrix_reads_the_list_column_as_a_writable_matrix():
+    import pyarrow as pa
+
+    from pinlanding.encoders.index import embedding_matrix
+
+    table = pa.table({"embedding": pa.chunked_array([[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]]], pa.list_(pa.float32()))})
+    m = embedding_matrix(table)
+    assert m.dtype == np.float32 and m.tolist() == [[1, 2], [3, 4], [5, 6]]
+    m /= 2  # callers normalise in place
+    assert embedding_matrix(table.slice(0, 0)).shape == (0, 0)
+    with pytest.raises(ValueError, match="differ in length"):
+        embedding_matrix(pa.table({"embedding": [[1.0], [1.0, 2.0]]}))
