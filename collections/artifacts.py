@@ -139,20 +139,22 @@ def write_table(table: pa.Table, path: str | AnyPath, schema: pa.Schema) -> AnyP
 
 def read_table(path: str | AnyPath, schema: pa.Schema) -> pa.Table:
     """Read a Parquet artifact written by :func:`write_table`, checking its schema version."""
-    path = as_path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"missing artifact {path}; run the stage that writes it first")
-    source, filesystem = arrow_source(path)
-    meta = pq.read_schema(source, filesystem=filesystem).metadata or {}
-    version = meta.get(_META_KEY, b"").decode()
-    if version and version != SCHEMA_VERSION:
-        raise ValueError(f"{path} has schema version {version}, this pinlanding reads {SCHEMA_VERSION}; rerun its stage")
+    _, source, filesystem, _ = _open_artifact(path)
     return pq.read_table(source, schema=schema, filesystem=filesystem)
 
 
 def read_schema(path: str | AnyPath, schema: pa.Schema) -> pa.Schema:
     """The Arrow schema of a Parquet artifact from its footer alone, with :func:`read_table`'s checks
-    (exists, schema version, every column of ``schema`` present)."""
+    (exists, schema version) and every column of ``schema`` present."""
+    path, _, _, found = _open_artifact(path)
+    missing = [name for name in schema.names if name not in found.names]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; rerun the stage that writes it")
+    return found
+
+
+def _open_artifact(path: str | AnyPath) -> tuple[AnyPath, str, Any, pa.Schema]:
+    """``(path, source, filesystem, footer schema)`` of an existing artifact of this schema version."""
     path = as_path(path)
     if not path.exists():
         raise FileNotFoundError(f"missing artifact {path}; run the stage that writes it first")
@@ -161,10 +163,7 @@ def read_schema(path: str | AnyPath, schema: pa.Schema) -> pa.Schema:
     version = (found.metadata or {}).get(_META_KEY, b"").decode()
     if version and version != SCHEMA_VERSION:
         raise ValueError(f"{path} has schema version {version}, this pinlanding reads {SCHEMA_VERSION}; rerun its stage")
-    missing = [name for name in schema.names if name not in found.names]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; rerun the stage that writes it")
-    return found
+    return path, source, filesystem, found
 
 
 def empty_table(schema: pa.Schema) -> pa.Table:
