@@ -5,9 +5,8 @@ thresholds and the single-valued keys; its digest is the ``model_version`` stamp
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,8 +126,8 @@ class Scorer:
                  min_confidence: float = 0.0, device: str = "cpu") -> None:
         self.device = device
         self.attributes = torch.as_tensor(attributes, dtype=torch.float32, device=device)  # [V, D]
-        self.thresholds = torch.as_tensor(calibration.thresholds, dtype=torch.float32, device=device)
-        self.platt = calibration.platt
+        self.calibration = replace(calibration, thresholds=torch.as_tensor(calibration.thresholds,
+                                                                           dtype=torch.float32, device=device))
         self.top_k = min(top_k, len(calibration.thresholds))
         self.min_confidence = min_confidence
 
@@ -137,9 +136,8 @@ class Scorer:
         """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
         emb = torch.as_tensor(embeddings, device=self.device).float()
         scores = emb @ self.attributes.T
-        a, b = self.platt
-        conf = torch.sigmoid(a * (scores - self.thresholds) + b)  # = Calibration.confidence
-        ok = (scores >= self.thresholds) & (conf >= self.min_confidence)
+        conf = self.calibration.confidence(scores)
+        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
         idx = torch.where(top >= 0, idx, -1)
         return idx.to(torch.int32).cpu().numpy(), top.clamp_min(0).cpu().numpy().astype(np.float32)

@@ -9,13 +9,15 @@ the key's. An attribute that cannot reach the target on its own held-out pairs (
 ``min_positives`` of them) is never assigned: falling back on its key's threshold admitted rare values
 at a precision far below the target. Nor is any value of a key whose held-out recall at these thresholds
 is below ``min_key_recall``: there the model only catches a few lucky near-duplicates (brand, from a
-photo), and such hits did not carry over to the catalogue. Confidence is a logistic fit of "is a positive" on the margin ``score - threshold``.
+photo), and such hits did not carry over to the catalogue. Confidence is a logistic fit of "is a
+positive" on the margin ``score - threshold``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 
 NEVER = 1.01  # a cosine threshold no score reaches
@@ -48,10 +50,13 @@ class Calibration:
     recall: np.ndarray
     platt: tuple[float, float]
 
-    def confidence(self, scores: np.ndarray) -> np.ndarray:
-        """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order)."""
+    def confidence(self, scores: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order): numpy in, numpy
+        out; a torch tensor stays on its device (the assignment actors score on the GPU)."""
         a, b = self.platt
-        return 1.0 / (1.0 + np.exp(-(a * (scores - self.thresholds) + b)))
+        s = torch.as_tensor(scores)
+        p = torch.sigmoid(a * (s - torch.as_tensor(self.thresholds, dtype=s.dtype, device=s.device)) + b)
+        return p if isinstance(scores, torch.Tensor) else p.numpy()
 
 
 def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.85,

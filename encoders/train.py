@@ -4,8 +4,8 @@ Recipe: keep products with curated attributes, split off held-out product groups
 bidirectional multi-positive contrastive loss (negatives: the other attributes in the batch), then
 score the held-out products against every vocabulary attribute to report Recall@10, and again with each
 key's extracted words masked out of their text to choose the per-attribute thresholds (the encoder
-fills keys whose words a product's text lacks). Checkpoints every ``checkpoint_every`` epochs; a rerun with the same setup
-resumes from ``encoder/checkpoint.pt`` (raising ``epochs`` continues training).
+fills keys whose words a product's text lacks). Checkpoints every ``checkpoint_every`` epochs; a rerun
+with the same setup resumes from ``encoder/checkpoint.pt`` (raising ``epochs`` continues training).
 """
 from __future__ import annotations
 
@@ -175,7 +175,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     known = np.stack([has_key[k] for k in keys], axis=1)
     cal_scores = scores
     if cfg.calibrate_masked:
-        cal_scores = masked_scores(bundle, scores, pixels[vi], has_image[vi], [data.texts[i] for i in vi], pos, vocab)
+        cal_scores = masked_scores(bundle, attr_emb, scores, pixels[vi], has_image[vi], [data.texts[i] for i in vi],
+                                   pos, vocab)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall)
@@ -203,12 +204,13 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     return TrainResult(bundle, history, metrics, cal, scores, pos, [data.ids[i] for i in vi])
 
 
-def masked_scores(bundle: EncoderBundle, scores: np.ndarray, pixels: np.ndarray, has_image: np.ndarray,
-                  texts: list[str], positive: np.ndarray, vocab: list[tuple[str, str]]) -> np.ndarray:
+def masked_scores(bundle: EncoderBundle, attr_emb: np.ndarray, scores: np.ndarray, pixels: np.ndarray,
+                  has_image: np.ndarray, texts: list[str], positive: np.ndarray,
+                  vocab: list[tuple[str, str]]) -> np.ndarray:
     """Held-out ``scores [N, V]`` where each key's columns are recomputed from product texts with that
     key's extracted values masked out (``data.mask_values``): the situation of the products the encoder
-    fills in, whose text did not name the value. Only products whose text changed are re-embedded."""
-    attr_emb = bundle.attribute_embeddings()
+    fills in, whose text did not name the value. Only products whose text changed are re-embedded;
+    ``attr_emb`` are the attribute embeddings ``scores`` came from."""
     keys = np.array([k for k, _ in vocab])
     values = np.array([v for _, v in vocab], dtype=object)
     out = scores.copy()

@@ -122,7 +122,7 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     plain = bundle.encode_products(pixels, has_image, bundle.model.tokenize(texts)) @ bundle.attribute_embeddings().T
     pos = np.zeros_like(plain, dtype=bool)
     pos[0, bundle.vocab.index(("color", "red"))] = True
-    masked = masked_scores(bundle, plain, pixels, has_image, texts, pos, bundle.vocab)
+    masked = masked_scores(bundle, bundle.attribute_embeddings(), plain, pixels, has_image, texts, pos, bundle.vocab)
     colors = [i for i, (k, _) in enumerate(bundle.vocab) if k == "color"]
     others = [i for i, (k, _) in enumerate(bundle.vocab) if k != "color"]
     assert np.allclose(masked[1], plain[1]) and np.allclose(masked[0, others], plain[0, others])
