@@ -10,7 +10,7 @@ are counted as not judged rather than as zero.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import groupby
 
 
@@ -29,17 +29,21 @@ def _groups(values: Sequence[float], scores: Sequence[float] | None) -> list[lis
     return [[float(v) for v, _ in run] for _, run in groupby(pairs, key=lambda p: p[1])]
 
 
+def _groups_above(values: Sequence[float], scores: Sequence[float] | None, k: int) -> Iterator[tuple[list[float], int]]:
+    """The tie groups that start within the top ``k`` ranks, each with its 0-based first rank."""
+    start = 0
+    for group in _groups(values, scores):
+        if start >= k:
+            return
+        yield group, start
+        start += len(group)
+
+
 def expected_hits_at_k(relevance: Sequence[float], k: int, scores: Sequence[float] | None = None) -> float:
     """Expected sum of relevance over the top ``k`` ranks (ties averaged)."""
     _check_k(k)
-    total, start = 0.0, 0
-    for group in _groups(relevance, scores):
-        if start >= k:
-            break
-        taken = min(len(group), k - start)
-        total += sum(group) * taken / len(group)
-        start += len(group)
-    return total
+    return sum((sum(group) * min(len(group), k - start) / len(group)
+                for group, start in _groups_above(relevance, scores, k)), 0.0)
 
 
 def precision_at_k(relevance: Sequence[float], k: int, scores: Sequence[float] | None = None) -> float | None:
@@ -71,14 +75,10 @@ def hit_at_k(relevance: Sequence[float], k: int, scores: Sequence[float] | None 
     _check_k(k)
     if len(relevance) == 0:
         return None
-    start = 0
-    for group in _groups([1.0 if v > 0 else 0.0 for v in relevance], scores):
-        if start >= k:
-            break
+    for group, start in _groups_above([1.0 if v > 0 else 0.0 for v in relevance], scores, k):
         n, r, m = len(group), int(sum(group)), min(len(group), k - start)
         if r:
             return 1.0 - math.comb(n - r, m) / math.comb(n, m)
-        start += n
     return 0.0
 
 
@@ -90,14 +90,8 @@ def _discount(rank: int) -> float:
 def dcg_at_k(gains: Sequence[float], k: int, scores: Sequence[float] | None = None) -> float:
     """Discounted cumulative gain ``sum gain_i / log2(i + 1)`` over ranks 1..k, ties averaged."""
     _check_k(k)
-    total, start = 0.0, 0
-    for group in _groups(gains, scores):
-        if start >= k:
-            break
-        mean_gain = sum(group) / len(group)
-        total += mean_gain * sum(_discount(r) for r in range(start, min(start + len(group), k)))
-        start += len(group)
-    return total
+    return sum((sum(group) / len(group) * sum(_discount(r) for r in range(start, min(start + len(group), k)))
+                for group, start in _groups_above(gains, scores, k)), 0.0)
 
 
 def ndcg_at_k(gains: Sequence[float], k: int, scores: Sequence[float] | None = None,
