@@ -60,6 +60,13 @@ def arrow_source(path: str | AnyPath) -> tuple[str, Any]:
     return (path.path, path.fs) if is_remote(path) else (str(path), None)
 
 
+def make_dirs(*folders: str | AnyPath) -> None:
+    """Create local folders (and their parents); object stores have no folders to create."""
+    for folder in map(as_path, folders):
+        if not is_remote(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
 def list_files(folder: str | AnyPath, pattern: str = "*") -> list[AnyPath]:
     """Sorted files directly in ``folder`` whose names match ``pattern`` (an absent folder has none).
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pinlanding.collections.artifacts import AnyPath, as_path, is_remote
+from pinlanding.collections.artifacts import AnyPath, as_path, is_remote, make_dirs
 
 STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assignments", "feeds", "site", "report")
 
@@ -30,8 +30,7 @@ class RunLayout:
         if name not in STAGE_DIRS:
             raise ValueError(f"unknown artifact folder '{name}'; known: {list(STAGE_DIRS)}")
         path = self.root / name
-        if not self.remote:
-            path.mkdir(parents=True, exist_ok=True)
+        make_dirs(path)
         return path
 
     @property

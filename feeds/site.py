@@ -20,7 +20,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
-                                              read_json, read_table, tree_digest, write_json, write_text)
+                                              make_dirs, read_json, read_table, tree_digest, write_json, write_text)
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import SiteConfig
@@ -178,9 +178,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed."""
     out = as_path(out)
     images_dir = out / "images"
-    if not is_remote(out):  # object stores have no folders to create
-        images_dir.mkdir(parents=True, exist_ok=True)
-        (out / "c").mkdir(exist_ok=True)
+    make_dirs(images_dir, out / "c")
     by_id = {p["product_id"]: p for p in products}
     wanted = {p["product_id"] for f in feeds for p in f["products"]}
     images = {pid: link_image(by_id.get(pid, {}).get("image_path"), images_dir, pid, by_id.get(pid, {}).get("content_hash"))
@@ -214,8 +212,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             img.unlink()
             images_removed += 1
     static = out / "static"
-    if not is_remote(out):
-        static.mkdir(exist_ok=True)
+    make_dirs(static)
     for src in (PACKAGE_DIR / "static").iterdir():
         if not (static / src.name).exists() or (static / src.name).read_bytes() != src.read_bytes():
             write_text(static / src.name, src.read_text(encoding="utf-8"))
