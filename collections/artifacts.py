@@ -135,17 +135,30 @@ def read_json(path: str | AnyPath, default: Any = None) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def stamp(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` cast to ``schema`` and stamped with the schema version, ready to write."""
+    table = table.select(schema.names).cast(schema)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: SCHEMA_VERSION.encode()})
+
+
 def write_table(table: pa.Table, path: str | AnyPath, schema: pa.Schema) -> AnyPath:
     """Cast ``table`` to ``schema`` and write it as Parquet atomically, stamped with the schema version."""
-    table = table.select(schema.names).cast(schema)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _META_KEY: SCHEMA_VERSION.encode()})
+    table = stamp(table, schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
     return as_path(path)
 
 
 def read_table(path: str | AnyPath, schema: pa.Schema) -> pa.Table:
-    """Read a Parquet artifact written by :func:`write_table`, checking its schema version."""
+    """Read a Parquet artifact written by :func:`write_table`, checking its schema version.
+
+    A partitioned artifact (a folder of parts, see :mod:`pinlanding.collections.parts`) is read whole:
+    stages that must not hold it iterate its parts instead.
+    """
+    from pinlanding.collections import parts  # parts builds on this module
+
+    if as_path(path).is_dir():  # a folder of parts (refused by read_all while unfinished)
+        return parts.read_all(path, schema)
     _, source, filesystem, _ = _open_artifact(path)
     return pq.read_table(source, schema=schema, filesystem=filesystem)
 
@@ -153,6 +166,13 @@ def read_table(path: str | AnyPath, schema: pa.Schema) -> pa.Table:
 def read_schema(path: str | AnyPath, schema: pa.Schema) -> pa.Schema:
     """The Arrow schema of a Parquet artifact from its footer alone, with :func:`read_table`'s checks
     (exists, schema version) and every column of ``schema`` present."""
+    from pinlanding.collections import parts
+
+    if parts.is_parted(path):
+        files = parts.part_files(path)
+        if not files:
+            return schema
+        path = files[0]
     path, _, _, found = _open_artifact(path)
     missing = [name for name in schema.names if name not in found.names]
     if missing:

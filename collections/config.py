@@ -42,6 +42,7 @@ class CatalogConfig(StrictModel):
     max_description_chars: int = 5000
     max_tags: int = 50
     verify_images: bool = True  # decode every image header; corrupt ones are quarantined
+    part_rows: int = Field(10_000, ge=1)  # products per part of every per-product artifact (collections/parts.py)
 
 
 class RayConfig(StrictModel):
@@ -50,6 +51,7 @@ class RayConfig(StrictModel):
     num_gpus: int | None = None
     object_store_memory: int = 1_000_000_000
     runtime_env: dict[str, Any] = Field(default_factory=dict)
+    part_tasks: bool = False  # run per-part steps (vocab, topics, train, site) as Ray tasks instead of here
 
 
 class SparkConfig(StrictModel):

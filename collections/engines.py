@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TypeVar
+
+from tqdm import tqdm
 
 from pinlanding.collections.config import RayConfig, SparkConfig
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import SparkSession
+
+T = TypeVar("T")
 
 
 def torch_device(requested: str = "auto") -> str:
@@ -64,6 +68,35 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
         ctx.execution_options.preserve_order = previous_order
         if started:
             ray.shutdown()
+
+
+def map_parts(fn: Callable[[str], T], names: Sequence[str], ray_cfg: RayConfig | None = None,
+              desc: str = "parts") -> list[T]:
+    """``[fn(name) for name in names]`` over the parts of a partitioned artifact (collections/parts.py).
+
+    Here, one part at a time; or, with ``ray_cfg.part_tasks``, as Ray tasks (one CPU each) spread over
+    the cluster, retried on node loss. ``fn`` reads its inputs from and writes its outputs to the run
+    folder, and returns something small (counts, a written part): that is all the driver holds. On Ray
+    it must be picklable (a module-level function, or a ``functools.partial`` of one).
+    """
+    if ray_cfg is None or not ray_cfg.part_tasks:
+        return [fn(name) for name in tqdm(names, desc=desc, unit=" part", disable=len(names) < 2)]
+    import ray
+
+    with ray_session(ray_cfg):
+        task = ray.remote(num_cpus=1, max_retries=-1)(_call)  # -1: retry system failures (lost nodes) forever
+        fn_ref = ray.put(fn)
+        refs = [task.remote(fn_ref, name) for name in names]
+        with tqdm(total=len(refs), desc=desc, unit=" part", disable=len(names) < 2) as bar:
+            pending = list(refs)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                bar.update(len(done))
+        return ray.get(refs)
+
+
+def _call(fn: Callable[[str], T], name: str) -> T:
+    return fn(name)
 
 
 def check_cluster_nodes(timeout_s: float = 60.0) -> list[str]:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pyarrow as pa
 from PIL import Image, UnidentifiedImageError
@@ -26,6 +26,7 @@ from pinlanding.collections import schemas
 from pinlanding.collections.artifacts import write_json, write_table
 from pinlanding.collections.catalog import RawRecord, read_catalog
 from pinlanding.collections.config import CatalogConfig
+from pinlanding.collections.parts import commit_parts, part_name, write_part
 
 RAW_PREVIEW_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -188,63 +189,99 @@ def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[
             "raw": raw[:RAW_PREVIEW_CHARS]}
 
 
-def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True) -> IngestResult:
-    """Read, validate and hash a catalogue; every record is accepted or quarantined with a reason."""
+def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8,
+                  progress: bool = True) -> tuple[str, Iterator[IngestResult]]:
+    """Read, validate and hash a catalogue in chunks of ``cfg.part_rows`` accepted records.
+
+    Returns the detected format and an iterator of results, one per chunk, in catalogue order; every
+    record is accepted or quarantined with a reason. Memory holds one chunk plus the product ids seen so
+    far (duplicates are found across the whole catalogue).
+    """
     fmt, image_root, records = read_catalog(path, cfg)
+    return fmt, _chunks(fmt, image_root, records, cfg, workers, progress)
+
+
+def _chunks(fmt: str, image_root: Path, records: Iterator[RawRecord], cfg: CatalogConfig, workers: int,
+            progress: bool) -> Iterator[IngestResult]:
+    seen: dict[str, int] = {}
     candidates: list[tuple[RawRecord, dict[str, Any]]] = []
     quarantined: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    for rec in tqdm(records, desc="reading catalogue", unit=" rec", disable=not progress):
-        if rec.error:
-            quarantined.append(_quarantine_row(rec, None, "unparseable", rec.error))
-            continue
-        try:
-            product = normalize_fields(rec.fields, cfg, image_root)
-        except InvalidRecord as exc:
-            quarantined.append(_quarantine_row(rec, rec.fields.get("product_id"), exc.reason, exc.detail))
-            continue
-        first = seen.setdefault(product["product_id"], rec.source_row)
-        if first != rec.source_row:
-            quarantined.append(_quarantine_row(rec, product["product_id"], "duplicate_id",
-                                               f"product_id already used by source row {first}"))
-            continue
-        candidates.append((rec, product))
+    bar = tqdm(desc="ingesting catalogue", unit=" rec", disable=not progress)
+    with ThreadPoolExecutor(max_workers=workers) as pool, bar:
+        for rec in records:
+            bar.update()
+            if rec.error:
+                quarantined.append(_quarantine_row(rec, None, "unparseable", rec.error))
+                continue
+            try:
+                product = normalize_fields(rec.fields, cfg, image_root)
+            except InvalidRecord as exc:
+                quarantined.append(_quarantine_row(rec, rec.fields.get("product_id"), exc.reason, exc.detail))
+                continue
+            first = seen.setdefault(product["product_id"], rec.source_row)
+            if first != rec.source_row:
+                quarantined.append(_quarantine_row(rec, product["product_id"], "duplicate_id",
+                                                   f"product_id already used by source row {first}"))
+                continue
+            candidates.append((rec, product))
+            if len(candidates) >= cfg.part_rows:
+                yield _check_images(candidates, quarantined, cfg, pool, fmt)
+                candidates, quarantined = [], []
+        if candidates or quarantined:
+            yield _check_images(candidates, quarantined, cfg, pool, fmt)
 
-    def check(item: tuple[RawRecord, dict[str, Any]]) -> dict[str, Any] | InvalidRecord:
+
+def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantined: list[dict[str, Any]],
+                  cfg: CatalogConfig, pool: ThreadPoolExecutor, fmt: str) -> IngestResult:
+    """Hash (and verify) the images of one chunk; accepted products get their content hash."""
+
+    def check(item: tuple[RawRecord, dict[str, Any]]) -> str | InvalidRecord:
         try:
-            return {"image_sha": image_digest(item[1]["image_path"], cfg.verify_images)}
+            return image_digest(item[1]["image_path"], cfg.verify_images)
         except InvalidRecord as exc:
             return exc
 
     products: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        checks = pool.map(check, candidates, chunksize=64)
-        for (rec, product), result in tqdm(zip(candidates, checks), total=len(candidates), desc="checking images",
-                                           unit=" img", disable=not progress):
-            if isinstance(result, InvalidRecord):
-                quarantined.append(_quarantine_row(rec, product["product_id"], result.reason, result.detail))
-                continue
-            product["content_hash"] = content_hash(product, result["image_sha"])
-            product["source_row"] = rec.source_row
-            products.append(product)
+    for (rec, product), result in zip(candidates, pool.map(check, candidates, chunksize=64)):
+        if isinstance(result, InvalidRecord):
+            quarantined.append(_quarantine_row(rec, product["product_id"], result.reason, result.detail))
+            continue
+        product["content_hash"] = content_hash(product, result)
+        product["source_row"] = rec.source_row
+        products.append(product)
     quarantined.sort(key=lambda r: r["source_row"])
+    return IngestResult(products=pa.Table.from_pylist(products, schema=schemas.PRODUCTS),
+                        quarantine=pa.Table.from_pylist(quarantined, schema=schemas.QUARANTINE), format=fmt)
+
+
+def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True) -> IngestResult:
+    """The whole catalogue in one result (tests, small catalogues); the stage writes chunk by chunk."""
+    fmt, chunks = ingest_chunks(path, cfg, workers, progress)
+    results = list(chunks)
     return IngestResult(
-        products=pa.Table.from_pylist(products, schema=schemas.PRODUCTS),
-        quarantine=pa.Table.from_pylist(quarantined, schema=schemas.QUARANTINE),
-        format=fmt,
-    )
+        products=pa.concat_tables([r.products for r in results]) if results else schemas.PRODUCTS.empty_table(),
+        quarantine=(pa.concat_tables([r.quarantine for r in results]) if results
+                    else schemas.QUARANTINE.empty_table()),
+        format=fmt)
 
 
 def run_ingest(ctx) -> dict[str, Any]:
     """Pipeline stage: ingest ``ctx.catalog`` into ``catalog/``."""
     if ctx.catalog is None:
         raise ValueError("the ingest stage needs --catalog PATH")
-    result = ingest(ctx.catalog, ctx.cfg.catalog)
-    write_table(result.products, ctx.layout.products, schemas.PRODUCTS)
+    fmt, chunks = ingest_chunks(ctx.catalog, ctx.cfg.catalog)
+    parts, quarantine = [], []
+    for chunk in chunks:  # one part per chunk, written as soon as it is checked
+        if chunk.products.num_rows:
+            parts.append(write_part(ctx.layout.products, part_name(len(parts)), chunk.products, schemas.PRODUCTS))
+        quarantine.append(chunk.quarantine)  # quarantined records are few: kept until the end
+    commit_parts(ctx.layout.products, parts, schemas.PRODUCTS)
+    result = IngestResult(products=schemas.PRODUCTS.empty_table(), format=fmt,
+                          quarantine=pa.concat_tables(quarantine) if quarantine else schemas.QUARANTINE.empty_table())
     write_table(result.quarantine, ctx.layout.quarantine, schemas.QUARANTINE)
-    summary = result.summary()
+    summary = {**result.summary(), "products": sum(p.rows for p in parts), "parts": len(parts)}
     write_json(ctx.layout.dir("catalog") / "summary.json", summary)
-    if result.products.num_rows == 0:
+    if summary["products"] == 0:
         raise ValueError(f"no valid product in {ctx.catalog}: all {summary['quarantined']} records quarantined "
                          f"({summary['quarantine_reasons']}); see {ctx.layout.quarantine}")
     return summary

@@ -10,6 +10,9 @@ from testlib import make_image
 from typer.testing import CliRunner
 
 from pinlanding.collections import ingest as ingest_module
+from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.parts import is_parted
+from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.collections.cli import app
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
@@ -64,12 +67,14 @@ def test_a_crash_halfway_leaves_no_partial_state_and_resumes(tiny_catalog: Path,
     def crash(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(ingest_module, "write_table", crash)
+    monkeypatch.setattr(ingest_module, "commit_parts", crash)  # after the parts, before their listing
     with pytest.raises(RuntimeError):
         _pipeline(tiny_catalog, out).run(["ingest"])
     assert "ingest" not in json.loads((out / "manifest.json").read_text()).get("stages", {}) \
         if (out / "manifest.json").exists() else True
-    assert not (out / "catalog" / "products.parquet").exists()
+    assert not is_parted(out / "catalog" / "products.parquet")  # written parts, but no committed artifact
+    with pytest.raises(FileNotFoundError, match="unfinished write"):
+        read_table(out / "catalog" / "products.parquet", PRODUCTS)
     monkeypatch.undo()
     manifest = _pipeline(tiny_catalog, out).run(["ingest"])
     assert manifest["stages"]["ingest"]["counts"]["products"] == 6
@@ -85,10 +90,10 @@ def test_run_folder_on_an_fsspec_url_reuses_changed_work_only_and_resumes(tiny_c
     def crash(*args, **kwargs):
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(ingest_module, "write_table", crash)
+    monkeypatch.setattr(ingest_module, "commit_parts", crash)
     with pytest.raises(RuntimeError):
         _pipeline(tiny_catalog, url).run()
-    assert not UPath(url, "catalog", "products.parquet").exists()
+    assert not is_parted(UPath(url, "catalog", "products.parquet"))
     monkeypatch.undo()
     manifest = _pipeline(tiny_catalog, url).run()
     assert manifest["stages"]["ids"]["counts"] == {"ids": 6} and fake.CALLS == ["ids"]
