@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, atomic_path, list_files, make_dirs, read_json,
@@ -148,6 +149,15 @@ def iter_parts(folder: str | AnyPath, schema: pa.Schema,
     for part in list_parts(folder):
         table = read_table(_file(folder, part), schema)
         yield part.name, (table.select(columns) if columns else table)
+
+
+def select_rows(folder: str | AnyPath, schema: pa.Schema, column: str, values: Iterable[Any],
+                columns: list[str] | None = None) -> pa.Table:
+    """The rows whose ``column`` is in ``values``, read part by part: holds the matches, never the artifact."""
+    wanted = pa.array(sorted(set(values)), schema.field(column).type)
+    found = [t.filter(pc.is_in(t[column], wanted)) for _, t in iter_parts(folder, schema, columns)]
+    empty = schema.empty_table()
+    return pa.concat_tables(found) if found else (empty.select(columns) if columns else empty)
 
 
 def read_all(folder: str | AnyPath, schema: pa.Schema) -> pa.Table:

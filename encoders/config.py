@@ -57,6 +57,7 @@ class EncoderConfig(BaseModel):
     val_fraction: float = 0.1  # held-out share of product groups
     split_block: int = 500  # numeric ids in the same block of this size share a split (near-duplicate variants)
     max_train_products: int | None = None  # cap for quick experiments
+    sample_products: int | None = 200_000  # products the stage loads (train + held-out), hash-sampled; bounds its memory
     max_train_seconds: float | None = 240.0  # stop after the epoch that crosses this (keeps the stage in budget)
     checkpoint_every: int = 1  # epochs between checkpoints
     resume: bool = True  # continue from encoder/checkpoint.pt when its setup matches

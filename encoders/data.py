@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torchvision.io as tv_io
 import torchvision.transforms.v2.functional as tv_f
 
@@ -59,11 +58,14 @@ def load_vocabulary(path: Path) -> list[tuple[str, str]]:
 
 def load_positives(path: Path, vocab: list[tuple[str, str]]) -> dict[str, list[int]]:
     """product_id -> indices into ``vocab`` of its curated extracted attributes."""
-    attrs = read_table(path, ATTRIBUTES)
+    return positives_of(read_table(path, ATTRIBUTES), vocab)
+
+
+def positives_of(attrs: pa.Table, vocab: list[tuple[str, str]]) -> dict[str, list[int]]:
+    """product_id -> indices into ``vocab`` of its attributes in ``attrs`` (ATTRIBUTES rows)."""
     index = {pair: i for i, pair in enumerate(vocab)}
     out: dict[str, set[int]] = {}
-    for pid, k, v in zip(attrs.column("product_id").to_pylist(), attrs.column("key").to_pylist(),
-                         attrs.column("value").to_pylist()):
+    for pid, k, v in zip(*(attrs.column(c).to_pylist() for c in ("product_id", "key", "value"))):
         i = index.get((k, v))
         if i is not None:
             out.setdefault(pid, set()).add(i)
@@ -131,15 +133,3 @@ class ProductSet:
     def take(self, index: np.ndarray) -> "ProductSet":
         return ProductSet([self.ids[i] for i in index], [self.content_hash[i] for i in index],
                           [self.texts[i] for i in index], [self.image_paths[i] for i in index])
-
-
-def exclusive_keys(path: Path, share: float) -> list[str]:
-    """Keys where at least ``share`` of the products that have the key have exactly one value (e.g. colour)."""
-    attrs = read_table(path, ATTRIBUTES).select(["product_id", "key", "value"])
-    per = attrs.group_by(["product_id", "key"]).aggregate([("value", "count_distinct")])
-    out = []
-    for key in pc.unique(per.column("key")).to_pylist():
-        counts = per.filter(pc.equal(per.column("key"), key)).column("value_count_distinct").to_numpy()
-        if len(counts) and float((counts == 1).mean()) >= share:
-            out.append(key)
-    return sorted(out)

@@ -17,16 +17,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json_digest, read_table, write_json
+from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json_digest, write_json
 from pinlanding.collections.engines import torch_device
-from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
 from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
-from pinlanding.encoders.data import (ProductSet, attribute_phrase, decode_images, exclusive_keys, heldout_mask,
-                                      load_positives, load_vocabulary, mask_values)
+from pinlanding.encoders.data import ProductSet, attribute_phrase, decode_images, heldout_mask, load_vocabulary, mask_values
 from pinlanding.encoders.metrics import retrieval_metrics
+from pinlanding.encoders.sample import training_sample
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -229,12 +228,12 @@ def run_train(ctx) -> dict[str, Any]:
     """Stage entry: read the catalogue and curated attributes, train, write ``encoder/``."""
     cfg: EncoderConfig = ctx.cfg.encoder
     layout = ctx.layout
-    products = ProductSet.from_table(read_table(layout.products, PRODUCTS))
     vocab = load_vocabulary(layout.vocabulary)
-    positives = load_positives(layout.curated_attributes, vocab)
-    exclusive = exclusive_keys(layout.curated_attributes, cfg.exclusive_share)
-    result = train_encoder(cfg, products, vocab, positives, layout.dir("encoder"), exclusive=exclusive,
-                           seed=ctx.cfg.run.seed, device=ctx.cfg.run.device)
+    sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products,
+                             ctx.cfg.run.seed, ctx.cfg.ray)
+    result = train_encoder(cfg, sample.products, vocab, sample.positives, layout.dir("encoder"),
+                           exclusive=sample.exclusive_keys(cfg.exclusive_share), seed=ctx.cfg.run.seed,
+                           device=ctx.cfg.run.device)
     h = result.metrics["heldout"]
     return {"epochs": len(result.history), "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,
             "train_products": result.metrics["train_products"], "heldout_products": result.metrics["heldout_products"],

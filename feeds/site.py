@@ -20,7 +20,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
-                                              make_dirs, read_json, read_table, tree_digest, write_json, write_text)
+                                              make_dirs, read_json, tree_digest, write_json, write_text)
+from pinlanding.collections.parts import select_rows
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import SiteConfig
@@ -225,6 +226,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
 def run_site(ctx: "StageContext") -> dict[str, Any]:
     """Stage entry point: feeds + catalogue -> site/ (see module docstring)."""
     feeds = read_feeds(ctx.layout)
-    products = read_table(ctx.layout.products, PRODUCTS).select(
-        ["product_id", "title", "brand", "price", "currency", "image_path", "content_hash"]).to_pylist()
+    shown = {p["product_id"] for f in feeds for p in f["products"]}  # the catalogue is read part by part for these
+    products = select_rows(ctx.layout.products, PRODUCTS, "product_id", shown,
+                           ["product_id", "title", "brand", "price", "currency", "image_path", "content_hash"]).to_pylist()
     return build_site(feeds, products, ctx.layout.dir("site"), ctx.cfg.site)
