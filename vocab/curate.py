@@ -5,25 +5,35 @@ sanitize (drop unusable values with a reason) -> exact normalization -> frequenc
 clustering of the kept values -> attachment of rare variants -> review decisions (split is a constraint
 on clustering; rename/merge/approve/reject apply to the result). Every merge is a row of
 ``vocabulary/merges.parquet``, every drop a row of ``vocabulary/dropped.parquet``.
+
+The driver never holds the attributes: :func:`count_raw` turns one part of them into partial counts
+(:class:`RawCounts`, distinct products per value, co-occurrences, drops), the driver merges the parts'
+counts (products never span parts, so counts add up) and fits on them; then each part is mapped to
+canonical values and written as the same part of ``vocabulary/attributes.parquet``
+(:func:`canonicalize`), returning the counts the vocabulary rows and the report need.
 """
 from __future__ import annotations
 
 import json
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from functools import partial
 from itertools import combinations
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pinlanding.collections.artifacts import (AnyPath, json_digest, list_files, read_json, read_table, write_json,
+from pinlanding.collections.artifacts import (AnyPath, as_path, json_digest, list_files, read_json, write_json,
                                               write_table, write_text)
+from pinlanding.collections.config import RayConfig
+from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.collections.parts import Part, commit_parts, count_rows, part_names, read_part, write_part
+from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
                                          normalize_value, sanitize_value)
 from pinlanding.vocab.config import ClusterConfig, VocabConfig
@@ -44,9 +54,133 @@ class _Group:
     similarity: float | None = None
 
 
+# --- per-part partial counts ---------------------------------------------------------------------
+
+C = TypeVar("C")
+
+
+@dataclass
+class ValueStats:
+    """Report statistics of an attribute table: distinct (product, key, value) rows, products, products per value."""
+
+    rows: int = 0
+    products: int = 0
+    per_value: Counter = field(default_factory=Counter)  # (key, value) -> products
+
+
+@dataclass
+class RawCounts:
+    """What the curator learns from: partial counts of raw attributes over some products (one part, or merged)."""
+
+    rows_in: int = 0
+    by_reason: Counter = field(default_factory=Counter)  # sanitize reason -> rows dropped
+    bad: Counter = field(default_factory=Counter)  # (key, raw value, reason) -> products
+    surfaces: Counter = field(default_factory=Counter)  # (key, norm, clean) -> products
+    groups: Counter = field(default_factory=Counter)  # (key, norm) -> products
+    co: Counter = field(default_factory=Counter)  # (key, norm a, norm b), a < b -> products carrying both
+    stats: ValueStats = field(default_factory=ValueStats)  # of the raw table, for the report
+
+
+@dataclass
+class CuratedCounts:
+    """Partial counts of curated attributes: report statistics and products per (key, canonical, source)."""
+
+    stats: ValueStats = field(default_factory=ValueStats)
+    sources: Counter = field(default_factory=Counter)
+
+
+def merge_counts(parts: Iterable[C], empty: C) -> C:
+    """Sum partial counts field by field (ints, Counters, nested count dataclasses) into ``empty``.
+
+    Exact because one product's rows are all in one part: distinct-product counts of parts add up.
+    Counters keep first-seen order, so ties later sorted stably fall as on the whole table.
+    """
+    for part in parts:
+        _add(empty, part)
+    return empty
+
+
+def _add(acc: Any, part: Any) -> None:
+    for f in fields(acc):
+        a, b = getattr(acc, f.name), getattr(part, f.name)
+        if isinstance(a, Counter):
+            a.update(b)
+        elif isinstance(a, int):
+            setattr(acc, f.name, a + b)
+        else:
+            _add(a, b)
+
+
+def _nunique(df: pd.DataFrame, by: list[str]) -> Counter:
+    """Distinct products per group of ``by`` columns."""
+    if df.empty:
+        return Counter()
+    return Counter({k: int(n) for k, n in df.groupby(by, dropna=False)["product_id"].nunique().items()})
+
+
+def value_stats(table: pa.Table) -> ValueStats:
+    df = table.select(["product_id", "key", "value"]).to_pandas().drop_duplicates()
+    return ValueStats(rows=len(df), products=int(df["product_id"].nunique()), per_value=_nunique(df, ["key", "value"]))
+
+
+def prepare(attributes: pa.Table, max_value_chars: int, fold_plurals: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Normalized keys and sanitized values: (usable rows with ``clean`` and ``norm``, dropped rows with ``reason``)."""
+    df = attributes.select(["product_id", "key", "value", "source", "confidence"]).to_pandas()
+    df["key"] = [normalize_key(k) for k in df["key"]]
+    uniq = {v: sanitize_value(v, max_value_chars) for v in pd.unique(df["value"])}
+    df["clean"] = [uniq[v][0] for v in df["value"]]
+    df["reason"] = [uniq[v][1] for v in df["value"]]
+    df.loc[df["key"] == "", "reason"] = "empty_key"
+    bad = df[df["reason"].notna()]
+    df = df[df["reason"].isna()].drop(columns="reason")
+    uniq_norm = {v: normalize_value(v, fold_plurals) for v in pd.unique(df["clean"])}
+    df["norm"] = [uniq_norm[v] for v in df["clean"]]
+    return df, bad
+
+
+def _cooccurrence(df: pd.DataFrame) -> Counter:
+    """Products carrying two normalized values of one key (only keys with multi-valued products)."""
+    per = df[["product_id", "key", "norm"]].drop_duplicates()
+    multi = per[per.duplicated(["product_id", "key"], keep=False)]
+    out: Counter = Counter()
+    for (_, key), norms in multi.groupby(["product_id", "key"])["norm"]:
+        for a, b in combinations(sorted(norms), 2):
+            out[(key, a, b)] += 1
+    return out
+
+
+def count_raw(attributes: pa.Table, max_value_chars: int, fold_plurals: bool) -> RawCounts:
+    """The curator's counts over the products of ``attributes`` (whole products: one part, or a table)."""
+    df, bad = prepare(attributes, max_value_chars, fold_plurals)
+    return RawCounts(rows_in=len(df) + len(bad), by_reason=Counter(bad["reason"]),
+                     bad=_nunique(bad, ["key", "value", "reason"]), surfaces=_nunique(df, ["key", "norm", "clean"]),
+                     groups=_nunique(df, ["key", "norm"]), co=_cooccurrence(df), stats=value_stats(attributes))
+
+
+def canonicalize(attributes: pa.Table, mapping: dict[tuple[str, str], str | None], max_value_chars: int,
+                 fold_plurals: bool) -> tuple[pa.Table, CuratedCounts]:
+    """Rows of ``attributes`` with their canonical value (ATTRIBUTES; one per product, key, value) and their counts.
+
+    ``mapping`` is the fitted :attr:`VocabCurator.mapping_`. Of several rows with one canonical value the most
+    confident is kept (a stable sort, so the choice among ties does not depend on how products are parted).
+    """
+    df, _ = prepare(attributes, max_value_chars, fold_plurals)
+    df = df.assign(canonical=[mapping[(k, n)] for k, n in zip(df["key"], df["norm"])])
+    df = df[df["canonical"].notna()]
+    sources = _nunique(df.assign(source=df["source"].fillna("unknown")), ["key", "canonical", "source"])
+    df = df.sort_values("confidence", ascending=False, na_position="last", kind="stable")
+    df = df.drop_duplicates(["product_id", "key", "canonical"]).sort_values(["product_id", "key", "canonical"])
+    table = pa.table({"product_id": df["product_id"].astype(str).tolist(), "key": df["key"].tolist(),
+                      "value": df["canonical"].tolist(), "source": df["source"].tolist(),
+                      "confidence": df["confidence"].tolist(), "raw": df["clean"].tolist()})
+    return table, CuratedCounts(value_stats(table), sources)
+
+
 @dataclass
 class VocabCurator:
-    """Fit on raw attributes; learned state: ``vocab_``, ``merges_``, ``dropped_``, ``mapping_``, ``steps_``.
+    """Fit on merged raw counts (:class:`RawCounts`); learned state: ``mapping_`` ((key, normalized value) ->
+    canonical value, or None when dropped), ``dropped_``, ``steps_``; then :meth:`build` on the curated counts
+    gives ``vocab_`` and ``merges_`` (they need each canonical value's products, known only after mapping).
 
     ``value_score(key, value)`` (optional) gives each canonical value its ``judge_score``.
     """
@@ -61,7 +195,7 @@ class VocabCurator:
 
     # -- fit ------------------------------------------------------------------------------------------
 
-    def fit(self, attributes: pa.Table, n_products: int) -> "VocabCurator":
+    def fit(self, counts: RawCounts, n_products: int) -> "VocabCurator":
         if not 0 <= self.min_product_share < 1:
             raise ValueError(f"min_product_share must be in [0, 1), got {self.min_product_share}")
         if n_products <= 0:
@@ -71,55 +205,34 @@ class VocabCurator:
         self.steps_: dict[str, Any] = {"threshold": self.threshold_}
         self.dropped_: list[dict[str, Any]] = []
         self.decisions_applied_: list[str] = []
-        df = self._sanitize(attributes)
-        self.clean_ = df
-        groups = self._normalize(df)
-        co = self._cooccurrence(df)
+        self._sanitize(counts)
+        groups = self._normalize(counts)
+        co: dict[str, Counter] = defaultdict(Counter)
+        for (key, a, b), n in counts.co.items():
+            co[key][(a, b)] = n
         for key in sorted(groups):
             self._filter_and_cluster(key, groups[key], co.get(key, Counter()))
         self._apply_review(groups)
-        self._build(df, groups)
+        self.mapping_ = {(k, norm): self._canonical_of(k, norm) for k, gs in groups.items() for norm in gs}
+        self.dropped_.sort(key=lambda r: (r["key"], r["reason"], -r["product_count"], r["value"]))
         return self
 
-    def _sanitize(self, attributes: pa.Table) -> pd.DataFrame:
-        df = attributes.select(["product_id", "key", "value", "source", "confidence"]).to_pandas()
-        df["key"] = [normalize_key(k) for k in df["key"]]
-        uniq = {v: sanitize_value(v, self.max_value_chars) for v in pd.unique(df["value"])}
-        df["clean"] = [uniq[v][0] for v in df["value"]]
-        df["reason"] = [uniq[v][1] for v in df["value"]]
-        df.loc[df["key"] == "", "reason"] = "empty_key"
-        bad = df[df["reason"].notna()]
-        for (key, value, reason), n in bad.groupby(["key", "value", "reason"], dropna=False)["product_id"].nunique().items():
-            self.dropped_.append({"key": key or "(empty)", "value": str(value)[:200], "product_count": int(n),
+    def _sanitize(self, counts: RawCounts) -> None:
+        for (key, value, reason), n in sorted(counts.bad.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            self.dropped_.append({"key": key or "(empty)", "value": str(value)[:200], "product_count": n,
                                   "reason": reason, "detail": None})
-        self.steps_["sanitize"] = {"rows_in": len(df), "rows_dropped": len(bad),
-                                   "by_reason": {str(k): int(v) for k, v in bad["reason"].value_counts().items()}}
-        df = df[df["reason"].isna()].drop(columns="reason")
-        uniq_norm = {v: normalize_value(v, self.cluster.fold_plurals) for v in pd.unique(df["clean"])}
-        df["norm"] = [uniq_norm[v] for v in df["clean"]]
-        return df
+        by_reason = sorted(counts.by_reason.items(), key=lambda kv: -kv[1])  # stable: ties in first-seen order
+        self.steps_["sanitize"] = {"rows_in": counts.rows_in, "rows_dropped": sum(counts.by_reason.values()),
+                                   "by_reason": {str(k): int(v) for k, v in by_reason}}
 
-    def _normalize(self, df: pd.DataFrame) -> dict[str, dict[str, _Group]]:
+    def _normalize(self, counts: RawCounts) -> dict[str, dict[str, _Group]]:
         groups: dict[str, dict[str, _Group]] = defaultdict(dict)
-        surf = df.groupby(["key", "norm", "clean"])["product_id"].nunique()
-        total = df.groupby(["key", "norm"])["product_id"].nunique()
-        for (key, norm), n in total.items():
-            groups[key][norm] = _Group(norm, Counter(), int(n))
-        for (key, norm, clean), n in surf.items():
-            groups[key][norm].surfaces[clean] = int(n)
-        self.steps_["normalize"] = {"surface_forms": int(len(surf)), "groups": int(len(total))}
+        for (key, norm), n in sorted(counts.groups.items()):
+            groups[key][norm] = _Group(norm, Counter(), n)
+        for (key, norm, clean), n in sorted(counts.surfaces.items()):
+            groups[key][norm].surfaces[clean] = n
+        self.steps_["normalize"] = {"surface_forms": len(counts.surfaces), "groups": len(counts.groups)}
         return groups
-
-    @staticmethod
-    def _cooccurrence(df: pd.DataFrame) -> dict[str, Counter]:
-        """Per key, products carrying both of two normalized values (only keys with multi-valued products)."""
-        per = df[["product_id", "key", "norm"]].drop_duplicates()
-        multi = per[per.duplicated(["product_id", "key"], keep=False)]
-        out: dict[str, Counter] = defaultdict(Counter)
-        for (_, key), norms in multi.groupby(["product_id", "key"])["norm"]:
-            for a, b in combinations(sorted(norms), 2):
-                out[key][(a, b)] += 1
-        return out
 
     @staticmethod
     def _representative(g: _Group) -> str:
@@ -258,15 +371,11 @@ class VocabCurator:
             return None
         return self.names_[root]
 
-    def _build(self, df: pd.DataFrame, groups: dict[str, dict[str, _Group]]) -> None:
-        pairs = df[["key", "norm"]].drop_duplicates()
-        lookup = {(k, n): self._canonical_of(k, n) for k, n in zip(pairs["key"], pairs["norm"])}
-        df = df.assign(canonical=[lookup[(k, n)] for k, n in zip(df["key"], df["norm"])])
-        self.curated_ = df[df["canonical"].notna()]
-        counts = self.curated_.groupby(["key", "canonical"])["product_id"].nunique().to_dict()
+    def build(self, curated: CuratedCounts) -> "VocabCurator":
+        """Vocabulary rows and merges from the counts of the curated attributes (see :func:`canonicalize`)."""
+        counts = curated.stats.per_value
         sources: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-        by_source = self.curated_.assign(source=self.curated_["source"].fillna("unknown"))
-        for (key, name, src), n in by_source.groupby(["key", "canonical", "source"])["product_id"].nunique().items():
+        for (key, name, src), n in sorted(curated.sources.items()):
             sources[(key, name)][str(src)] = int(n)
         vocab, merges = [], []
         for root, gs in sorted(self.members_.items()):
@@ -294,34 +403,29 @@ class VocabCurator:
         vocab.sort(key=lambda r: (r["key"], -r["product_count"], r["value"]))
         self.vocab_ = vocab
         self.merges_ = sorted(merges, key=lambda r: (r["key"], r["canonical"], -r["variant_count"], r["variant"]))
-        self.dropped_.sort(key=lambda r: (r["key"], r["reason"], -r["product_count"], r["value"]))
-        self.mapping_ = lookup
+        return self
 
     # -- transform -------------------------------------------------------------------------------------
 
-    def transform(self) -> pa.Table:
-        """The fitted attributes with canonical values (ATTRIBUTES); one row per (product, key, value)."""
-        df = self.curated_.sort_values("confidence", ascending=False, na_position="last")
-        df = df.drop_duplicates(["product_id", "key", "canonical"]).sort_values(["product_id", "key", "canonical"])
-        return pa.table({"product_id": df["product_id"].astype(str).tolist(), "key": df["key"].tolist(),
-                         "value": df["canonical"].tolist(), "source": df["source"].tolist(),
-                         "confidence": df["confidence"].tolist(), "raw": df["clean"].tolist()})
+    def transform(self, attributes: pa.Table) -> tuple[pa.Table, CuratedCounts]:
+        """Attributes of some products with canonical values (ATTRIBUTES), and their counts for :meth:`build`."""
+        return canonicalize(attributes, self.mapping_, self.max_value_chars, self.cluster.fold_plurals)
 
 
 # --- statistics and report ------------------------------------------------------------------------
 
 
-def attribute_stats(table: pa.Table, n_products: int) -> dict[str, Any]:
+def attribute_stats(stats: ValueStats, n_products: int) -> dict[str, Any]:
     """Distinct values per key, mean (key, value) pairs per product, share of values on < 10 products."""
-    df = table.select(["product_id", "key", "value"]).to_pandas().drop_duplicates()
-    per_value = df.groupby(["key", "value"])["product_id"].nunique()
+    per_key = Counter(k for k, _ in stats.per_value)
+    under = sum(1 for n in stats.per_value.values() if n < RARE_LIMIT)
     return {
-        "rows": int(len(df)),
-        "distinct_values": int(len(per_value)),
-        "distinct_values_per_key": {str(k): int(v) for k, v in per_value.groupby(level=0).size().items()},
-        "mean_attributes_per_product": round(len(df) / n_products, 4) if n_products else 0.0,
-        "products_with_attributes": int(df["product_id"].nunique()),
-        "share_values_under_10_products": round(float((per_value < RARE_LIMIT).mean()), 4) if len(per_value) else 0.0,
+        "rows": stats.rows,
+        "distinct_values": len(stats.per_value),
+        "distinct_values_per_key": {str(k): per_key[k] for k in sorted(per_key)},
+        "mean_attributes_per_product": round(stats.rows / n_products, 4) if n_products else 0.0,
+        "products_with_attributes": stats.products,
+        "share_values_under_10_products": round(under / len(stats.per_value), 4) if stats.per_value else 0.0,
     }
 
 
@@ -351,7 +455,7 @@ def _report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_report(curator: VocabCurator, raw: pa.Table, curated: pa.Table, version: str) -> dict[str, Any]:
+def build_report(curator: VocabCurator, raw: ValueStats, curated: ValueStats, version: str) -> dict[str, Any]:
     n = curator.n_products_
     dropped: dict[str, dict[str, int]] = defaultdict(lambda: {"values": 0, "products": 0})
     for d in curator.dropped_:
@@ -456,28 +560,58 @@ def _value_scorer(cfg: VocabConfig) -> Callable[[str, str], float | None] | None
     return lambda key, value: round(min(1.0, math.log1p(index.mentions(value)) / math.log1p(100)), 4)
 
 
-def curate(cfg: VocabConfig, layout: RunLayout) -> tuple[VocabCurator, pa.Table, pa.Table]:
-    """Fit the curator on the run's raw attributes; return it, the raw table and the curated table."""
-    products = read_table(layout.products, PRODUCTS).select(["product_id"])
-    raw = read_table(layout.attributes, ATTRIBUTES)
-    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+def _count_part(attributes: AnyPath, max_value_chars: int, fold_plurals: bool, name: str) -> RawCounts:
+    return count_raw(read_part(attributes, name, ATTRIBUTES), max_value_chars, fold_plurals)
+
+
+def _curate_part(attributes: AnyPath, out: AnyPath, mapping: dict[tuple[str, str], str | None], max_value_chars: int,
+                 fold_plurals: bool, name: str) -> tuple[Part, CuratedCounts]:
+    table, counts = canonicalize(read_part(attributes, name, ATTRIBUTES), mapping, max_value_chars, fold_plurals)
+    return write_part(out, name, table, ATTRIBUTES), counts
+
+
+def catalog_parts(layout: RunLayout, per_product: AnyPath) -> list[str]:
+    """The catalogue's part names, checking that ``per_product`` (co-partitioned with it) has no other part."""
+    names = part_names(layout.products)
+    stray = sorted(set(part_names(per_product)) - set(names))
+    if stray:
+        raise ValueError(f"{per_product} has parts {stray} that catalog/products.parquet lacks (parts: {names}); "
+                         "rerun the stage that writes it")
+    return names
+
+
+def curate(cfg: VocabConfig, layout: RunLayout,
+           ray_cfg: RayConfig | None = None) -> tuple[VocabCurator, ValueStats, ValueStats]:
+    """Fit the curator on the run's raw attributes (counted part by part), write the curated attributes part by
+    part; return the curator and the raw and curated statistics."""
+    names = catalog_parts(layout, layout.attributes)
+    fold = cfg.cluster.fold_plurals
+    raw = merge_counts(map_parts(partial(_count_part, layout.attributes, cfg.max_value_chars, fold), names, ray_cfg,
+                                 desc="vocab: count"), RawCounts())
+    review = load_review_state(decisions_path(layout, cfg.decisions_path), fold)
     embedder = EmbeddingCache(cfg.cluster.model, layout.dir("vocabulary") / ".embedding_cache.parquet",
                               cfg.cluster.batch_size)
     curator = VocabCurator(cfg.min_product_share, cfg.min_products, cfg.max_value_chars, cfg.cluster, review,
-                           embedder, _value_scorer(cfg)).fit(raw, products.num_rows)
+                           embedder, _value_scorer(cfg)).fit(raw, count_rows(layout.products))
     embedder.save()
-    return curator, raw, curator.transform()
+    out = as_path(layout.curated_attributes)
+    if out.is_file():  # a single-file output of an older run: the part folder replaces it
+        out.unlink()
+    written = map_parts(partial(_curate_part, layout.attributes, out, curator.mapping_, cfg.max_value_chars, fold),
+                        names, ray_cfg, desc="vocab: curate")
+    commit_parts(out, [part for part, _ in written], ATTRIBUTES)
+    curated = merge_counts((counts for _, counts in written), CuratedCounts())
+    return curator.build(curated), raw.stats, curated.stats
 
 
 def run_vocab(ctx: Any) -> dict[str, Any]:
     """Stage entry point: writes vocabulary/{vocabulary,attributes,merges,dropped}.parquet, versions, report."""
     cfg: VocabConfig = ctx.cfg.vocab
     layout: RunLayout = ctx.layout
-    curator, raw, curated = curate(cfg, layout)
+    curator, raw, curated = curate(cfg, layout, ctx.cfg.ray)
     folder = layout.dir("vocabulary")
     vocab = pa.Table.from_pylist(curator.vocab_, schema=VOCAB)
     write_table(vocab, layout.vocabulary, VOCAB)
-    write_table(curated, layout.curated_attributes, ATTRIBUTES)
     write_table(pa.Table.from_pylist(curator.merges_, schema=VOCAB_MERGES), folder / "merges.parquet", VOCAB_MERGES)
     write_table(pa.Table.from_pylist(curator.dropped_, schema=VOCAB_DROPPED), folder / "dropped.parquet", VOCAB_DROPPED)
     meta = {"created_at": datetime.now(timezone.utc).isoformat(), "config": cfg.model_dump(mode="json"),
@@ -489,4 +623,4 @@ def run_vocab(ctx: Any) -> dict[str, Any]:
     write_text(folder / "report.md", _report_markdown(report))
     return {"version": version, "values": vocab.num_rows, "raw_distinct": report["raw"]["distinct_values"],
             "merged_clusters": report["clusters_merged"], "dropped": len(curator.dropped_),
-            "curated_rows": curated.num_rows, "decisions_applied": report["review"]["applied"]}
+            "curated_rows": curated.rows, "decisions_applied": report["review"]["applied"]}
