@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is_remote, location, read_schema,
                                               read_table, write_json, write_table, write_text)
+from pinlanding.collections.parts import iter_parts, part_files, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
 from pinlanding.feeds.config import FeedsConfig
@@ -75,7 +76,7 @@ def topic_frame(spark: "SparkSession", topics: list[dict[str, Any]]) -> "DataFra
 
 
 def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignments: "DataFrame", cfg: FeedsConfig,
-                 embeddings: pa.Table | None = None) -> tuple["DataFrame", dict[str, Any]]:
+                 embeddings: AnyPath | None = None) -> tuple["DataFrame", dict[str, Any]]:
     """Ranked (topic_id, product_id, overlap, score, rank) rows of every topic, plus counts for the manifest."""
     weights = scoring.ScoreWeights(cfg.key_weights)
     tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
@@ -94,24 +95,30 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
     return scoring.rank(scored, cfg.max_products), counts
 
 
-def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
+def embedding_neighbours(seeds: Any, embeddings: AnyPath, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
     """Nearest products to each topic's vector (the normalized mean of its top attribute matches' embeddings).
 
-    Searches a ``pinlanding.encoders.index`` retrieval index (``feeds.ann.index`` / ``method``). When the
-    table holds several model versions, the one with the most products is used.
+    The embeddings artifact is searched one part at a time with a ``pinlanding.encoders.index`` retrieval
+    index (``feeds.ann.index`` / ``method``) and each topic keeps its ``neighbours`` best over all parts, so
+    the driver holds one part and the topics' vectors, never every embedding. When the artifact holds
+    several model versions, the one with the most products is used.
     """
     from pinlanding.encoders.index import INDEXES, embedding_matrix
 
-    versions = Counter(embeddings.column("model_version").to_pylist())
-    if len(versions) > 1:
-        best = sorted(versions.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
-        embeddings = embeddings.filter(pa.compute.equal(embeddings["model_version"], best))
-    ids = embeddings.column("product_id").to_pylist()
-    if not ids:
+    versions: Counter[str] = Counter()
+    for _, part in iter_parts(embeddings, EMBEDDINGS, ["model_version"]):
+        versions.update(part.column("model_version").to_pylist())
+    if not versions:
         return []
-    matrix = embedding_matrix(embeddings)
-    matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-    row = {pid: i for i, pid in enumerate(ids)}
+    best = sorted(versions.items(), key=lambda kv: (-kv[1], str(kv[0])))[0][0]
+
+    def vectors(table: pa.Table) -> tuple[list[str], np.ndarray]:
+        table = table.filter(pc.equal(table["model_version"], best))
+        matrix = embedding_matrix(table)
+        return table.column("product_id").to_pylist(), matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+    seed_ids, seed_matrix = vectors(select_rows(embeddings, EMBEDDINGS, "product_id", seeds["product_id"]))
+    row = {pid: i for i, pid in enumerate(seed_ids)}
     groups: dict[str, list[int]] = {}
     for tid, pid in zip(seeds["topic_id"], seeds["product_id"]):
         if pid in row:
@@ -119,10 +126,18 @@ def embedding_neighbours(seeds: Any, embeddings: pa.Table, cfg: FeedsConfig) -> 
     tids = sorted(groups)
     if not tids:
         return []
-    index = INDEXES.create(cfg.ann.index, method=cfg.ann.method, rerank=cfg.ann.rerank).fit(ids, matrix)
-    found, sims = index.search(np.stack([matrix[groups[t]].mean(axis=0) for t in tids]), cfg.ann.neighbours)
-    return [(tid, str(pid), float(sim)) for tid, pids, row_sims in zip(tids, found, sims)
-            for pid, sim in zip(pids, row_sims) if sim >= cfg.ann.min_similarity]
+    queries = np.stack([seed_matrix[groups[t]].mean(axis=0) for t in tids])
+    best_found: dict[str, list[tuple[float, str]]] = {t: [] for t in tids}
+    for _, part in iter_parts(embeddings, EMBEDDINGS):
+        ids, matrix = vectors(part)
+        if not ids:
+            continue
+        index = INDEXES.create(cfg.ann.index, method=cfg.ann.method, rerank=cfg.ann.rerank).fit(ids, matrix)
+        found, sims = index.search(queries, min(cfg.ann.neighbours, len(ids)))
+        for tid, pids, row_sims in zip(tids, found, sims):
+            merged = best_found[tid] + [(float(sim), str(pid)) for pid, sim in zip(pids, row_sims)]
+            best_found[tid] = sorted(merged, key=lambda x: (-x[0], x[1]))[:cfg.ann.neighbours]
+    return [(tid, pid, sim) for tid in tids for sim, pid in best_found[tid] if sim >= cfg.ann.min_similarity]
 
 
 def assemble(topics: list[dict[str, Any]], ranked: Any, conform: Any, cfg: FeedsConfig) -> tuple[list[dict], list[dict]]:
@@ -172,27 +187,31 @@ def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "D
 
 
 def read_parquet(spark: "SparkSession", path: str | AnyPath) -> "DataFrame":
-    """One Parquet file as a DataFrame that the executors read themselves, never through the driver.
+    """A Parquet artifact (one file, or the committed parts of a part folder) as a DataFrame that the
+    executors read themselves, never through the driver.
 
-    A local (shared-mount) path goes to Spark's reader, absolute (Spark resolves a relative path against
-    its JVM's working directory, not Python's). Any other filesystem (``s3://``) has no Hadoop connector
-    here (hadoop-aws is not on PyPI), so each task opens its row groups through fsspec: a DataFrame of
-    (file, row group) rows, ``mapInArrow``. Executors need the store's credentials and endpoint (instance
-    roles, or ``spark.executorEnv.AWS_*`` in ``spark.conf``).
+    Local (shared-mount) files go to Spark's reader, absolute (Spark resolves a relative path against its
+    JVM's working directory, not Python's), listed one by one so that uncommitted parts are never read.
+    Any other filesystem (``s3://``) has no Hadoop connector here (hadoop-aws is not on PyPI), so each task
+    opens its row groups through fsspec: a DataFrame of (file, row group) rows, ``mapInArrow``. Executors
+    need the store's credentials and endpoint (instance roles, or ``spark.executorEnv.AWS_*`` in ``spark.conf``).
     """
     from pyspark.sql.pandas.types import from_arrow_schema
     from pyspark.sql.types import StructField, StructType
 
     path = as_path(path)
+    files = part_files(path)
     if not is_remote(path):
-        return spark.read.parquet(location(path, absolute=True))
-    source, filesystem = arrow_source(path)
-    with filesystem.open(source, "rb") as f:  # the footer only
-        meta = pq.ParquetFile(f).metadata
-    arrow_schema = meta.schema.to_arrow_schema().remove_metadata()
+        return spark.read.parquet(*(location(f, absolute=True) for f in files))
+    groups, arrow_schema = [], None
+    for file in files:
+        source, filesystem = arrow_source(file)
+        with filesystem.open(source, "rb") as f:  # the footer only
+            meta = pq.ParquetFile(f).metadata
+        arrow_schema = arrow_schema or meta.schema.to_arrow_schema().remove_metadata()
+        groups += [(source, i) for i in range(meta.num_row_groups)]
     schema = StructType([StructField(f.name, f.dataType, True)  # nullable, as Spark's own reader makes them
                          for f in from_arrow_schema(arrow_schema).fields])
-    groups = [(source, i) for i in range(meta.num_row_groups)]
     tasks = spark.createDataFrame(groups, "path string, row_group int").repartition(max(1, len(groups)))
     reader = partial(_read_row_groups, protocol=path.protocol, options=dict(path.storage_options),
                      schema=arrow_schema)
@@ -225,9 +244,7 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
     cfg, layout = ctx.cfg.feeds, ctx.layout
     start = time.perf_counter()
     topic_set = validate_topics(read_table(layout.topics, TOPICS))
-    embeddings = None
-    if cfg.matching == "ann" and layout.embeddings.exists():
-        embeddings = read_table(layout.embeddings, EMBEDDINGS)
+    embeddings = layout.embeddings if cfg.matching == "ann" and layout.embeddings.exists() else None
     spark = spark_session(ctx.cfg.spark)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     assignments = load_assignments(spark, layout, cfg).cache()

@@ -33,3 +33,23 @@ def make_image(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: tu
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def split_into_parts(products_path, rows_per_part: int, *others) -> list[str]:
+    """Rewrite a single-file catalogue and per-product artifacts (``(path, schema)`` pairs) of a test run
+    as co-partitioned part folders of ``rows_per_part`` products; returns the part names."""
+    import pyarrow.compute as pc
+
+    from pinlanding.collections import parts
+    from pinlanding.collections.artifacts import read_table
+    from pinlanding.collections.schemas import PRODUCTS
+
+    products = read_table(products_path, PRODUCTS)
+    chunks = {parts.part_name(i // rows_per_part): products.slice(i, rows_per_part)
+              for i in range(0, products.num_rows, rows_per_part)}
+    for path, schema in ((products_path, PRODUCTS), *others):
+        table = read_table(path, schema)
+        path.unlink()
+        parts.write_parts(path, {name: table.filter(pc.is_in(table["product_id"], chunk["product_id"].combine_chunks()))
+                                 for name, chunk in chunks.items()}, schema)
+    return list(chunks)

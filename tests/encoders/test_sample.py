@@ -3,30 +3,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pyarrow.compute as pc
 import pytest
+from testlib import split_into_parts
 
 from pinlanding.collections import parts
-from pinlanding.collections.artifacts import read_table
-from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
+from pinlanding.collections.schemas import ATTRIBUTES
 from pinlanding.encoders.data import load_positives, load_vocabulary
 from pinlanding.encoders.sample import training_sample
 
 from .conftest import build_run
-
-
-def split_run(layout: RunLayout, rows_per_part: int) -> None:
-    """Rewrite the run's products and curated attributes as co-partitioned part folders."""
-    products = read_table(layout.products, PRODUCTS)
-    attrs = read_table(layout.curated_attributes, ATTRIBUTES)
-    chunks = {parts.part_name(i // rows_per_part): products.slice(i, rows_per_part)
-              for i in range(0, products.num_rows, rows_per_part)}
-    by_part = {name: attrs.filter(pc.is_in(attrs["product_id"], t["product_id"].combine_chunks())) for name, t in chunks.items()}
-    for path in (layout.products, layout.curated_attributes):
-        path.unlink()
-    parts.write_parts(layout.products, chunks, PRODUCTS)
-    parts.write_parts(layout.curated_attributes, by_part, ATTRIBUTES)
 
 
 def test_sample_from_parts_equals_the_whole_catalogue(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,7 +19,7 @@ def test_sample_from_parts_equals_the_whole_catalogue(tmp_path: Path, monkeypatc
     vocab = load_vocabulary(whole.vocabulary)
     expected = training_sample(whole.products, whole.curated_attributes, vocab, None)
     parted = build_run(tmp_path / "b", n=40)
-    split_run(parted, 15)
+    split_into_parts(parted.products, 15, (parted.curated_attributes, ATTRIBUTES))
     assert parts.part_names(parted.products) == ["part-00000", "part-00001", "part-00002"]
     monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
     got = training_sample(parted.products, parted.curated_attributes, vocab, None)
@@ -46,7 +31,7 @@ def test_sample_from_parts_equals_the_whole_catalogue(tmp_path: Path, monkeypatc
 
 def test_a_large_catalogue_is_hash_sampled_to_the_bound(tmp_path: Path) -> None:
     layout = build_run(tmp_path, n=400)
-    split_run(layout, 100)
+    split_into_parts(layout.products, 100, (layout.curated_attributes, ATTRIBUTES))
     vocab = load_vocabulary(layout.vocabulary)
     first = training_sample(layout.products, layout.curated_attributes, vocab, max_products=100, seed=3)
     again = training_sample(layout.products, layout.curated_attributes, vocab, max_products=100, seed=3)

@@ -8,8 +8,9 @@ import pyarrow as pa
 import pytest
 
 from feedkit import COLOURS, HOSTILE, make_run
+from testlib import split_into_parts
 from pinlanding.collections.artifacts import read_table, write_table
-from pinlanding.collections.schemas import EMBEDDINGS, FEEDS, FEEDS_DROPPED
+from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED
 from pinlanding.feeds.build import run_feeds
 
 pytestmark = pytest.mark.slow  # starts Spark
@@ -78,3 +79,26 @@ def test_ann_matching_adds_embedding_neighbours(tmp_path, spark):
 def test_ann_needs_embeddings(tmp_path, spark):
     with pytest.raises(FileNotFoundError, match="embeddings"):
         run_feeds(make_run(tmp_path, matching="ann"))
+
+
+def test_parted_inputs_give_the_same_feeds(tmp_path, spark, monkeypatch):
+    from pinlanding.collections import parts
+
+    def run(root, rows_per_part):
+        ctx = make_run(root, matching="ann", min_overlap=2, min_conformity=0.0, ann={"min_similarity": 0.9, "weight": 0.5})
+        ids = [f"p{i:03d}" for i in range(36)]
+        vectors = np.eye(3, dtype=np.float32)[[i % 3 for i in range(36)]]
+        write_table(pa.Table.from_pylist([{"product_id": p, "content_hash": None, "model_version": "test",
+                                           "embedding": v.tolist()} for p, v in zip(ids, vectors)], schema=EMBEDDINGS),
+                    ctx.layout.embeddings, EMBEDDINGS)
+        if rows_per_part:
+            names = split_into_parts(ctx.layout.products, rows_per_part, (ctx.layout.assignments, ASSIGNMENTS),
+                                     (ctx.layout.embeddings, EMBEDDINGS))
+            assert len(names) == 3 and parts.part_names(ctx.layout.embeddings) == names
+            monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
+        counts = run_feeds(ctx)
+        monkeypatch.undo()
+        return counts, read_table(ctx.layout.feeds, FEEDS).to_pylist()
+
+    (whole_counts, whole), (parted_counts, parted) = run(tmp_path / "a", 0), run(tmp_path / "b", 12)
+    assert parted == whole and parted_counts["ann_pairs"] == whole_counts["ann_pairs"] > 0
