@@ -44,11 +44,11 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], title: str, xlabel
 
 
 def histogram(values: Sequence[float], title: str, xlabel: str, bins: int | Sequence[float] = 20,
-              log: bool = False) -> str:
-    """A histogram of ``values`` (an empty chart says so)."""
+              log: bool = False, weights: Sequence[float] | None = None) -> str:
+    """A histogram of ``values``, each counted ``weights[i]`` times if given (an empty chart says so)."""
     fig, ax = plt.subplots(figsize=(5.6, 3.2))
     if len(values):
-        ax.hist(values, bins=bins, color="#3b6ea8", edgecolor="white", log=log)
+        ax.hist(values, bins=bins, weights=weights, color="#3b6ea8", edgecolor="white", log=log)
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)

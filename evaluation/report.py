@@ -7,9 +7,11 @@ never ground-truth labels.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,11 @@ import pyarrow as pa
 
 import pinlanding
 from pinlanding.collections import schemas
-from pinlanding.collections.artifacts import read_table, write_json, write_text
+from pinlanding.collections.artifacts import AnyPath, read_table, write_json, write_text
+from pinlanding.collections.config import RayConfig
+from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.parts import count_rows, part_names, read_part, select_rows
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.evaluation import plots
 from pinlanding.evaluation.config import EvaluationConfig
@@ -38,14 +43,21 @@ def resolve(path: str | Path) -> Path:
     return Path(pinlanding.__file__).resolve().parent / p
 
 
-def load_artifacts(layout: RunLayout) -> tuple[dict[str, pa.Table | None], dict[str, str]]:
-    """Every artifact the reports read; missing ones are None, with a note saying so."""
+PER_TOPIC = ("vocabulary", "topics", "feeds")  # artifacts of O(vocabulary) or O(topics) rows
+
+
+def load_artifacts(layout: RunLayout, names: tuple[str, ...] | None = None) -> tuple[dict[str, pa.Table | None],
+                                                                                  dict[str, str]]:
+    """The artifacts the reports read (``names``, default all), whole; missing ones are None, with a note
+    saying so. The per-product ones are whole catalogues: the offline evaluation reads them on one machine."""
     wanted = {"products": (layout.products, schemas.PRODUCTS), "attributes": (layout.attributes, schemas.ATTRIBUTES),
               "vocabulary": (layout.vocabulary, schemas.VOCAB), "topics": (layout.topics, schemas.TOPICS),
               "assignments": (layout.assignments, schemas.ASSIGNMENTS), "feeds": (layout.feeds, schemas.FEEDS)}
     tables: dict[str, pa.Table | None] = {}
     notes: dict[str, str] = {}
     for name, (path, schema) in wanted.items():
+        if names is not None and name not in names:
+            continue
         try:
             tables[name] = read_table(path, schema)
             notes[name] = f"{tables[name].num_rows} rows"
@@ -69,30 +81,78 @@ def value_stats(counts: pd.Series, head_share: float) -> dict[str, Any]:
             "singleton_value_share": round(float((counts == 1).mean()), 4)}
 
 
-def attribute_stats(attrs: pa.Table | None, n_products: int, head_share: float = 0.8, top: int = 10) -> dict[str, Any]:
+@dataclass
+class AttributeCounts:
+    """Mergeable counts of (product, key, value) rows: one part's, or a whole artifact's."""
+
+    rows: int = 0
+    per_product: Counter = field(default_factory=Counter)  # attributes of a product -> products
+    values: dict[str, Counter] = field(default_factory=dict)  # key -> value -> products
+    key_products: Counter = field(default_factory=Counter)  # key -> products
+
+    @classmethod
+    def of(cls, attrs: pa.Table) -> "AttributeCounts":
+        df = attrs.select(["product_id", "key", "value"]).to_pandas().drop_duplicates()
+        return cls(rows=len(df), per_product=Counter(df.groupby("product_id").size().tolist()),
+                   values={str(k): Counter(sub["value"].value_counts().to_dict()) for k, sub in df.groupby("key")},
+                   key_products=Counter(df.groupby("key")["product_id"].nunique().to_dict()))
+
+    def merge(self, other: "AttributeCounts") -> "AttributeCounts":
+        """Sum with ``other`` (rows of one product are never split between the two)."""
+        values = {k: Counter(v) for k, v in self.values.items()}
+        for k, v in other.values.items():
+            values.setdefault(k, Counter()).update(v)
+        return AttributeCounts(self.rows + other.rows, self.per_product + other.per_product, values,
+                               self.key_products + other.key_products)
+
+
+def parted_attribute_counts(path: AnyPath, ray_cfg: RayConfig | None = None) -> AttributeCounts:
+    """:class:`AttributeCounts` of a (part folder) ATTRIBUTES/ASSIGNMENTS artifact, part by part."""
+    fn = functools.partial(_part_counts, path)
+    return functools.reduce(AttributeCounts.merge, map_parts(fn, part_names(path), ray_cfg, desc="attribute counts"),
+                            AttributeCounts())
+
+
+def _part_counts(path: AnyPath, name: str) -> AttributeCounts:
+    return AttributeCounts.of(read_part(path, name, schemas.ATTRIBUTES, ["product_id", "key", "value"]))
+
+
+def _histogram_percentile(hist: dict[int, int], q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation) of the values a {value: count} histogram holds."""
+    keys = sorted(hist)
+    ends = np.cumsum([hist[k] for k in keys])
+    pos = q / 100 * (ends[-1] - 1)
+    lo, hi = (keys[int(np.searchsorted(ends, i, side="right"))] for i in (np.floor(pos), np.ceil(pos)))
+    return float(lo + (hi - lo) * (pos - np.floor(pos)))
+
+
+def attribute_stats(attrs: pa.Table | AttributeCounts | None, n_products: int, head_share: float = 0.8,
+                    top: int = 10) -> dict[str, Any]:
     """Distinct values, attributes per product and long-tail share, overall and per key."""
-    if attrs is None or attrs.num_rows == 0:
+    counts = AttributeCounts.of(attrs) if isinstance(attrs, pa.Table) else attrs
+    if counts is None or counts.rows == 0:
         return {"rows": 0, "keys": {}, "per_product": {}, "overall": value_stats(pd.Series(dtype=int), head_share)}
-    df = attrs.select(["product_id", "key", "value"]).to_pandas().drop_duplicates()
-    per_product = df.groupby("product_id").size()
-    counts = per_product.to_numpy()
-    missing = max(n_products - len(counts), 0)
-    allc = np.concatenate([counts, np.zeros(missing, dtype=counts.dtype)]) if len(counts) or missing else counts
+    hist = dict(counts.per_product)
+    missing = max(n_products - sum(hist.values()), 0)
+    if missing:
+        hist[0] = hist.get(0, 0) + missing
     keys = {}
-    for key, sub in df.groupby("key", sort=True):
-        vc = sub["value"].value_counts()
-        keys[key] = {**value_stats(vc, head_share), "products": int(sub["product_id"].nunique()),
+    for key in sorted(counts.values):
+        vc = pd.Series(counts.values[key]).sort_values(ascending=False, kind="stable")
+        keys[key] = {**value_stats(vc, head_share), "products": int(counts.key_products[key]),
                      "top_values": [{"value": v, "products": int(c)} for v, c in vc.head(top).items()]}
+    n = sum(hist.values())
+    overall = pd.Series({(k, v): c for k, vals in counts.values.items() for v, c in vals.items()}, dtype=int)
     return {
-        "rows": int(len(df)),
+        "rows": counts.rows,
         "keys": keys,
-        "per_product": {"mean": round(float(allc.mean()), 3) if len(allc) else None,
-                        "median": float(np.median(allc)) if len(allc) else None,
-                        "p90": float(np.percentile(allc, 90)) if len(allc) else None,
-                        "max": int(allc.max()) if len(allc) else None,
-                        "products_without": int(missing + (counts == 0).sum()),
-                        "histogram": {str(k): int(v) for k, v in sorted(Counter(allc.tolist()).items())}},
-        "overall": value_stats(df.groupby(["key", "value"]).size(), head_share),
+        "per_product": {"mean": round(sum(k * c for k, c in hist.items()) / n, 3),
+                        "median": _histogram_percentile(hist, 50),
+                        "p90": _histogram_percentile(hist, 90),
+                        "max": int(max(hist)),
+                        "products_without": int(hist.get(0, 0)),
+                        "histogram": {str(k): int(v) for k, v in sorted(hist.items())}},
+        "overall": value_stats(overall, head_share),
     }
 
 
@@ -101,10 +161,20 @@ def feed_attrs(row: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted({attr_key(a["key"], a["value"]) for a in row.get("attributes") or [] if a and a.get("key")})
 
 
-def feed_stats(feeds: pa.Table | None, products: pa.Table | None, k: int) -> dict[str, Any]:
-    """Collection counts, sizes, attributes per collection, keys used and catalogue coverage."""
-    catalogue = set(products.column("product_id").to_pylist()) if products is not None else set()
-    n_products = len(catalogue)
+def feed_stats(feeds: pa.Table | None, products: pa.Table | AnyPath | None, k: int) -> dict[str, Any]:
+    """Collection counts, sizes, attributes per collection, keys used and catalogue coverage.
+
+    ``products``: the catalogue table, or its artifact path (read part by part for the feeds' products)."""
+    shown = {p["product_id"] for r in (feeds.column("products").to_pylist() if feeds is not None else [])
+             for p in r or []}
+    if products is None:
+        catalogue, n_products = set(), 0
+    elif isinstance(products, pa.Table):
+        catalogue, n_products = set(products.column("product_id").to_pylist()), products.num_rows
+    else:
+        catalogue = set(select_rows(products, schemas.PRODUCTS, "product_id", shown, ["product_id"])["product_id"]
+                        .to_pylist())
+        n_products = count_rows(products)
     if feeds is None or feeds.num_rows == 0:
         return {"collections": 0, "unique_topics": 0, "products_covered": 0, "products_covered_share": 0.0,
                 "products_in_top_k": 0, "sizes": [], "keys": {}, "attributes_per_collection": {}}
@@ -172,19 +242,29 @@ def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
     return buf.getvalue()
 
 
-def build_report(cfg: EvaluationConfig, layout: RunLayout) -> tuple[dict[str, Any], dict[str, pa.Table | None]]:
-    """Compute the report's figures (no writes), and the artifacts they came from."""
-    tables, notes = load_artifacts(layout)
-    n_products = tables["products"].num_rows if tables["products"] is not None else 0
+def build_report(cfg: EvaluationConfig, layout: RunLayout,
+                 ray_cfg: RayConfig | None = None) -> tuple[dict[str, Any], dict[str, pa.Table | None]]:
+    """Compute the report's figures (no writes), and the small artifacts they came from.
+
+    Per-product artifacts (products, attributes, assignments) are read part by part into mergeable
+    counts; only the vocabulary, topics and feeds are held whole.
+    """
+    tables, notes = load_artifacts(layout, PER_TOPIC)
+    counts: dict[str, AttributeCounts | None] = {}
+    for name, path in (("attributes", layout.attributes), ("assignments", layout.assignments)):
+        counts[name] = parted_attribute_counts(path, ray_cfg) if path.exists() else None
+        notes[name] = f"{counts[name].rows} rows" if counts[name] else "absent"
+    n_products = count_rows(layout.products) if layout.products.exists() else 0
+    notes["products"] = f"{n_products} rows" if layout.products.exists() else "absent"
     return {
-        "inputs": notes,
+        "inputs": dict(sorted(notes.items())),
         "products": n_products,
         "value_head_share": cfg.value_head_share,
-        "extraction": attribute_stats(tables["attributes"], n_products, cfg.value_head_share),
-        "assignments": attribute_stats(tables["assignments"], n_products, cfg.value_head_share),
+        "extraction": attribute_stats(counts["attributes"], n_products, cfg.value_head_share),
+        "assignments": attribute_stats(counts["assignments"], n_products, cfg.value_head_share),
         "vocabulary": vocabulary_stats(tables["vocabulary"]),
         "topics": topic_stats(tables["topics"]),
-        "feeds": feed_stats(tables["feeds"], tables["products"], cfg.k),
+        "feeds": feed_stats(tables["feeds"], layout.products if layout.products.exists() else None, cfg.k),
         "search": search_demand(cfg, tables["vocabulary"], tables["feeds"]),
     }, tables
 
@@ -194,9 +274,10 @@ def _charts(report: dict[str, Any]) -> dict[str, str]:
     for name in ("extraction", "assignments"):
         hist = report[name]["per_product"].get("histogram") or {}
         if hist:
-            vals = [int(k) for k, c in hist.items() for _ in range(c)]
+            vals = [int(k) for k in hist]
             charts[f"{name}_per_product"] = plots.histogram(
-                vals, f"{name}: attributes per product", "attributes", bins=range(0, max(vals) + 2))
+                vals, f"{name}: attributes per product", "attributes", bins=range(0, max(vals) + 2),
+                weights=list(hist.values()))
         keys = report[name]["keys"]
         if keys:
             top = sorted(keys.items(), key=lambda kv: -kv[1]["products"])[:15]
@@ -217,7 +298,7 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
     """Pipeline stage: write the label-free report under ``RUN/report/``."""
     start = time.perf_counter()
     cfg = ctx.cfg.evaluation
-    report, tables = build_report(cfg, ctx.layout)
+    report, tables = build_report(cfg, ctx.layout, ctx.cfg.ray)
     out = ctx.layout.dir("report")
     search = report["search"]
     if search:
@@ -229,11 +310,11 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
     if tables["feeds"] is not None and tables["feeds"].num_rows:
         rows = sorted(tables["feeds"].select(["slug", "title", "attributes", "products", "size"]).to_pylist(),
                       key=lambda r: (-(r["size"] or 0), r["slug"]))
-        samples = sample_cards([{"title": r["title"] or r["slug"], "slug": r["slug"], "size": r["size"],
-                                 "attributes": feed_attrs(r),
-                                 "product_ids": [p["product_id"] for p in r["products"] or []]}
-                                for r in spread(rows, cfg.sample_collections)],
-                               product_lookup(tables["products"]), per=cfg.k)
+        shown = [{"title": r["title"] or r["slug"], "slug": r["slug"], "size": r["size"], "attributes": feed_attrs(r),
+                  "product_ids": [p["product_id"] for p in r["products"] or []]} for r in spread(rows, cfg.sample_collections)]
+        products = select_rows(ctx.layout.products, schemas.PRODUCTS, "product_id",
+                               {p for c in shown for p in c["product_ids"][:cfg.k]}, ["product_id", "title", "image_path"])
+        samples = sample_cards(shown, product_lookup(products), per=cfg.k)
     # the full per-query table is in uncovered_queries.csv; report.json keeps the summaries
     saved = {**report, "search": {k: v for k, v in search.items() if k != "queries"} if search else None}
     saved["feeds"] = {k: v for k, v in report["feeds"].items() if k != "sizes"}

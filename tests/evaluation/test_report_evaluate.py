@@ -90,3 +90,18 @@ def test_cli_evaluate_prints_and_writes(run, labels_path, queries_path):
     assert (run.root / "report" / "metrics.json").exists()
     bad = CliRunner().invoke(app, ["evaluate", "--run", str(run.root), "--labels", str(run.root / "nope")])
     assert bad.exit_code == 2
+
+
+def test_report_on_parted_artifacts_equals_the_whole_one(run, cfg, monkeypatch):
+    from testlib import split_into_parts
+
+    from pinlanding.collections import parts, schemas
+    from pinlanding.evaluation.report import build_report
+
+    whole, _ = build_report(cfg.evaluation, run)
+    names = split_into_parts(run.products, 3, (run.attributes, schemas.ATTRIBUTES),
+                             (run.assignments, schemas.ASSIGNMENTS))
+    assert len(names) == 3
+    monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
+    parted, _ = build_report(cfg.evaluation, run)
+    assert parted == whole and parted["extraction"]["per_product"]["median"] == 2.0
