@@ -22,8 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pinlanding.collections.artifacts import read_table, write_json
+from pinlanding.collections.artifacts import write_json
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.parts import count_rows, select_rows
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import ServeConfig
@@ -117,9 +118,11 @@ class FeedStore:
     :func:`create_app`), so the API answers every other route at once; /search is 503 until they are ready.
     """
 
-    def __init__(self, feeds: list[dict[str, Any]], products: dict[str, dict[str, Any]], encoder: Encoder | None):
+    def __init__(self, feeds: list[dict[str, Any]], products: dict[str, dict[str, Any]], encoder: Encoder | None,
+                 catalogue_size: int | None = None):
         self.feeds = feeds
-        self.products = products
+        self.products = products  # the products the feeds show
+        self.catalogue_size = len(products) if catalogue_size is None else catalogue_size
         self.by_key = {f["topic_id"]: f for f in feeds} | {f["slug"]: f for f in feeds}
         self._encoder = encoder
         self._vectors: np.ndarray | None = None
@@ -130,9 +133,10 @@ class FeedStore:
     @classmethod
     def load(cls, layout: RunLayout, encoder: Encoder | None) -> "FeedStore":
         feeds = read_feeds(layout)
-        products = read_table(layout.products, PRODUCTS).select(
-            ["product_id", "title", "brand", "price", "currency"]).to_pylist()
-        return cls(feeds, {p["product_id"]: p for p in products}, encoder)
+        shown = {p["product_id"] for f in feeds for p in f["products"]}  # the catalogue, part by part, for these
+        products = select_rows(layout.products, PRODUCTS, "product_id", shown,
+                               ["product_id", "title", "brand", "price", "currency"]).to_pylist()
+        return cls(feeds, {p["product_id"]: p for p in products}, encoder, count_rows(layout.products))
 
     @property
     def search_state(self) -> str:
@@ -219,7 +223,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
 
     @app.get("/health", response_model=Health)
     def health() -> dict[str, Any]:
-        return {"status": "ok", "collections": len(store.feeds), "products": len(store.products),
+        return {"status": "ok", "collections": len(store.feeds), "products": store.catalogue_size,
                 "search": store.search_state}
 
     @app.get("/topics", response_model=TopicPage, responses=errors)

@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.parts import part_names, read_part
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.clustering import normalize_key, normalize_value
@@ -98,9 +99,6 @@ class ReviewData:
         products, vocab_file, merges_file, dropped_file, curated_file, topics_file = self._files()
         if not vocab_file.exists():
             raise FileNotFoundError(f"{vocab_file} does not exist; run `pinlanding stage vocab --out {self.layout.root}`")
-        table = read_table(products, PRODUCTS).select(["product_id", "image_path", "title"]).to_pydict()
-        images = {pid: (path or "", title or "") for pid, path, title in
-                  zip(table["product_id"], table["image_path"], table["title"])}
         values: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for row in read_table(vocab_file, VOCAB).to_pylist():
             values[row["key"]].append(row)
@@ -114,12 +112,17 @@ class ReviewData:
                 if d["reason"] == "rejected":
                     rejected[d["key"]].append(d)
         examples: dict[tuple[str, str], list[str]] = defaultdict(list)
-        if curated_file.exists():
-            cur = read_table(curated_file, ATTRIBUTES).select(["product_id", "key", "value"]).to_pydict()
+        images: dict[str, tuple[str, str]] = {}
+        for name in part_names(curated_file) if curated_file.exists() else []:  # co-partitioned: one part at a time
+            table = read_part(products, name, PRODUCTS, ["product_id", "image_path", "title"]).to_pydict()
+            part_images = {pid: (path or "", title or "") for pid, path, title in
+                           zip(table["product_id"], table["image_path"], table["title"])}
+            cur = read_part(curated_file, name, ATTRIBUTES, ["product_id", "key", "value"]).to_pydict()
             for pid, key, value in zip(cur["product_id"], cur["key"], cur["value"]):
                 bucket = examples[(key, value)]
-                if len(bucket) < self.samples and pid in images and images[pid][0]:
+                if len(bucket) < self.samples and pid in part_images and part_images[pid][0]:
                     bucket.append(pid)
+                    images[pid] = part_images[pid]
         topics = read_table(topics_file, TOPICS).to_pylist() if topics_file.exists() else []
         self.images, self.values, self.variants, self.rejected, self.examples, self.topics = (
             images, values, variants, rejected, examples, topics)
