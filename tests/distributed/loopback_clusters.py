@@ -337,25 +337,3 @@ def _listening(port: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------- catalogue
-
-
-INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
-                "displayCategories")
-
-
-def myntra_slice(source: Path, out: Path, n: int = 300) -> Path:
-    """A Myntra-layout folder with ``n`` records spread evenly over ``source`` (merchant input fields only,
-    no ground-truth labels) and an ``images`` link to the real photos."""
-    import gzip
-    import json
-
-    with gzip.open(source / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
-        lines = f.readlines()
-    step = max(1, len(lines) // n)
-    rows = [json.loads(line) for line in lines[::step][:n]]
-    out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "styles.jsonl.gz", "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({k: row.get(k) for k in INPUT_FIELDS}, ensure_ascii=False) + "\n")
-    (out / "images").symlink_to((source / "images").resolve(), target_is_directory=True)
-    return out

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import AnyPath, arrow_source
+from pinlanding.collections.parts import part_files
 
 # Deterministic artifacts of the engine stages (caches, summaries with timings and manifests excluded).
 ARTIFACTS = {
+    "ingest": ("catalog/products.parquet",),
     "extract": ("attributes/attributes.parquet", "attributes/failures.parquet"),
     "vocab": ("vocabulary/vocabulary.parquet", "vocabulary/attributes.parquet"),
     "topics": ("topics/topics.parquet",),
@@ -28,11 +31,19 @@ def rows(path: AnyPath, ignore: tuple[str, ...] = ()) -> list[str]:
     """A file's content as sorted canonical lines: Parquet rows as JSON (row order is not part of a table's
     meaning), other files line by line in their own order (feeds.jsonl is ranked)."""
     if path.suffix == ".parquet":
-        source, filesystem = arrow_source(path)
-        table = pq.read_table(source, filesystem=filesystem)
+        table = _read(path)
         table = table.drop_columns([c for c in ignore if c in table.column_names])
         return sorted(json.dumps(r, sort_keys=True, default=str) for r in table.to_pylist())
     return path.read_text(encoding="utf-8").splitlines()
+
+
+def _read(path: AnyPath) -> pa.Table:
+    """A Parquet artifact: one file, or the committed parts of a part folder, concatenated."""
+    tables = []
+    for file in part_files(path):
+        source, filesystem = arrow_source(file)
+        tables.append(pq.read_table(source, filesystem=filesystem).replace_schema_metadata(None))
+    return pa.concat_tables(tables)
 
 
 def differences(local: AnyPath, other: AnyPath, stages: list[str]) -> dict[str, str]:
@@ -56,6 +67,6 @@ def differences(local: AnyPath, other: AnyPath, stages: list[str]) -> dict[str, 
 
 def duplicated(path: Path, key: tuple[str, ...]) -> int:
     """Rows of a Parquet file whose ``key`` columns repeat an earlier row."""
-    table = pq.read_table(path, columns=list(key)).to_pylist()
+    table = _read(path).select(list(key)).to_pylist()
     keys = [tuple(r[k] for k in key) for r in table]
     return len(keys) - len(set(keys))

@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 from testlib import require_myntra
 
+from pinlanding.collections.catalog import write_myntra_slice
 from pinlanding.collections.config import PipelineConfig, RayConfig, SparkConfig, load_config
 from pinlanding.collections.engines import check_cluster_nodes, ray_session, spark_session
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import Pipeline, get_stage
 
-from loopback_clusters import RayCluster, myntra_slice  # noqa: I001 - beside this file
+from loopback_clusters import RayCluster  # noqa: I001 - beside this file
 from object_store import stop_active_spark
 from run_compare import ARTIFACTS, differences, duplicated
 
@@ -40,6 +41,7 @@ SLICE = 300
 # Small-catalogue settings shared by every run (the slice is 1% of the dev catalogue): several batches per
 # Ray stage so that work spreads over both nodes, and topic/feed floors that 300 products can reach.
 OVERRIDES = [
+    "catalog.part_rows=100",  # three parts: per-part steps and co-partitioned joins are exercised
     "extract.batch_size=25", "extract.actors=2",
     "assign.batch_size=32", "assign.decode_batch_size=32", "assign.actors=2",
     "vocab.topics.min_support=5", "feeds.min_feed_size=3",
@@ -107,13 +109,14 @@ def available() -> tuple[list[str], list[str]]:
 
 
 def config(ray_address: str | None, spark_master: str) -> PipelineConfig:
-    where = [f"ray.address={ray_address}"] if ray_address else ["ray.num_cpus=4"]
+    # on the cluster the per-part steps (vocab, topics, train, report...) run as Ray tasks too
+    where = [f"ray.address={ray_address}", "ray.part_tasks=true"] if ray_address else ["ray.num_cpus=4"]
     return load_config(overrides=[*OVERRIDES, *where, f"spark.master={spark_master}"])
 
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
-    return myntra_slice(require_myntra(), tmp_path_factory.mktemp("slice") / "myntra", SLICE)
+    return write_myntra_slice(require_myntra(), tmp_path_factory.mktemp("slice") / "myntra", SLICE)
 
 
 @pytest.fixture(scope="module")
