@@ -4,6 +4,10 @@ Recipe (:func:`build_topics`): count every tuple of up to ``max_arity`` values o
 the curated attributes (Apriori: only values that alone reach ``min_support``) -> keep tuples naming an
 anchor key (the product noun) -> generate query, title and slug -> reject tuples whose products are
 exactly those of a shorter tuple -> judge the rest (cached) -> apply reviewers' accept/reject.
+
+Counting runs part by part over ``vocabulary/attributes.parquet`` (:func:`count_parts`): the parts' single
+values, merged on the driver, give the frequent values; a second pass counts their tuples per part. The
+driver holds the merged counters (bounded by the distinct tuples of frequent values), never the products.
 """
 from __future__ import annotations
 
@@ -12,14 +16,20 @@ import re
 import unicodedata
 from collections import Counter, defaultdict
 from itertools import combinations
-from typing import Any
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Iterable
 
 import pyarrow as pa
 
-from pinlanding.collections.artifacts import json_digest, read_table, write_json, write_table, write_text
+from pinlanding.collections.artifacts import AnyPath, json_digest, write_json, write_table, write_text
+from pinlanding.collections.config import RayConfig
+from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.collections.parts import count_rows, read_part
+from pinlanding.collections.schemas import ATTRIBUTES, TOPICS
 from pinlanding.vocab.config import TopicsConfig, VocabConfig
+from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
                                     QueryIndex, create_judge, resolve_data_path)
@@ -32,17 +42,30 @@ def topic_id(attrs: Attrs) -> str:
     return json_digest(sorted([k, v] for k, v in attrs))[:16]
 
 
-def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: int, max_arity: int) -> Counter:
-    """Products supporting each tuple of 1..max_arity values with distinct keys (frequent values only)."""
-    singles: Counter = Counter(a for attrs in product_attrs.values() for a in attrs)
-    frequent = {a for a, n in singles.items() if n >= min_support}
-    support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
+def count_values(product_attrs: dict[str, set[tuple[str, str]]]) -> Counter:
+    """Products carrying each (key, value)."""
+    return Counter(a for attrs in product_attrs.values() for a in attrs)
+
+
+def count_combinations(product_attrs: dict[str, set[tuple[str, str]]], frequent: set[tuple[str, str]] | frozenset,
+                       max_arity: int) -> Counter:
+    """Products supporting each tuple of 2..max_arity ``frequent`` values with distinct keys."""
+    support: Counter = Counter()
     for attrs in product_attrs.values():
         items = sorted(a for a in attrs if a in frequent)
         for r in range(2, min(max_arity, len(items)) + 1):
             for combo in combinations(items, r):
                 if len({k for k, _ in combo}) == r:
                     support[combo] += 1
+    return support
+
+
+def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: int, max_arity: int) -> Counter:
+    """Products supporting each tuple of 1..max_arity values with distinct keys (frequent values only)."""
+    singles = count_values(product_attrs)
+    frequent = {a for a, n in singles.items() if n >= min_support}
+    support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
+    support.update(count_combinations(product_attrs, frequent, max_arity))
     return support
 
 
@@ -82,29 +105,82 @@ def _anchored(attrs: Attrs, anchors: set[str]) -> bool:
     return not anchors or any(k in anchors for k, _ in attrs)
 
 
-def build_topics(cfg: VocabConfig, curated: pa.Table, n_products: int, queries: QueryIndex | None,
-                 review: ReviewState, cache: JudgeCache) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Candidate topics with their judgement and status; returns (rows, report)."""
-    tc = cfg.topics
-    if tc.min_support < 1 or tc.max_arity < 1:
-        raise ValueError(f"topics.min_support and topics.max_arity must be >= 1, got {tc.min_support}, {tc.max_arity}")
-    product_attrs = _product_attrs(curated)
-    support = count_tuples(product_attrs, tc.min_support, tc.max_arity)
-    keys_present = {k for attrs in product_attrs.values() for k, _ in attrs}
-    anchors = set(tc.anchor_keys) & keys_present
-    # reviewer-accepted tuples are candidates whatever their support (if any product still has them)
-    accepted = {}
+@dataclass
+class TupleCounts:
+    """Support of the catalogue's value tuples, merged from the parts' counts."""
+
+    support: Counter  # frequent single values and tuples of them (see count_tuples)
+    keys: set[str]  # keys present on any product
+    accepted: Counter  # products carrying each reviewer-accepted tuple
+
+
+def _read_part_attrs(curated: AnyPath, name: str) -> dict[str, set[tuple[str, str]]]:
+    return _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value"]))
+
+
+def _part_values(curated: AnyPath, name: str) -> Counter:
+    return count_values(_read_part_attrs(curated, name))
+
+
+def _part_tuples(curated: AnyPath, frequent: frozenset, max_arity: int, accepted: tuple[Attrs, ...],
+                 name: str) -> tuple[Counter, Counter]:
+    product_attrs = _read_part_attrs(curated, name)
+    carried = Counter({a: n for a in accepted if (n := sum(1 for s in product_attrs.values() if set(a) <= s))})
+    return count_combinations(product_attrs, frequent, max_arity), carried
+
+
+def _merge(counters: Iterable[Counter]) -> Counter:
+    total: Counter = Counter()
+    for c in counters:
+        total.update(c)
+    return total
+
+
+def count_parts(curated: AnyPath, names: list[str], min_support: int, max_arity: int, accepted: Iterable[Attrs],
+                ray_cfg: RayConfig | None = None) -> TupleCounts:
+    """Two passes over the parts (products never span parts, so their counts add up): single values, then the
+    tuples of the frequent ones and the products of each ``accepted`` tuple."""
+    singles = _merge(map_parts(partial(_part_values, curated), names, ray_cfg, desc="topics: values"))
+    frequent = frozenset(a for a, n in singles.items() if n >= min_support)
+    task = partial(_part_tuples, curated, frequent, max_arity, tuple(dict.fromkeys(accepted)))
+    combos, carried = zip(*map_parts(task, names, ray_cfg, desc="topics: tuples")) if names else ((), ())
+    support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
+    support.update(_merge(combos))
+    return TupleCounts(support, {k for k, _ in singles}, _merge(carried))
+
+
+def accepted_tuples(review: ReviewState) -> dict[str, Attrs]:
+    """Reviewer-accepted topics that parse: topic id -> its sorted (key, value) tuple."""
+    out = {}
     for tid, d in review.topics.items():
         if d.action == "accept":
             try:
                 attrs = tuple(sorted((str(k), str(v)) for k, v in json.loads(d.target)))
             except (ValueError, TypeError):
                 continue
-            if attrs and attrs not in support:
-                n = sum(1 for s in product_attrs.values() if set(attrs) <= s)
-                if n:
-                    support[attrs] = n
-                    accepted[attrs] = tid
+            if attrs:
+                out[tid] = attrs
+    return out
+
+
+def _check(tc: TopicsConfig) -> None:
+    if tc.min_support < 1 or tc.max_arity < 1:
+        raise ValueError(f"topics.min_support and topics.max_arity must be >= 1, got {tc.min_support}, {tc.max_arity}")
+
+
+def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries: QueryIndex | None,
+                 review: ReviewState, cache: JudgeCache) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Candidate topics with their judgement and status; returns (rows, report)."""
+    tc = cfg.topics
+    _check(tc)
+    support = Counter(counts.support)
+    anchors = set(tc.anchor_keys) & counts.keys
+    # reviewer-accepted tuples are candidates whatever their support (if any product still has them)
+    accepted = {}
+    for tid, attrs in accepted_tuples(review).items():
+        if attrs not in support and counts.accepted[attrs]:
+            support[attrs] = counts.accepted[attrs]
+            accepted[attrs] = tid
     candidates = [(a, n) for a, n in support.items()
                   if (n >= tc.min_support or a in accepted) and _anchored(a, anchors)]
     candidates.sort(key=lambda an: (-an[1], len(an[0]), an[0]))
@@ -198,14 +274,16 @@ def run_topics(ctx: Any) -> dict[str, Any]:
     """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json."""
     cfg: VocabConfig = ctx.cfg.vocab
     layout: RunLayout = ctx.layout
-    n_products = read_table(layout.products, PRODUCTS).num_rows
-    curated = read_table(layout.curated_attributes, ATTRIBUTES)
+    _check(cfg.topics)
+    n_products = count_rows(layout.products)
+    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+    counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
+                         cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray)
     queries = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column) \
         if cfg.judge.backend == "cooccurrence" else None
-    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
     folder = layout.dir("topics")
     cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
-    rows, report = build_topics(cfg, curated, n_products, queries, review, cache)
+    rows, report = build_topics(cfg, counts, n_products, queries, review, cache)
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", _report_markdown(report))
