@@ -1,37 +1,65 @@
-"""The assign stage: embed every product with Ray Data and build the product attribute graph.
+"""The assign stage: embed every product with Ray Data and build the product attribute graph, part by part.
 
-Pipeline (streaming, so decoding, tokenizing and inference overlap):
-``from_arrow(blocks of products)`` -> ``Preprocess`` (CPU workers: decode + resize images, tokenize
-text) -> ``EmbedAndScore`` (actor pool, one GPU per actor when the cluster has GPUs: embed, score
-against every vocabulary attribute, keep the top-k above their calibrated thresholds) -> driver.
+Pipeline (one streaming job over every product to embed, so decoding, tokenizing and inference overlap
+and the model actors load once): ``from_arrow_refs(blocks)`` -> ``Preprocess`` (CPU workers: decode +
+resize images, tokenize text) -> ``EmbedAndScore`` (actor pool, one GPU per actor when the cluster has
+GPUs: embed, score against every vocabulary attribute, keep the top-k above their calibrated thresholds)
+-> driver.
 
-Products whose ``content_hash`` and the model version are unchanged reuse their stored embedding.
-An unreadable image never stops the job: the product is embedded from its text alone and recorded
-in ``assignments/failures.parquet``. The graph written to ``assignments.parquet`` is the curated
-extraction (``source=extraction``) plus encoder predictions (``source=encoder``), deduplicated; by
-default (``assign.fill: gaps``) the encoder only fills keys the extraction left empty for a product.
+The driver never holds the catalogue. It builds the blocks one catalogue part at a time (each block
+holds rows of one part, tagged with a ``part`` column, and goes to Ray's object store as it is made),
+knows how many rows each part sends into the job, and consumes the output as a stream: as soon as the
+last row of a part has arrived, it scores the part's reused embeddings, merges it with the same part of
+the curated extraction, writes that part of ``embeddings.parquet`` and of ``assignments.parquet`` and
+drops it. Both are part folders co-partitioned with the catalogue (one part per catalogue part, empty
+ones included), committed when every part is written. ``failures.parquet`` stays one file: it holds
+only the products whose image could not be read, a handful.
+
+Products whose ``content_hash`` and the model version are unchanged reuse their stored embedding, read
+from the same part of the previous ``embeddings.parquet`` (its listed files stay until this run commits;
+an older run's single file is moved aside first, since the part folder takes its path). An unreadable
+image never stops the job: the product is embedded from its text alone and recorded in
+``assignments/failures.parquet``. The graph is the curated extraction (``source=extraction``) plus
+encoder predictions (``source=encoder``), deduplicated; by default (``assign.fill: gaps``) the encoder
+only fills keys the extraction left empty for a product.
+
+No retrieval index over all embeddings is written (the former ``index_hamming.npz``): nothing in the
+pipeline read it (feeds' ANN matching searches the embeddings part by part), and building it needs every
+embedding in one process. ``RetrievalIndex`` (encoders/index.py) still builds one from any embeddings.
 """
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
+from pinlanding.collections.artifacts import AnyPath, as_path, location, write_table
 from pinlanding.collections.config import RayConfig
+from pinlanding.collections.parts import (Part, commit_parts, count_rows, is_parted, part_names, read_part, select_rows,
+                                          write_part)
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
 from pinlanding.encoders.config import AssignConfig
 from pinlanding.encoders.data import decode_image, product_text
-from pinlanding.encoders.index import RetrievalIndex, embedding_matrix
+from pinlanding.encoders.index import embedding_matrix
 
 FAILURES_FILE = "failures.parquet"
-INDEX_FILE = "index_hamming.npz"
+STALE_FILES = ("index_hamming.npz",)  # written by older versions of this stage; removed so nothing reads them
+PREVIOUS_EMBEDDINGS = ".embeddings-previous.parquet"  # an older run's single-file embeddings, moved aside
+EMBED_COLUMNS = ["product_id", "content_hash", "title", "merchant_tags", "image_path"]
+KEY_COLUMNS = ["product_id", "content_hash", "model_version"]
+
+
+def _part_tag(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The batch's ``part`` column, passed through each stage (absent when a stage is called on a plain batch)."""
+    return {"part": batch["part"]} if "part" in batch else {}
 
 
 class Preprocess:
@@ -50,7 +78,7 @@ class Preprocess:
             "has_image": np.array([d[1] is None for d in decoded]),
             "image_error": np.array([d[1] or "" for d in decoded], dtype=object),
             "image_path": batch["image_path"],
-            "token_ids": self.tokenizer(texts),
+            "token_ids": self.tokenizer(texts), **_part_tag(batch),
         }
 
 
@@ -67,25 +95,23 @@ class EmbedAndScore:
         idx, conf = self.scorer.score(emb)  # on the model's device
         return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb.cpu().numpy(),
                 "attr_idx": idx, "attr_conf": conf, "image_error": batch["image_error"],
-                "image_path": batch["image_path"]}
+                "image_path": batch["image_path"], **_part_tag(batch)}
 
 
-def embed_catalogue(products: pa.Table, encoder_dir: AnyPath, bundle: EncoderBundle, cfg: AssignConfig,
-                    ray_cfg: RayConfig) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """Run the Ray Data pipeline over ``products``; return its output columns concatenated and timings
-    (``steady_products_per_s``: throughput from the first output batch to the last, i.e. after
-    Ray start-up and model loading)."""
+def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: EncoderBundle, cfg: AssignConfig,
+                 ray_cfg: RayConfig, timing: dict[str, float]) -> Iterator[dict[str, np.ndarray]]:
+    """Run the Ray Data pipeline over ``blocks`` (each put in Ray's object store as it comes) and yield
+    its output batches as they arrive, in block order. At the end, fill ``timing``
+    (``steady_products_per_s``: throughput from the first output batch to the last, i.e. after Ray
+    start-up and model loading)."""
     import ray
 
     from pinlanding.collections.engines import ray_session
 
-    cols = ["product_id", "content_hash", "title", "merchant_tags", "image_path"]
-    table = products.select(cols)
     with ray_session(ray_cfg):
         gpus = ray.cluster_resources().get("GPU", 0) if cfg.device != "cpu" else 0
         use_gpu = gpus > 0 and cfg.device in ("auto", "cuda")
-        blocks = [table.slice(i, cfg.decode_batch_size) for i in range(0, table.num_rows, cfg.decode_batch_size)]
-        ds = ray.data.from_arrow(blocks)
+        ds = ray.data.from_arrow_refs([ray.put(block) for block in blocks])
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - cfg.actors)  # one CPU per model actor
         # a fixed pool: decoding is the bottleneck, and scaling up from one worker costs seconds per step
         decoders = ray.data.ActorPoolStrategy(size=cfg.decode_concurrency or cpus)
@@ -97,18 +123,38 @@ def embed_catalogue(products: pa.Table, encoder_dir: AnyPath, bundle: EncoderBun
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
-        parts: dict[str, list[np.ndarray]] = {}
-        first_t, first_n, start = None, 0, time.perf_counter()
+        first_t, first_n, n, start = None, 0, 0, time.perf_counter()
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             if first_t is None:
                 first_t, first_n = time.perf_counter(), len(batch["product_id"])
-            for k, v in batch.items():
-                parts.setdefault(k, []).append(np.asarray(v))
+            n += len(batch["product_id"])
+            yield batch
         end = time.perf_counter()
-    n = sum(len(v) for v in parts.get("product_id", []))
-    timing = {"pipeline_seconds": end - start, "first_batch_seconds": (first_t or end) - start,
-              "steady_products_per_s": (n - first_n) / (end - first_t) if first_t and end > first_t else 0.0}
-    return {k: np.concatenate(v) for k, v in parts.items()}, timing
+    timing.update({"pipeline_seconds": end - start, "first_batch_seconds": (first_t or end) - start,
+                   "steady_products_per_s": (n - first_n) / (end - first_t) if first_t and end > first_t else 0.0})
+
+
+def collect_parts(stream: Iterable[dict[str, np.ndarray]], expected: dict[str, int],
+                  finish: Callable[[str, dict[str, np.ndarray]], None]) -> None:
+    """Group the stream's rows by their ``part`` column and call ``finish(name, columns)`` as soon as
+    all ``expected[name]`` rows of a part have arrived (in any order), so only unfinished parts are held."""
+    pending: dict[str, list[dict[str, np.ndarray]]] = {}
+    arrived: Counter[str] = Counter()
+    for batch in stream:
+        tags = np.asarray(batch["part"])
+        for name in dict.fromkeys(tags.tolist()):  # the batch's parts, in order of appearance
+            rows = tags == name
+            pending.setdefault(name, []).append({k: np.asarray(v)[rows] for k, v in batch.items()})
+            arrived[name] += int(rows.sum())
+            if arrived[name] > expected.get(name, 0):
+                raise RuntimeError(f"part {name} got {arrived[name]} rows from the pipeline, {expected.get(name, 0)} "
+                                   "were sent: a row was duplicated")
+            if arrived[name] == expected[name]:
+                batches = pending.pop(name)
+                finish(name, {k: np.concatenate([b[k] for b in batches]) for k in batches[0]})
+    if pending or sum(arrived.values()) != sum(expected.values()):
+        lost = {name: expected[name] - arrived[name] for name in expected if arrived[name] != expected[name]}
+        raise RuntimeError(f"the pipeline returned fewer rows than it was sent, per part: {lost}")
 
 
 def _embeddings_table(ids, hashes, emb: np.ndarray, version: str) -> pa.Table:
@@ -118,14 +164,94 @@ def _embeddings_table(ids, hashes, emb: np.ndarray, version: str) -> pa.Table:
                      "model_version": pa.array([version] * len(ids), pa.string()), "embedding": vectors})
 
 
-def _reusable(path: AnyPath, products: pa.Table, version: str) -> pa.Table | None:
-    """Stored embeddings of this model version whose product content is unchanged."""
-    if not path.exists():
-        return None
-    old = read_table(path, EMBEDDINGS).filter(pc.equal(pc.field("model_version"), version))
-    current = set(zip(products.column("product_id").to_pylist(), products.column("content_hash").to_pylist()))
-    keep = [pair in current for pair in zip(old.column("product_id").to_pylist(), old.column("content_hash").to_pylist())]
-    return old.filter(pa.array(keep, pa.bool_())).combine_chunks()
+def _content_keys(table: pa.Table) -> pa.Array:
+    """``product_id`` and ``content_hash`` joined: the identity of a product's content."""
+    keys = pc.binary_join_element_wise(table["product_id"], pc.fill_null(table["content_hash"], ""), "\x1f")
+    return keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+
+
+@dataclass(frozen=True)
+class Sources:
+    """The stage's per-product inputs, each read one part at a time: the catalogue, the curated extraction
+    (None: no extraction rows in the graph) and the stored embeddings to reuse (None: embed everything)."""
+
+    products: AnyPath
+    curated: AnyPath | None
+    stored: AnyPath | None
+    version: str
+
+    def reusable(self, name: str, products: pa.Table, columns: list[str] | None = None) -> pa.Table:
+        """Stored embeddings of this model version whose product (of ``products``, part ``name``) is unchanged."""
+        if self.stored is None:
+            old = EMBEDDINGS.empty_table()
+        elif is_parted(self.stored):
+            old = read_part(self.stored, name, EMBEDDINGS)
+        else:  # an older run's single file: its rows of this part
+            old = select_rows(self.stored, EMBEDDINGS, "product_id", products["product_id"].to_pylist())
+        old = old.filter(pc.and_(pc.equal(old["model_version"], self.version),
+                                 pc.is_in(_content_keys(old), value_set=_content_keys(products))))
+        return old.select(columns) if columns else old
+
+    def todo(self, name: str) -> pa.Table:
+        """The products of part ``name`` to embed, tagged with a ``part`` column."""
+        products = read_part(self.products, name, PRODUCTS, EMBED_COLUMNS)
+        done = self.reusable(name, products, ["product_id"])["product_id"].combine_chunks()
+        todo = products.filter(pc.invert(pc.is_in(products["product_id"], value_set=done)))
+        return todo.append_column("part", pa.array([name] * todo.num_rows, pa.string()))
+
+    def extraction(self, name: str, products: pa.Table) -> pd.DataFrame:
+        """The curated extraction rows of part ``name``'s products."""
+        cols = ["product_id", "key", "value", "confidence"]
+        if self.curated is None:
+            return pd.DataFrame(columns=cols)
+        table = read_part(self.curated, name, ATTRIBUTES, cols)
+        return table.filter(pc.is_in(table["product_id"], value_set=products["product_id"].combine_chunks())).to_pandas()
+
+
+@dataclass
+class PartWriter:
+    """Writes one part of the stage's outputs from the pipeline's rows for it; keeps the written parts and
+    small totals (failures, rows by source), never the rows."""
+
+    sources: Sources
+    bundle: EncoderBundle
+    cfg: AssignConfig
+    embeddings_dir: AnyPath
+    assignments_dir: AnyPath
+
+    def __post_init__(self) -> None:
+        self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, self.cfg.top_k,
+                             self.cfg.min_confidence)
+        self.written: dict[str, list[Part]] = {"embeddings": [], "assignments": []}
+        self.failures: list[pd.DataFrame] = []
+        self.by_source: Counter[str] = Counter()
+        self.reused = 0
+
+    def __call__(self, name: str, new: dict[str, np.ndarray]) -> None:
+        products = read_part(self.sources.products, name, PRODUCTS, ["product_id", "content_hash"])
+        reused = self.sources.reusable(name, products)
+        tables, ids, idx, conf = [], [], [], []
+        if reused.num_rows:
+            i, c = self.scorer.score(embedding_matrix(reused))
+            tables.append(reused), ids.append(np.asarray(reused["product_id"].to_pylist(), dtype=object))
+            idx.append(i), conf.append(c)
+        if new:
+            tables.append(_embeddings_table(new["product_id"], new["content_hash"], new["embedding"],
+                                            self.bundle.version))
+            ids.append(new["product_id"]), idx.append(new["attr_idx"]), conf.append(new["attr_conf"])
+            bad = np.flatnonzero(new["image_error"] != "")
+            self.failures.append(pd.DataFrame({"product_id": new["product_id"][bad], "backend": "encoder",
+                                               "error": new["image_error"][bad], "raw": new["image_path"][bad]}))
+        embeddings = pa.concat_tables([t.cast(EMBEDDINGS) for t in tables]) if tables else EMBEDDINGS.empty_table()
+        rows = _encoder_rows(np.concatenate(ids) if ids else np.array([], object),
+                             np.concatenate(idx) if idx else np.zeros((0, 1), np.int32),
+                             np.concatenate(conf) if conf else np.zeros((0, 1), np.float32), self.bundle.vocab)
+        graph = merge_graph(rows, self.sources.extraction(name, products), self.bundle.exclusive_keys, self.cfg.fill)
+        self.written["embeddings"].append(write_part(self.embeddings_dir, name, embeddings, EMBEDDINGS))
+        self.written["assignments"].append(write_part(self.assignments_dir, name,
+                                                      pa.Table.from_pandas(graph, preserve_index=False), ASSIGNMENTS))
+        self.by_source.update(graph["source"].value_counts().to_dict())
+        self.reused += reused.num_rows
 
 
 def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str],
@@ -151,55 +277,60 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
     return graph.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)
 
 
-def assign_products(products: pa.Table, encoder_dir: AnyPath, out_dir: AnyPath, cfg: AssignConfig, ray_cfg: RayConfig,
-                    extraction: pa.Table | None, embeddings_path: AnyPath) -> dict[str, Any]:
-    """Embed and score ``products``; write embeddings, assignments, failures and the Hamming index."""
+def _previous_embeddings(path: AnyPath) -> AnyPath | None:
+    """The embeddings an earlier run stored at ``path``, readable until this run commits its own. A part
+    folder stays where it is (the commit removes its old files); an older run's single file is moved
+    aside, since the part folder takes its path."""
+    aside = path.parent / PREVIOUS_EMBEDDINGS
+    if path.is_file():
+        path.rename(aside)
+    if is_parted(path):
+        return path
+    return aside if aside.exists() else None
+
+
+def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, cfg: AssignConfig, ray_cfg: RayConfig,
+                    curated: AnyPath | None, embeddings_path: AnyPath) -> dict[str, Any]:
+    """Embed and score the catalogue at ``products`` part by part; write embeddings, assignments and failures."""
     t0 = time.perf_counter()
+    products, out_dir, embeddings_path = as_path(products), as_path(out_dir), as_path(embeddings_path)
     bundle = load_bundle(encoder_dir, device="cpu")  # driver-side: spec, vocabulary, scoring of reused rows
-    reused = _reusable(embeddings_path, products, bundle.version) if cfg.incremental else None
-    done = set(reused.column("product_id").to_pylist()) if reused is not None else set()
-    todo = products.filter(pa.array([pid not in done for pid in products.column("product_id").to_pylist()]))
-    new, timing = embed_catalogue(todo, encoder_dir, bundle, cfg, ray_cfg) if todo.num_rows else ({}, {})
-    embed_s = time.perf_counter() - t0
-
-    tables, idx_parts, conf_parts, id_parts = [], [], [], []
-    scorer = Scorer(bundle.attribute_embeddings(), bundle.calibration, cfg.top_k, cfg.min_confidence)
-    if reused is not None and reused.num_rows:
-        emb = embedding_matrix(reused)
-        idx, conf = scorer.score(emb)
-        tables.append(reused.select(EMBEDDINGS.names).cast(EMBEDDINGS))
-        idx_parts.append(idx), conf_parts.append(conf), id_parts.append(np.asarray(reused.column("product_id").to_pylist(), dtype=object))
-    failures = pd.DataFrame(columns=EXTRACTION_FAILURES.names)
-    if new:
-        tables.append(_embeddings_table(new["product_id"], new["content_hash"], new["embedding"],
-                                        bundle.version).cast(EMBEDDINGS))
-        idx_parts.append(new["attr_idx"]), conf_parts.append(new["attr_conf"]), id_parts.append(new["product_id"])
-        bad = np.flatnonzero(new["image_error"] != "")
-        failures = pd.DataFrame({"product_id": new["product_id"][bad], "backend": "encoder",
-                                 "error": new["image_error"][bad], "raw": new["image_path"][bad]})
-    embeddings = pa.concat_tables(tables) if tables else EMBEDDINGS.empty_table()
-    rows = _encoder_rows(np.concatenate(id_parts) if id_parts else np.array([], object),
-                         np.concatenate(idx_parts) if idx_parts else np.zeros((0, 1), np.int32),
-                         np.concatenate(conf_parts) if conf_parts else np.zeros((0, 1), np.float32), bundle.vocab)
-    ext = (extraction.select(["product_id", "key", "value", "confidence"]).to_pandas()
-           if extraction is not None and cfg.include_extraction else pd.DataFrame(columns=["product_id", "key", "value", "confidence"]))
-    ext = ext[ext["product_id"].isin(set(products.column("product_id").to_pylist()))]
-    graph = merge_graph(rows, ext, bundle.exclusive_keys, cfg.fill)
-
-    write_table(embeddings, embeddings_path, EMBEDDINGS)
-    write_table(pa.Table.from_pandas(graph, preserve_index=False), out_dir / "assignments.parquet", ASSIGNMENTS)
+    previous = _previous_embeddings(embeddings_path)
+    sources = Sources(products, curated if cfg.include_extraction else None, previous if cfg.incremental else None,
+                      bundle.version)
+    assignments_path = out_dir / "assignments.parquet"
+    if assignments_path.is_file():  # an older run's single file: the part folder takes its path
+        assignments_path.unlink()
+    writer = PartWriter(sources, bundle, cfg, embeddings_path, assignments_path)
+    names = part_names(products)
+    expected = {name: sources.todo(name).num_rows for name in names}
+    for name in names:
+        if not expected[name]:
+            writer(name, {})
+    timing: dict[str, float] = {}
+    if sum(expected.values()):
+        blocks = (block for name in names if expected[name]
+                  for block in _blocks(sources.todo(name), cfg.decode_batch_size))
+        collect_parts(embed_stream(blocks, encoder_dir, bundle, cfg, ray_cfg, timing), expected, writer)
+    commit_parts(embeddings_path, writer.written["embeddings"], EMBEDDINGS)
+    commit_parts(assignments_path, writer.written["assignments"], ASSIGNMENTS)
+    failures = pd.concat(writer.failures) if writer.failures else pd.DataFrame(columns=EXTRACTION_FAILURES.names)
     write_table(pa.Table.from_pandas(failures, preserve_index=False), out_dir / FAILURES_FILE, EXTRACTION_FAILURES)
-    if embeddings.num_rows:
-        emb = embedding_matrix(embeddings)
-        RetrievalIndex("hamming").fit(embeddings.column("product_id").to_pylist(), emb).save(out_dir / INDEX_FILE)
-    n = max(1, products.num_rows)
-    by_source = graph["source"].value_counts().to_dict()
-    return {"products": products.num_rows, "embedded": int(todo.num_rows), "reused": len(done),
-            "image_failures": len(failures), "extraction_rows": int(by_source.get("extraction", 0)),
-            "encoder_rows": int(by_source.get("encoder", 0)), "attributes_per_product": round(len(graph) / n, 3),
-            "extraction_per_product": round(by_source.get("extraction", 0) / n, 3),
-            "embed_seconds": round(embed_s, 3), "model_version": bundle.version,
+    for stale in [out_dir / f for f in STALE_FILES] + [embeddings_path.parent / PREVIOUS_EMBEDDINGS]:
+        stale.unlink(missing_ok=True)
+    n = max(1, count_rows(products))
+    rows = sum(writer.by_source.values())
+    return {"products": count_rows(products), "parts": len(names),
+            "embedded": sum(expected.values()), "reused": writer.reused, "image_failures": len(failures),
+            "extraction_rows": writer.by_source["extraction"], "encoder_rows": writer.by_source["encoder"],
+            "attributes_per_product": round(rows / n, 3),
+            "extraction_per_product": round(writer.by_source["extraction"] / n, 3),
+            "embed_seconds": round(time.perf_counter() - t0, 3), "model_version": bundle.version,
             **{k: round(v, 3) for k, v in timing.items()}}
+
+
+def _blocks(table: pa.Table, rows: int) -> Iterator[pa.Table]:
+    return (table.slice(i, rows) for i in range(0, table.num_rows, rows))
 
 
 def _encoder_rows(ids: np.ndarray, idx: np.ndarray, conf: np.ndarray, vocab: list[tuple[str, str]]) -> pd.DataFrame:
@@ -213,7 +344,6 @@ def _encoder_rows(ids: np.ndarray, idx: np.ndarray, conf: np.ndarray, vocab: lis
 def run_assign(ctx) -> dict[str, Any]:
     """Stage entry: assign the curated vocabulary to every product of the catalogue."""
     layout = ctx.layout
-    products = read_table(layout.products, PRODUCTS)
-    extraction = read_table(layout.curated_attributes, ATTRIBUTES) if layout.curated_attributes.exists() else None
-    return assign_products(products, layout.dir("encoder"), layout.dir("assignments"), ctx.cfg.assign, ctx.cfg.ray,
-                           extraction, layout.embeddings)
+    curated = layout.curated_attributes if layout.curated_attributes.exists() else None
+    return assign_products(layout.products, layout.dir("encoder"), layout.dir("assignments"), ctx.cfg.assign,
+                           ctx.cfg.ray, curated, layout.embeddings)

@@ -13,8 +13,8 @@ from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
-from pinlanding.encoders.assign import INDEX_FILE, EmbedAndScore, Preprocess, merge_graph, run_assign
-from pinlanding.encoders.index import RetrievalIndex
+from pinlanding.collections.parts import part_names
+from pinlanding.encoders.assign import EmbedAndScore, Preprocess, merge_graph, run_assign
 
 from .conftest import tiny_config
 
@@ -58,9 +58,9 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     assert "unreadable image" in failures.column("error")[0].as_py()
     assert counts["image_failures"] == 1 and counts["embedded"] == 48 and counts["reused"] == 0
 
-    index = RetrievalIndex.load(run_copy.dir("assignments") / INDEX_FILE)
-    ids, _ = index.search(vectors[:3], k=1)
-    assert list(ids[:, 0]) == emb.column("product_id").to_pylist()[:3]
+    # a single-file catalogue is one part: both outputs are part folders with its one part
+    assert part_names(run_copy.assignments) == part_names(run_copy.embeddings) == ["part-00000"]
+    assert not (run_copy.dir("assignments") / "index_hamming.npz").exists()
 
     # incremental: nothing changed -> nothing re-embedded, same graph
     again = run_assign(ctx)

@@ -1,0 +1,107 @@
+"""Assignment part by part: the driver's stream grouping, and a parted catalogue gives the same graph."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from testlib import split_into_parts
+
+from pinlanding.collections import parts
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
+from pinlanding.encoders.assign import PREVIOUS_EMBEDDINGS, collect_parts, run_assign
+from pinlanding.encoders.index import embedding_matrix
+
+from .conftest import tiny_config
+
+
+def _batch(*tags: str) -> dict[str, np.ndarray]:
+    return {"part": np.array(tags, dtype=object), "product_id": np.array([f"{t}{i}" for i, t in enumerate(tags)],
+                                                                       dtype=object)}
+
+
+def test_collect_parts_hands_over_each_part_as_soon_as_its_rows_are_in():
+    finished: list[tuple[str, list[str]]] = []
+    stream = [_batch("a", "a"), _batch("a", "b", "b"), _batch("c"), _batch("b")]
+    collect_parts(stream, {"a": 3, "b": 3, "c": 1}, lambda name, cols: finished.append((name, list(cols["product_id"]))))
+    assert finished == [("a", ["a0", "a1", "a0"]), ("c", ["c0"]), ("b", ["b1", "b2", "b0"])]
+
+
+@pytest.mark.parametrize("expected, error", [({"a": 3}, "fewer rows"), ({"a": 1}, "duplicated")])
+def test_collect_parts_refuses_lost_or_duplicated_rows(expected, error):
+    with pytest.raises(RuntimeError, match=error):
+        collect_parts([_batch("a", "a")], expected, lambda name, cols: None)
+
+
+def _rows(layout: RunLayout) -> dict[tuple[str, str, str, str], float]:
+    g = read_table(layout.assignments, ASSIGNMENTS)
+    cols = [g.column(c).to_pylist() for c in ("product_id", "key", "value", "source", "confidence")]
+    return {row[:4]: row[4] for row in zip(*cols)}
+
+
+def _vectors(layout: RunLayout) -> dict[str, np.ndarray]:
+    emb = read_table(layout.embeddings, EMBEDDINGS)
+    return dict(zip(emb.column("product_id").to_pylist(), embedding_matrix(emb)))
+
+
+def _refuse_whole_reads(monkeypatch) -> None:
+    """Reading a part folder whole (read_table on a folder goes through read_all) or iterating it fails."""
+    def refuse(folder, *args, **kwargs):
+        raise AssertionError(f"{folder} read whole")
+    monkeypatch.setattr(parts, "read_all", refuse)
+    monkeypatch.setattr(parts, "iter_parts", refuse)
+
+
+@pytest.mark.slow  # starts Ray twice
+def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(trained_run, tmp_path, monkeypatch):
+    one, parted = (RunLayout(shutil.copytree(trained_run.root, tmp_path / name)) for name in ("one", "parted"))
+    cfg = tiny_config()
+    single = run_assign(StageContext(cfg, one))
+
+    names = split_into_parts(parted.products, 20, (parted.curated_attributes, ATTRIBUTES))
+    empty = parts.write_part(parted.products, "part-00003", PRODUCTS.empty_table(), PRODUCTS)
+    parts.commit_parts(parted.products, parts.list_parts(parted.products) + [empty], PRODUCTS)
+    names.append("part-00003")
+    with monkeypatch.context() as m:
+        _refuse_whole_reads(m)
+        counts = run_assign(StageContext(cfg, parted))
+    assert counts["parts"] == 4 and counts["embedded"] == 48 and counts["reused"] == 0
+    for key in ("products", "extraction_rows", "encoder_rows", "attributes_per_product", "image_failures"):
+        assert counts[key] == single[key], key
+
+    # same graph and embeddings as the one-part run
+    want, got = _rows(one), _rows(parted)
+    assert set(got) == set(want)
+    assert max(abs(got[k] - want[k]) for k in want) < 1e-5
+    a, b = _vectors(one), _vectors(parted)
+    assert set(a) == set(b) and all(np.allclose(a[p], b[p], atol=1e-5) for p in a)
+
+    # co-partitioned: one output part per catalogue part (the empty one too), each with that part's products
+    assert parts.part_names(parted.assignments) == parts.part_names(parted.embeddings) == names
+    for name in names:
+        ids = set(parts.read_part(parted.products, name, PRODUCTS)["product_id"].to_pylist())
+        assert set(parts.read_part(parted.embeddings, name, EMBEDDINGS)["product_id"].to_pylist()) == ids
+        assert set(parts.read_part(parted.assignments, name, ASSIGNMENTS)["product_id"].to_pylist()) <= ids
+    assert parts.read_part(parted.assignments, "part-00003", ASSIGNMENTS).num_rows == 0
+
+    # incremental, part by part: every stored embedding is reused (no Ray job), same graph
+    with monkeypatch.context() as m:
+        _refuse_whole_reads(m)
+        again = run_assign(StageContext(cfg, parted))
+    assert again["embedded"] == 0 and again["reused"] == 48 and set(_rows(parted)) == set(want)
+
+    # an older run's single-file embeddings are reused too, and replaced by a part folder
+    legacy = read_table(parted.embeddings, EMBEDDINGS)
+    shutil.rmtree(parted.embeddings)
+    changed = legacy["product_id"][3].as_py()
+    mask = pc.equal(legacy["product_id"], changed)
+    write_table(legacy.set_column(1, "content_hash", pc.if_else(mask, "stale", legacy["content_hash"])),
+                parted.embeddings, EMBEDDINGS)
+    third = run_assign(StageContext(cfg, parted))
+    assert third["reused"] == 47 and third["embedded"] == 1
+    assert parts.part_names(parted.embeddings) == names and _vectors(parted).keys() == a.keys()
+    assert not (parted.dir("assignments") / PREVIOUS_EMBEDDINGS).exists()
