@@ -4,47 +4,42 @@
         [--part-rows 2500] [--out runs/bench-memory] [--set key=value ...]
 
 Runs the whole pipeline once per catalogue size (evenly spread slices of the real catalogue, merchant fields
-only), every run with the same part size (``catalog.part_rows``), and prints each stage's peak resident
-memory of this process, the driver: its high-water mark is reset before every stage (Linux
-``/proc/self/clear_refs``). A stage that holds per-product data on the driver peaks higher on the larger
-catalogue; one that works a part at a time peaks at about the same level whatever the catalogue's size.
-Ray workers and the Spark JVM are other processes and are not counted (they scale out with the cluster).
+only), every run with the same part size (``catalog.part_rows``), each stage in its own process
+(``pinlanding stage NAME``), and prints each stage's peak resident memory: the ``ru_maxrss`` that
+``os.wait4`` reports for that process and its waited-for children (Spark's JVM included when it exits
+with the stage; Ray's workers are not children of the driver and are not counted: they scale out with
+the cluster). A stage that holds per-product data on the driver peaks higher on the larger catalogue;
+one that works a part at a time peaks at about the same level whatever the catalogue's size.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 from pinlanding.collections.catalog import write_myntra_slice
-from pinlanding.collections.config import load_config
-from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import Pipeline
-
-
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size
-
-
-def peak_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+from pinlanding.collections.pipeline import STAGES
 
 
 def measure(catalog: Path, out: Path, part_rows: int, overrides: list[str]) -> dict[str, tuple[float, float]]:
-    """``{stage: (peak MiB, seconds)}`` of one full run."""
-    cfg = load_config(overrides=[f"catalog.part_rows={part_rows}", *overrides])
-    pipeline = Pipeline(cfg, RunLayout(out), catalog=catalog, force=True)
+    """``{stage: (peak MiB, seconds)}`` of one full run, each stage in a fresh process."""
+    sets = [arg for o in [f"catalog.part_rows={part_rows}", *overrides] for arg in ("--set", o)]
     figures = {}
-    for stage in pipeline.stages:
+    for stage in STAGES:
         if not stage.available():
             continue
-        reset_peak()
+        cmd = [str(Path(sys.executable).parent / "pinlanding"), "stage", stage.name, "--out", str(out),
+               "--catalog", str(catalog), "--force", *sets]
         start = time.perf_counter()
-        pipeline.run_stage(stage)
-        figures[stage.name] = (peak_mib(), time.perf_counter() - start)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"stage {stage.name} failed: rerun `{' '.join(cmd)}` to see why")
+        figures[stage.name] = (usage.ru_maxrss / 1024, time.perf_counter() - start)
+        print(f"{catalog.name} {stage.name}: {figures[stage.name][0]:,.0f} MiB, {figures[stage.name][1]:.0f} s", flush=True)
     return figures
 
 
