@@ -1,11 +1,14 @@
 """The ``extract`` stage: key-value attributes for every product, as a cached Ray Data job.
 
-Recipe: read the catalogue; look every product's content hash up in the result cache of the
-configured (backend, model, prompt version); send only the missing ones through the job
-(CPU preprocessing tasks, then model actors, GPU when present); write each finished batch to the
-cache as its own part file, atomically, so a crash loses at most the batches in flight; then run the
-backend's catalogue-level ``refine`` pass and write ``attributes.parquet``, ``failures.parquet`` and
-``summary.json``.
+Recipe, part by part over the catalogue (``map_parts``), so the driver never holds the products or
+their results: look each part's content hashes up in the result cache of the configured (backend,
+model, prompt version) and spill the missing products to a scratch folder; send them through one
+streaming job (CPU preprocessing tasks, then model actors, GPU when present), which writes each
+finished batch to the cache as its own part file, atomically, so a crash loses at most the batches in
+flight; resolve each part's results; run the backend's catalogue-level refine pass (per-part partial
+statistics merged on the driver, then a per-part apply); write ``attributes.parquet`` as a part folder
+co-partitioned with the catalogue, ``failures.parquet`` (one file: failures are few) and ``summary.json``
+(from per-part counts).
 """
 from __future__ import annotations
 
@@ -13,18 +16,24 @@ import json
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, list_files, read_table, write_json, write_table
+from pinlanding.collections import parts
+from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, atomic_path, json_digest, list_files,
+                                              make_dirs, read_table, stamp, write_json, write_table)
 from pinlanding.collections.config import RayConfig
+from pinlanding.collections.engines import map_parts
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.vocab.config import ExtractConfig
 from pinlanding.vocab.extractors import create_extractor, extractor_params, load_backends
-from pinlanding.vocab.extractors.base import RESULT_SCHEMA, TRANSIENT_ERRORS, Extractor
+from pinlanding.vocab.extractors.base import RESULT_SCHEMA, TRANSIENT_ERRORS, Extractor, RefineInput, Refiner
 from pinlanding.vocab.extractors.prepare import PRODUCT_COLUMNS, prepare_batch
 
 Sink = Callable[[pa.Table], None]
@@ -34,7 +43,10 @@ class ResultCache:
     """Per-product results of one (backend, model, prompt version), as Parquet part files.
 
     ``root/<identity digest>/part-*.parquet``; each part is one finished batch, written atomically.
-    Transient failures (timeouts, HTTP errors) are never stored, so a rerun retries them.
+    Transient failures (timeouts, HTTP errors) are never stored, so a rerun retries them. Lookups
+    read only the rows of the hashes asked for (a Parquet filter, file by file): content hashes are
+    random, so a catalogue part's rows are spread over every cache file whatever the layout, and a
+    filtered scan keeps memory at one row group while the cache stays append-only and crash-safe.
     """
 
     def __init__(self, root: str | AnyPath, identity: dict[str, str], enabled: bool = True) -> None:
@@ -43,15 +55,16 @@ class ResultCache:
         self.dir = as_path(root) / json_digest(identity)[:16]
 
     def parts(self) -> list[AnyPath]:
-        return list_files(self.dir, "part-*.parquet")
+        return list_files(self.dir, "part-*.parquet") if self.enabled else []
 
     def load(self) -> pa.Table:
-        """Every cached result (the newest row per content hash)."""
-        parts = self.parts() if self.enabled else []
-        if not parts:
-            return RESULT_SCHEMA.empty_table()
-        table = pa.concat_tables([read_table(p, RESULT_SCHEMA) for p in parts])
-        return _last_per_hash(table)
+        """Every cached result (the newest row per content hash): for tests and small caches only."""
+        tables = [read_table(p, RESULT_SCHEMA) for p in self.parts()]
+        return _last_per_hash(pa.concat_tables(tables)) if tables else RESULT_SCHEMA.empty_table()
+
+    def lookup(self, hashes: pa.Array, columns: list[str] | None = None, extra: list[AnyPath] = ()) -> pa.Table:
+        """The newest cached row of each of ``hashes`` (``extra`` files, read last, win over the cache)."""
+        return lookup_results([*self.parts(), *extra], hashes, columns)
 
     def add(self, results: pa.Table) -> None:
         """Store one batch's cacheable results as a new part file."""
@@ -60,17 +73,38 @@ class ResultCache:
         keep = results.filter(pc.invert(pc.is_in(results["error_kind"], pa.array(sorted(TRANSIENT_ERRORS)))))
         if keep.num_rows:
             write_json(self.dir / "identity.json", self.identity)
-            write_table(keep, self.dir / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet", RESULT_SCHEMA)
+            write_table(keep, new_part_path(self.dir), RESULT_SCHEMA)
 
     def compact(self, max_parts: int) -> None:
-        """Merge the part files into one once there are more than ``max_parts``."""
-        parts = self.parts()
-        if not self.enabled or len(parts) <= max_parts:
+        """Merge the part files into one, streamed file by file, once there are more than ``max_parts``.
+        Superseded rows are kept (``lookup`` takes the newest), so no step holds the whole cache."""
+        files = self.parts()
+        if len(files) <= max_parts:
             return
-        merged = self.load()
-        write_table(merged, self.dir / f"part-{time.time_ns()}-compacted.parquet", RESULT_SCHEMA)
-        for p in parts:  # a crash here leaves duplicates, which load() resolves
-            p.unlink(missing_ok=True)
+        schema = stamp(RESULT_SCHEMA.empty_table(), RESULT_SCHEMA).schema
+        with atomic_path(self.dir / f"part-{time.time_ns()}-compacted.parquet") as tmp:
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for f in files:
+                    writer.write_table(stamp(read_table(f, RESULT_SCHEMA), RESULT_SCHEMA))
+        for f in files:  # a crash here leaves duplicates, which lookups resolve
+            f.unlink(missing_ok=True)
+
+
+def new_part_path(folder: AnyPath) -> AnyPath:
+    """A new batch file name in ``folder``; names sort in write order (newest last)."""
+    return folder / f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def lookup_results(files: list[AnyPath], hashes: pa.Array, columns: list[str] | None = None) -> pa.Table:
+    """Rows of ``files`` whose content hash is in ``hashes``, the newest (last file, last row) per hash."""
+    wanted = pc.field("content_hash").isin(hashes)
+    found = []
+    for f in files:
+        source, filesystem = arrow_source(f)
+        found.append(pq.read_table(source, schema=RESULT_SCHEMA, filesystem=filesystem, filters=wanted,
+                                   columns=columns))
+    schema = RESULT_SCHEMA if columns is None else pa.schema([RESULT_SCHEMA.field(c) for c in columns])
+    return _last_per_hash(pa.concat_tables(found)) if found else schema.empty_table()
 
 
 def _last_per_hash(table: pa.Table) -> pa.Table:
@@ -87,16 +121,19 @@ def _to_table(batch: Any) -> pa.Table:
 
 # ---- the job --------------------------------------------------------------------------------------
 
-def extract_local(todo: pa.Table, extractor: Extractor, cfg: ExtractConfig, sink: Sink) -> None:
-    """The same preprocessing and extraction in this process, batch by batch (tiny catalogues, tests)."""
-    for start in range(0, todo.num_rows, cfg.batch_size):
-        batch = todo.slice(start, cfg.batch_size).to_pydict()
-        prepared = prepare_batch(batch, extractor.image_mode, cfg.image_max_side, cfg.max_description_chars)
-        sink(_to_table(extractor(prepared)))
+def extract_local(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, sink: Sink) -> None:
+    """The same preprocessing and extraction in this process, file by file and batch by batch (small runs, tests)."""
+    for f in todo:
+        table = read_table(f, PRODUCTS).select(list(PRODUCT_COLUMNS))
+        for start in range(0, table.num_rows, cfg.batch_size):
+            batch = table.slice(start, cfg.batch_size).to_pydict()
+            prepared = prepare_batch(batch, extractor.image_mode, cfg.image_max_side, cfg.max_description_chars)
+            sink(_to_table(extractor(prepared)))
 
 
-def extract_ray(todo: pa.Table, extractor: Extractor, cfg: ExtractConfig, ray_cfg: RayConfig, sink: Sink) -> None:
-    """Ray Data: CPU tasks preprocess, ``cfg.actors`` model actors extract; each finished batch goes to ``sink``."""
+def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, ray_cfg: RayConfig, sink: Sink) -> None:
+    """Ray Data: read the spilled products, CPU tasks preprocess, ``cfg.actors`` model actors extract;
+    each finished batch goes to ``sink``."""
     import ray
 
     from pinlanding.collections.engines import ray_session
@@ -105,8 +142,10 @@ def extract_ray(todo: pa.Table, extractor: Extractor, cfg: ExtractConfig, ray_cf
         gpus = cfg.actor_gpus
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and cfg.backend != "openai" else 0.0
-        # one block per batch, made here: a repartition would need CPU slots the actors already hold
-        ds = ray.data.from_arrow([todo.slice(i, cfg.batch_size) for i in range(0, todo.num_rows, cfg.batch_size)])
+        sources = [arrow_source(f) for f in todo]
+        # the readers take the preprocessing's CPU share: whole CPUs would wait on the slots the actors hold
+        ds = ray.data.read_parquet([s for s, _ in sources], filesystem=sources[0][1], columns=list(PRODUCT_COLUMNS),
+                                   ray_remote_args={"num_cpus": cfg.preprocess_cpus})
         ds = ds.map_batches(prepare_batch, batch_size=cfg.batch_size, concurrency=cfg.preprocess_tasks,
                             num_cpus=cfg.preprocess_cpus,
                             fn_kwargs={"image_mode": extractor.image_mode, "max_side": cfg.image_max_side,
@@ -129,35 +168,131 @@ def explode(results: pa.Table) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=ATTRIBUTES) if rows else ATTRIBUTES.empty_table()
 
 
-def summarize(attributes: pa.Table, failures: pa.Table, n_products: int, top: int = 15) -> dict[str, Any]:
+@dataclass
+class AttributeCounts:
+    """Mergeable statistics of ATTRIBUTES rows (products are never split between parts)."""
+
+    rows: int = 0
+    values: dict[str, Counter[str]] = field(default_factory=dict)  # key -> value -> rows
+    products_per_key: Counter[str] = field(default_factory=Counter)
+    per_product: Counter[int] = field(default_factory=Counter)  # attributes per product -> products (>= 1)
+    sources: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def of(cls, attributes: pa.Table) -> "AttributeCounts":
+        keys, values, pids = (attributes[c].to_pylist() for c in ("key", "value", "product_id"))
+        counts = cls(rows=attributes.num_rows, sources=Counter(attributes["source"].to_pylist()))
+        for k, v in zip(keys, values):
+            counts.values.setdefault(k, Counter())[v] += 1
+        counts.products_per_key = Counter(k for k, _ in set(zip(keys, pids)))
+        counts.per_product = Counter(Counter(pids).values())
+        return counts
+
+    def add(self, other: "AttributeCounts") -> None:
+        self.rows += other.rows
+        for k, c in other.values.items():
+            self.values.setdefault(k, Counter()).update(c)
+        self.products_per_key.update(other.products_per_key)
+        self.per_product.update(other.per_product)
+        self.sources.update(other.sources)
+
+
+def _histogram_stats(hist: Counter[int]) -> tuple[float, float, int]:
+    """Mean, median and max of the values a ``{value: count}`` histogram describes (as numpy computes them)."""
+    n = sum(hist.values())
+    if not n:
+        return 0.0, 0.0, 0
+    ordered = sorted(hist.items())
+    values = np.array([v for v, _ in ordered])
+    ends = np.cumsum([c for _, c in ordered])
+    lo, hi = values[np.searchsorted(ends, (n - 1) // 2, "right")], values[np.searchsorted(ends, n // 2, "right")]
+    return float((values * [c for _, c in ordered]).sum() / n), float((lo + hi) / 2), int(values[-1])
+
+
+def summarize(counts: AttributeCounts, failures: pa.Table, n_products: int, top: int = 15) -> dict[str, Any]:
     """Distinct values per key (with the most common), attributes per product, failures by kind."""
-    keys = attributes["key"].to_pylist()
-    values = attributes["value"].to_pylist()
-    pids = attributes["product_id"].to_pylist()
-    per_key: dict[str, Counter[str]] = {}
-    for k, v in zip(keys, values):
-        per_key.setdefault(k, Counter())[v] += 1
-    per_product = Counter(pids)
-    counts = np.array([per_product.get(p, 0) for p in set(pids)] + [0] * max(0, n_products - len(per_product)))
-    products_per_key = Counter(k for k, _ in set(zip(keys, pids)))
+    with_attributes = sum(counts.per_product.values())
+    mean, median, most = _histogram_stats(counts.per_product + Counter({0: max(0, n_products - with_attributes)}))
+    per_key = counts.products_per_key
     return {
         "products": n_products,
-        "attributes": attributes.num_rows,
+        "attributes": counts.rows,
         "attributes_per_product": {
-            "mean": round(float(counts.mean()), 3) if len(counts) else 0.0,
-            "median": float(np.median(counts)) if len(counts) else 0.0,
-            "max": int(counts.max()) if len(counts) else 0,
-            "products_without_attributes": int(n_products - len(per_product)),
+            "mean": round(mean, 3),
+            "median": median,
+            "max": most,
+            "products_without_attributes": int(n_products - with_attributes),
         },
         "keys": {
-            k: {"distinct_values": len(c), "products": products_per_key[k],
-                "coverage": round(products_per_key[k] / max(n_products, 1), 4), "top": c.most_common(top)}
-            for k, c in sorted(per_key.items(), key=lambda kv: -products_per_key[kv[0]])
+            k: {"distinct_values": len(c), "products": per_key[k],
+                "coverage": round(per_key[k] / max(n_products, 1), 4), "top": c.most_common(top)}
+            for k, c in sorted(counts.values.items(), key=lambda kv: -per_key[kv[0]])
         },
-        "sources": dict(Counter(attributes["source"].to_pylist()).most_common()),
+        "sources": dict(counts.sources.most_common()),
         "failures": {"products": failures.num_rows,
                      "by_kind": dict(Counter(e.split(":")[0] for e in failures["error"].to_pylist()))},
     }
+
+
+# ---- the stage, part by part ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Run:
+    """What the per-part functions need (picklable, for Ray tasks): paths, the cache, the backend."""
+
+    products: AnyPath
+    attributes: AnyPath  # the output part folder
+    work: AnyPath  # scratch: todo/ (products to extract), fresh/ (this run's results), results/ (per part)
+    cache: ResultCache
+    backend: str
+
+    def folder(self, name: str) -> AnyPath:
+        return self.work / name
+
+
+def _plan_part(run: _Run, name: str) -> tuple[int, int, int]:
+    """Spill the part's products the cache lacks to ``todo/`` (identical content once); (products, cached, todo)."""
+    products = parts.read_part(run.products, name, PRODUCTS)
+    cached = run.cache.lookup(products["content_hash"].unique(), columns=["content_hash"])["content_hash"]
+    missing = products.filter(pc.invert(pc.is_in(products["content_hash"], cached)))
+    todo = _last_per_hash(missing)
+    if todo.num_rows:
+        write_table(todo, run.folder("todo") / f"{name}.parquet", PRODUCTS)
+    return products.num_rows, products.num_rows - missing.num_rows, todo.num_rows
+
+
+def _resolve_part(run: _Run, name: str) -> None:
+    """One result row per product of the part (cache, then this run's results) into ``results/``."""
+    products = parts.read_part(run.products, name, PRODUCTS, columns=["product_id", "content_hash"])
+    found = run.cache.lookup(products["content_hash"].unique(), extra=list_files(run.folder("fresh")))
+    write_table(_for_products(products, found), run.folder("results") / f"{name}.parquet", RESULT_SCHEMA)
+
+
+def _part_input(run: _Run, name: str) -> tuple[RefineInput, pa.Table]:
+    """The part's successful results with their attributes, and its failed results."""
+    results = read_table(run.folder("results") / f"{name}.parquet", RESULT_SCHEMA)
+    ok = results.filter(pc.equal(results["error_kind"], ""))
+    return RefineInput(name, ok, explode(ok)), results.filter(pc.not_equal(results["error_kind"], ""))
+
+
+def _collect_part(run: _Run, refiner: Refiner, step: int, name: str) -> Any:
+    return refiner.collect(step, _part_input(run, name)[0])
+
+
+def _write_part(run: _Run, refiner: Refiner | None, name: str) -> tuple[parts.Part, pa.Table, AttributeCounts]:
+    """Refine and write the part's attributes; return the part, its failures and its counts."""
+    part, failed = _part_input(run, name)
+    attributes = refiner.apply(part) if refiner is not None else part.attributes
+    failures = pa.table({"product_id": failed["product_id"],
+                         "backend": pa.array([run.backend] * failed.num_rows, pa.string()),
+                         "error": failed["error"], "raw": failed["raw"]})
+    return parts.write_part(run.attributes, name, attributes, ATTRIBUTES), failures, AttributeCounts.of(attributes)
+
+
+def _clear(run: _Run) -> None:
+    for sub in ("todo", "fresh", "results"):
+        for f in list_files(run.folder(sub)):
+            f.unlink(missing_ok=True)
 
 
 def run_extract(ctx: Any) -> dict[str, Any]:
@@ -165,49 +300,52 @@ def run_extract(ctx: Any) -> dict[str, Any]:
     cfg: ExtractConfig = ctx.cfg.extract
     layout = ctx.layout
     start = time.perf_counter()
-    products = read_table(layout.products, PRODUCTS)
     extractor = create_extractor(cfg)
-    cache = ResultCache(layout.dir("attributes") / "cache", extractor.identity(), cfg.cache)
-
-    cached = cache.load()
-    known = set(cached["content_hash"].to_pylist())
-    missing = products.filter(pc.invert(pc.is_in(products["content_hash"], pa.array(sorted(known), pa.string()))))
-    todo = _last_per_hash(missing.select(list(PRODUCT_COLUMNS)))  # identical content is extracted once
-    fresh: list[pa.Table] = []
+    out = layout.dir("attributes")
+    run = _Run(layout.products, layout.attributes, out / ".work",
+               ResultCache(out / "cache", extractor.identity(), cfg.cache), cfg.backend)
+    names = parts.part_names(layout.products)
+    _clear(run)
+    for sub in ("todo", "fresh", "results"):
+        make_dirs(run.folder(sub))
+    planned = map_parts(partial(_plan_part, run), names, ctx.cfg.ray, desc="cache lookup")
+    n_products, cached, extracted = (sum(p[i] for p in planned) for i in range(3))
 
     def sink(batch: pa.Table) -> None:
-        cache.add(batch)
-        fresh.append(batch)
+        run.cache.add(batch)
+        write_table(batch, new_part_path(run.folder("fresh")), RESULT_SCHEMA)
 
-    if todo.num_rows:
+    todo = list_files(run.folder("todo"))
+    if todo:
         if cfg.engine == "ray":
             extract_ray(todo, extractor, cfg, ctx.cfg.ray, sink)
         else:
             extract_local(todo, extractor, cfg, sink)
-    cache.compact(cfg.compact_after_parts)
+    run.cache.compact(cfg.compact_after_parts)
     extract_seconds = time.perf_counter() - start
 
-    results = _last_per_hash(pa.concat_tables([cached, *fresh]))
-    results = _for_products(products, results)
-    ok = results.filter(pc.equal(results["error_kind"], ""))
-    attributes = extractor.refine(products, explode(ok), results)
-    failed = results.filter(pc.not_equal(results["error_kind"], ""))
-    failures = pa.table({
-        "product_id": failed["product_id"],
-        "backend": pa.array([cfg.backend] * failed.num_rows, pa.string()),
-        "error": failed["error"],
-        "raw": failed["raw"],
-    })
-    out = layout.dir("attributes")
-    write_table(attributes, layout.attributes, ATTRIBUTES)
+    map_parts(partial(_resolve_part, run), names, ctx.cfg.ray, desc="resolve results")
+    refiner = extractor.refiner()
+    for step in range(refiner.rounds if refiner is not None else 0):
+        refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ctx.cfg.ray,
+                                       desc=f"refine statistics {step + 1}/{refiner.rounds}"))
+    if layout.attributes.is_file():  # a single-file output of an older run
+        layout.attributes.unlink()
+    written = map_parts(partial(_write_part, run, refiner), names, ctx.cfg.ray, desc="refine and write")
+    parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
+    failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()
     write_table(failures, out / "failures.parquet", EXTRACTION_FAILURES)
-    summary = summarize(attributes, failures, products.num_rows)
-    summary.update(identity=extractor.identity(), cached_products=products.num_rows - missing.num_rows,
-                   extracted_products=todo.num_rows, engine=cfg.engine,
+    counts = AttributeCounts()
+    for w in written:
+        counts.add(w[2])
+    _clear(run)
+    summary = summarize(counts, failures, n_products)
+    summary.update(identity=extractor.identity(), cached_products=cached, extracted_products=extracted,
+                   engine=cfg.engine,
                    seconds={"extract": round(extract_seconds, 2), "total": round(time.perf_counter() - start, 2)})
     write_json(out / "summary.json", summary)
-    return {"products": products.num_rows, "attributes": attributes.num_rows, "failures": failures.num_rows,
-            "extracted": todo.num_rows, "cached": summary["cached_products"], "backend": cfg.backend}
+    return {"products": n_products, "attributes": counts.rows, "failures": failures.num_rows,
+            "extracted": extracted, "cached": cached, "backend": cfg.backend, "parts": len(names)}
 
 
 def _for_products(products: pa.Table, results: pa.Table) -> pa.Table:
@@ -217,5 +355,5 @@ def _for_products(products: pa.Table, results: pa.Table) -> pa.Table:
     missing = [pid for pid, h in zip(products["product_id"].to_pylist(), hashes) if h not in index]
     if missing:  # cannot happen unless a backend dropped rows; record it rather than lose products silently
         raise RuntimeError(f"{len(missing)} products got no extraction result, e.g. {missing[:5]}")
-    taken = results.take([index[h] for h in hashes])
+    taken = results.take(pa.array([index[h] for h in hashes], pa.int64()))
     return taken.set_column(0, "product_id", products["product_id"])

@@ -15,6 +15,7 @@ from extract_fixtures import product_image, products  # noqa: E402
 from pinlanding.collections.schemas import ATTRIBUTES  # noqa: E402
 from pinlanding.vocab.extract import explode  # noqa: E402
 from pinlanding.vocab.extractors import RESULT_SCHEMA  # noqa: E402
+from pinlanding.vocab.extractors.base import refine_table  # noqa: E402
 from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes  # noqa: E402
 from pinlanding.vocab.extractors.pixels import color_shares  # noqa: E402
 from pinlanding.vocab.extractors.prepare import prepare_batch  # noqa: E402
@@ -83,7 +84,7 @@ def _refine(ex: EmbeddedExtractor, rows: list[dict]) -> dict[str, dict[str, set[
     prods = products(rows)
     batch = ex(prepare_batch(prods.to_pydict(), image_mode="none"))
     results = pa.table({k: list(batch[k]) for k in RESULT_SCHEMA.names}, schema=RESULT_SCHEMA)
-    table = ex.refine(prods, explode(results), results)
+    table = refine_table(ex.refiner(), results, explode(results))
     assert table.schema == ATTRIBUTES
     out: dict[str, dict[str, set[str]]] = {}
     for r in table.to_pylist():

@@ -3,8 +3,8 @@
 An extractor is a Ray callable class: ``__init__`` only stores parameters (models load lazily on the
 first batch, inside the actor), ``__call__`` maps a preprocessed batch (see
 :mod:`pinlanding.vocab.extractors.prepare`) to result columns (:data:`RESULT_SCHEMA`), one row per
-product. ``refine`` is an optional catalogue-level pass over all results (the embedded backend uses
-catalogue statistics there; model backends return their attributes unchanged).
+product. ``refiner()`` returns an optional catalogue-level pass (:class:`Refiner`), run part by part:
+the embedded backend uses catalogue statistics there; model backends have none (``None``).
 """
 from __future__ import annotations
 
@@ -92,9 +92,43 @@ class Extractor(Protocol):
         """Extract a preprocessed batch; one result row per input row, never raising for one bad product."""
         ...
 
-    def refine(self, products: pa.Table, attributes: pa.Table, results: pa.Table) -> pa.Table:
-        """Catalogue-level pass over every product's attributes (ATTRIBUTES rows)."""
+    def refiner(self) -> "Refiner | None":
+        """The catalogue-level pass over the results, or None when the attributes are final as extracted."""
         ...
+
+
+@dataclass
+class RefineInput:
+    """One catalogue part's successful results (RESULT_SCHEMA) and their ATTRIBUTES rows."""
+
+    name: str  # the part's name (names sort in catalogue order)
+    results: pa.Table
+    attributes: pa.Table
+
+
+class Refiner(Protocol):
+    """A catalogue-level pass in map/reduce form. For each of ``rounds`` steps, ``collect`` returns one
+    part's small partial statistics (it may use what earlier rounds merged) and ``merge`` folds the
+    partials, in part order, into the refiner on the driver; then ``apply`` returns one part's final
+    ATTRIBUTES rows. The refiner is pickled to the per-part tasks, so its state must stay bounded."""
+
+    rounds: int
+
+    def collect(self, step: int, part: RefineInput) -> Any: ...
+
+    def merge(self, step: int, partials: list[Any]) -> None: ...
+
+    def apply(self, part: RefineInput) -> pa.Table: ...
+
+
+def refine_table(refiner: "Refiner | None", results: pa.Table, attributes: pa.Table) -> pa.Table:
+    """Run a refiner over one in-memory part (small catalogues, tests); None leaves the attributes as they are."""
+    if refiner is None:
+        return attributes
+    part = RefineInput("part-00000", results, attributes)
+    for step in range(refiner.rounds):
+        refiner.merge(step, [refiner.collect(step, part)])
+    return refiner.apply(part)
 
 
 EXTRACTORS: Registry[Extractor] = Registry("extractor")

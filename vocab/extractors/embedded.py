@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from pinlanding.vocab.extractors import rules
 from pinlanding.vocab.extractors.base import EXTRACTORS, Outcome, batch_rows, outcomes_to_batch
+from pinlanding.vocab.extractors.catalogue import CatalogueRefiner, encode
 from pinlanding.vocab.parsing import Attribute, normalize_value
 
 _RULE_FILES = ("lexicon.py", "rules.py", "pixels.py", "embedded.py")
@@ -99,7 +98,8 @@ class EmbeddedExtractor:
     def __init__(self, sentence_model: str = "all-MiniLM-L6-v2", device: str = "cpu", encode_batch_size: int = 256,
                  use_embeddings: bool = True, min_support: int = 5, min_support_share: float = 0.0003,
                  compound_min_share: float = 0.05, knn_k: int = 10, knn_min_vote: float = 0.5,
-                 knn_min_similarity: float = 0.5, knn_reference_share: float = 0.15) -> None:
+                 knn_min_similarity: float = 0.5, knn_reference_share: float = 0.15,
+                 knn_max_voters: int = 50_000) -> None:
         self.sentence_model = sentence_model
         self.device = device
         self.encode_batch_size = encode_batch_size
@@ -111,7 +111,7 @@ class EmbeddedExtractor:
         self.knn_min_vote = knn_min_vote
         self.knn_min_similarity = knn_min_similarity
         self.knn_reference_share = knn_reference_share
-        self._model = None
+        self.knn_max_voters = knn_max_voters  # bound of the voters held by the refine pass (catalogue.py)
 
     def identity(self) -> dict[str, str]:
         model = f"{self.sentence_model}|reference={self.knn_reference_share}" if self.use_embeddings else "none"
@@ -126,13 +126,7 @@ class EmbeddedExtractor:
         return no_gender or not (o.aux or {}).get("types") or in_reference
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        if self._model is None:
-            from pinlanding.collections.engines import torch_device
-            from pinlanding.collections.models import load_sentence_model
-
-            self._model = load_sentence_model(self.sentence_model, torch_device(self.device))
-        return self._model.encode(texts, batch_size=self.encode_batch_size, normalize_embeddings=True,
-                                  convert_to_numpy=True, show_progress_bar=False)
+        return encode(self.sentence_model, self.device, self.encode_batch_size, texts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outcomes: list[Outcome] = []
@@ -151,109 +145,10 @@ class EmbeddedExtractor:
                 o.embedding = v.tobytes()
         return outcomes_to_batch(outcomes)
 
-    # ---- catalogue-level pass -------------------------------------------------------------------
+    # ---- catalogue-level pass (vocab/extractors/catalogue.py) -------------------------------------
 
-    def refine(self, products: pa.Table, attributes: pa.Table, results: pa.Table) -> pa.Table:
-        """Add ``category`` (validated title phrases, else neighbour vote) and missing ``gender`` by vote."""
-        ok = [r for r in results.select(["product_id", "error_kind", "aux", "embedding"]).to_pylist()
-              if not r["error_kind"]]
-        ids = [r["product_id"] for r in ok]
-        types = [(json.loads(r["aux"]) if r["aux"] else {}).get("types", []) for r in ok]
-        category = self._validated_types(types)
-        rows = attributes.to_pylist()
-        genders: dict[str, str] = {}
-        for r in rows:
-            if r["key"] == "gender" and r["product_id"] not in genders:
-                genders[r["product_id"]] = r["value"]
-        for pid, (value, head, share) in zip(ids, category):
-            if value:
-                rows.append(_row(pid, "category", value, "title", 0.6 + 0.35 * share, "title phrase"))
-            if head and head != value:  # the compound's head noun too ("shoes" for "casual shoes")
-                rows.append(_row(pid, "category", head, "title", 0.5, "head of title phrase"))
-        if self.use_embeddings and ok:
-            labels = {"category": [c[0] for c in category], "gender": [genders.get(pid) for pid in ids]}
-            emb = self._embeddings(ok, [labels["category"][i] is None or labels["gender"][i] is None
-                                        for i in range(len(ok))])
-            for key, known in labels.items():
-                for i, (value, conf) in self._neighbour_votes(emb, known).items():
-                    rows.append(_row(ids[i], key, value, "neighbors", conf, f"vote of {self.knn_k} nearest titles"))
-        return pa.Table.from_pylist(rows, schema=attributes.schema)
-
-    def _embeddings(self, ok: list[dict[str, Any]], query: list[bool]) -> np.ndarray:
-        """(n, d) float32; NaN rows for products without one. Queries whose phrase failed validation
-        were not embedded by the actors: embed them now (few), and voters too while fewer than
-        ``50 * knn_k`` have one (small catalogues, where the hash sample is too thin)."""
-        late = [i for i, r in enumerate(ok) if query[i] and not r["embedding"]]
-        voters = sum(1 for i, r in enumerate(ok) if not query[i] and r["embedding"])
-        missing_voters = [i for i, r in enumerate(ok) if not query[i] and not r["embedding"]]
-        late += missing_voters[: max(0, 50 * self.knn_k - voters)]
-        if late:
-            texts = [(json.loads(ok[i]["aux"]) if ok[i]["aux"] else {}).get("text") or "" for i in late]
-            for i, v in zip(late, self._encode(texts).astype(np.float16)):
-                ok[i]["embedding"] = v.tobytes()
-        dim = next((len(r["embedding"]) // 2 for r in ok if r["embedding"]), 0)
-        emb = np.full((len(ok), dim), np.nan, dtype=np.float32)
-        for i, r in enumerate(ok):
-            if r["embedding"]:
-                emb[i] = np.frombuffer(r["embedding"], dtype=np.float16)
-        return emb
-
-    def _validated_types(self, types: list[list[str]]) -> list[tuple[str | None, str | None, float]]:
-        """Per product: the longest title phrase the catalogue validates, its head word, a support score."""
-        support: Counter[str] = Counter()
-        surfaces: dict[str, Counter[str]] = defaultdict(Counter)
-        for cands in types:
-            for phrase in cands:
-                key = rules.phrase_key(phrase)
-                support[key] += 1
-                surfaces[key][phrase] += 1
-        threshold = max(self.min_support, self.min_support_share * len(types))
-        def surface(key: str) -> str:
-            return surfaces[key].most_common(1)[0][0]
-
-        out: list[tuple[str | None, str | None, float]] = []
-        for cands in types:
-            best: tuple[str | None, str | None, float] = (None, None, 0.0)
-            if cands:
-                head = rules.phrase_key(cands[0])
-                for phrase in cands:
-                    key = rules.phrase_key(phrase)
-                    if support[key] < threshold:
-                        break
-                    if phrase != cands[0] and support[key] / support[head] < self.compound_min_share:
-                        break
-                    best = (surface(key), surface(head), min(1.0, support[key] / (10 * threshold)))
-            out.append(best)
-        return out
-
-    def _neighbour_votes(self, emb: np.ndarray, known: list[str | None]) -> dict[int, tuple[str, float]]:
-        """Similarity-weighted vote of the k nearest products that know the value, for those that do not."""
-        embedded = ~np.isnan(emb[:, 0]) if emb.shape[1] else np.zeros(len(known), bool)
-        have = np.array([v is not None for v in known]) & embedded
-        query = np.flatnonzero(np.array([v is None for v in known]) & embedded)
-        if not len(query) or have.sum() < self.knn_k:
-            return {}
-        base = emb[have]
-        base_values = np.array([v for v in known if v is not None], dtype=object)
-        out: dict[int, tuple[str, float]] = {}
-        for start in range(0, len(query), 1024):  # a plain matmul top-k: exact and fast at this scale
-            q = query[start:start + 1024]
-            sims = emb[q] @ base.T
-            top = np.argpartition(-sims, self.knn_k - 1, axis=1)[:, : self.knn_k]
-            for row, i in enumerate(q):
-                s = sims[row, top[row]]
-                if s.mean() < self.knn_min_similarity:
-                    continue
-                votes: Counter[str] = Counter()
-                for value, weight in zip(base_values[top[row]], s):
-                    votes[value] += float(weight)
-                value, weight = votes.most_common(1)[0]
-                share = weight / float(s.sum())
-                if share >= self.knn_min_vote:
-                    out[int(i)] = (value, round(0.5 * share * float(s.mean()), 4))
-        return out
-
-
-def _row(pid: str, key: str, value: str, source: str, conf: float, raw: str) -> dict[str, Any]:
-    return {"product_id": pid, "key": key, "value": value, "source": source, "confidence": round(float(conf), 4),
-            "raw": raw}
+    def refiner(self) -> CatalogueRefiner:
+        """Validated title phrases as ``category``, then neighbour votes for missing category / gender."""
+        return CatalogueRefiner(self.sentence_model, self.device, self.encode_batch_size, self.use_embeddings,
+                                self.min_support, self.min_support_share, self.compound_min_share, self.knn_k,
+                                self.knn_min_vote, self.knn_min_similarity, self.knn_max_voters)

@@ -11,7 +11,6 @@ import base64
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 from pinlanding.vocab.extractors.base import Outcome, batch_rows, outcomes_to_batch
 from pinlanding.vocab.extractors.prompting import Prompt, load_prompt
@@ -48,8 +47,8 @@ class ModelExtractor:
     def identity(self) -> dict[str, str]:
         return {"backend": self.name, "model": self.model, "prompt_version": self.prompt_.version}
 
-    def refine(self, products: pa.Table, attributes: pa.Table, results: pa.Table) -> pa.Table:
-        return attributes
+    def refiner(self) -> None:
+        return None
 
     def image_url(self, row: dict[str, Any]) -> str | None:
         return data_url(row.get("image_jpeg")) if self.send_images else None
