@@ -111,6 +111,8 @@ def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: Encod
     with ray_session(ray_cfg):
         gpus = ray.cluster_resources().get("GPU", 0) if cfg.device != "cpu" else 0
         use_gpu = gpus > 0 and cfg.device in ("auto", "cuda")
+        # the blocks (the text columns of the products to embed) live in Ray's object store, which spills
+        # to disk, not in the driver: it reads and puts them one catalogue part at a time
         ds = ray.data.from_arrow_refs([ray.put(block) for block in blocks])
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - cfg.actors)  # one CPU per model actor
         # a fixed pool: decoding is the bottleneck, and scaling up from one worker costs seconds per step
