@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow.compute as pc
 import yaml
 
-from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig, RayConfig, RunConfig, load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, PRODUCTS
@@ -126,7 +126,8 @@ def throughput(run: Path, batch_size: int, actors: int, repeat: int) -> dict:
     acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": actors,
                                          "gpus_per_actor": 1.0 / actors})  # the actors share one GPU
     with tempfile.TemporaryDirectory() as tmp:
-        counts = assign_products(products, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
+        catalogue = write_table(products, Path(tmp) / "products.parquet", PRODUCTS)  # one part
+        counts = assign_products(catalogue, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
                                  Path(tmp) / "embeddings.parquet")
     steady = counts["steady_products_per_s"]
     return {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",

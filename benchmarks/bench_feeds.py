@@ -44,13 +44,21 @@ def timed(df) -> float:
     return time.perf_counter() - start
 
 
+def copy(src: Path, dst: Path) -> None:
+    """Copy one artifact: a file, or a part folder."""
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    else:
+        shutil.copy(src, dst)
+
+
 def prepare_run(source: Path, work: Path) -> tuple[RunLayout, str]:
     """A run folder with the source's catalogue plus its topics/assignments (or ones derived from titles)."""
     src, layout = RunLayout(source), RunLayout(work)
-    shutil.copy(src.products, layout.products)
+    copy(src.products, layout.products)
     if src.topics.exists() and src.assignments.exists():
-        shutil.copy(src.topics, layout.topics)
-        shutil.copy(src.assignments, layout.assignments)
+        copy(src.topics, layout.topics)
+        copy(src.assignments, layout.assignments)
         return layout, f"upstream topics/assignments from {source}"
     assignments = synthetic.title_assignments(read_table(layout.products, PRODUCTS))
     write_table(assignments, layout.assignments, ASSIGNMENTS)
@@ -87,7 +95,7 @@ def compare(spark, topic_rows, assignments, n_topics: int, n_products: int, naiv
 
 def bench_real(source: Path, work: Path) -> RunLayout:
     from pinlanding.collections.engines import spark_session
-    from pinlanding.feeds.build import run_feeds
+    from pinlanding.feeds.build import read_parquet, run_feeds
     from pinlanding.feeds.site import run_site
 
     layout, origin = prepare_run(source, work)
@@ -105,7 +113,7 @@ def bench_real(source: Path, work: Path) -> RunLayout:
         print(f"  topics in: {topics.num_rows}, feeds: {len(sizes)}, products per feed: median "
               f"{statistics.median(sizes):.0f}, mean {statistics.mean(sizes):.1f}, min {sizes[0]}, max {sizes[-1]}")
     spark = spark_session(cfg.spark)
-    assignments = scoring.clean_assignments(spark.read.parquet(str(layout.assignments))).cache()
+    assignments = scoring.clean_assignments(read_parquet(spark, layout.assignments)).cache()
     n_products = assignments.select("product_id").distinct().count()
     rows = [(t["topic_id"], a["key"], a["value"]) for t in topics.to_pylist() if t["status"] == "kept"
             for a in t["attributes"] or []]
