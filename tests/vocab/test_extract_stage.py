@@ -10,9 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from testlib import require_myntra  # noqa: E402
+from testlib import require_myntra, split_into_parts  # noqa: E402
 from extract_fixtures import fashion_rows, write_products  # noqa: E402
 
+from pinlanding.collections import parts  # noqa: E402
 from pinlanding.collections.artifacts import read_table, write_table  # noqa: E402
 from pinlanding.collections.config import load_config  # noqa: E402
 from pinlanding.collections.layout import RunLayout  # noqa: E402
@@ -48,6 +49,47 @@ def test_writes_attributes_failures_and_summary_for_every_product(tmp_path: Path
     assert summary["keys"]["category"]["distinct_values"] == 6  # 5 types + the "shoes" head
     assert summary["attributes_per_product"]["products_without_attributes"] == 0
     assert summary["identity"]["backend"] == "embedded"
+
+
+def test_parted_catalogue_gives_the_same_attributes_parted_like_it(tmp_path: Path) -> None:
+    """Phrase counts and neighbour votes (MiniLM on) are catalogue-wide: 4 parts give what 1 part gives."""
+    rows = fashion_rows(tmp_path)
+    rows.append({"product_id": "q", "title": "Acme Black Striped Sunglasses Zorblax"})  # no gender, odd type
+    cfg = load_config(overrides=[*LOCAL, "extract.embedded.use_embeddings=true", "extract.embedded.knn_k=3",
+                                 "extract.embedded.knn_min_similarity=0.2"])
+    whole = write_products(tmp_path / "whole", rows)
+    run_extract(StageContext(cfg, whole))
+    parted = write_products(tmp_path / "parted", rows)
+    names = split_into_parts(parted.products, 7)
+    counts = run_extract(StageContext(cfg, parted))
+    assert counts["parts"] == 4 and parts.part_names(parted.attributes) == names
+    for name, part in parts.iter_parts(parted.attributes, ATTRIBUTES):
+        catalog = parts.read_part(parted.products, name, PRODUCTS)["product_id"].to_pylist()
+        assert set(part["product_id"].to_pylist()) == set(catalog)
+    rows_of = {}
+    for label, layout in (("whole", whole), ("parted", parted)):
+        rows_of[label] = sorted(tuple(r.values()) for r in read_table(layout.attributes, ATTRIBUTES).to_pylist())
+    assert rows_of["parted"] == rows_of["whole"]
+    assert any(r[3] == "neighbors" for r in rows_of["whole"])  # the vote ran
+    summaries = [json.loads((l.dir("attributes") / "summary.json").read_text()) for l in (whole, parted)]
+    for s in summaries:
+        s.pop("seconds")
+    assert summaries[0] == summaries[1]
+
+
+def test_per_product_inputs_are_never_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
+    split_into_parts(layout.products, 6)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"read whole: {args[0] if args else kwargs}")
+
+    monkeypatch.setattr(parts, "read_all", refuse)
+    monkeypatch.setattr(ResultCache, "load", refuse)
+    cfg = load_config(overrides=LOCAL)
+    assert run_extract(StageContext(cfg, layout))["extracted"] == 25
+    assert run_extract(StageContext(cfg, layout))["cached"] == 25  # the lookup path too
+    assert sum(p.rows for p in parts.list_parts(layout.attributes)) > 25
 
 
 def test_rerun_extracts_only_new_or_changed_products(tmp_path: Path) -> None:
