@@ -18,7 +18,9 @@ class RunLayout:
     root: AnyPath
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", as_path(self.root))
+        root = as_path(self.root)
+        # absolute, so that paths handed to Ray tasks and Spark executors (other working directories) still resolve
+        object.__setattr__(self, "root", root if is_remote(root) else root.absolute())
 
     @property
     def remote(self) -> bool:

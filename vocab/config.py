@@ -21,6 +21,7 @@ class EmbeddedOptions(BaseModel):
     knn_min_vote: float = 0.5
     knn_min_similarity: float = 0.5
     knn_reference_share: float = 0.15  # hash-sampled share of products embedded as voters
+    knn_max_voters: int = 50_000  # voters the refine pass holds at most (a hash-ranked sample beyond that)
 
 
 class OpenAIOptions(BaseModel):

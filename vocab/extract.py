@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pinlanding.collections import parts
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, atomic_path, json_digest, list_files,
-                                              make_dirs, read_table, stamp, write_json, write_table)
+                                              location, make_dirs, read_table, stamp, write_json, write_table)
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
@@ -131,6 +131,11 @@ def extract_local(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig,
             sink(_to_table(extractor(prepared)))
 
 
+def _read_spilled(batch: dict[str, Any]) -> pa.Table:
+    """The products of the spilled files named in ``batch["path"]``."""
+    return pa.concat_tables([read_table(as_path(p), PRODUCTS).select(list(PRODUCT_COLUMNS)) for p in batch["path"]])
+
+
 def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, ray_cfg: RayConfig, sink: Sink) -> None:
     """Ray Data: read the spilled products, CPU tasks preprocess, ``cfg.actors`` model actors extract;
     each finished batch goes to ``sink``."""
@@ -142,10 +147,10 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
         gpus = cfg.actor_gpus
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and cfg.backend != "openai" else 0.0
-        sources = [arrow_source(f) for f in todo]
-        # the readers take the preprocessing's CPU share: whole CPUs would wait on the slots the actors hold
-        ds = ray.data.read_parquet([s for s, _ in sources], filesystem=sources[0][1], columns=list(PRODUCT_COLUMNS),
-                                   ray_remote_args={"num_cpus": cfg.preprocess_cpus})
+        # One row per spilled file, read by a task with the preprocessing's CPU share. Not read_parquet: its
+        # file-listing task asks for a whole CPU, which never frees up while the actors hold their slots.
+        ds = ray.data.from_items([{"path": location(f, absolute=True)} for f in todo])
+        ds = ds.map_batches(_read_spilled, batch_size=1, concurrency=cfg.preprocess_tasks, num_cpus=cfg.preprocess_cpus)
         ds = ds.map_batches(prepare_batch, batch_size=cfg.batch_size, concurrency=cfg.preprocess_tasks,
                             num_cpus=cfg.preprocess_cpus,
                             fn_kwargs={"image_mode": extractor.image_mode, "max_side": cfg.image_max_side,

@@ -91,28 +91,27 @@ def _rank(product_id: str) -> float:
     return int.from_bytes(digest, "big") / 2 ** 64
 
 
+@dataclass
 class CatalogueRefiner:
-    """Two rounds of per-part statistics (phrase counts, then voters), then a per-part ``apply``."""
+    """Two rounds of per-part statistics (phrase counts, then voters), then a per-part ``apply``.
 
-    rounds = 2
+    Its settings are the embedded extractor's (``EmbeddedExtractor.refiner`` builds it).
+    """
 
-    def __init__(self, sentence_model: str = "all-MiniLM-L6-v2", device: str = "cpu", encode_batch_size: int = 256,
-                 use_embeddings: bool = True, min_support: int = 5, min_support_share: float = 0.0003,
-                 compound_min_share: float = 0.05, knn_k: int = 10, knn_min_vote: float = 0.5,
-                 knn_min_similarity: float = 0.5, max_voters: int = 50_000) -> None:
-        self.sentence_model = sentence_model
-        self.device = device
-        self.encode_batch_size = encode_batch_size
-        self.use_embeddings = use_embeddings
-        self.min_support = min_support
-        self.min_support_share = min_support_share
-        self.compound_min_share = compound_min_share
-        self.knn_k = knn_k
-        self.knn_min_vote = knn_min_vote
-        self.knn_min_similarity = knn_min_similarity
-        self.max_voters = max_voters
-        self.phrases_ = PhraseCounts()
-        self.voters_ = Voters()
+    sentence_model: str = "all-MiniLM-L6-v2"
+    device: str = "cpu"
+    encode_batch_size: int = 256
+    use_embeddings: bool = True
+    min_support: int = 5
+    min_support_share: float = 0.0003
+    compound_min_share: float = 0.05
+    knn_k: int = 10
+    knn_min_vote: float = 0.5
+    knn_min_similarity: float = 0.5
+    max_voters: int = 50_000
+    phrases_: PhraseCounts = field(default_factory=PhraseCounts, init=False)
+    voters_: Voters = field(default_factory=Voters, init=False)
+    rounds = 2  # not a field: unannotated
 
     # ---- rounds ---------------------------------------------------------------------------------
 
