@@ -28,10 +28,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parents[1]
 
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.parts import count_rows
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import Pipeline, StageContext
@@ -41,7 +43,7 @@ from pinlanding.evaluation.mapping import family_of
 
 def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dict[str, float]]:
     """Coverage, top-1 precision and any-value recall per predicted key (see the module docstring)."""
-    table = pq.read_table(attributes_path, columns=["product_id", "key", "value", "confidence"]).to_pylist()
+    table = read_table(attributes_path, ATTRIBUTES).select(["product_id", "key", "value", "confidence"]).to_pylist()
     predicted: dict[str, dict[str, list[tuple[float, str]]]] = defaultdict(lambda: defaultdict(list))
     for r in table:
         predicted[r["key"]][r["product_id"]].append((r["confidence"] or 0.0, r["value"]))
@@ -69,7 +71,7 @@ def time_model_stage(cfg, layout: RunLayout) -> None:
     from pinlanding.vocab.extractors.embedded import text_attributes
     from pinlanding.vocab.extractors.prepare import PRODUCT_COLUMNS, prepare_batch
 
-    table = pq.read_table(layout.products).select(list(PRODUCT_COLUMNS))
+    table = read_table(layout.products, PRODUCTS).select(list(PRODUCT_COLUMNS))
     n, bs = table.num_rows, cfg.extract.batch_size
     t0 = time.perf_counter()
     prepared = [prepare_batch(table.slice(i, bs).to_pydict(), "pixels", cfg.extract.image_max_side,
@@ -123,13 +125,14 @@ def main() -> None:
     layout = RunLayout(args.out)
     if args.products.exists():
         layout.dir("catalog")
-        shutil.copyfile(args.products, layout.products)
+        (shutil.copytree if args.products.is_dir() else shutil.copyfile)(args.products, layout.products)
     else:
         Pipeline(cfg, layout, catalog=catalog).run(["ingest"])
     if args.limit:
-        products = pq.read_table(layout.products).slice(0, args.limit)
-        pq.write_table(products, layout.products)
-    n = pq.read_metadata(layout.products).num_rows
+        products = read_table(layout.products, PRODUCTS).slice(0, args.limit)
+        shutil.rmtree(layout.products) if layout.products.is_dir() else layout.products.unlink()
+        write_table(products, layout.products, PRODUCTS)  # one file: read as a single part
+    n = count_rows(layout.products)
 
     import torch
 
@@ -151,7 +154,7 @@ def main() -> None:
     if args.model_only:
         time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():
-        ids = set(pq.read_table(layout.products, columns=["product_id"])["product_id"].to_pylist())
+        ids = set(read_table(layout.products, PRODUCTS)["product_id"].to_pylist())
         print(f"{'key':10} {'labelled':>9} {'coverage':>9} {'precision':>10} {'recall':>8}")
         for key, m in score(layout.attributes, read_labels(catalog), ids).items():
             print(f"{key:10} {m['labelled']:9d} {m['coverage']:9.3f} {m['precision']:10.3f} {m['recall']:8.3f}")

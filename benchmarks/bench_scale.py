@@ -49,9 +49,9 @@ def run_products(manifest: Path) -> int:
         return int(counts["products"])
     products = manifest.parent / "catalog" / "products.parquet"
     if products.exists():
-        import pyarrow.parquet as pq
+        from pinlanding.collections.parts import count_rows
 
-        return pq.ParquetFile(products).metadata.num_rows
+        return count_rows(products)
     raise ValueError(f"{manifest}: no ingest count and no catalog/products.parquet beside it")
 
 

@@ -45,7 +45,7 @@ def main() -> None:
         layout = RunLayout(Path(tmp) / "run")
         shutil.copytree(args.run / "catalog", layout.root / "catalog")
         layout.dir("attributes")
-        shutil.copy2(source.attributes, layout.attributes)
+        (shutil.copytree if source.attributes.is_dir() else shutil.copy2)(source.attributes, layout.attributes)
         ctx = StageContext(cfg, layout)
         figures = {}
         for phase in ("cold", "warm"):
