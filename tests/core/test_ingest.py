@@ -81,6 +81,16 @@ def test_duplicate_ids_keep_the_first_and_quarantine_the_rest(tmp_path: Path) ->
     assert "source row 0" in q[0]["detail"]
 
 
+def test_duplicate_ids_are_found_across_parts(tmp_path: Path) -> None:
+    """The ids seen live outside the chunk: a duplicate three parts after its first use is still caught."""
+    rows = [_row(pid, tmp_path) for pid in ("a", "b", "c", "d", "b", "e", "a")]
+    result = ingest(write_jsonl(tmp_path / "c.jsonl", rows), CatalogConfig(part_rows=1), progress=False)
+    assert result.products.column("product_id").to_pylist() == ["a", "b", "c", "d", "e"]
+    q = result.quarantine.to_pylist()
+    assert [(r["product_id"], r["source_row"]) for r in q] == [("b", 4), ("a", 6)]
+    assert ["source row 1" in q[0]["detail"], "source row 0" in q[1]["detail"]] == [True, True]
+
+
 def test_invalid_utf8_and_unparseable_lines_do_not_stop_the_file(tmp_path: Path) -> None:
     good = json.dumps(_row("good", tmp_path)).encode()
     bad_bytes = json.dumps(_row("latin", tmp_path, title="Caf\u00e9 Shirt")).encode().replace(b"Caf\\u00e9", b"Caf\xe9")
