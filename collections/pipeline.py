@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.console import Console
 from pinlanding import __version__
 from pinlanding.collections.artifacts import json_digest, read_json, tree_digest, write_json, write_text
 from pinlanding.collections.config import PipelineConfig
+from pinlanding.collections.engines import ray_session
 from pinlanding.collections.layout import RunLayout
 
 console = Console(stderr=True)
@@ -168,13 +170,16 @@ class Pipeline:
     def run(self, names: list[str] | None = None) -> dict[str, Any]:
         """Run the named stages (default: every stage that exists), in pipeline order."""
         wanted = set(names or [s.name for s in self.stages])
-        for stage in self.stages:
-            if stage.name not in wanted:
-                continue
-            if not stage.available():
-                console.print(f"[yellow]- {stage.name}: not implemented in this version, skipped[/]")
-                continue
-            self.run_stage(stage)
+        with ExitStack() as stack:
+            if self.cfg.ray.address:  # on a cluster: one connection (and one node check) for the run, not per stage
+                stack.enter_context(ray_session(self.cfg.ray))
+            for stage in self.stages:
+                if stage.name not in wanted:
+                    continue
+                if not stage.available():
+                    console.print(f"[yellow]- {stage.name}: not implemented in this version, skipped[/]")
+                    continue
+                self.run_stage(stage)
         self._save()
         return self.manifest
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from testlib import make_image
 from typer.testing import CliRunner
 
 from pinlanding.collections import ingest as ingest_module
+from pinlanding.collections import pipeline as pipeline_module
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.parts import is_parted
 from pinlanding.collections.schemas import PRODUCTS
@@ -58,6 +60,24 @@ def test_changed_input_config_or_damaged_output_reruns_downstream(tiny_catalog: 
     assert manifest["stages"]["ingest"]["outputs"] != before and fake.CALLS == ["ids"] * 3
     Pipeline(load_config(overrides=["evaluation.k=5"]), RunLayout(out), catalog=tiny_catalog, stages=STAGES).run()
     assert fake.CALLS == ["ids"] * 4
+
+
+def test_a_cluster_run_connects_to_ray_once_for_all_its_stages(tiny_catalog: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    @contextmanager
+    def session(cfg):
+        fake.CALLS.append(f"connect {cfg.address}")
+        yield
+        fake.CALLS.append("disconnect")
+
+    monkeypatch.setattr(pipeline_module, "ray_session", session)
+    fake.CALLS.clear()
+    _pipeline(tiny_catalog, tmp_path / "local").run()
+    assert fake.CALLS == ["ids"]  # no cluster: no Ray for stages that do not ask for it
+    fake.CALLS.clear()
+    cfg = load_config(overrides=["ray.address=head:6379"])
+    Pipeline(cfg, RunLayout(tmp_path / "cluster"), catalog=tiny_catalog, stages=STAGES).run()
+    assert fake.CALLS == ["connect head:6379", "ids", "disconnect"]
 
 
 def test_a_crash_halfway_leaves_no_partial_state_and_resumes(tiny_catalog: Path, tmp_path: Path,

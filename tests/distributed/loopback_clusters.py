@@ -186,13 +186,21 @@ class RayCluster:
             Config.initialize("")
             AuthenticationTokenLoader.instance().reset_cache()
 
+    def _new_port(self) -> int:
+        """A free port not yet handed to this cluster: the OS may hand a just-released port out again, and
+        Ray refuses to start when two of its components share one."""
+        port = free_port()
+        while port in self._taken:
+            port = free_port()
+        self._taken.add(port)
+        return port
+
     def _node_args(self, num_cpus: int, node_manager_port: int) -> list[str]:
-        ports = [free_port() for _ in range(5)]
-        taken = {self.port, node_manager_port, *ports, *self._taken}
+        ports = [self._new_port() for _ in range(5)]
         lo = free_port()
-        while any(lo <= p <= lo + WORKER_PORTS for p in taken) or lo + WORKER_PORTS > 65535:
+        while any(lo <= p <= lo + WORKER_PORTS for p in self._taken) or lo + WORKER_PORTS > 65535:
             lo = free_port()  # Ray refuses a worker port range that contains another component's port
-        self._taken |= {*ports, node_manager_port, *range(lo, lo + WORKER_PORTS + 1)}
+        self._taken |= set(range(lo, lo + WORKER_PORTS + 1))
         return ["--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--num-gpus=0",
                 f"--object-store-memory={self.object_store_bytes}", f"--temp-dir={self.root}",
                 f"--node-manager-port={node_manager_port}", f"--object-manager-port={ports[0]}",
@@ -201,11 +209,10 @@ class RayCluster:
                 f"--min-worker-port={lo}", f"--max-worker-port={lo + WORKER_PORTS}", "--disable-usage-stats"]
 
     def start(self, timeout_s: float = 120.0) -> "RayCluster":
-        self.port = free_port()
+        self.port = self._new_port()
         self.token_path.write_text(uuid.uuid4().hex + uuid.uuid4().hex)
         self.token_path.chmod(0o600)
-        port, dashboard = free_port(), free_port()
-        self._taken.add(dashboard)
+        port, dashboard = self._new_port(), self._new_port()
         cmd = [str(BIN / "ray"), "start", "--head", f"--port={self.port}", "--include-dashboard=false",
                f"--dashboard-port={dashboard}", *self._node_args(self.num_cpus_head, port)]
         # the GCS declares a silent node dead after ~3 s instead of Ray's default ~30 s: tests wait less
@@ -218,7 +225,7 @@ class RayCluster:
 
     def add_worker(self, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start one more worker node (with extra environment ``env``) and wait until the cluster counts it."""
-        port = free_port()
+        port = self._new_port()
         log = self.root / f"worker-{port}.log"
         cmd = [str(BIN / "ray"), "start", f"--address={self.address}", *self._node_args(self.num_cpus_worker, port)]
         proc = _spawn(cmd, log, {**self.env(), **(env or {})})
