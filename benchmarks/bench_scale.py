@@ -2,7 +2,7 @@
 
     python benchmarks/bench_scale.py [--manifest runs/dev/manifest.json ...] [--cores 2] [--results benchmarks/RESULTS.md]
         [--gpu STAGE=PRODUCTS_PER_S[:SOURCE] ...] [--train-cap N] [--cluster-cores 512] [--cluster-gpus 16]
-        [--core-hour-usd 0.04] [--gpu-hour-usd 2.50]
+        [--core-hour-usd 0.04] [--gpu-hour-usd 2.50] [--cache-lookup-us 1.35 --part-rows 10000]
 
 Measured inputs (nothing here is guessed):
 
@@ -13,6 +13,10 @@ Measured inputs (nothing here is guessed):
   these figures overstate the cost per core, if anything.
 - **per GPU**: products per second per GPU of the model stages, from ``benchmarks/RESULTS.md`` lines that name
   a stage and ``products/s per GPU`` (or given with ``--gpu``); the script prints the line each came from.
+- **extract's cache lookup**, the one term that is not linear: each catalogue part scans the whole result
+  cache, so it costs parts x cache rows x ``--cache-lookup-us`` (core-microseconds per cache row per part,
+  measured by ``benchmarks/bench_cache_lookup.py``), with the cache as large as the catalogue and
+  ``--part-rows`` products a part. Left out (and said so) when the flag is not given.
 
 Assumptions (printed with the table, change them with the flags): every stage scales linearly in products
 (attributes, topics candidates and feed pairs grow with the catalogue; training at most linearly), cores and
@@ -99,6 +103,13 @@ def human(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
+def lookup_core_s(n: int, args: argparse.Namespace) -> float:
+    """Core-seconds of extract's cache lookups for ``n`` products: parts x cache rows (= n) x the measured cost."""
+    if not args.cache_lookup_us:
+        return 0.0
+    return -(-n // args.part_rows) * n * args.cache_lookup_us * 1e-6
+
+
 def table(rates: list[StageRate], gpu: dict[str, tuple[float, str]], args: argparse.Namespace) -> list[str]:
     """The printed table: a CPU-only row and, when GPU figures exist, a GPU-for-model-stages row, per size."""
     def per_product(n: int, stage: str, value: float) -> float:  # training may be capped to a sample
@@ -108,8 +119,9 @@ def table(rates: list[StageRate], gpu: dict[str, tuple[float, str]], args: argpa
     lines = [f"{'products':>14} | {'plan':<40} | {'core-h':>10} | {'GPU-h':>9} | {'wall':>9} | {'cost USD':>10}",
              "-" * 106]
     for n in SIZES:
-        cpu_total = sum(per_product(n, r.stage, r.core_s_per_product) for r in rates)
-        cpu_rest = sum(per_product(n, r.stage, r.core_s_per_product) for r in rates if r.stage not in gpu)
+        lookup = lookup_core_s(n, args) / n  # on CPUs in both plans
+        cpu_total = sum(per_product(n, r.stage, r.core_s_per_product) for r in rates) + lookup
+        cpu_rest = sum(per_product(n, r.stage, r.core_s_per_product) for r in rates if r.stage not in gpu) + lookup
         gpu_s = sum(per_product(n, stage, 1.0 / v) for stage, (v, _) in gpu.items())  # GPU-seconds per product
         core_h = n * cpu_total / 3600
         wall = n * cpu_total / args.cluster_cores
@@ -138,6 +150,9 @@ def main() -> None:
                         help="products the encoder trains on at most (encoder.max_train_products); default: all")
     parser.add_argument("--cluster-cores", type=int, default=512)
     parser.add_argument("--cluster-gpus", type=int, default=16)
+    parser.add_argument("--cache-lookup-us", type=float, default=None,
+                        help="extract's cache lookup, core-us per cache row per part (benchmarks/bench_cache_lookup.py)")
+    parser.add_argument("--part-rows", type=int, default=10_000, help="catalog.part_rows of the projected runs")
     parser.add_argument("--core-hour-usd", type=float, default=0.04, help="price placeholder, not measured")
     parser.add_argument("--gpu-hour-usd", type=float, default=2.50, help="price placeholder, not measured")
     args = parser.parse_args()
@@ -154,8 +169,14 @@ def main() -> None:
     print("measured per GPU:" if gpu else f"measured per GPU: none in {args.results.name} (or --gpu); CPU rows only")
     for stage, (value, source) in sorted(gpu.items()):
         print(f"  {stage:<8} {value:9,.1f} products/s per GPU  ({source})")
+    if args.cache_lookup_us:
+        print(f"extract's cache lookup: {args.cache_lookup_us} core-us per cache row per part, "
+              f"{args.part_rows:,} products a part (parts x products: not linear)")
+    else:
+        print("extract's cache lookup (parts x products) NOT counted: pass --cache-lookup-us "
+              "(benchmarks/bench_cache_lookup.py)")
     cap = f"training capped at {args.train_cap:,} products, " if args.train_cap else ""
-    print(f"assumptions: {cap}linear in products, perfect scale-out, ${args.core_hour_usd}/core-h and "
+    print(f"assumptions: {cap}the rest linear in products, perfect scale-out, ${args.core_hour_usd}/core-h and "
           f"${args.gpu_hour_usd}/GPU-h (placeholders)\n")
     print("\n".join(table(rates, gpu, args)))
 

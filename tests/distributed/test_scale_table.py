@@ -44,7 +44,7 @@ def test_table_scales_linearly_caps_training_and_adds_gpu_rows(bench, tmp_path) 
     manifest = _manifest(tmp_path / "a", {"ingest": 36.0, "train": 36.0}, products=1000)  # 0.072 core-s/product
     rates = bench.core_rates([manifest], cores=1)
     args = argparse.Namespace(cluster_cores=100, cluster_gpus=10, core_hour_usd=1.0, gpu_hour_usd=10.0,
-                              train_cap=None)
+                              train_cap=None, cache_lookup_us=None, part_rows=10_000)
     lines = bench.table(rates, {}, args)
     row = next(line for line in lines if line.strip().startswith("1,000,000 |"))
     assert "|         20 |" in row  # 1M x 0.072 core-s = 20 core-hours, $20 at $1
@@ -53,6 +53,21 @@ def test_table_scales_linearly_caps_training_and_adds_gpu_rows(bench, tmp_path) 
     assert "|         10 |" in row  # ingest only, training capped at 1,000 products: negligible
     gpu = bench.table(rates, {"train": (100.0, "test")}, args)
     assert any("10 GPUs (train)" in line for line in gpu)
+
+
+def test_cache_lookup_term_grows_with_parts_times_products(bench, tmp_path) -> None:
+    rates = bench.core_rates([_manifest(tmp_path / "a", {"ingest": 36.0}, products=1000)], cores=1)
+    args = argparse.Namespace(cluster_cores=100, cluster_gpus=10, core_hour_usd=1.0, gpu_hour_usd=10.0,
+                              train_cap=None, cache_lookup_us=1.0, part_rows=1_000_000)
+    # 1M: 1 part x 1M rows x 1 us = 1 core-s; 100M: 100 parts x 100M rows x 1 us = 10,000 core-s
+    assert bench.lookup_core_s(1_000_000, args) == pytest.approx(1.0)
+    assert bench.lookup_core_s(100_000_000, args) == pytest.approx(10_000.0)
+    lines = bench.table(rates, {"train": (100.0, "test")}, args)
+    rows = [line for line in lines if line.strip().startswith("1,000,000,000 |")] + \
+        [lines[lines.index(line) + 1] for line in lines if line.strip().startswith("1,000,000,000 |")]
+    # 1B: 1,000 parts x 1B rows x 1 us = 1e6 core-s = 278 core-h, on CPUs in both plans (+ 10,000 of ingest)
+    assert len(rows) == 2 and all("|     10,278 |" in row for row in rows)
+    assert bench.lookup_core_s(1_000_000, argparse.Namespace(cache_lookup_us=None, part_rows=10)) == 0.0
 
 
 def test_gpu_figures_are_parsed_from_results_and_flags(bench, tmp_path) -> None:
