@@ -28,18 +28,18 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.config import load_config
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.parts import count_rows
+from pinlanding.collections.pipeline import Pipeline, StageContext
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
+from pinlanding.evaluation.labels import Labels, read_labels
+from pinlanding.evaluation.mapping import family_of
+from pinlanding.vocab.extract import run_extract
 
 REPO = Path(__file__).resolve().parents[1]
 
-from pinlanding.collections.artifacts import read_table, write_table
-from pinlanding.collections.parts import count_rows
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
-from pinlanding.collections.config import load_config
-from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import Pipeline, StageContext
-from pinlanding.vocab.extract import run_extract
-from pinlanding.evaluation.labels import Labels, read_labels
-from pinlanding.evaluation.mapping import family_of
 
 def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dict[str, float]]:
     """Coverage, top-1 precision and any-value recall per predicted key (see the module docstring)."""
