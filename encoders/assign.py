@@ -19,9 +19,9 @@ Products whose ``content_hash`` and the model version are unchanged reuse their 
 from the same part of the previous ``embeddings.parquet`` (its listed files stay until this run commits;
 an older run's single file is moved aside first, since the part folder takes its path). An unreadable
 image never stops the job: the product is embedded from its text alone and recorded in
-``assignments/failures.parquet``. The graph is the curated extraction (``source=extraction``) plus
-encoder predictions (``source=encoder``), deduplicated; by default (``assign.fill: gaps``) the encoder
-only fills keys the extraction left empty for a product.
+``assignments/failures.parquet``. The graph fuses the curated extraction and the encoder's calibrated
+predictions per (product, key, value) (``merge_graph``): agreement raises a confidence, a contradiction on
+a single-valued key lowers it, and the encoder adds values wherever its held-out precision allows.
 
 No retrieval index over all embeddings is written (the former ``index_hamming.npz``): nothing in the
 pipeline read it (feeds' ANN matching searches the embeddings part by part), and building it needs every
@@ -256,27 +256,56 @@ class PartWriter:
         self.reused += reused.num_rows
 
 
-def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str],
-                fill: str = "gaps") -> pd.DataFrame:
-    """Curated extraction rows plus encoder rows, one row per (product, key, value).
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=float), 0.01, 0.99)
+    return np.log(p / (1 - p))
 
-    ``fill="gaps"``: the encoder adds values only to the keys a product's extraction left empty;
-    ``fill="all"``: to any key, except single-valued ones the extraction filled. For a single-valued
-    key the encoder adds only its best value.
+
+def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarray:
+    """Two calibrated probabilities of one value pooled in log-odds (independent evidence, even prior):
+    ``agree`` raises the confidence; otherwise ``q`` is the probability of a rival value of a single-valued
+    key, and lowers it (e.g. 0.9 from the text against 0.9 for another value from the model gives 0.5)."""
+    z = _logit(p) + (1 if agree else -1) * _logit(q)
+    return (1 / (1 + np.exp(-z))).astype(np.float32)
+
+
+def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str],
+                fill: str = "all") -> pd.DataFrame:
+    """The attribute graph: one row per (product, key, value) with a confidence fused from the extraction
+    (what the text says) and the encoder (what the image and text model says).
+
+    * both give the value: confidences pooled (raised), ``source=extraction+encoder``;
+    * a single-valued key where the encoder's best value contradicts the extraction: the extraction's value
+      stays alone, its confidence lowered by the encoder's; no second value is added;
+    * the encoder alone: its calibrated confidence, ``source=encoder`` (a single-valued key: its best value);
+    * ``fill="gaps"``: the encoder adds values only to keys the extraction left empty for the product.
     """
-    extraction = extraction.assign(source="extraction")
+    ext = extraction.assign(source="extraction")
     enc = encoder_rows.assign(source="encoder")
-    if len(enc):
-        gated = enc["key"].isin(exclusive).to_numpy() if fill == "all" else np.ones(len(enc), bool)
-        known = extraction[["product_id", "key"]].drop_duplicates()
-        seen = enc[["product_id", "key"]].merge(known, on=["product_id", "key"], how="left", indicator=True)
-        enc = enc[~(gated & (seen["_merge"] == "both").to_numpy())]
-        single = enc["key"].isin(exclusive)
-        best = enc[single].sort_values("confidence", ascending=False, kind="stable").drop_duplicates(["product_id", "key"])
-        enc = pd.concat([enc[~single], best])
-    graph = pd.concat([extraction, enc], ignore_index=True)
-    graph = graph.drop_duplicates(["product_id", "key", "value"], keep="first")  # extraction wins
-    return graph.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)
+    if not len(enc):
+        return ext.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)
+    single = enc["key"].isin(exclusive)
+    enc = pd.concat([enc[~single], enc[single].sort_values("confidence", ascending=False, kind="stable")
+                     .drop_duplicates(["product_id", "key"])])
+    covered = enc[["product_id", "key"]].merge(ext[["product_id", "key"]].drop_duplicates(), how="left",
+                                                indicator=True)["_merge"].eq("both").to_numpy()
+    if fill == "gaps":
+        enc, covered = enc[~covered], covered[~covered]
+    pair = ["product_id", "key", "value"]
+    ext = ext.merge(enc[pair + ["confidence"]].rename(columns={"confidence": "_enc"}), on=pair, how="left")
+    agree = ext["_enc"].notna().to_numpy()
+    ext.loc[agree, "confidence"] = pool_evidence(ext.loc[agree, "confidence"], ext.loc[agree, "_enc"])
+    ext.loc[agree, "source"] = "extraction+encoder"
+    rival = enc[enc["key"].isin(exclusive)][["product_id", "key", "value", "confidence"]]
+    rival = rival.rename(columns={"value": "_rival", "confidence": "_rival_conf"})
+    ext = ext.merge(rival, on=["product_id", "key"], how="left")
+    contra = (ext["_rival"].notna() & (ext["_rival"] != ext["value"])).to_numpy()
+    ext.loc[contra, "confidence"] = pool_evidence(ext.loc[contra, "confidence"], ext.loc[contra, "_rival_conf"],
+                                                  agree=False)
+    ext = ext.drop(columns=["_enc", "_rival", "_rival_conf"])
+    new = enc[~(covered & enc["key"].isin(exclusive).to_numpy())]  # never a second value of a single-valued key
+    graph = pd.concat([ext, new], ignore_index=True).drop_duplicates(pair, keep="first")  # agreeing rows: extraction's
+    return graph.sort_values(pair, kind="stable").reset_index(drop=True)
 
 
 def _previous_embeddings(path: AnyPath) -> AnyPath | None:

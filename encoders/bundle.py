@@ -20,6 +20,7 @@ from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.data import attribute_phrase
 
 MODEL_FILE = "model.pt"
+CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt")
 
 
 @dataclass
@@ -71,8 +72,7 @@ def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, st
     """Write ``model.pt`` atomically; return its model version (a digest prefix)."""
     payload = {
         "spec": model.spec, "state": model.trainable_state_dict(), "vocab": vocab,
-        "thresholds": calibration.thresholds, "positives": calibration.positives,
-        "precision": calibration.precision, "recall": calibration.recall, "platt": calibration.platt,
+        **{name: torch.as_tensor(np.asarray(getattr(calibration, name))) for name in CALIBRATION_FIELDS},
         "exclusive_keys": exclusive, "extra": extra or {},
     }
     # torch.save names the zip entries after the file it writes to; a file object keeps them fixed, so
@@ -88,13 +88,12 @@ def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
     if not path.exists():
         raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
     with path.open("rb") as f:
-        payload = torch.load(f, map_location="cpu", weights_only=False)
+        payload = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data only: never unpickle
     device = torch_device(device)
     model = build_encoder(payload["spec"])
     model.load_trainable(payload["state"])
     model.to(device).eval()
-    cal = Calibration(np.asarray(payload["thresholds"]), np.asarray(payload["positives"]),
-                      np.asarray(payload["precision"]), np.asarray(payload["recall"]), tuple(payload["platt"]))
+    cal = Calibration(**{name: payload[name].numpy() for name in CALIBRATION_FIELDS})
     return EncoderBundle(model, [tuple(p) for p in payload["vocab"]], cal, list(payload["exclusive_keys"]),
                          file_digest(path)[:16], device)
 

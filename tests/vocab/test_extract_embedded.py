@@ -117,3 +117,14 @@ def test_neighbour_votes_fill_category_and_gender_from_minilm() -> None:
     # a product without a gender word takes its neighbours' gender
     rows[-1] = {"product_id": "q", "title": "Acme Floral Summer Dress Zorblax"}
     assert _refine(EmbeddedExtractor(min_support=5, knn_k=5), rows)["q"]["gender"] == {"women"}
+
+
+def test_pixel_colour_only_corroborates_a_colour_the_text_names(tmp_path: Path) -> None:
+    red = product_image(tmp_path / "red.jpg", (210, 30, 30))
+    assert "color" not in row_attrs({"title": "Acme Men Shirt", "image_path": red})  # pixels alone name nothing
+    batch = prepared([{"title": "Acme Men Red Shirt", "image_path": red},
+                      {"title": "Acme Men Red Shirt", "image_path": None}])
+    seen, unseen = (text_attributes({k: v[i] for k, v in batch.items()})[0] for i in (0, 1))
+    colour = {a.value: a for a in seen if a.key == "color"}
+    assert set(colour) == {"red"} and "image" in colour["red"].source
+    assert colour["red"].confidence > next(a.confidence for a in unseen if a.key == "color")

@@ -2,7 +2,9 @@
 
 What it sees: the title, description, merchant tags and brand (matched against general-knowledge
 tables of colour, pattern, material, gender, occasion, season, fit, sleeve, neck, style and shape
-words), and the image's pixels (the named colours of the product region). What it cannot see:
+words), and the image's pixels (the named colours of the product region, which only corroborate a
+colour the text names: a studio background or a print is not the product's colour; the dual encoder
+reads colour from the photo where the text names none). What it cannot see:
 anything a vision model would read from the picture beyond colour (shape, pattern, material), and
 words outside its tables. The product type (``category``) is open-vocabulary: the last content words
 of the title, kept only when enough of the catalogue uses the same phrase; products whose title gives
@@ -80,9 +82,10 @@ def text_attributes(row: dict[str, Any]) -> tuple[list[Attribute], dict[str, Any
         _add(found, "material", "blended", "description", 0.8, "fibre mix")
     if row.get("brand"):
         _add(found, "brand", row["brand"], "merchant", 1.0, row["brand"])
-    if row.get("image_colors"):
+    if row.get("image_colors"):  # pixels corroborate a colour the text names; never a value on their own
+        named = {value for key, value in found if key == "color"}
         for name, share in json.loads(row["image_colors"])["colors"]:
-            if share >= 0.2:
+            if share >= 0.2 and name in named:
                 _add(found, "color", name, "image", 0.25 + 0.45 * share, f"{share:.0%} of product pixels")
     aux = {"types": rules.type_candidates(title_tokens), "text": title_text}
     return list(found.values()), aux
