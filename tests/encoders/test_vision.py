@@ -1,0 +1,90 @@
+"""The pretrained vision tower: packaged weights, digest check, key-order loading, frozen stages, no photo."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from pinlanding.collections import models
+from pinlanding.collections.models import ModelIntegrityError, load_weights_in_order, packaged_vision_weights
+from pinlanding.encoders.clip import build_encoder
+from pinlanding.encoders.data import choose_image_size
+
+
+@pytest.fixture(scope="module")
+def lite0() -> torch.nn.Module:
+    return build_encoder({"backend": "dual", "vision_model": "efficientnet_lite0", "vision_pretrained": "packaged",
+                          "vision_tuned_stages": 2, "image_size": (40, 32), "embed_dim": 16})
+
+
+def test_packaged_weights_load_by_key_order_into_timm(lite0) -> None:
+    raw = list(torch.load(packaged_vision_weights("efficientnet_lite0"), weights_only=True).values())
+    trunk = lite0.visual.trunk
+    assert torch.equal(trunk.conv_stem.weight, raw[0])  # the file's first tensor is the stem
+    assert torch.equal(trunk.bn2.running_var, raw[-4])  # ... and the last before its ImageNet classifier
+    assert trunk.classifier.out_features == 16  # the classifier is the new projection, not ImageNet's
+    assert lite0.image_mean == (0.5, 0.5, 0.5)  # TensorFlow-trained weights: inputs in [-1, 1]
+
+
+def test_early_stages_are_frozen_and_keep_their_statistics(lite0) -> None:
+    trunk = lite0.visual.trunk
+    assert lite0.frozen_stages == len(trunk.blocks) - 2
+    assert not any(p.requires_grad for p in trunk.blocks[0].parameters())
+    assert all(p.requires_grad for p in trunk.blocks[-1].parameters()) and trunk.classifier.weight.requires_grad
+    lite0.train()
+    assert not trunk.blocks[0].training and trunk.blocks[-1].training
+    lite0.eval()
+
+
+def test_features_then_tail_equal_the_whole_tower(lite0) -> None:
+    images = torch.randint(0, 255, (3, 40, 32, 3), dtype=torch.uint8)
+    has = torch.ones(3, dtype=torch.bool)
+    with torch.no_grad():
+        split = lite0.visual_embedding(lite0.image_features(images), has)
+        x = (images.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+        whole = torch.nn.functional.normalize(lite0.visual(x), dim=-1)
+    assert torch.allclose(split, whole, atol=1e-5)
+
+
+def test_a_product_without_photo_is_embedded_from_its_text(lite0) -> None:
+    ids = torch.as_tensor(lite0.tokenize(["Acme Women Red Dress"] * 2), dtype=torch.long)
+    images = torch.stack([torch.zeros(40, 32, 3, dtype=torch.uint8), torch.full((40, 32, 3), 200, dtype=torch.uint8)])
+    with torch.no_grad():
+        none = lite0.encode_product(images, ids, torch.tensor([False, False]))
+        seen = lite0.encode_product(images, ids, torch.tensor([True, True]))
+    assert torch.allclose(none[0], none[1]) and not torch.allclose(seen[0], seen[1])
+    assert torch.isfinite(none).all()
+
+
+def test_a_changed_weights_file_is_refused_with_a_clear_error(monkeypatch) -> None:
+    good = models.VISION_WEIGHTS["efficientnet_lite0"]
+    monkeypatch.setitem(models.VISION_WEIGHTS, "efficientnet_lite0", dataclasses.replace(good, sha256="0" * 64))
+    with pytest.raises(ModelIntegrityError, match="SHA-256 .* pinned 0000"):
+        packaged_vision_weights("efficientnet_lite0")
+    with pytest.raises(ValueError, match="no packaged weights for vision model 'resnet18'"):
+        packaged_vision_weights("resnet18")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.pth"
+    torch.save(timm.create_model("test_efficientnet").state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit|holds .* tensors"):
+        load_weights_in_order(timm.create_model("efficientnet_lite0"), path, skip=("classifier.",))
+
+
+def test_input_size_follows_the_photos_and_never_upscales(tmp_path: Path) -> None:
+    from PIL import Image
+
+    paths = []
+    for i, size in enumerate([(60, 80), (60, 80), (224, 224)]):
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.new("RGB", size).save(paths[-1])
+    assert choose_image_size(paths + [None, str(tmp_path / "missing.jpg")], None) == (80, 60)
+    h, w = choose_image_size(paths, 40 * 30)
+    assert h * w <= 40 * 30 * 1.1 and abs(h / w - 80 / 60) < 0.15
+    assert choose_image_size(paths, 10 ** 6) == (80, 60)
+    assert np.isfinite(choose_image_size([], None)).all()
