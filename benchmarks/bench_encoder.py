@@ -2,11 +2,16 @@
 
     python benchmarks/bench_encoder.py quality --run runs/dev --labels ../shared/datasets/myntra
     python benchmarks/bench_encoder.py throughput --run runs/dev      # GPU: forward ceiling vs Ray pipeline
+    python benchmarks/bench_encoder.py sees --run runs/dev --labels ../shared/datasets/myntra
 
 ``quality`` prints held-out Recall@10 (Fashion200K protocol: attribute phrase -> products and
 product -> attributes) against the curated extraction and against the dev labels, attributes per
 product and precision vs the dev labels for extraction alone and extraction + encoder, and the
 Hamming index's recall against exact search. The benchmark reads the labels; stages never do.
+``sees`` asks what the encoder tells from the photo: held-out products, each key's words masked out of
+the text (its extracted values and its label's words), the encoder's best value per key against the
+labels: recall at >= 0.85 precision, and precision / recall at the calibrated thresholds; then the
+attribute graph by source, its confidence reliability and its colour mix against the labels.
 ``throughput`` times the model's forward pass alone on pre-decoded batches (the ceiling) and the
 whole Ray Data assignment pipeline (decode + tokenize + embed + score) over every product.
 """
@@ -97,6 +102,74 @@ def quality(run: Path, labels: Path | None) -> dict:
     return out
 
 
+SEES_KEYS = ("category", "color", "pattern", "sleeve", "neck", "gender", "material")
+
+
+def _recall_at_precision(conf: np.ndarray, correct: np.ndarray, total: int, target: float) -> float:
+    """The largest share of ``total`` labelled products recovered by a confidence cut with precision >= target."""
+    order = np.argsort(-conf, kind="stable")
+    tp = np.cumsum(correct[order])
+    ok = np.flatnonzero(tp / np.arange(1, len(order) + 1) >= target)
+    return float(tp[ok[-1]] / total) if len(ok) and total else 0.0
+
+
+def sees(run: Path, labels_path: Path, target: float = 0.85) -> dict:
+    from pinlanding.encoders.data import ProductSet, decode_images, mask_values
+    from pinlanding.encoders.train import ImageFeatures, combine_texts
+    from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
+    from pinlanding.evaluation.labels import read_labels
+    from pinlanding.evaluation.mapping import family_of
+
+    layout = RunLayout(run)
+    cfg = _run_config(run)
+    labels = read_labels(labels_path)
+    bundle = load_bundle(layout.dir("encoder"), device="auto")
+    model = bundle.model
+    products = ProductSet.from_table(read_table(layout.products, PRODUCTS))
+    positives = load_positives(layout.curated_attributes, bundle.vocab)
+    data = products.take(np.array([i for i, p in enumerate(products.ids) if positives.get(p)], dtype=np.int64))
+    val = np.flatnonzero(heldout_mask(data.ids, cfg.encoder.val_fraction, cfg.encoder.split_block, cfg.run.seed))
+    held = data.take(val)
+    pixels, has_image, _ = decode_images(held.image_paths, model.image_size, threads=4)
+    visual = ImageFeatures(model, pixels, bundle.device).visual_embeddings(np.arange(len(pixels)), has_image)
+    attr = bundle.attribute_embeddings()
+    out: dict = {"heldout_products": len(val), "with_photo": int(has_image.sum()), "target_precision": target, "keys": {}}
+    for key in SEES_KEYS:
+        cols = np.array([i for i, (k, _) in enumerate(bundle.vocab) if k == key])
+        family = family_of(key)
+        if not len(cols) or family is None:
+            continue
+        texts = []
+        for pid, text in zip(held.ids, held.texts):
+            words = [bundle.vocab[i][1] for i in positives.get(pid, []) if bundle.vocab[i][0] == key]
+            words += list(labels.values.get(family, {}).get(pid, ()))
+            texts.append(mask_values(text, words))
+        scores = combine_texts(model, visual, model.tokenize(texts)) @ attr[cols].T
+        conf = bundle.calibration.confidence(np.ascontiguousarray(scores))
+        best = conf.argmax(1)
+        top = conf[np.arange(len(best)), best]
+        above = scores[np.arange(len(best)), best] >= bundle.calibration.thresholds[cols][best]
+        verdict = [labels.judge_row(pid, key, bundle.vocab[cols[b]][1]) for pid, b in zip(held.ids, best)]
+        judged = np.array([v is not None for v in verdict])
+        correct = np.array([bool(v) for v in verdict])
+        total = int(judged.sum())
+        photo = judged & has_image
+        out["keys"][key] = {
+            "labelled": total,
+            f"recall_at_{target}": round(_recall_at_precision(top[judged], correct[judged], total, target), 4),
+            "at_thresholds": {"assigned": int((above & judged).sum()),
+                              "precision": round(float(correct[above & judged].mean()), 4) if (above & judged).any() else None,
+                              "recall": round(float((correct & above & judged).sum() / max(1, total)), 4)},
+            "top1_accuracy": round(float(correct[judged].mean()), 4) if total else None,
+            "top1_accuracy_with_photo": round(float(correct[photo].mean()), 4) if photo.any() else None}
+    rows = judged_rows(labels, read_table(layout.assignments, ASSIGNMENTS))
+    out["graph"] = {"by_source": by_source(rows), "feed_rows": by_source(rows, cfg.feeds.min_confidence),
+                    "reliability": reliability(rows), "colour_mix": colour_mix(labels, rows)}
+    out["train"] = {k: v for k, v in json.loads((layout.dir("encoder") / "metrics.json").read_text()).items()
+                    if k in ("heldout_key_recall", "assignable_keys", "history", "prepare_seconds", "device", "spec")}
+    return out
+
+
 def throughput(run: Path, batch_size: int, actors: int, repeat: int) -> dict:
     """Forward-only ceiling vs the Ray pipeline on every product of the run (``repeat`` times over)."""
     import pyarrow as pa
@@ -143,15 +216,19 @@ def throughput(run: Path, batch_size: int, actors: int, repeat: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("mode", choices=["quality", "throughput"])
+    ap.add_argument("mode", choices=["quality", "throughput", "sees"])
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--labels", type=Path, default=None, help="Myntra folder (dev labels) for precision figures")
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--actors", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="throughput: run over the catalogue this many times")
     args = ap.parse_args()
-    result = quality(args.run, args.labels) if args.mode == "quality" else throughput(args.run, args.batch_size, args.actors,
-                                                                                        args.repeat)
+    if args.mode == "sees":
+        result = sees(args.run, args.labels)
+    elif args.mode == "quality":
+        result = quality(args.run, args.labels)
+    else:
+        result = throughput(args.run, args.batch_size, args.actors, args.repeat)
     print(json.dumps(result, indent=2))
 
 

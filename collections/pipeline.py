@@ -9,12 +9,14 @@ that rerun cheap.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -99,6 +101,16 @@ def catalog_digest(path: Path) -> str:
                         for p in files])
 
 
+@lru_cache(maxsize=None)
+def code_digest(entry: str) -> str:
+    """Digest of the source files (code, templates, static files) of the package that holds a stage's
+    entry point, so that changing a stage's code reruns it even where its settings did not change."""
+    folder = Path(importlib.util.find_spec(entry.split(":")[0]).origin).parent  # found, not imported
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+                   and p.suffix in (".py", ".html", ".css", ".js", ".yaml", ".json", ".txt"))
+    return json_digest([(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
+
+
 def _folder_digest(layout: RunLayout, name: str) -> str:
     path = layout.root / name
     return tree_digest(path) if path.exists() else "absent"
@@ -122,6 +134,7 @@ class Pipeline:
     def fingerprint(self, stage: Stage) -> str:
         parts: dict[str, Any] = {
             "version": __version__,
+            "code": code_digest(stage.target),
             "config": {s: getattr(self.cfg, s).model_dump(mode="json") for s in stage.sections},
             "inputs": {name: _folder_digest(self.layout, name) for name in stage.inputs},
         }

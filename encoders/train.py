@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json_digest, write_json
 from pinlanding.collections.engines import torch_device
@@ -117,8 +118,12 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_FILE
     if cfg.resume and ckpt_path.exists():
-        with ckpt_path.open("rb") as f:
-            ckpt = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data: never unpickle
+        try:
+            with ckpt_path.open("rb") as f:
+                ckpt = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data: never unpickle
+        except Exception as exc:  # written by another version, or not ours: train from the start
+            log(f"ignoring checkpoint {ckpt_path}: {type(exc).__name__}")
+            ckpt = {}
         if ckpt.get("setup") == setup:
             model.load_trainable(ckpt["state"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -220,9 +225,11 @@ class ImageFeatures:
         self.cache: torch.Tensor | None = None
         if getattr(model, "frozen_stages", None) is not None:
             model.eval()
+            starts = tqdm(range(0, len(pixels), batch_size), desc="frozen image features", unit=" batch",
+                          disable=len(pixels) <= batch_size)
             with torch.no_grad():
                 self.cache = torch.cat([model.image_features(torch.as_tensor(pixels[i:i + batch_size], device=device))
-                                        .to("cpu", torch.float16) for i in range(0, len(pixels), batch_size)])
+                                        .to("cpu", torch.float16) for i in starts])
 
     def batch(self, index: np.ndarray) -> torch.Tensor:
         if self.cache is None:

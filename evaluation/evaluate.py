@@ -22,6 +22,7 @@ from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.evaluation import metrics, plots
 from pinlanding.evaluation.baseline import build_baseline, product_texts
+from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
 from pinlanding.collections.queries import read_queries
 from pinlanding.evaluation.intent import Coverage, Lexicon, analyze, intent_label
 from pinlanding.evaluation.judge import Judge, judge_collection
@@ -275,6 +276,23 @@ def _print(m: dict[str, Any], console: Console) -> None:
     t.add_row("products covered", fmt(cov["products_covered_share"]), "", "")
     t.add_row("queries without any collection", fmt(cov.get("uncovered_query_share")), "", "")
     console.print(t)
+    g = m.get("graph")
+    if g:
+        src = g["by_source"]
+        console.print("graph rows by source (share, precision vs labels): " + ", ".join(
+            f"{name} {v['share']:.1%} {fmt(v['precision'])}" for name, v in src.items() if isinstance(v, dict))
+            + f"; attributes per product {src['attributes_per_product']} (extraction {src['extraction_per_product']})")
+        r = Table(title="confidence reliability (graph rows the labels judge)")
+        for col in ("confidence", "rows", "mean confidence", "precision", "gap"):
+            r.add_column(col, justify="right")
+        for b in g["reliability"]:
+            r.add_row(b["bin"], str(b["rows"]), fmt(b["mean_confidence"]), fmt(b["precision"]),
+                      f"{b['gap']:+.3f}" + ("" if b["ok"] else " !"))
+        console.print(r)
+        worst = g["colour_mix"]["worst"]
+        if worst:
+            console.print(f"colour mix: largest graph/label share ratio {worst['ratio']} ({worst['value']}); "
+                          f"over 1.5x: {', '.join(g['colour_mix']['over_1_5x']) or 'none'}")
 
 
 def run_evaluate(cfg: PipelineConfig, layout: RunLayout, labels_path: str | Path) -> dict[str, Any]:
@@ -299,6 +317,10 @@ def run_evaluate(cfg: PipelineConfig, layout: RunLayout, labels_path: str | Path
     m["collections"] = summarize(feed_res)
     m["attributes"] = assignment_metrics(judge, tables["assignments"], k)
     m["extraction"] = assignment_metrics(judge, tables["attributes"], k)
+    if tables["assignments"] is not None:
+        rows = judged_rows(labels, tables["assignments"])
+        m["graph"] = {"by_source": by_source(rows), "feed_rows": by_source(rows, cfg.feeds.min_confidence),
+                      "reliability": reliability(rows), "colour_mix": colour_mix(labels, rows)}
     mapping = mapping_report(judge, labels, tables["vocabulary"], feed_res)
     m["mapping"] = {"rules": mapping["rules"], "unmatched": mapping["unmatched"][:200],
                     "unmatched_count": len(mapping["unmatched"])}

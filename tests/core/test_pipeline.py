@@ -154,3 +154,19 @@ def test_all_records_quarantined_is_an_error(tmp_path: Path) -> None:
     bad.write_text('{"product_id": "1", "title": ""}\n')
     with pytest.raises(ValueError, match="no valid product"):
         _pipeline(bad, tmp_path / "run").run(["ingest"])
+
+
+def test_changing_a_stage_packages_code_changes_its_fingerprint(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "stagepkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "work.py").write_text("def run(ctx):\n    return {}\n")
+    (pkg / "templates").mkdir()
+    (pkg / "templates" / "page.html").write_text("<p>one</p>")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = pipeline_module.code_digest.__wrapped__("stagepkg.work:run")
+    (pkg / "__pycache__").mkdir()
+    (pkg / "__pycache__" / "work.cpython-311.pyc").write_bytes(b"compiled")  # not source: no change
+    assert pipeline_module.code_digest.__wrapped__("stagepkg.work:run") == before
+    (pkg / "templates" / "page.html").write_text("<p>two</p>")
+    assert pipeline_module.code_digest.__wrapped__("stagepkg.work:run") != before

@@ -1,0 +1,89 @@
+"""How the attribute graph compares with the labels: by source, its confidence's reliability, colour mix.
+
+* ``by_source``: rows, share of the graph and precision against the labels for each ``source``
+  (``extraction``, ``encoder``, ``extraction+encoder``), and attributes per product with and without
+  the encoder's rows.
+* ``reliability``: the graph's rows in deciles of confidence; per decile, mean confidence beside the
+  precision against the labels. Calibrated confidence means the two agree.
+* ``colour_mix``: each colour's share of the graph's colour rows beside its share of the colour labels.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from pinlanding.evaluation.labels import Labels
+from pinlanding.evaluation.mapping import canonical, family_of
+
+
+def judged_rows(labels: Labels, graph: pa.Table) -> dict[str, np.ndarray]:
+    """The graph's columns with ``correct``: 1 / 0 where the labels judge the row, -1 where they cannot."""
+    cols = graph.select(["product_id", "key", "value", "confidence", "source"]).to_pydict()
+    correct = np.array([{True: 1, False: 0, None: -1}[labels.judge_row(p, k, v)]
+                        for p, k, v in zip(cols["product_id"], cols["key"], cols["value"])], dtype=np.int8)
+    conf = np.array([1.0 if c is None else c for c in cols["confidence"]], dtype=float)
+    return {"product_id": np.asarray(cols["product_id"], dtype=object), "key": np.asarray(cols["key"], dtype=object),
+            "value": np.asarray(cols["value"], dtype=object), "source": np.asarray(cols["source"], dtype=object),
+            "confidence": conf, "correct": correct}
+
+
+def _precision(correct: np.ndarray) -> float | None:
+    judged = correct >= 0
+    return round(float(correct[judged].mean()), 4) if judged.any() else None
+
+
+def by_source(rows: dict[str, np.ndarray], min_confidence: float = 0.0) -> dict[str, Any]:
+    """Per source: rows, share, precision (rows at ``min_confidence`` or more, as feeds use them)."""
+    keep = rows["confidence"] >= min_confidence
+    src, correct = rows["source"][keep], rows["correct"][keep]
+    n, products = int(keep.sum()), len(set(rows["product_id"][keep].tolist())) or 1
+    out: dict[str, Any] = {"min_confidence": min_confidence, "rows": n, "precision": _precision(correct)}
+    for s in sorted(set(src.tolist())):
+        m = src == s
+        out[s] = {"rows": int(m.sum()), "share": round(float(m.mean()), 4), "precision": _precision(correct[m])}
+    text = np.array(["extraction" in s for s in src.tolist()], dtype=bool)
+    out["attributes_per_product"] = round(n / products, 3)
+    out["extraction_per_product"] = round(int(text.sum()) / products, 3)
+    return out
+
+
+def reliability(rows: dict[str, np.ndarray], bins: int = 10, min_rows: int = 200) -> list[dict[str, Any]]:
+    """Judged rows in ``bins`` confidence bins of equal width: rows, mean confidence, precision, and the gap
+    between them; ``ok`` when a bin with at least ``min_rows`` rows is within 0.05."""
+    judged = rows["correct"] >= 0
+    conf, correct = rows["confidence"][judged], rows["correct"][judged]
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf >= lo) & ((conf < hi) | (hi == 1.0))
+        if not m.any():
+            continue
+        mean, prec = float(conf[m].mean()), float(correct[m].mean())
+        out.append({"bin": f"{lo:.1f}-{hi:.1f}", "rows": int(m.sum()), "mean_confidence": round(mean, 4),
+                    "precision": round(prec, 4), "gap": round(prec - mean, 4),
+                    "ok": bool(m.sum() < min_rows or abs(prec - mean) <= 0.05)})
+    return out
+
+
+def colour_mix(labels: Labels, rows: dict[str, np.ndarray], family: str = "colour", min_confidence: float = 0.0,
+               top: int = 15) -> dict[str, Any]:
+    """Each colour's share of the graph's colour rows against its share of the products' colour labels,
+    over the products that have a colour label; ``worst_ratio`` is the largest graph/label share ratio
+    among colours with at least 0.5% of the graph."""
+    truth = labels.values.get(family, {})
+    keep = np.array([family_of(k) == family for k in rows["key"].tolist()], dtype=bool) \
+        & (rows["confidence"] >= min_confidence)
+    keep &= np.array([p in truth for p in rows["product_id"].tolist()], dtype=bool)
+    graph = Counter(canonical(family, v) for v in rows["value"][keep].tolist())
+    label = Counter(v for vals in truth.values() for v in vals)
+    g_total, l_total = max(1, sum(graph.values())), max(1, sum(label.values()))
+    table = [{"value": v, "graph_share": round(graph[v] / g_total, 4), "label_share": round(label[v] / l_total, 4),
+              "ratio": round((graph[v] / g_total) / max(label[v] / l_total, 1e-4), 2)}
+             for v, _ in (graph + label).most_common()]
+    big = [r for r in table if r["graph_share"] >= 0.005]
+    worst = max(big, key=lambda r: r["ratio"]) if big else None
+    return {"rows": int(keep.sum()), "worst": worst, "over_1_5x": [r["value"] for r in big if r["ratio"] > 1.5],
+            "table": table[:top]}
