@@ -4,6 +4,7 @@ Imports are lazy so a stage that needs neither engine never pays for them.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from contextlib import contextmanager
@@ -59,7 +60,10 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
                 ray.shutdown()
                 raise
     ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
+    # bars on a terminal; in a batch job's log file Ray Data would instead log its whole operator table
+    # every few seconds (pages of engine logs): the stages print their own summaries
+    ctx.enable_progress_bars = sys.stdout.isatty()
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     previous_order = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
     try:

@@ -290,8 +290,9 @@ def _load_vision_weights(trunk: nn.Module, architecture: str, source: str) -> tu
 
 def _freeze_early_stages(trunk: nn.Module, tuned_stages: int | None) -> int | None:
     """Freeze the stem and all but the last ``tuned_stages`` block stages of a timm EfficientNet /
-    MobileNet-style trunk (``conv_stem``, ``bn1``, ``blocks``), their batch norms included; return the
-    number of frozen stages (None: nothing frozen, the whole tower trains)."""
+    MobileNet-style trunk (``conv_stem``, ``bn1``, ``blocks``), their batch norms included (0: every block
+    stage frozen, only the head ``conv_head``/``bn2`` and the projection train); return the number of
+    frozen stages (None: nothing frozen, the whole tower trains)."""
     if tuned_stages is None:
         return None
     if not all(hasattr(trunk, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):

@@ -1,5 +1,7 @@
-"""Retrieval metrics of the Fashion200K-style protocol, computed from a score matrix."""
+"""Retrieval metrics of the Fashion200K-style protocol from a score matrix, and a confidence reliability table."""
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -36,4 +38,22 @@ def retrieval_metrics(scores: np.ndarray, positive: np.ndarray, k: int = 10) -> 
         out["product_to_attr_recall"] = float((hits.sum(1) / denom).mean())
         out["product_to_attr_hit"] = float(hits.any(1).mean())
         out["product_queries"] = int(len(rows))
+    return out
+
+
+def reliability(rows: dict[str, np.ndarray], bins: int = 10, min_rows: int = 200) -> list[dict[str, Any]]:
+    """Judged rows in ``bins`` confidence bins of equal width: rows, mean confidence, precision, and the gap
+    between them; ``ok`` when a bin with at least ``min_rows`` rows is within 0.05."""
+    judged = rows["correct"] >= 0
+    conf, correct = rows["confidence"][judged], rows["correct"][judged]
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf >= lo) & ((conf < hi) | (hi == 1.0))
+        if not m.any():
+            continue
+        mean, prec = float(conf[m].mean()), float(correct[m].mean())
+        out.append({"bin": f"{lo:.1f}-{hi:.1f}", "rows": int(m.sum()), "mean_confidence": round(mean, 4),
+                    "precision": round(prec, 4), "gap": round(prec - mean, 4),
+                    "ok": bool(m.sum() < min_rows or abs(prec - mean) <= 0.05)})
     return out

@@ -26,7 +26,7 @@ from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
                                      load_vocabulary, mask_values)
-from pinlanding.encoders.metrics import retrieval_metrics
+from pinlanding.encoders.metrics import reliability, retrieval_metrics
 from pinlanding.encoders.sample import training_sample
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -193,7 +193,10 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall)
     bundle.calibration = cal
+    above = known & (cal_scores >= cal.thresholds)  # the pairs the encoder would assign, judged by the extraction
     metrics = {
+        "heldout_reliability": reliability({"confidence": cal.confidence(cal_scores)[above].astype(float),
+                                            "correct": pos[above].astype(np.int8)}),
         "heldout": retrieval_metrics(scores, pos, k=10),
         "heldout_masked": retrieval_metrics(cal_scores, pos, k=10),
         "train_products": int(len(train_idx)), "heldout_products": int(len(vi)), "attributes": len(vocab),

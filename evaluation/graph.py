@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from pinlanding.encoders.metrics import reliability  # noqa: F401  (re-exported: the graph's table)
 from pinlanding.evaluation.labels import Labels
 from pinlanding.evaluation.mapping import canonical, family_of
 
@@ -47,24 +48,6 @@ def by_source(rows: dict[str, np.ndarray], min_confidence: float = 0.0) -> dict[
     text = np.array(["extraction" in s for s in src.tolist()], dtype=bool)
     out["attributes_per_product"] = round(n / products, 3)
     out["extraction_per_product"] = round(int(text.sum()) / products, 3)
-    return out
-
-
-def reliability(rows: dict[str, np.ndarray], bins: int = 10, min_rows: int = 200) -> list[dict[str, Any]]:
-    """Judged rows in ``bins`` confidence bins of equal width: rows, mean confidence, precision, and the gap
-    between them; ``ok`` when a bin with at least ``min_rows`` rows is within 0.05."""
-    judged = rows["correct"] >= 0
-    conf, correct = rows["confidence"][judged], rows["correct"][judged]
-    edges = np.linspace(0, 1, bins + 1)
-    out = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf >= lo) & ((conf < hi) | (hi == 1.0))
-        if not m.any():
-            continue
-        mean, prec = float(conf[m].mean()), float(correct[m].mean())
-        out.append({"bin": f"{lo:.1f}-{hi:.1f}", "rows": int(m.sum()), "mean_confidence": round(mean, 4),
-                    "precision": round(prec, 4), "gap": round(prec - mean, 4),
-                    "ok": bool(m.sum() < min_rows or abs(prec - mean) <= 0.05)})
     return out
 
 

@@ -86,3 +86,33 @@ def test_a_key_the_model_barely_recovers_is_not_assigned_at_all():
     cal = calibrate(scores, pos, ["brand", "color"], target_precision=0.9, shrinkage=0.0, min_key_recall=0.2)
     assert cal.thresholds[0] == pytest.approx(NEVER) and cal.thresholds[1] < 1.0
     assert calibrate(scores, pos, ["brand", "color"], 0.9, 0.0).thresholds[0] < 1.0  # no gate: assigned
+
+
+def test_each_key_gets_its_own_confidence_curve_and_it_is_calibrated():
+    rng = np.random.default_rng(1)
+    n = 4000
+    pos = np.zeros((n, 2), dtype=bool)
+    pos[: n // 2, 0] = True
+    pos[: n // 2, 1] = True
+    scores = rng.normal(0.0, 1.0, (n, 2)) * np.array([0.05, 0.2])  # key "sharp" separates, "blurry" overlaps
+    scores[pos] += np.array([0.3, 0.3])[np.nonzero(pos)[1]]
+    cal = calibrate(scores, pos, ["sharp", "blurry"], target_precision=0.8)
+    assert cal.platt.shape == (2, 2) and cal.platt[0, 0] > 2 * cal.platt[0, 1]  # a steeper slope where sharper
+    conf = cal.confidence(scores)
+    from pinlanding.encoders.metrics import reliability
+
+    for col in (0, 1):
+        above = scores[:, col] >= cal.thresholds[col]
+        table = reliability({"confidence": conf[above, col].astype(float), "correct": pos[above, col].astype(np.int8)},
+                            min_rows=100)
+        assert all(b["ok"] for b in table), table  # in every well-filled bin, precision ~ mean confidence
+
+
+def test_reliability_table_flags_an_overconfident_bin():
+    from pinlanding.encoders.metrics import reliability
+
+    conf = np.r_[np.full(300, 0.95), np.full(300, 0.55)]
+    correct = np.r_[np.ones(150), np.zeros(150), np.ones(165), np.zeros(135)].astype(np.int8)
+    table = {b["bin"]: b for b in reliability({"confidence": conf, "correct": correct})}
+    assert table["0.9-1.0"]["precision"] == 0.5 and not table["0.9-1.0"]["ok"]
+    assert table["0.5-0.6"]["ok"] and table["0.5-0.6"]["rows"] == 300
