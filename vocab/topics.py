@@ -26,8 +26,8 @@ from pinlanding.collections.artifacts import AnyPath, json_digest, write_json, w
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.parts import count_rows, read_part
-from pinlanding.collections.schemas import ATTRIBUTES, TOPICS
+from pinlanding.collections.parts import count_rows, iter_parts, read_part
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
 from pinlanding.vocab.config import TopicsConfig, VocabConfig
 from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
@@ -35,6 +35,7 @@ from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCa
                                     QueryIndex, create_judge, resolve_data_path)
 
 _SMALL_WORDS = {"for", "with", "and", "in", "of", "the", "a", "an", "to", "on"}
+BRAND_KEY = "brand"  # the attribute key whose values are the catalogue's brand field (products.brand)
 
 
 def topic_id(attrs: Attrs) -> str:
@@ -69,22 +70,86 @@ def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: in
     return support
 
 
-def phrase(attrs: Attrs, cfg: TopicsConfig, lower: bool = True) -> str:
-    """A shopper-style query: modifiers, then the product noun, then templated keys ("for women")."""
+def _words(text: str) -> list[str]:
+    """Lowercase words of a phrase, punctuation-insensitive ("T-shirt" -> ["t", "shirt"])."""
+    return re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKC", text).lower())
+
+
+def _ordered(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
+    """Attributes in query order: ``query_order`` keys as listed; unknown keys just before the anchor (the noun)."""
     order = {k: i for i, k in enumerate(cfg.query_order)}
     anchor_pos = min((order[k] for k in cfg.anchor_keys if k in order), default=len(order))
-    ranked = sorted(attrs, key=lambda kv: (order.get(kv[0], anchor_pos - 0.5), kv[0], kv[1]))
+    return sorted(attrs, key=lambda kv: (order.get(kv[0], anchor_pos - 0.5), kv[0], kv[1]))
+
+
+def shown_attributes(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
+    """The attributes a title names, in query order: a value whose words all appear in another value of the
+    tuple adds nothing a shopper would type ("casual" beside "casual shoes") and is left out; of two values
+    with the same words the anchor (product noun) stays."""
+    ranked = _ordered(attrs, cfg)
+    anchors = set(cfg.anchor_keys)
+    words = [set(_words(v)) - _SMALL_WORDS for _, v in ranked]
+
+    def covered(i: int) -> bool:
+        return bool(words[i]) and any(
+            j != i and words[i] <= words[j] and (words[i] < words[j] or ranked[j][0] in anchors)
+            for j in range(len(ranked)))
+
+    return [kv for i, kv in enumerate(ranked) if not covered(i)]
+
+
+def repeated_words(attrs: Attrs, cfg: TopicsConfig) -> list[str]:
+    """Content words that two shown values of the tuple both name ("polo" in a brand and a neck): such a title
+    stutters however it is ordered. Repeats inside one value (a brand's own name) are the catalogue's spelling."""
+    seen: Counter = Counter()
+    for _, value in shown_attributes(attrs, cfg):
+        seen.update(set(_words(value)) - _SMALL_WORDS)
+    return sorted(w for w, n in seen.items() if n > 1)
+
+
+def phrase(attrs: Attrs, cfg: TopicsConfig, lower: bool = True) -> str:
+    """A shopper-style query: modifiers in ``query_order`` (colour, material or pattern, other modifiers), then
+    the product noun, then templated keys ("for women"); values repeated by another value are left out."""
     words = []
-    for key, value in ranked:
+    for key, value in shown_attributes(attrs, cfg):
         template = cfg.phrase_templates.get(key, "{value}")
         words.append(template.replace("{value}", value.strip().lower() if lower else value.strip()))
     return re.sub(r"\s+", " ", " ".join(words)).strip()
 
 
-def title_of(query: str) -> str:
-    """Capitalize each word but small ones, keeping inner capitals: "black T-Shirt for men" -> "Black T-Shirt for Men"."""
+def title_of(query: str, first: bool = True) -> str:
+    """Capitalize each word but small ones (the first word always, when ``first``), keeping inner capitals:
+    "black T-Shirt for men" -> "Black T-Shirt for Men"."""
     words = query.split(" ")
-    return " ".join(w if (w in _SMALL_WORDS and i) else w[:1].upper() + w[1:] for i, w in enumerate(words))
+    return " ".join(w if (w in _SMALL_WORDS and (i or not first)) else w[:1].upper() + w[1:]
+                    for i, w in enumerate(words))
+
+
+def spelling_key(text: str) -> str:
+    """Case- and punctuation-insensitive key of a name: "U.S. Polo Assn." and "u.s. polo assn" -> "uspoloassn"."""
+    return "".join(_words(text))
+
+
+def brand_spellings(brands: Iterable[str | None]) -> dict[str, str]:
+    """Spelling key -> the catalogue's most frequent spelling of that brand (ties: the first in sort order)."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for b in brands:
+        if b and b.strip():
+            counts[spelling_key(b)][b.strip()] += 1
+    return {k: sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for k, c in counts.items() if k}
+
+
+def topic_title(attrs: Attrs, cfg: TopicsConfig, spellings: dict[str, str] | None = None) -> str:
+    """The page title: the query's words capitalized but small ones, brand values as the catalogue spells them."""
+    words: list[str] = []
+    for key, value in shown_attributes(attrs, cfg):
+        brand = spellings.get(spelling_key(value)) if key == BRAND_KEY and spellings else None
+        for word in cfg.phrase_templates.get(key, "{value}").split():
+            if word != "{value}":
+                words.append(title_of(word, first=not words))
+            else:
+                words.append(brand or title_of(value.strip(), first=not words))
+    return re.sub(r"\s+", " ", " ".join(words)).strip()
 
 
 def slugify(text: str) -> str:
@@ -94,10 +159,15 @@ def slugify(text: str) -> str:
     return slug or "topic"
 
 
-def _product_attrs(curated: pa.Table) -> dict[str, set[tuple[str, str]]]:
+def _product_attrs(curated: pa.Table, min_confidence: float = 0.0) -> dict[str, set[tuple[str, str]]]:
+    """Product -> its (key, value) pairs of confidence >= ``min_confidence`` (no confidence counts as 1.0, as the
+    feeds stage's ``clean_assignments`` reads it)."""
     out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for pid, key, value in zip(*(curated.column(c).to_pylist() for c in ("product_id", "key", "value"))):
-        out[pid].add((key, value))
+    confidence = (curated.column("confidence").to_pylist() if "confidence" in curated.column_names
+                  else [None] * curated.num_rows)
+    for pid, key, value, conf in zip(*(curated.column(c).to_pylist() for c in ("product_id", "key", "value")), confidence):
+        if (1.0 if conf is None else conf) >= min_confidence:
+            out[pid].add((key, value))
     return out
 
 
@@ -114,17 +184,18 @@ class TupleCounts:
     accepted: Counter  # products carrying each reviewer-accepted tuple
 
 
-def _read_part_attrs(curated: AnyPath, name: str) -> dict[str, set[tuple[str, str]]]:
-    return _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value"]))
+def _read_part_attrs(curated: AnyPath, min_confidence: float, name: str) -> dict[str, set[tuple[str, str]]]:
+    return _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value", "confidence"]),
+                          min_confidence)
 
 
-def _part_values(curated: AnyPath, name: str) -> Counter:
-    return count_values(_read_part_attrs(curated, name))
+def _part_values(curated: AnyPath, min_confidence: float, name: str) -> Counter:
+    return count_values(_read_part_attrs(curated, min_confidence, name))
 
 
-def _part_tuples(curated: AnyPath, frequent: frozenset, max_arity: int, accepted: tuple[Attrs, ...],
-                 name: str) -> tuple[Counter, Counter]:
-    product_attrs = _read_part_attrs(curated, name)
+def _part_tuples(curated: AnyPath, min_confidence: float, frequent: frozenset, max_arity: int,
+                 accepted: tuple[Attrs, ...], name: str) -> tuple[Counter, Counter]:
+    product_attrs = _read_part_attrs(curated, min_confidence, name)
     carried = Counter({a: n for a in accepted if (n := sum(1 for s in product_attrs.values() if set(a) <= s))})
     return count_combinations(product_attrs, frequent, max_arity), carried
 
@@ -137,12 +208,13 @@ def _merge(counters: Iterable[Counter]) -> Counter:
 
 
 def count_parts(curated: AnyPath, names: list[str], min_support: int, max_arity: int, accepted: Iterable[Attrs],
-                ray_cfg: RayConfig | None = None) -> TupleCounts:
+                ray_cfg: RayConfig | None = None, min_confidence: float = 0.0) -> TupleCounts:
     """Two passes over the parts (products never span parts, so their counts add up): single values, then the
-    tuples of the frequent ones and the products of each ``accepted`` tuple."""
-    singles = _merge(map_parts(partial(_part_values, curated), names, ray_cfg, desc="topics: values"))
+    tuples of the frequent ones and the products of each ``accepted`` tuple. Only attributes of confidence >=
+    ``min_confidence`` count (the feeds stage's ``feeds.min_confidence``), so a topic's support is the feed's."""
+    singles = _merge(map_parts(partial(_part_values, curated, min_confidence), names, ray_cfg, desc="topics: values"))
     frequent = frozenset(a for a, n in singles.items() if n >= min_support)
-    task = partial(_part_tuples, curated, frequent, max_arity, tuple(dict.fromkeys(accepted)))
+    task = partial(_part_tuples, curated, min_confidence, frequent, max_arity, tuple(dict.fromkeys(accepted)))
     combos, carried = zip(*map_parts(task, names, ray_cfg, desc="topics: tuples")) if names else ((), ())
     support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
     support.update(_merge(combos))
@@ -169,8 +241,10 @@ def _check(tc: TopicsConfig) -> None:
 
 
 def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries: QueryIndex | None,
-                 review: ReviewState, cache: JudgeCache) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Candidate topics with their judgement and status; returns (rows, report)."""
+                 review: ReviewState, cache: JudgeCache, spellings: dict[str, str] | None = None,
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Candidate topics with their judgement and status; returns (rows, report). ``spellings`` (from
+    :func:`brand_spellings`) gives brand values the catalogue's casing in titles."""
     tc = cfg.topics
     _check(tc)
     support = Counter(counts.support)
@@ -185,6 +259,7 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
                   if (n >= tc.min_support or a in accepted) and _anchored(a, anchors)]
     candidates.sort(key=lambda an: (-an[1], len(an[0]), an[0]))
     rows, slugs, to_judge = [], set(), []
+    queries_seen: dict[str, str] = {}  # query -> the (better supported) topic that says it first
     for attrs, n in candidates:
         query = phrase(attrs, tc)
         tid = topic_id(attrs)
@@ -192,10 +267,18 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
         if slug in slugs:
             slug = f"{slug}-{tid[:6]}"
         slugs.add(slug)
-        row = {"topic_id": tid, "slug": slug, "title": title_of(phrase(attrs, tc, lower=False)), "query": query,
+        row = {"topic_id": tid, "slug": slug, "title": topic_title(attrs, tc, spellings), "query": query,
                "attributes": [{"key": k, "value": v} for k, v in attrs], "support": n,
                "judge_score": None, "status": None, "reason": None}
-        if tc.drop_redundant and len(attrs) > 1:
+        repeated = repeated_words(attrs, tc)
+        if repeated:
+            row.update(status="rejected", _why="repeated word",
+                       reason=f"repeated word: {', '.join(repeated)} in two of its values ('{query}')")
+        elif query in queries_seen:
+            row.update(status="rejected", _why="same title",
+                       reason=f"same title: '{query}' already names {queries_seen[query]}, which has more products")
+        queries_seen.setdefault(query, tid)
+        if row["status"] is None and tc.drop_redundant and len(attrs) > 1:
             same = [sub for sub in combinations(attrs, len(attrs) - 1)
                     if support.get(sub) == n and _anchored(sub, anchors)]
             if same:
@@ -254,6 +337,9 @@ def _report_markdown(rep: dict[str, Any]) -> str:
              f"{rep['candidates']} candidate tuples (support >= {rep['min_support']}, up to {rep['max_arity']} "
              f"attributes, anchored on {', '.join(rep['anchors']) or 'nothing'}): **{rep['kept']} kept**, "
              f"{rep['rejected']} rejected ({json.dumps(rep['rejected_by'], sort_keys=True)}).", ""]
+    if rep.get("min_confidence") is not None:
+        lines += [f"Support counts attributes of confidence >= {rep['min_confidence']} (feeds.min_confidence), as the "
+                  "feeds stage matches products, so a kept topic's support is the size of its feed.", ""]
     if rep["judge"] == "cooccurrence":
         lines += ["The judge is the offline co-occurrence scorer, not a language model: coherence is the lift of "
                   "each attribute given the others in this catalogue, plausibility is how often real shoppers "
@@ -277,13 +363,18 @@ def run_topics(ctx: Any) -> dict[str, Any]:
     _check(cfg.topics)
     n_products = count_rows(layout.products)
     review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+    # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
     counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
-                         cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray)
+                         cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
+                         min_confidence=ctx.cfg.feeds.min_confidence)
+    spellings = brand_spellings(b for _, part in iter_parts(layout.products, PRODUCTS, ["brand"])
+                                for b in part.column("brand").to_pylist())
     queries = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column) \
         if cfg.judge.backend == "cooccurrence" else None
     folder = layout.dir("topics")
     cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
-    rows, report = build_topics(cfg, counts, n_products, queries, review, cache)
+    rows, report = build_topics(cfg, counts, n_products, queries, review, cache, spellings)
+    report["min_confidence"] = ctx.cfg.feeds.min_confidence
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", _report_markdown(report))

@@ -137,3 +137,98 @@ def test_llm_judge_errors_reject_with_reason(curated_run, monkeypatch):
     topics = read_table(layout.topics, TOPICS).to_pylist()
     judged = [t for t in topics if not t["reason"].startswith("redundant")]
     assert judged and all(t["status"] == "rejected" and t["reason"].startswith("judge error") for t in judged)
+
+
+# --- titles a shopper would type, support counted as feeds are built (issue 15) ---
+
+import pyarrow as pa  # noqa: E402
+
+from pinlanding.collections.artifacts import write_table  # noqa: E402
+from pinlanding.collections.config import load_config  # noqa: E402
+from pinlanding.collections.schemas import ATTRIBUTES  # noqa: E402
+from pinlanding.vocab.topics import (brand_spellings, count_parts, repeated_words, shown_attributes,  # noqa: E402
+                                     topic_title)
+
+
+def _shipped_topics_config() -> TopicsConfig:
+    """The topics settings of conf/default.yaml, the order titles are published in."""
+    return load_config().vocab.topics
+
+
+def test_title_leaves_out_a_modifier_the_category_already_names():
+    cfg = _shipped_topics_config()
+    attrs = (("category", "casual shoes"), ("gender", "men"), ("occasion", "casual"))
+    assert phrase(attrs, cfg) == "casual shoes for men"
+    assert topic_title(attrs, cfg) == "Casual Shoes for Men"
+    sports = (("category", "sports shoes"), ("color", "white"), ("occasion", "sports"))
+    assert topic_title(sports, cfg) == "White Sports Shoes"
+    assert [k for k, _ in shown_attributes(sports, cfg)] == ["color", "category"]
+    # a value that only shares a word with the noun is not left out: it is a repeat, reported as such
+    assert phrase((("category", "tote bag"), ("brand", "be for bag")), cfg) == "be for bag tote bag"
+    assert repeated_words((("category", "tote bag"), ("brand", "be for bag")), cfg) == ["bag"]
+
+
+def test_title_order_is_colour_material_modifiers_category_gender():
+    cfg = _shipped_topics_config()
+    attrs = (("occasion", "casual"), ("gender", "women"), ("category", "top"), ("material", "cotton"),
+             ("color", "blue"))
+    assert topic_title(attrs, cfg) == "Blue Cotton Casual Top for Women"
+    assert topic_title((("pattern", "printed"), ("color", "red"), ("category", "t-shirt")), cfg) == "Red Printed T-shirt"
+    assert topic_title((("brand", "nike"), ("color", "black"), ("category", "shoes")), cfg) == "Nike Black Shoes"
+
+
+def test_repeated_words_across_values_but_not_inside_a_brand_name():
+    cfg = _shipped_topics_config()
+    assert repeated_words((("brand", "u.s. polo assn"), ("neck", "polo collar"), ("category", "t-shirt")), cfg) == ["polo"]
+    assert repeated_words((("brand", "peri peri"), ("category", "bra")), cfg) == []  # the brand's own spelling
+    assert repeated_words((("brand", "scullers for her"), ("category", "shirt"), ("gender", "men")), cfg) == []
+    # a colour inside a brand name is left out, so the title is the brand's, not a stutter
+    assert phrase((("brand", "red tape"), ("color", "red"), ("category", "shoes")), cfg) == "red tape shoes"
+
+
+def test_brand_casing_comes_from_the_catalogue():
+    spellings = brand_spellings(["Q&Q", "Q&Q", "q&q", "U.S. Polo Assn.", None, " ", "ADIDAS", "ADIDAS", "Adidas"])
+    cfg = _shipped_topics_config()
+    assert topic_title((("brand", "q&q"), ("color", "blue"), ("category", "watch")), cfg, spellings) == "Q&Q Blue Watch"
+    assert topic_title((("brand", "u.s. polo assn"), ("category", "shirt")), cfg, spellings) == "U.S. Polo Assn. Shirt"
+    assert topic_title((("brand", "adidas"), ("category", "shoes"), ("gender", "men")), cfg, spellings) == \
+        "ADIDAS Shoes for Men"  # the catalogue's most frequent spelling
+    assert topic_title((("brand", "q&q"), ("category", "watch")), cfg) == "Q&q Watch"  # no catalogue: capitalized
+
+
+def test_support_counts_only_attributes_feeds_would_match(tmp_path):
+    rows = [{"product_id": f"p{i}", "key": "category", "value": "dress", "source": "title", "confidence": 0.95, "raw": ""}
+            for i in range(6)]
+    rows += [{"product_id": f"p{i}", "key": "color", "value": "red", "source": "image",
+              "confidence": 0.9 if i < 2 else 0.5, "raw": ""} for i in range(6)]
+    rows.append({"product_id": "p0", "key": "gender", "value": "women", "source": "x", "confidence": None, "raw": ""})
+    path = tmp_path / "attributes.parquet"
+    write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), path, ATTRIBUTES)
+    names = ["part-00000"]
+    everything = count_parts(path, names, min_support=1, max_arity=2, accepted=[])
+    confident = count_parts(path, names, min_support=1, max_arity=2, accepted=[], min_confidence=0.7)
+    pair = (("category", "dress"), ("color", "red"))
+    assert everything.support[pair] == 6 and confident.support[pair] == 2
+    assert confident.support[(("gender", "women"),)] == 1  # no confidence reads as 1.0, as in the feeds stage
+
+
+def test_run_topics_rejects_stutters_and_titles_already_taken(tmp_path):
+    layout = write_run(tmp_path / "run", [], 40)
+    rows = []
+    for i in range(40):
+        rows.append((f"p{i}", "category", "casual shoes"))
+        if i < 30:
+            rows.append((f"p{i}", "occasion", "casual"))
+        if i < 20:
+            rows += [(f"p{i}", "brand", "red tape"), (f"p{i}", "color", "red" if i < 12 else "white")]
+    curated = [{"product_id": p, "key": k, "value": v, "source": "title", "confidence": 0.9, "raw": v} for p, k, v in rows]
+    write_table(pa.Table.from_pylist(curated, schema=ATTRIBUTES), layout.curated_attributes, ATTRIBUTES)
+    ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"vocab.topics.min_support": 10})
+    run_topics(ctx)
+    topics = _topics(layout)
+    casual = topics[(("category", "casual shoes"), ("occasion", "casual"))]
+    assert casual["status"] == "rejected" and casual["reason"].startswith("same title: 'casual shoes'")
+    red = topics[(("brand", "red tape"), ("category", "casual shoes"), ("color", "red"))]
+    assert red["status"] == "rejected" and red["title"] == "Red Tape Casual Shoes"
+    kept_titles = [t["title"] for t in topics.values() if t["status"] == "kept"]
+    assert kept_titles and all(len(set(t.lower().split())) == len(t.split()) for t in kept_titles)
