@@ -1,8 +1,8 @@
 """The offline default backend: text rules, image colours, MiniLM embeddings and catalogue statistics.
 
 What it sees: the title, description, merchant tags and brand (matched against general-knowledge
-tables of colour, pattern, material, gender, occasion, season, fit, sleeve, neck, style and shape
-words), and the image's pixels (the named colours of the product region, which only corroborate a
+tables of colour, pattern, material, gender, occasion, season, fit, sleeve, neck, style, shape and
+feature words), and the image's pixels (the named colours of the product region, which only corroborate a
 colour the text names: a studio background or a print is not the product's colour; the dual encoder
 reads colour from the photo where the text names none). What it cannot see:
 anything a vision model would read from the picture beyond colour (shape, pattern, material), and
@@ -38,6 +38,7 @@ _TEXT_KEYS: dict[str, tuple[tuple[str, float], ...]] = {
     "neck": (("title", 0.85), ("lead", 0.6)),
     "style": (("title", 0.8), ("lead", 0.4)),
     "shape": (("title", 0.8), ("lead", 0.5)),
+    "feature": (("title", 0.85), ("lead", 0.5)),
 }
 LEAD_CHARS = 300  # the description's opening, where it describes the product itself
 

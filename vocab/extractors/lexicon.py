@@ -76,6 +76,9 @@ GENDER: dict[str, str] = {
     "boys": "boys", "boy": "boys", "boy's": "boys", "girls": "girls", "girl": "girls", "girl's": "girls",
     "unisex": "unisex", "kids": "kids", "kid": "kids", "children": "kids", "infant": "kids", "baby": "kids",
     "for her": "women", "for him": "men",
+    # audience words that name a department, not a product type ("kidswear" is no category)
+    "kidswear": "kids", "kids wear": "kids", "childrenswear": "kids", "infants": "kids", "toddler": "kids",
+    "toddlers": "kids", "babies": "kids", "menswear": "men", "womenswear": "women",
 }
 
 PATTERNS: dict[str, str] = {
@@ -148,10 +151,18 @@ NECKS: dict[str, str] = {
 }
 
 STYLES: dict[str, str] = {
-    "boho": "boho", "bohemian": "boho", "vintage": "vintage", "retro": "retro", "classic": "classic",
+    "boho": "boho", "bohemian": "boho", "vintage": "vintage", "retro": "retro",
     "sporty": "sporty", "minimalist": "minimal", "casual chic": "casual chic", "preppy": "preppy",
-    "grunge": "grunge", "streetwear": "streetwear", "analog": "analog", "analogue": "analog",
-    "digital": "digital", "chronograph": "chronograph", "smart": "smart",
+    "grunge": "grunge", "streetwear": "streetwear", "smart": "smart",
+}
+
+# Functional features of a product (a watch's display, a belt that reverses): what it does, not a style
+# or an occasion. "classic" is in no table: it is praise, not a property.
+FEATURES: dict[str, str] = {
+    "analog": "analog", "analogue": "analog", "digital": "digital", "chronograph": "chronograph",
+    "reversible": "reversible", "waterproof": "waterproof", "water resistant": "water resistant",
+    "water-resistant": "water resistant", "polarised": "polarised", "polarized": "polarised",
+    "foldable": "foldable", "quick dry": "quick dry", "quick-dry": "quick dry",
 }
 
 SHAPES: dict[str, str] = {
@@ -175,11 +186,40 @@ PHRASE_TABLES: dict[str, dict[str, str]] = {
     "neck": NECKS,
     "style": STYLES,
     "shape": SHAPES,
+    "feature": FEATURES,
 }
+
+# Parts of a product: a material named right before one describes that part ("rubber outsole", "metal
+# frame"), and a part before a product type is a feature of it ("dial watch" is a watch).
+PART_NOUNS: frozenset[str] = frozenset(
+    "sole soles outsole outsoles midsole insole footbed lining buckle buckles strap straps trim trims zip zips "
+    "zipper zippers button buttons pad pads tips case dial dials bezel frame frames arms temples lens lenses "
+    "handle handles laces lace-ups hardware detailing detail details accents overlays piping hinges "
+    "band chain clasp".split()
+)
+
+# Words that head a modifier phrase, not a product type: a category phrase starting with one is a
+# fragment of a longer phrase ("Length Skirt" from "Knee Length Skirt", "Sleeve Top" from "Long Sleeve Top").
+DANGLING_WORDS: frozenset[str] = frozenset(
+    "length sleeve sleeves neck neckline collar waist rise toe heel heeled top cut fit leg hem".split()
+)
+
+# Surface variants of one clothing type (general English retail usage), each to its canonical spelling.
+TYPE_SYNONYMS: dict[str, str] = {
+    "tee": "t-shirt", "tees": "t-shirt", "tshirt": "t-shirt", "tshirts": "t-shirt", "t shirt": "t-shirt",
+    "t-shirts": "t-shirt", "tank": "tank top", "tanks": "tank top", "singlet": "vest", "sari": "saree",
+    "saris": "saree", "sarees": "saree", "trainers": "sneakers", "spectacles": "eyeglasses",
+    "sunnies": "sunglasses", "hoody": "hoodie", "hoodies": "hoodie", "jumper": "sweater", "pullover": "sweater",
+    "deo": "deodorant", "specs": "eyeglasses", "tote": "tote bag", "joggers": "track pants",
+}
+
+# A fabric is named for its dominant fibre: a mix whose largest fibre reaches this share is that fibre.
+DOMINANT_FIBRE_SHARE = 0.7
 
 # Words that never head a product-type phrase (function words and packaging/size words).
 NON_TYPE_WORDS: frozenset[str] = frozenset(
-    "a an and the of for with in on by to from set pack piece pcs pc combo kit new latest size sizes x xl xxl xs "
+    "a an and the of for with in on by to from at only exclusive exclusively online set pack piece pcs pc combo kit "
+    "new latest size sizes x xl xxl xs "
     "s m l free fit inch inches cm mm ml gm g kg litre liters l uk us eu".split()
 )
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from pinlanding.vocab.extractors.lexicon import COLOR_SYNONYMS, COLORS, NON_TYPE_WORDS, PHRASE_TABLES
+from pinlanding.vocab.extractors.lexicon import (COLOR_SYNONYMS, COLORS, DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS,
+                                                 PART_NOUNS, PHRASE_TABLES)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _MATERIAL_CUE = re.compile(
@@ -30,30 +31,60 @@ def _pattern(key: str) -> re.Pattern[str]:
     return re.compile(r"(?<![a-z0-9])(" + "|".join(re.escape(p) for p in phrases) + r")(?![a-z0-9])")
 
 
+_NEXT_WORD = re.compile(r"[\s\-]*([a-z]+(?:-[a-z]+)?)")
+
+
+def _of_a_part(text: str, end: int) -> bool:
+    """Whether the word right after ``end`` is a part noun: "rubber outsole" names the sole's material."""
+    m = _NEXT_WORD.match(text, end)
+    return bool(m) and m.group(1) in PART_NOUNS
+
+
 def match(key: str, text: str) -> list[tuple[str, str]]:
-    """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value."""
+    """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value.
+
+    A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's.
+    """
     table = _table(key)
+    low = text.lower()
     out: dict[str, str] = {}
-    for m in _pattern(key).finditer(text.lower()):
+    for m in _pattern(key).finditer(low):
+        if key == "material" and _of_a_part(low, m.end()):
+            continue
         out.setdefault(table[m.group(1)], m.group(1))
     return list(out.items())
 
 
-_PERCENT = re.compile(r"\d{1,3}\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
+_PERCENT = re.compile(r"(\d{1,3})\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
 
 
 def is_blend(description: str) -> bool:
-    """Whether the text gives a fibre mix ("60% cotton, 40% polyester") or says blend."""
-    fibres = {v for m in _PERCENT.finditer(description) for v, _ in match("material", m.group(1))}
-    return len(fibres) >= 2 or bool(re.search(r"\bblend(?:ed)?\b", description, re.IGNORECASE))
+    """Whether the text gives a fibre mix with no dominant fibre ("60% cotton, 40% polyester"; "95% cotton,
+    5% elastane" is cotton) or says blend."""
+    shares = fibre_shares(description)
+    if len(shares) >= 2 and max(shares.values()) < 100 * DOMINANT_FIBRE_SHARE:
+        return True
+    return bool(re.search(r"\bblend(?:ed)?\b", description, re.IGNORECASE))
+
+
+def fibre_shares(description: str) -> dict[str, int]:
+    """Stated percentage of each fibre ("95% cotton, 5% elastane" -> {"cotton": 95, "elastane": 5})."""
+    shares: dict[str, int] = {}
+    for m in _PERCENT.finditer(description):
+        for value, _ in match("material", m.group(2))[:1]:
+            shares[value] = max(shares.get(value, 0), int(m.group(1)))
+    return shares
 
 
 def material_mentions(description: str) -> list[tuple[str, str]]:
-    """Materials named right after a material cue ("made of", "fabric:", "100% ..."), as :func:`match`."""
+    """Materials named right after a material cue ("made of", "fabric:", "100% ..."), as :func:`match`;
+    a minor fibre of a stated mix (5% elastane) is not the product's material."""
+    minor = {v for v, share in fibre_shares(description).items() if share < 100 * (1 - DOMINANT_FIBRE_SHARE)}
     out: dict[str, str] = {}
     for m in _MATERIAL_CUE.finditer(description):
         for value, phrase in match("material", m.group(1)):
-            out.setdefault(value, phrase)
+            if value not in minor:
+                out.setdefault(value, phrase)
     return list(out.items())
 
 
@@ -80,11 +111,18 @@ def strip_brand(title_tokens: list[str], brand: str) -> list[str]:
 
 
 def type_candidates(title_tokens: list[str], max_words: int = 3) -> list[str]:
-    """Product-type phrases ending at the title's last content word, shortest first."""
+    """Product-type phrases ending at the title's last content word, shortest first.
+
+    In "X with Y" the product is X ("Churidar Kurta with Dupatta" is a kurta): the phrases end before "with".
+    A trailing possessive is a name, not a type ("Skirt - Only Macy's" is a skirt).
+    """
+    if "with" in title_tokens[1:]:
+        title_tokens = title_tokens[: title_tokens.index("with", 1)]
     attr = _attribute_words()
     i = len(title_tokens) - 1
-    while i >= 0 and (any(c.isdigit() for c in title_tokens[i]) or title_tokens[i] in NON_TYPE_WORDS):
-        i -= 1  # trailing codes, sizes and pack counts
+    while i >= 0 and (any(c.isdigit() for c in title_tokens[i]) or title_tokens[i] in NON_TYPE_WORDS
+                      or (title_tokens[i].endswith("'s") and title_tokens[i] not in attr)):
+        i -= 1  # trailing codes, sizes, pack counts and names ("... Only at Macy's")
     if i < 0 or title_tokens[i] in attr or len(title_tokens[i]) < 2:
         return []
     out = [title_tokens[i]]

@@ -1,0 +1,36 @@
+"""Word-table rules of the embedded extractor that keep values shopping concepts (issue 15)."""
+from __future__ import annotations
+
+from pinlanding.vocab.extractors.rules import is_blend, match, material_mentions, type_candidates
+
+
+def test_x_with_y_names_x() -> None:
+    assert type_candidates("women pink churidar kurta with dupatta".split()) == ["kurta", "churidar kurta"]
+    assert type_candidates("men white dial watch with leather strap".split()) == ["watch", "dial watch"]
+
+
+def test_a_trailing_retailer_name_is_no_type() -> None:
+    assert type_candidates("women blue knee length skirt only at macy's".split())[0] == "skirt"
+
+
+def test_audience_words_are_gender_not_a_type() -> None:
+    assert type_candidates("acme kidswear".split()) == []
+    assert match("gender", "acme teen kidswear") == [("kids", "kidswear")]
+
+
+def test_a_material_before_a_part_noun_is_the_part_s() -> None:
+    text = "white shoes in synthetic leather with nylon mesh upper, rubber outsole and metal buckle"
+    assert [v for v, _ in match("material", text)] == ["synthetic leather", "nylon", "mesh"]
+    assert [v for v, _ in match("material", "flip flops with rubber upper")] == ["rubber"]
+
+
+def test_a_fibre_mix_is_named_for_its_dominant_fibre() -> None:
+    assert not is_blend("Material and Care\n95% cotton and 5% spandex")
+    assert is_blend("60% cotton, 40% polyester")
+    assert [v for v, _ in material_mentions("Material and Care\n95% cotton and 5% spandex\nMachine wash")] == ["cotton"]
+
+
+def test_watch_displays_are_features_and_praise_is_no_style() -> None:
+    assert match("feature", "titan analog chronograph watch") == [("analog", "analog"), ("chronograph", "chronograph")]
+    assert match("style", "a classic analog watch") == []
+    assert match("occasion", "a classic analog watch") == []
