@@ -137,6 +137,16 @@ class TopicsConfig(BaseModel):
     drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one
 
 
+class EvidenceConfig(BaseModel):
+    """When a value's precision cannot be established from its evidence: it waits for a merchandiser's approval
+    (status ``needs_review``, out of the curated attributes and so out of topics)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_key_coverage: float = 0.05  # a key stated for fewer of the catalogue's products holds all its values
+    weak_sources: list[str] = Field(default_factory=lambda: ["neighbors"])  # evidence that only guesses
+    max_weak_share: float = 0.5  # a value with at least this share of its products from weak sources only
+
+
 class VocabConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_product_share: float = 0.001  # frequency floor, share of products carrying the key's value
@@ -144,6 +154,8 @@ class VocabConfig(BaseModel):
     max_value_chars: int = 60  # longer values are dropped as "too_long"
     decisions_path: str | None = None  # default: RUN/review/decisions.jsonl
     sample_images: int = 4  # product photos per value in the review app
+    category_key: str | None = "category"  # its values must be product types (vocab/categories.py); None: off
+    evidence: EvidenceConfig = EvidenceConfig()
     cluster: ClusterConfig = ClusterConfig()
     topics: TopicsConfig = TopicsConfig()
     judge: JudgeConfig = JudgeConfig()

@@ -34,9 +34,10 @@ from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import Part, commit_parts, count_rows, part_names, read_part, write_part
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.vocab.categories import CategoryRules, Verdict, head_fragments, words_of
 from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
                                          normalize_value, sanitize_value)
-from pinlanding.vocab.config import ClusterConfig, VocabConfig
+from pinlanding.vocab.config import ClusterConfig, EvidenceConfig, VocabConfig
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 
 RARE_LIMIT = 10  # the report's "share of values used by fewer than 10 products"
@@ -78,6 +79,8 @@ class RawCounts:
     surfaces: Counter = field(default_factory=Counter)  # (key, norm, clean) -> products
     groups: Counter = field(default_factory=Counter)  # (key, norm) -> products
     co: Counter = field(default_factory=Counter)  # (key, norm a, norm b), a < b -> products carrying both
+    keys: Counter = field(default_factory=Counter)  # key -> products carrying any value of it
+    strong: Counter = field(default_factory=Counter)  # (key, norm) -> products with it from a non-weak source
     stats: ValueStats = field(default_factory=ValueStats)  # of the raw table, for the report
 
 
@@ -87,6 +90,7 @@ class CuratedCounts:
 
     stats: ValueStats = field(default_factory=ValueStats)
     sources: Counter = field(default_factory=Counter)
+    held: Counter = field(default_factory=Counter)  # (key, canonical) -> products, of values held for review
 
 
 def merge_counts(parts: Iterable[C], empty: C) -> C:
@@ -149,31 +153,57 @@ def _cooccurrence(df: pd.DataFrame) -> Counter:
     return out
 
 
-def count_raw(attributes: pa.Table, max_value_chars: int, fold_plurals: bool) -> RawCounts:
+def _weak(source: Any, weak_sources: frozenset[str]) -> bool:
+    """Whether a row's evidence comes only from weak sources ("neighbors"; "title+neighbors" is not weak)."""
+    return isinstance(source, str) and set(source.split("+")) <= weak_sources
+
+
+def count_raw(attributes: pa.Table, max_value_chars: int, fold_plurals: bool,
+              weak_sources: Iterable[str] = ()) -> RawCounts:
     """The curator's counts over the products of ``attributes`` (whole products: one part, or a table)."""
     df, bad = prepare(attributes, max_value_chars, fold_plurals)
+    weak = frozenset(weak_sources)
+    strong = df[[not _weak(s, weak) for s in df["source"]]] if weak else df
     return RawCounts(rows_in=len(df) + len(bad), by_reason=Counter(bad["reason"]),
                      bad=_nunique(bad, ["key", "value", "reason"]), surfaces=_nunique(df, ["key", "norm", "clean"]),
-                     groups=_nunique(df, ["key", "norm"]), co=_cooccurrence(df), stats=value_stats(attributes))
+                     groups=_nunique(df, ["key", "norm"]), co=_cooccurrence(df),
+                     keys=Counter({str(k): int(n) for k, n in df.groupby("key")["product_id"].nunique().items()}),
+                     strong=_nunique(strong, ["key", "norm"]), stats=value_stats(attributes))
+
+
+def _extra_rows(df: pd.DataFrame, extras: dict[tuple[str, str], list[tuple[str, str]]]) -> pd.DataFrame:
+    """Rows of other keys that a value's words carry ("Winter Jacket" -> season "winter"), as ``df`` rows."""
+    rows = [{**row, "key": k2, "canonical": v2}
+            for row in df[["product_id", "key", "norm", "source", "confidence", "clean"]].to_dict("records")
+            for k2, v2 in extras.get((row["key"], row["norm"]), ())]
+    return pd.DataFrame(rows, columns=[*df.columns]) if rows else df.iloc[0:0]
 
 
 def canonicalize(attributes: pa.Table, mapping: dict[tuple[str, str], str | None], max_value_chars: int,
-                 fold_plurals: bool) -> tuple[pa.Table, CuratedCounts]:
+                 fold_plurals: bool, extras: dict[tuple[str, str], list[tuple[str, str]]] | None = None,
+                 held: frozenset[tuple[str, str]] = frozenset()) -> tuple[pa.Table, CuratedCounts]:
     """Rows of ``attributes`` with their canonical value (ATTRIBUTES; one per product, key, value) and their counts.
 
-    ``mapping`` is the fitted :attr:`VocabCurator.mapping_`. Of several rows with one canonical value the most
-    confident is kept (a stable sort, so the choice among ties does not depend on how products are parted).
+    ``mapping`` is the fitted :attr:`VocabCurator.mapping_`, ``extras`` its :attr:`~VocabCurator.extras_` (rows of
+    other keys a value carries) and ``held`` the (key, canonical) values held for review: counted, not written.
+    Of several rows with one canonical value the most confident is kept (a stable sort, so the choice among ties
+    does not depend on how products are parted).
     """
     df, _ = prepare(attributes, max_value_chars, fold_plurals)
     df = df.assign(canonical=[mapping[(k, n)] for k, n in zip(df["key"], df["norm"])])
+    if extras:
+        df = pd.concat([df, _extra_rows(df, extras)], ignore_index=True)
     df = df[df["canonical"].notna()]
     sources = _nunique(df.assign(source=df["source"].fillna("unknown")), ["key", "canonical", "source"])
     df = df.sort_values("confidence", ascending=False, na_position="last", kind="stable")
     df = df.drop_duplicates(["product_id", "key", "canonical"]).sort_values(["product_id", "key", "canonical"])
+    is_held = pd.Series([(k, v) in held for k, v in zip(df["key"], df["canonical"])], index=df.index, dtype=bool)
+    held_counts = _nunique(df[is_held], ["key", "canonical"])
+    df = df[~is_held]
     table = pa.table({"product_id": df["product_id"].astype(str).tolist(), "key": df["key"].tolist(),
                       "value": df["canonical"].tolist(), "source": df["source"].tolist(),
                       "confidence": df["confidence"].tolist(), "raw": df["clean"].tolist()})
-    return table, CuratedCounts(value_stats(table), sources)
+    return table, CuratedCounts(value_stats(table), sources, held_counts)
 
 
 @dataclass
@@ -182,7 +212,10 @@ class VocabCurator:
     canonical value, or None when dropped), ``dropped_``, ``steps_``; then :meth:`build` on the curated counts
     gives ``vocab_`` and ``merges_`` (they need each canonical value's products, known only after mapping).
 
-    ``value_score(key, value)`` (optional) gives each canonical value its ``judge_score``.
+    ``value_score(key, value)`` (optional) gives each canonical value its ``judge_score``. Values of
+    ``category_key`` must be product types (:mod:`pinlanding.vocab.categories`); values whose precision the
+    evidence cannot establish (``evidence``: key coverage, weak sources) get status ``needs_review`` and stay out
+    of the curated attributes, hence out of topics, until approved (``held_``: root -> reason).
     """
 
     min_product_share: float = 0.001
@@ -192,6 +225,8 @@ class VocabCurator:
     review: ReviewState = field(default_factory=ReviewState)
     embedder: EmbeddingCache | None = None
     value_score: Callable[[str, str], float | None] | None = None
+    category_key: str | None = "category"
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
     # -- fit ------------------------------------------------------------------------------------------
 
@@ -212,8 +247,11 @@ class VocabCurator:
             co[key][(a, b)] = n
         for key in sorted(groups):
             self._filter_and_cluster(key, groups[key], co.get(key, Counter()))
+        extras = self._categories(groups, co.get(self.category_key or "", Counter()))
         self._apply_review(groups)
         self.mapping_ = {(k, norm): self._canonical_of(k, norm) for k, gs in groups.items() for norm in gs}
+        self.extras_ = self._name_extras(extras)
+        self._hold(counts)
         self.dropped_.sort(key=lambda r: (r["key"], r["reason"], -r["product_count"], r["value"]))
         return self
 
@@ -284,6 +322,100 @@ class VocabCurator:
                 detail = (f"on {g.count} products, below the floor of {self.threshold_}" if reason == "rare"
                           else self._who(review.rejected(key, g.norm)))
                 self._drop(key, g, reason, detail)
+
+    def _categories(self, groups: dict[str, dict[str, _Group]], co: Counter) -> dict[tuple[str, str], list]:
+        """Category values as product types (:mod:`pinlanding.vocab.categories`): merges and drops recorded with
+        the rule's name; returns (key, norm) -> the (key, norm) values of other keys its words carry."""
+        key = self.category_key
+        if not key or key not in groups:
+            return {}
+        verdicts = self._category_verdicts(key, groups, co)
+        self.steps_["categories"] = dict(Counter(v.rule for v in verdicts.values()))
+        extras: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for norm, v in verdicts.items():
+            target = self._final_target(norm, verdicts)
+            if v.action == "merge" and target is None:
+                continue  # its target is dropped, or a cycle: keep it as it is
+            for g in [g for g in groups[key].values() if g.head == norm]:  # the value and its cluster
+                extras[(key, g.norm)] = list(v.extras)
+                if v.action == "merge":
+                    g.head = target
+                    if g.norm == norm:
+                        g.method, g.similarity = v.rule, None
+                else:
+                    g.head = None
+                    moved = ", ".join(f"{k}={x}" for k, x in v.extras)
+                    self._drop(key, g, v.rule, v.detail + (f"; moved to {moved}" if moved else ""))
+        return extras
+
+    def _category_verdicts(self, key: str, groups: dict[str, dict[str, _Group]], co: Counter) -> dict[str, Verdict]:
+        """Normalized canonical category -> its verdict (keep verdicts left out); values a reviewer acted on are
+        left as they are, so a ``split`` or ``approve`` decision undoes a rule."""
+        heads = {g.norm: g for g in groups[key].values() if g.head == g.norm}
+        others = {k: {g.norm for g in v.values() if g.head is not None} for k, v in groups.items() if k != key}
+        rules = CategoryRules(set(heads), others, self.cluster.fold_plurals)
+        free = [g for g in heads.values() if not self.review.protected(key, g.norm)]
+        verdicts = {g.norm: v for g in free if (v := rules.judge(self._representative(g))).action != "keep"}
+        compounds: dict[str, list[str]] = defaultdict(list)  # head -> compounds ending in it that stay types
+        for g in heads.values():
+            words = words_of(self._representative(g))
+            head = normalize_value(words[-1], self.cluster.fold_plurals) if len(words) > 1 else None
+            if head in heads and g.norm not in verdicts and head not in verdicts:
+                compounds[head].append(g.norm)
+        fragments = head_fragments({n: g.count for n, g in heads.items()}, compounds, dict(co), self.threshold_)
+        for head, compound in fragments.items():
+            if not self.review.protected(key, head):
+                inside = self._representative(heads[compound])
+                verdicts[head] = Verdict("drop", "fragment", detail=f"only seen inside '{inside}'")
+        return verdicts
+
+    @staticmethod
+    def _final_target(norm: str, verdicts: dict[str, Verdict]) -> str | None:
+        """Where a merge ends after following merges of its target; None when it ends in a drop or loops."""
+        seen = {norm}
+        target = verdicts[norm].target
+        while target in verdicts:
+            if verdicts[target].action != "merge" or target in seen:
+                return None
+            seen.add(target)
+            target = verdicts[target].target
+        return target
+
+    def _name_extras(self, extras: dict[tuple[str, str], list]) -> dict[tuple[str, str], list[tuple[str, str]]]:
+        """(key, norm) -> (key, canonical name) of the other keys' values it carries, where those are kept."""
+        out = {}
+        for node, values in extras.items():
+            named = [(k, name) for k, v in values if (name := self._canonical_of(k, v)) is not None]
+            if named:
+                out[node] = named
+        return out
+
+    def _hold(self, counts: RawCounts) -> None:
+        """Status ``needs_review`` (``held_``: root -> reason) for values whose precision the evidence cannot
+        establish: their key is stated for too few products, or they come mostly from weak sources."""
+        ev = self.evidence
+        self.held_: dict[tuple[str, str], str] = {}
+        for root, gs in self.members_.items():
+            if self.status_.get(root, ("pending",))[0] != "pending":
+                continue  # approved or rejected in review: a merchandiser has decided
+            key = root[0]
+            reasons = []
+            coverage = counts.keys.get(key, 0) / self.n_products_
+            if coverage < ev.min_key_coverage:
+                reasons.append(f"the catalogue states {key} for {coverage:.1%} of its products (< "
+                               f"{ev.min_key_coverage:.0%}): too little evidence to establish its precision")
+            n = sum(g.count for g in gs)
+            weak = 1 - sum(counts.strong.get((key, g.norm), 0) for g in gs) / n if n else 0.0
+            if ev.weak_sources and weak >= ev.max_weak_share:
+                reasons.append(f"{weak:.0%} of its products have it only from {'/'.join(ev.weak_sources)} "
+                               f"(>= {ev.max_weak_share:.0%})")
+            if reasons:
+                self.held_[root] = "; ".join(reasons)
+                self.status_[root] = ("needs_review", None)
+
+    def held_values(self) -> frozenset[tuple[str, str]]:
+        """(key, canonical name) of the values held for review."""
+        return frozenset((root[0], self.names_[root]) for root in self.held_)
 
     def _drop(self, key: str, g: _Group, reason: str, detail: str | None) -> None:
         for surface, n in g.surfaces.items():
@@ -381,14 +513,14 @@ class VocabCurator:
         for root, gs in sorted(self.members_.items()):
             key = root[0]
             name = self.names_[root]
-            if (key, name) not in counts:
+            if (key, name) not in counts and (key, name) not in curated.held:
                 continue
             live = [g for g in gs if (key, g.norm) not in self.removed_]
             surfaces: Counter = Counter()
             for g in live:
                 surfaces.update(g.surfaces)
             variants = [s for s, _ in sorted(surfaces.items(), key=lambda kv: (-kv[1], kv[0])) if s != name]
-            n = int(counts[(key, name)])
+            n = int(counts.get((key, name)) or curated.held.get((key, name)) or 0)
             for g in live:
                 for s, vn in g.surfaces.items():
                     if s != name:
@@ -397,6 +529,8 @@ class VocabCurator:
             status, decision = self.status_.get(root, ("pending", None))
             provenance = {"methods": sorted({g.method for g in live}), "sources": sources.get((key, name), {}),
                           "decisions": [decision.id] if decision else []}
+            if root in self.held_:
+                provenance["review_reason"] = self.held_[root]
             vocab.append({"key": key, "value": name, "variants": variants, "product_count": n, "status": status,
                           "judge_score": self.value_score(key, name) if self.value_score else None,
                           "provenance": json.dumps(provenance, sort_keys=True, ensure_ascii=False)})
@@ -409,7 +543,8 @@ class VocabCurator:
 
     def transform(self, attributes: pa.Table) -> tuple[pa.Table, CuratedCounts]:
         """Attributes of some products with canonical values (ATTRIBUTES), and their counts for :meth:`build`."""
-        return canonicalize(attributes, self.mapping_, self.max_value_chars, self.cluster.fold_plurals)
+        return canonicalize(attributes, self.mapping_, self.max_value_chars, self.cluster.fold_plurals, self.extras_,
+                            self.held_values())
 
 
 # --- statistics and report ------------------------------------------------------------------------
@@ -450,6 +585,10 @@ def _report_markdown(report: dict[str, Any]) -> str:
     for ex in report["merge_examples"]:
         variants = ", ".join(f"{v['variant']} ({v['count']}, {v['method']})" for v in ex["variants"])
         lines.append(f"- **{ex['key']} = {ex['canonical']}** ({ex['product_count']} products) <- {variants}")
+    held = report.get("needs_review", [])
+    lines += ["", f"## Values held for review: {len(held)}", "",
+              "Out of the curated attributes (so out of topics) until a reviewer approves them.", ""]
+    lines += [f"- **{h['key']} = {h['value']}** ({h['product_count']} products): {h['reason']}" for h in held]
     lines += ["", f"Review decisions read: {report['review']['decisions']}, applied: {report['review']['applied']}, "
               f"unreadable lines skipped: {report['review']['skipped']}.", ""]
     return "\n".join(lines)
@@ -486,6 +625,9 @@ def build_report(curator: VocabCurator, raw: ValueStats, curated: ValueStats, ve
         "clusters_merged": len(by_canonical),
         "merges_by_method": dict(Counter(m["method"] for m in curator.merges_)),
         "merge_examples": shown,
+        "needs_review": [{"key": v["key"], "value": v["value"], "product_count": v["product_count"],
+                          "reason": json.loads(v["provenance"]).get("review_reason", "")}
+                         for v in curator.vocab_ if v["status"] == "needs_review"],
         "review": {"decisions": curator.review.count, "skipped": curator.review.skipped,
                    "applied": len(set(curator.decisions_applied_))},
     }
@@ -560,14 +702,25 @@ def _value_scorer(cfg: VocabConfig) -> Callable[[str, str], float | None] | None
     return lambda key, value: round(min(1.0, math.log1p(index.mentions(value)) / math.log1p(100)), 4)
 
 
-def _count_part(attributes: AnyPath, max_value_chars: int, fold_plurals: bool, name: str) -> RawCounts:
-    return count_raw(read_part(attributes, name, ATTRIBUTES), max_value_chars, fold_plurals)
+def _count_part(attributes: AnyPath, max_value_chars: int, fold_plurals: bool, weak_sources: tuple[str, ...],
+                name: str) -> RawCounts:
+    return count_raw(read_part(attributes, name, ATTRIBUTES), max_value_chars, fold_plurals, weak_sources)
 
 
-def _curate_part(attributes: AnyPath, out: AnyPath, mapping: dict[tuple[str, str], str | None], max_value_chars: int,
-                 fold_plurals: bool, name: str) -> tuple[Part, CuratedCounts]:
-    table, counts = canonicalize(read_part(attributes, name, ATTRIBUTES), mapping, max_value_chars, fold_plurals)
+def _curate_part(attributes: AnyPath, out: AnyPath, curator: "VocabCurator", name: str) -> tuple[Part, CuratedCounts]:
+    table, counts = curator.transform(read_part(attributes, name, ATTRIBUTES))
     return write_part(out, name, table, ATTRIBUTES), counts
+
+
+class _Transform:
+    """What the curate tasks need of a fitted curator (its mapping, extras and held values; no embedder)."""
+
+    def __init__(self, curator: "VocabCurator") -> None:
+        self.mapping_, self.extras_, self.held = curator.mapping_, curator.extras_, curator.held_values()
+        self.max_value_chars, self.fold_plurals = curator.max_value_chars, curator.cluster.fold_plurals
+
+    def transform(self, attributes: pa.Table) -> tuple[pa.Table, CuratedCounts]:
+        return canonicalize(attributes, self.mapping_, self.max_value_chars, self.fold_plurals, self.extras_, self.held)
 
 
 def catalog_parts(layout: RunLayout, per_product: AnyPath) -> list[str]:
@@ -586,19 +739,20 @@ def curate(cfg: VocabConfig, layout: RunLayout,
     part; return the curator and the raw and curated statistics."""
     names = catalog_parts(layout, layout.attributes)
     fold = cfg.cluster.fold_plurals
-    raw = merge_counts(map_parts(partial(_count_part, layout.attributes, cfg.max_value_chars, fold), names, ray_cfg,
-                                 desc="vocab: count"), RawCounts())
+    weak = tuple(cfg.evidence.weak_sources)
+    raw = merge_counts(map_parts(partial(_count_part, layout.attributes, cfg.max_value_chars, fold, weak), names,
+                                 ray_cfg, desc="vocab: count"), RawCounts())
     review = load_review_state(decisions_path(layout, cfg.decisions_path), fold)
     embedder = EmbeddingCache(cfg.cluster.model, layout.dir("vocabulary") / ".embedding_cache.parquet",
                               cfg.cluster.batch_size)
     curator = VocabCurator(cfg.min_product_share, cfg.min_products, cfg.max_value_chars, cfg.cluster, review,
-                           embedder, _value_scorer(cfg)).fit(raw, count_rows(layout.products))
+                           embedder, _value_scorer(cfg), cfg.category_key, cfg.evidence).fit(raw, count_rows(layout.products))
     embedder.save()
     out = as_path(layout.curated_attributes)
     if out.is_file():  # a single-file output of an older run: the part folder replaces it
         out.unlink()
-    written = map_parts(partial(_curate_part, layout.attributes, out, curator.mapping_, cfg.max_value_chars, fold),
-                        names, ray_cfg, desc="vocab: curate")
+    written = map_parts(partial(_curate_part, layout.attributes, out, _Transform(curator)), names, ray_cfg,
+                        desc="vocab: curate")
     commit_parts(out, [part for part, _ in written], ATTRIBUTES)
     curated = merge_counts((counts for _, counts in written), CuratedCounts())
     return curator.build(curated), raw.stats, curated.stats
