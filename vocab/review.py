@@ -177,9 +177,12 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
         d = data.refresh()
         if key not in d.values and key not in d.rejected:
             return render("message.html", request, title="Unknown key", message=f"No key named {key!r}.", code=404)
-        return render("values.html", request, key=key, rows=d.values.get(key, []), variants=d.variants,
+        rows = d.values.get(key, [])
+        held = {r["value"]: json.loads(r["provenance"] or "{}").get("review_reason") for r in rows
+                if r["status"] == "needs_review"}  # why the value waits for an approval
+        return render("values.html", request, key=key, rows=rows, variants=d.variants, held=held,
                       examples=d.examples, images=d.images, rejected=d.rejected.get(key, []),
-                      all_values=[r["value"] for r in d.values.get(key, [])])
+                      all_values=[r["value"] for r in rows])
 
     @app.get("/topics", response_class=HTMLResponse)
     def topics(request: Request, status: str = "", offset: int = 0):

@@ -180,3 +180,16 @@ def test_text_only_jsonl_catalogue_gives_product_types(tmp_path: Path) -> None:
     assert not cats & {"only macy's", "macy's", "length skirt", "sleeve top", "dupatta", "dial watch", "kidswear", "tee"}
     assert {"knee length skirt", "long sleeve top"}.isdisjoint(cats)  # merged into their types
     assert vocab[("season", "winter")]["status"] == "needs_review"  # stated for 4 of 102 products
+
+
+def test_review_app_shows_why_a_value_waits(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from pinlanding.vocab.review import create_app
+
+    layout = write_run(tmp_path / "run", _category_rows(), 60)
+    ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"vocab.evidence.min_key_coverage": 0.25})
+    run_vocab(ctx)
+    run_topics(ctx)
+    page = TestClient(create_app(layout)).get("/values", params={"key": "season"}).text
+    assert "needs_review" in page and 'data-testid="review-reason"' in page and "season for 20.0%" in page
