@@ -113,9 +113,9 @@ def _recall_at_precision(conf: np.ndarray, correct: np.ndarray, total: int, targ
     return float(tp[ok[-1]] / total) if len(ok) and total else 0.0
 
 
-def sees(run: Path, labels_path: Path, target: float = 0.85) -> dict:
+def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | None = None) -> dict:
     from pinlanding.encoders.data import ProductSet, decode_images, mask_values
-    from pinlanding.encoders.train import ImageFeatures, combine_texts
+    from pinlanding.encoders.train import TrainingImages, combine_texts
     from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
     from pinlanding.evaluation.labels import read_labels
     from pinlanding.evaluation.mapping import family_of
@@ -130,8 +130,10 @@ def sees(run: Path, labels_path: Path, target: float = 0.85) -> dict:
     data = products.take(np.array([i for i, p in enumerate(products.ids) if positives.get(p)], dtype=np.int64))
     val = np.flatnonzero(heldout_mask(data.ids, cfg.encoder.val_fraction, cfg.encoder.split_block, cfg.run.seed))
     held = data.take(val)
+    if image_root:  # the photos copied to another folder (same file names)
+        held.image_paths = [str(image_root / Path(p).name) if p else None for p in held.image_paths]
     pixels, has_image, _ = decode_images(held.image_paths, model.image_size, threads=4)
-    visual = ImageFeatures(model, pixels, bundle.device).visual_embeddings(np.arange(len(pixels)), has_image)
+    visual = TrainingImages(model, pixels, bundle.device).visual_embeddings(np.arange(len(pixels)), has_image)
     attr = bundle.attribute_embeddings()
     out: dict = {"heldout_products": len(val), "with_photo": int(has_image.sum()), "target_precision": target, "keys": {}}
     for key in SEES_KEYS:
@@ -144,8 +146,8 @@ def sees(run: Path, labels_path: Path, target: float = 0.85) -> dict:
             words = [bundle.vocab[i][1] for i in positives.get(pid, []) if bundle.vocab[i][0] == key]
             words += list(labels.values.get(family, {}).get(pid, ()))
             texts.append(mask_values(text, words))
-        scores = combine_texts(model, visual, model.tokenize(texts)) @ attr[cols].T
-        conf = bundle.calibration.confidence(np.ascontiguousarray(scores))
+        every = combine_texts(model, visual, model.tokenize(texts)) @ attr.T
+        scores, conf = every[:, cols], bundle.calibration.confidence(every)[:, cols]
         best = conf.argmax(1)
         top = conf[np.arange(len(best)), best]
         above = scores[np.arange(len(best)), best] >= bundle.calibration.thresholds[cols][best]
@@ -162,11 +164,13 @@ def sees(run: Path, labels_path: Path, target: float = 0.85) -> dict:
                               "recall": round(float((correct & above & judged).sum() / max(1, total)), 4)},
             "top1_accuracy": round(float(correct[judged].mean()), 4) if total else None,
             "top1_accuracy_with_photo": round(float(correct[photo].mean()), 4) if photo.any() else None}
+    out["train"] = {k: v for k, v in json.loads((layout.dir("encoder") / "metrics.json").read_text()).items()
+                    if k in ("heldout_key_recall", "assignable_keys", "history", "prepare_seconds", "device", "spec")}
+    if not layout.assignments.exists():  # the encoder alone (e.g. trained by bench_train.py on a GPU machine)
+        return out
     rows = judged_rows(labels, read_table(layout.assignments, ASSIGNMENTS))
     out["graph"] = {"by_source": by_source(rows), "feed_rows": by_source(rows, cfg.feeds.min_confidence),
                     "reliability": reliability(rows), "colour_mix": colour_mix(labels, rows)}
-    out["train"] = {k: v for k, v in json.loads((layout.dir("encoder") / "metrics.json").read_text()).items()
-                    if k in ("heldout_key_recall", "assignable_keys", "history", "prepare_seconds", "device", "spec")}
     return out
 
 
@@ -222,9 +226,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--actors", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="throughput: run over the catalogue this many times")
+    ap.add_argument("--image-root", type=Path, default=None, help="sees: the photos are in this folder instead")
     args = ap.parse_args()
     if args.mode == "sees":
-        result = sees(args.run, args.labels)
+        result = sees(args.run, args.labels, image_root=args.image_root)
     elif args.mode == "quality":
         result = quality(args.run, args.labels)
     else:

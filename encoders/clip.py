@@ -21,7 +21,7 @@ import math
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import open_clip
@@ -48,6 +48,39 @@ def _to_pixels(images: torch.Tensor, size: tuple[int, int], mean: tuple, std: tu
     return (x - m) / s
 
 
+class ImageFeatures(NamedTuple):
+    """What the vision side computes once per image: the frozen stages' feature maps (or normalized
+    pixels) ``[B, C, H, W]`` and the product region's colour histogram ``[B, bins**3]``."""
+
+    maps: torch.Tensor
+    colour: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> "ImageFeatures":
+        return ImageFeatures(self.maps[index], self.colour[index])
+
+    def to(self, *args: Any) -> "ImageFeatures":
+        return ImageFeatures(self.maps.to(*args), self.colour.to(*args))
+
+    def flip(self) -> "ImageFeatures":
+        """Mirrored left to right (the histogram does not change)."""
+        return ImageFeatures(self.maps.flip(-1), self.colour)
+
+
+def colour_histogram(images: torch.Tensor, bins: int, background: int = 30) -> torch.Tensor:
+    """Normalized RGB histograms ``[B, bins**3]`` of uint8 images ``[B, H, W, 3]`` over their product
+    region: pixels farther than ``background`` (sum of channel differences) from the median border colour,
+    or every pixel where that leaves under 3% (a product the colour of its background)."""
+    x = images.to(torch.int64)
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
+    bg = border.median(dim=1).values
+    fg = (x - bg[:, None, None]).abs().sum(-1) > background
+    fg |= (fg.flatten(1).float().mean(1) < 0.03)[:, None, None]
+    q = x * bins // 256
+    cell = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).flatten(1)
+    hist = torch.zeros((len(x), bins ** 3), device=x.device).scatter_add_(1, cell, fg.flatten(1).float())
+    return hist / hist.sum(1, keepdim=True).clamp_min(1.0)
+
+
 def _mlp(in_dim: int, out_dim: int) -> nn.Sequential:
     hidden = 2 * out_dim
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
@@ -60,14 +93,14 @@ class DualEncoder(nn.Module):
     def __init__(self, vision_model: str = "lcnet_050", image_size: tuple[int, int] = (64, 48),
                  text_model: str = "all-MiniLM-L6-v2", product_text: str = "token_bag", embed_dim: int = 128,
                  max_text_tokens: int = 48, vision_pretrained: str | None = None, vision_tuned_stages: int | None = None,
-                 **_: Any) -> None:
+                 colour_bins: int = 0, **_: Any) -> None:
         super().__init__()
         if product_text not in ("token_bag", "transformer"):
             raise ValueError(f"unknown product_text '{product_text}'; known: ['token_bag', 'transformer']")
         self.spec = {"backend": "dual", "vision_model": vision_model, "image_size": tuple(image_size),
                      "text_model": text_model, "product_text": product_text, "embed_dim": embed_dim,
                      "max_text_tokens": max_text_tokens, "vision_pretrained": vision_pretrained,
-                     "vision_tuned_stages": vision_tuned_stages}
+                     "vision_tuned_stages": vision_tuned_stages, "colour_bins": colour_bins}
         self.image_size = tuple(image_size)
         self.max_text_tokens = max_text_tokens
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -83,6 +116,10 @@ class DualEncoder(nn.Module):
         if vision_pretrained:
             self.image_mean, self.image_std = _load_vision_weights(self.visual.trunk, vision_model, vision_pretrained)
         self.frozen_stages = _freeze_early_stages(self.visual.trunk, vision_tuned_stages)
+        # the product region's colour histogram, a second way in for colour: ImageNet features are trained
+        # to ignore it, and the photos are small
+        self.colour_bins = colour_bins
+        self.colour_head = _mlp(colour_bins ** 3, embed_dim) if colour_bins else None
         self.product_text_head = _mlp(width, embed_dim)
         self.attribute_head = _mlp(width, embed_dim)
         self.fuse = nn.Linear(2 * embed_dim, embed_dim)
@@ -135,23 +172,26 @@ class DualEncoder(nn.Module):
 
     # ---- products ----
     @torch.no_grad()
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images ``[B,H,W,3]`` through the frozen vision stages (the pixels when nothing is frozen):
-        fixed by the pretrained weights, so training computes them once per product."""
+    def image_features(self, images: torch.Tensor) -> ImageFeatures:
+        """uint8 images ``[B,H,W,3]`` through the frozen vision stages (the pixels when nothing is frozen),
+        with their colour histograms: fixed by the pretrained weights, so training computes them once."""
         x = _to_pixels(images, self.image_size, self.image_mean, self.image_std)
+        colour = colour_histogram(images, self.colour_bins) if self.colour_bins else x.new_zeros((len(x), 0))
         if self.frozen_stages is None:
-            return x
+            return ImageFeatures(x, colour)
         trunk = self.visual.trunk
-        return trunk.blocks[:self.frozen_stages](trunk.bn1(trunk.conv_stem(x)))
+        return ImageFeatures(trunk.blocks[:self.frozen_stages](trunk.bn1(trunk.conv_stem(x))), colour)
 
-    def visual_embedding(self, features: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+    def visual_embedding(self, features: ImageFeatures, has_image: torch.Tensor) -> torch.Tensor:
         """Normalized image embeddings from :meth:`image_features` (zero where a product has no image)."""
         if self.frozen_stages is None:
-            x = self.visual(features)
+            x = self.visual(features.maps)
         else:
             trunk = self.visual.trunk
-            x = trunk.bn2(trunk.conv_head(trunk.blocks[self.frozen_stages:](features)))
+            x = trunk.bn2(trunk.conv_head(trunk.blocks[self.frozen_stages:](features.maps)))
             x = self.visual.head(trunk.forward_head(x))
+        if self.colour_head is not None:
+            x = x + self.colour_head(features.colour.to(x.dtype))
         return F.normalize(x, dim=-1) * has_image.to(x.dtype).unsqueeze(-1)
 
     def text_embedding(self, ids: torch.Tensor) -> torch.Tensor:
@@ -202,11 +242,12 @@ class OpenClipEncoder(nn.Module):
         ids = torch.as_tensor(self.tokenize(list(texts)), dtype=torch.long, device=device)
         return F.normalize(self.model.encode_text(ids), dim=-1)
 
-    def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        return _to_pixels(images, self.image_size, self._mean, self._std)  # the whole model is fine-tuned
+    def image_features(self, images: torch.Tensor) -> ImageFeatures:
+        x = _to_pixels(images, self.image_size, self._mean, self._std)  # the whole model is fine-tuned
+        return ImageFeatures(x, x.new_zeros((len(x), 0)))
 
-    def visual_embedding(self, features: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
-        v = F.normalize(self.model.encode_image(features), dim=-1)
+    def visual_embedding(self, features: ImageFeatures, has_image: torch.Tensor) -> torch.Tensor:
+        v = F.normalize(self.model.encode_image(features.maps), dim=-1)
         return v * has_image.to(v.dtype).unsqueeze(-1)
 
     def text_embedding(self, ids: torch.Tensor) -> torch.Tensor:

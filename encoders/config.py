@@ -18,10 +18,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vision_model": "efficientnet_lite0",
         "vision_pretrained": "packaged",
         "vision_tuned_stages": 0,
+        "colour_bins": 6,
         "max_image_pixels": 80 * 64,
         "product_text": "token_bag",
         "embed_dim": 128,
-        "epochs": 6,
+        "epochs": 12,
         "batch_size": 256,
         "lr": 2e-3,
     },
@@ -29,6 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vision_model": "efficientnet_lite0",
         "vision_pretrained": "packaged",
         "vision_tuned_stages": 7,
+        "colour_bins": 6,
         "max_image_pixels": 224 * 224,
         "product_text": "transformer",
         "embed_dim": 256,
@@ -52,6 +54,7 @@ class EncoderConfig(BaseModel):
     vision_pretrained: str | None = None
     # last block stages fine-tuned (0: only the tower's head), the rest frozen; -1: the whole tower
     vision_tuned_stages: int | None = None
+    colour_bins: int | None = None  # RGB histogram of the product region, bins per channel (0: none)
     # (height, width) the images are resized to; unset: the catalogue photos' median size, scaled down to
     # at most max_image_pixels (upscaling adds no information, only CPU time)
     image_size: tuple[int, int] | None = None
@@ -69,6 +72,7 @@ class EncoderConfig(BaseModel):
     lr: float | None = None
     weight_decay: float = 0.05
     image_dropout: float = 0.1  # share of products trained without their image (robust to missing images)
+    text_mask: float = 0.5  # share of products trained with their attribute words masked out of the text
     val_fraction: float = 0.1  # held-out share of product groups
     split_block: int = 500  # numeric ids in the same block of this size share a split (near-duplicate variants)
     max_train_products: int | None = None  # cap for quick experiments

@@ -22,7 +22,7 @@ from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json
 from pinlanding.collections.engines import torch_device
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
-from pinlanding.encoders.clip import build_encoder, multi_positive_clip_loss
+from pinlanding.encoders.clip import ImageFeatures, build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
                                      load_vocabulary, mask_values)
@@ -51,7 +51,7 @@ def model_spec(cfg: EncoderConfig, image_paths: list[str | None] | None = None) 
     size = r["image_size"] or choose_image_size(image_paths or [], r["max_image_pixels"])
     return {"backend": "dual", "image_size": tuple(size),
             **{k: r[k] for k in ("vision_model", "text_model", "product_text", "embed_dim", "max_text_tokens",
-                                 "vision_pretrained", "vision_tuned_stages")}}
+                                 "vision_pretrained", "vision_tuned_stages", "colour_bins")}}
 
 
 def _positive_matrix(ids: list[str], positives: dict[str, list[int]], n_attr: int) -> np.ndarray:
@@ -96,7 +96,11 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     t0 = time.perf_counter()
     pixels, has_image, _ = decode_images(data.image_paths, model.image_size, threads=max(1, torch.get_num_threads()))
     tokens = model.tokenize(data.texts)
-    images = ImageFeatures(model, pixels, device)
+    # the same texts without the words of the product's curated values: trained on, the model must read
+    # those attributes from the photo (with them, the text alone answers and the image is ignored)
+    blind = model.tokenize([mask_values(t, [vocab[i][1] for i in positives[pid]])
+                            for pid, t in zip(data.ids, data.texts)])
+    images = TrainingImages(model, pixels, device)
     prep_s = time.perf_counter() - t0
     phrases = [attribute_phrase(k, v) for k, v in vocab]
     pos_lists = [np.asarray(positives[pid], dtype=np.int64) for pid in data.ids]
@@ -112,7 +116,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
     setup = json_digest({"spec": spec, "lr": cfg.resolved("lr"), "wd": cfg.weight_decay, "bs": batch_size,
-                         "seed": seed, "drop": cfg.image_dropout, "train": [data.ids[i] for i in train_idx],
+                         "seed": seed, "drop": cfg.image_dropout, "text_mask": cfg.text_mask,
+                         "train": [data.ids[i] for i in train_idx],
                          "vocab": vocab})
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -152,9 +157,10 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
                 targets[row, np.searchsorted(attrs, pos_lists[i])] = True
             feats = images.batch(b)
             if rng.random() < 0.5:
-                feats = feats.flip(-1)  # horizontal flip as augmentation (of the frozen stages' output)
+                feats = feats.flip()  # horizontal flip as augmentation (of the frozen stages' output)
             mask = torch.as_tensor(has_image[b] & (rng.random(len(b)) >= cfg.image_dropout), device=device)
-            ids = torch.as_tensor(tokens[b], dtype=torch.long, device=device)
+            text = np.where((rng.random(len(b)) < cfg.text_mask)[:, None], blind[b], tokens[b])
+            ids = torch.as_tensor(text, dtype=torch.long, device=device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
                 p = model.combine(model.visual_embedding(feats, mask), model.text_embedding(ids))
                 a = model.encode_attributes([phrases[j] for j in attrs])
@@ -219,25 +225,27 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     return TrainResult(bundle, history, metrics, cal, scores, pos, [data.ids[i] for i in vi])
 
 
-class ImageFeatures:
-    """The training products' images through the frozen vision stages, computed once (the pretrained stages
-    do not change) and kept as float16; without frozen stages, each batch is normalized from the pixels."""
+class TrainingImages:
+    """The training products' images through the frozen vision stages (:meth:`image_features`), computed
+    once (the pretrained stages do not change) and kept as float16; without frozen stages, each batch is
+    normalized from the pixels."""
 
     def __init__(self, model: torch.nn.Module, pixels: np.ndarray, device: str, batch_size: int = 256) -> None:
         self.model, self.pixels, self.device = model, pixels, device
-        self.cache: torch.Tensor | None = None
+        self.cache: ImageFeatures | None = None
         if getattr(model, "frozen_stages", None) is not None:
             model.eval()
             starts = tqdm(range(0, len(pixels), batch_size), desc="frozen image features", unit=" batch",
                           disable=len(pixels) <= batch_size)
             with torch.no_grad():
-                self.cache = torch.cat([model.image_features(torch.as_tensor(pixels[i:i + batch_size], device=device))
-                                        .to("cpu", torch.float16) for i in starts])
+                parts = [model.image_features(torch.as_tensor(pixels[i:i + batch_size], device=device))
+                         .to("cpu", torch.float16) for i in starts]
+            self.cache = ImageFeatures(*(torch.cat(p) for p in zip(*parts)))
 
-    def batch(self, index: np.ndarray) -> torch.Tensor:
+    def batch(self, index: np.ndarray) -> ImageFeatures:
         if self.cache is None:
             return self.model.image_features(torch.as_tensor(self.pixels[index], device=self.device))
-        return self.cache[torch.as_tensor(index)].to(self.device, torch.float32)
+        return self.cache.take(torch.as_tensor(index)).to(self.device, torch.float32)
 
     @torch.no_grad()
     def visual_embeddings(self, index: np.ndarray, has_image: np.ndarray, batch_size: int = 512) -> torch.Tensor:

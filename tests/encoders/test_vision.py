@@ -11,14 +11,15 @@ import torch
 
 from pinlanding.collections import models
 from pinlanding.collections.models import ModelIntegrityError, load_weights_in_order, packaged_vision_weights
-from pinlanding.encoders.clip import build_encoder
+from pinlanding.encoders.clip import build_encoder, colour_histogram
 from pinlanding.encoders.data import choose_image_size
 
 
 @pytest.fixture(scope="module")
 def lite0() -> torch.nn.Module:
     return build_encoder({"backend": "dual", "vision_model": "efficientnet_lite0", "vision_pretrained": "packaged",
-                          "vision_tuned_stages": 2, "image_size": (40, 32), "embed_dim": 16})
+                          "vision_tuned_stages": 2, "image_size": (40, 32), "embed_dim": 16,
+                          "colour_bins": 4})
 
 
 def test_packaged_weights_load_by_key_order_into_timm(lite0) -> None:
@@ -46,7 +47,8 @@ def test_features_then_tail_equal_the_whole_tower(lite0) -> None:
     with torch.no_grad():
         split = lite0.visual_embedding(lite0.image_features(images), has)
         x = (images.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
-        whole = torch.nn.functional.normalize(lite0.visual(x), dim=-1)
+        whole = lite0.visual(x) + lite0.colour_head(colour_histogram(images, 4))
+        whole = torch.nn.functional.normalize(whole, dim=-1)
     assert torch.allclose(split, whole, atol=1e-5)
 
 
@@ -88,3 +90,13 @@ def test_input_size_follows_the_photos_and_never_upscales(tmp_path: Path) -> Non
     assert h * w <= 40 * 30 * 1.1 and abs(h / w - 80 / 60) < 0.15
     assert choose_image_size(paths, 10 ** 6) == (80, 60)
     assert np.isfinite(choose_image_size([], None)).all()
+
+
+def test_colour_histogram_reads_the_product_not_the_background() -> None:
+    img = torch.full((1, 40, 32, 3), 245, dtype=torch.uint8)  # light studio background
+    img[0, 10:30, 8:24] = torch.tensor([200, 20, 20], dtype=torch.uint8)  # a red product
+    hist = colour_histogram(img, 4)
+    red = (3 * 4 + 0) * 4 + 0  # r bin 3, g bin 0, b bin 0
+    assert hist.shape == (1, 64) and hist[0, red] == pytest.approx(1.0)
+    plain = torch.full((1, 40, 32, 3), 245, dtype=torch.uint8)  # white on white: every pixel counts
+    assert colour_histogram(plain, 4)[0].max() == pytest.approx(1.0)
