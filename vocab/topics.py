@@ -5,6 +5,9 @@ the curated attributes (Apriori: only values that alone reach ``min_support``) -
 anchor key (the product noun) -> generate query, title and slug -> reject tuples whose products are
 exactly those of a shorter tuple -> judge the rest (cached) -> apply reviewers' accept/reject.
 
+Support is counted as the feeds stage will build the feed: attributes below ``feeds.min_confidence`` are
+ignored and near-identical products (same brand and normalized title) count once, so a kept topic is a page.
+
 Counting runs part by part over ``vocabulary/attributes.parquet`` (:func:`count_parts`): the parts' single
 values, merged on the driver, give the frequent values; a second pass counts their tuples per part. The
 driver holds the merged counters (bounded by the distinct tuples of frequent values), never the products.
@@ -184,18 +187,39 @@ class TupleCounts:
     accepted: Counter  # products carrying each reviewer-accepted tuple
 
 
-def _read_part_attrs(curated: AnyPath, min_confidence: float, name: str) -> dict[str, set[tuple[str, str]]]:
-    return _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value", "confidence"]),
-                          min_confidence)
+def variant_key(brand: str | None, title: str | None) -> str:
+    """Near-identical products share this key: brand and title, lowercased, runs of non-alphanumerics as one
+    space (the feeds stage's ``scoring.product_groups`` collapses them into one card the same way)."""
+    norm = lambda text: re.sub(r"[\W_]+", " ", (text or "").lower()).strip()  # noqa: E731
+    return f"{norm(brand)}|{norm(title)}"
 
 
-def _part_values(curated: AnyPath, min_confidence: float, name: str) -> Counter:
-    return count_values(_read_part_attrs(curated, min_confidence, name))
+def _by_variant(product_attrs: dict[str, set[tuple[str, str]]], products: pa.Table) -> dict[str, set[tuple[str, str]]]:
+    """Merge the attributes of near-identical products (:func:`variant_key`): a feed shows them as one card."""
+    key = {pid: variant_key(b, t) for pid, b, t in zip(*(products.column(c).to_pylist()
+                                                        for c in ("product_id", "brand", "title")))}
+    out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for pid, attrs in product_attrs.items():
+        out[key.get(pid, f"id:{pid}")] |= attrs
+    return out
 
 
-def _part_tuples(curated: AnyPath, min_confidence: float, frequent: frozenset, max_arity: int,
-                 accepted: tuple[Attrs, ...], name: str) -> tuple[Counter, Counter]:
-    product_attrs = _read_part_attrs(curated, min_confidence, name)
+def _read_part_attrs(curated: AnyPath, min_confidence: float, products: AnyPath | None,
+                     name: str) -> dict[str, set[tuple[str, str]]]:
+    attrs = _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value", "confidence"]),
+                           min_confidence)
+    if products is None:
+        return attrs
+    return _by_variant(attrs, read_part(products, name, PRODUCTS, ["product_id", "brand", "title"]))
+
+
+def _part_values(curated: AnyPath, min_confidence: float, products: AnyPath | None, name: str) -> Counter:
+    return count_values(_read_part_attrs(curated, min_confidence, products, name))
+
+
+def _part_tuples(curated: AnyPath, min_confidence: float, products: AnyPath | None, frequent: frozenset,
+                 max_arity: int, accepted: tuple[Attrs, ...], name: str) -> tuple[Counter, Counter]:
+    product_attrs = _read_part_attrs(curated, min_confidence, products, name)
     carried = Counter({a: n for a in accepted if (n := sum(1 for s in product_attrs.values() if set(a) <= s))})
     return count_combinations(product_attrs, frequent, max_arity), carried
 
@@ -208,13 +232,20 @@ def _merge(counters: Iterable[Counter]) -> Counter:
 
 
 def count_parts(curated: AnyPath, names: list[str], min_support: int, max_arity: int, accepted: Iterable[Attrs],
-                ray_cfg: RayConfig | None = None, min_confidence: float = 0.0) -> TupleCounts:
+                ray_cfg: RayConfig | None = None, min_confidence: float = 0.0,
+                products: AnyPath | None = None) -> TupleCounts:
     """Two passes over the parts (products never span parts, so their counts add up): single values, then the
-    tuples of the frequent ones and the products of each ``accepted`` tuple. Only attributes of confidence >=
-    ``min_confidence`` count (the feeds stage's ``feeds.min_confidence``), so a topic's support is the feed's."""
-    singles = _merge(map_parts(partial(_part_values, curated, min_confidence), names, ray_cfg, desc="topics: values"))
+    tuples of the frequent ones and the products of each ``accepted`` tuple.
+
+    Counted as the feeds stage builds feeds, so that a topic's support is its feed's size: only attributes of
+    confidence >= ``min_confidence`` (``feeds.min_confidence``), and, given the co-partitioned ``products``,
+    near-identical products (same brand and normalized title) once, as the one card a feed shows for them
+    (within a part; the feeds stage also merges same-photo products, which this count cannot see)."""
+    singles = _merge(map_parts(partial(_part_values, curated, min_confidence, products), names, ray_cfg,
+                               desc="topics: values"))
     frequent = frozenset(a for a, n in singles.items() if n >= min_support)
-    task = partial(_part_tuples, curated, min_confidence, frequent, max_arity, tuple(dict.fromkeys(accepted)))
+    task = partial(_part_tuples, curated, min_confidence, products, frequent, max_arity,
+                   tuple(dict.fromkeys(accepted)))
     combos, carried = zip(*map_parts(task, names, ray_cfg, desc="topics: tuples")) if names else ((), ())
     support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
     support.update(_merge(combos))
@@ -366,7 +397,8 @@ def run_topics(ctx: Any) -> dict[str, Any]:
     # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
     counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
                          cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
-                         min_confidence=ctx.cfg.feeds.min_confidence)
+                         min_confidence=ctx.cfg.feeds.min_confidence,
+                         products=layout.products if ctx.cfg.feeds.variants else None)
     spellings = brand_spellings(b for _, part in iter_parts(layout.products, PRODUCTS, ["brand"])
                                 for b in part.column("brand").to_pylist())
     queries = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column) \

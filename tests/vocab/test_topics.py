@@ -145,7 +145,7 @@ import pyarrow as pa  # noqa: E402
 
 from pinlanding.collections.artifacts import write_table  # noqa: E402
 from pinlanding.collections.config import load_config  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES  # noqa: E402
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS  # noqa: E402
 from pinlanding.vocab.topics import (brand_spellings, count_parts, repeated_words, shown_attributes,  # noqa: E402
                                      topic_title)
 
@@ -232,3 +232,19 @@ def test_run_topics_rejects_stutters_and_titles_already_taken(tmp_path):
     assert red["status"] == "rejected" and red["title"] == "Red Tape Casual Shoes"
     kept_titles = [t["title"] for t in topics.values() if t["status"] == "kept"]
     assert kept_titles and all(len(set(t.lower().split())) == len(t.split()) for t in kept_titles)
+
+
+def test_support_counts_near_identical_products_once(tmp_path):
+    rows = [{"product_id": f"p{i}", "key": "category", "value": "watch", "source": "title", "confidence": 0.9, "raw": ""}
+            for i in range(5)]
+    products = pa.Table.from_pylist(
+        [{"product_id": f"p{i}", "title": t, "brand": b, "content_hash": str(i)} for i, (t, b) in enumerate([
+            ("Q&Q Men Black Dial Watch", "Q&Q"), ("q&q men black dial-watch", "Q&Q"), ("Q&Q Men Black Dial Watch", "Titan"),
+            ("Q&Q Men White Dial Watch", "Q&Q"), ("Q&Q Men Black Dial Watch", "Q&Q")])], schema=PRODUCTS)
+    write_table(products, tmp_path / "products.parquet", PRODUCTS)
+    write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), tmp_path / "attributes.parquet", ATTRIBUTES)
+    counts = count_parts(tmp_path / "attributes.parquet", ["part-00000"], min_support=1, max_arity=1, accepted=[],
+                         products=tmp_path / "products.parquet")
+    assert counts.support[(("category", "watch"),)] == 3  # p0, p1, p4 are one card; another brand or title is not
+    assert count_parts(tmp_path / "attributes.parquet", ["part-00000"], min_support=1, max_arity=1,
+                       accepted=[]).support[(("category", "watch"),)] == 5
