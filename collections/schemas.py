@@ -132,7 +132,8 @@ EMBEDDINGS = pa.schema(
     ]
 )
 
-FEED_PRODUCT = pa.struct([("product_id", pa.string()), ("score", pa.float64())])
+# variants: ids of near-identical products (same brand and normalized title, or the same photo) shown as this card
+FEED_PRODUCT = pa.struct([("product_id", pa.string()), ("score", pa.float64()), ("variants", pa.list_(pa.string()))])
 
 # feeds/feeds.parquet (and feeds.jsonl): one row per published collection, products in rank order.
 FEEDS = pa.schema(
@@ -145,6 +146,7 @@ FEEDS = pa.schema(
         pa.field("products", pa.list_(FEED_PRODUCT)),
         pa.field("judge_score", pa.float64()),
         pa.field("size", pa.int64()),
+        pa.field("aliases", pa.list_(pa.string())),  # slugs of merged duplicate feeds, redirected to this one
     ]
 )
 

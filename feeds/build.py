@@ -1,12 +1,16 @@
 """The feeds stage: every kept topic becomes a ranked feed of products, scored with Spark.
 
 Recipe: read and validate topics -> score topic-product pairs in Spark (:mod:`pinlanding.feeds.scoring`)
--> optional embedding neighbours (ANN-style) -> rank -> drop thin and non-conforming feeds with a reason
+-> optional embedding neighbours (ANN-style) -> rank -> collapse near-identical products into one card with
+its variants -> interleave the sub-values a topic does not name -> drop thin and non-conforming feeds with a
+reason -> merge feeds whose first page repeats a broader feed's (the dropped slug becomes an alias)
 -> write ``feeds/feeds.parquet``, ``feeds/feeds.jsonl``, ``feeds/dropped.parquet``, ``feeds/summary.json``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 import warnings
 from collections import Counter
@@ -31,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from pinlanding.collections.pipeline import StageContext
 
-REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity")
+REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity",
+           "duplicate_feed")
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,11 @@ def topic_frame(spark: "SparkSession", topics: list[dict[str, Any]]) -> "DataFra
 
 
 def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignments: "DataFrame", cfg: FeedsConfig,
-                 embeddings: AnyPath | None = None) -> tuple["DataFrame", dict[str, Any]]:
-    """Ranked (topic_id, product_id, overlap, score, rank) rows of every topic, plus counts for the manifest."""
+                 embeddings: AnyPath | None = None, groups: "DataFrame | None" = None) -> tuple["DataFrame", dict[str, Any]]:
+    """Ranked (topic_id, product_id, score, rank, variants) rows of every topic, plus counts for the manifest.
+
+    ``groups`` (product_id, group_id; see :func:`scoring.product_groups`) collapses near-identical products
+    into one row whose ``variants`` lists the others; without it ``variants`` is empty."""
     weights = scoring.ScoreWeights(cfg.key_weights)
     tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
     build = scoring.candidates_pruned if cfg.pruning else scoring.candidates_naive
@@ -92,7 +100,16 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
         counts["ann_pairs"] = len(similar)
         sim_df = spark.createDataFrame(similar, schema="topic_id string, product_id string, similarity double")
         scored = scoring.blend(scored, sim_df, cfg.ann.weight)
-    return scoring.rank(scored, cfg.max_products), counts
+    from pyspark.sql import functions as F
+
+    pool = scoring.rank(scored, max(cfg.candidate_pool, cfg.max_products)).select("topic_id", "product_id", "score", "rank")
+    if groups is not None:
+        pool = scoring.collapse_variants(pool, groups)
+    else:
+        pool = pool.withColumn("variants", F.array().cast("array<string>"))
+    pool = pool.cache()  # diversify reads it twice; scoring it again would double the stage's time
+    values = scoring.primary_values(assignments, cfg.diversify_keys)
+    return scoring.diversify(pool, tattrs, values, cfg.max_products, cfg.diversify_band), counts
 
 
 def embedding_neighbours(seeds: Any, embeddings: AnyPath, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
@@ -141,10 +158,12 @@ def embedding_neighbours(seeds: Any, embeddings: AnyPath, cfg: FeedsConfig) -> l
 
 
 def assemble(topics: list[dict[str, Any]], ranked: Any, conform: Any, cfg: FeedsConfig) -> tuple[list[dict], list[dict]]:
-    """Turn ranked rows and conformity into feed records (rank order) and dropped records."""
+    """Turn ranked rows (with optional ``variants``) and conformity into feed records (rank order) and dropped records."""
     products: dict[str, list[dict[str, Any]]] = {}
-    for tid, pid, sc in zip(ranked["topic_id"], ranked["product_id"], ranked["score"]):
-        products.setdefault(tid, []).append({"product_id": pid, "score": float(sc)})
+    variants = ranked["variants"] if "variants" in ranked else [None] * len(ranked)
+    for tid, pid, sc, var in zip(ranked["topic_id"], ranked["product_id"], ranked["score"], variants):
+        products.setdefault(tid, []).append({"product_id": pid, "score": float(sc),
+                                             "variants": [str(v) for v in var] if var is not None else []})
     conf = {r["topic_id"]: r for r in conform.to_dict("records")}
     feeds, dropped = [], []
     for t in topics:
@@ -164,9 +183,59 @@ def assemble(topics: list[dict[str, Any]], ranked: Any, conform: Any, cfg: Feeds
         else:
             feeds.append({"topic_id": t["topic_id"], "slug": t["slug"], "title": t.get("title"),
                           "query": t.get("query"), "attributes": t["attributes"], "products": items,
-                          "judge_score": t.get("judge_score"), "size": len(items)})
+                          "judge_score": t.get("judge_score"), "size": len(items), "aliases": [],
+                          "support": t.get("support")})
     feeds.sort(key=lambda f: (-(f["judge_score"] if f["judge_score"] is not None else float("-inf")), f["topic_id"]))
     return feeds, dropped
+
+
+def _priority(feed: dict[str, Any]) -> tuple:
+    """Which of two duplicate feeds stays: more products (broader, more searched), fewer attributes, higher
+    judge score, then slug."""
+    support = feed.get("support") if feed.get("support") is not None else feed.get("size") or 0
+    return (-support, len(feed.get("attributes") or []), -(feed.get("judge_score") or 0.0), feed["slug"])
+
+
+def merge_duplicates(feeds: list[dict[str, Any]], page: int, share: float) -> tuple[list[dict], list[dict]]:
+    """Merge feeds whose first ``page`` products repeat a broader feed's: ``share`` or more of the smaller first
+    page is in the other's. Feeds are visited broadest first (:func:`_priority`); one that repeats a feed
+    already kept is dropped (``duplicate_feed``) and its slug, with its own aliases, joins the kept feed's
+    ``aliases``. Returns (kept feeds in their input order, dropped records)."""
+    from scipy import sparse
+
+    n = len(feeds)
+    ids: dict[str, int] = {}
+    rows, cols = [], []
+    for i, f in enumerate(feeds):
+        for p in f["products"][:page]:
+            rows.append(i)
+            cols.append(ids.setdefault(p["product_id"], len(ids)))
+    m = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, max(len(ids), 1)))
+    m.data[:] = 1.0  # a product counted once per page
+    shared = (m @ m.T).tocsr()
+    sizes = np.asarray(m.sum(axis=1)).ravel()
+    order = sorted(range(n), key=lambda i: _priority(feeds[i]))
+    rank = {i: r for r, i in enumerate(order)}
+    kept: set[int] = set()
+    into: dict[int, int] = {}
+    for i in order:
+        row = shared.getrow(i)
+        hits = [(rank[j], j, v) for j, v in zip(row.indices, row.data)
+                if j in kept and v >= share * min(sizes[i], sizes[j]) and min(sizes[i], sizes[j]) > 0]
+        if hits:
+            into[i] = min(hits)[1]
+        else:
+            kept.add(i)
+    dropped = []
+    for i, j in sorted(into.items(), key=lambda ij: rank[ij[0]]):
+        f, k = feeds[i], feeds[j]
+        k["aliases"] = list(k.get("aliases") or []) + [f["slug"]] + list(f.get("aliases") or [])
+        n_shared = int(shared[i, j])
+        dropped.append({"topic_id": f["topic_id"], "slug": f["slug"], "title": f.get("title"), "size": f["size"],
+                        "conformity": None, "reason": "duplicate_feed",
+                        "detail": f"{n_shared} of its first {int(sizes[i])} products are in the first {int(sizes[j])} "
+                                  f"of {k['slug']!r} (>= feeds.duplicate_share={share}); merged there as an alias"})
+    return [f for i, f in enumerate(feeds) if i in kept], dropped
 
 
 def write_feeds(layout: Any, feeds: list[dict], dropped: list[dict]) -> None:
@@ -184,6 +253,24 @@ def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "D
     ids = read_parquet(spark, layout.products).select("product_id")
     raw = read_parquet(spark, layout.assignments)
     return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
+
+
+def image_digest(path: str | None) -> str | None:
+    """SHA-256 of a local photo's bytes; None when there is no readable file."""
+    if not path or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def product_groups(spark: "SparkSession", layout: Any) -> "DataFrame":
+    """(product_id, group_id) of the catalogue's near-identical products (see :func:`scoring.product_groups`);
+    photos are hashed by the executors."""
+    from pyspark.sql import functions as F
+
+    digest = F.udf(lambda path: image_digest(path), "string")  # a lambda: Spark cannot read the hints
+    products = read_parquet(spark, layout.products).select("product_id", "brand", "title", "image_path")
+    return scoring.product_groups(products.withColumn("image_digest", digest("image_path"))).cache()
 
 
 def read_parquet(spark: "SparkSession", path: str | AnyPath) -> "DataFrame":
@@ -249,9 +336,10 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     assignments = load_assignments(spark, layout, cfg).cache()
     if topic_set.topics:
-        ranked_df, extra = score_topics(spark, topic_set.topics, assignments, cfg, embeddings)
+        groups = product_groups(spark, layout) if cfg.variants else None
+        ranked_df, extra = score_topics(spark, topic_set.topics, assignments, cfg, embeddings, groups)
         ranked_df = ranked_df.cache()
-        ranked = ranked_df.select("topic_id", "product_id", "score", "rank").toPandas()
+        ranked = ranked_df.select("topic_id", "product_id", "score", "rank", "variants").toPandas()
         conform = scoring.conformity(ranked_df, assignments, cfg.category_key).toPandas()
         ranked = ranked.sort_values(["topic_id", "rank"], kind="stable")
     else:
@@ -262,7 +350,8 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
         conform = pd.DataFrame({"topic_id": [], "conformity": []})
     spark.catalog.clearCache()
     feeds, dropped = assemble(topic_set.topics, ranked, conform, cfg)
-    dropped = topic_set.dropped + dropped
+    feeds, merged = merge_duplicates(feeds, cfg.duplicate_page, cfg.duplicate_share)
+    dropped = topic_set.dropped + dropped + merged
     write_feeds(layout, feeds, dropped)
     reasons = {r: sum(d["reason"] == r for d in dropped) for r in REASONS}
     sizes = [f["size"] for f in feeds]
@@ -273,6 +362,10 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
         "dropped_by_reason": {k: v for k, v in reasons.items() if v},
         "products_per_feed_median": float(np.median(sizes)) if sizes else 0.0,
         "distinct_products": len({p["product_id"] for f in feeds for p in f["products"]}),
+        "variants_collapsed": sum(len(p.get("variants") or []) for f in feeds for p in f["products"]),
+        "distinct_products_with_variants": len({v for f in feeds for p in f["products"]
+                                                for v in [p["product_id"], *(p.get("variants") or [])]}),
+        "aliases": sum(len(f["aliases"]) for f in feeds),
         "matching": cfg.matching,
         "pruning": cfg.pruning,
         "seconds": round(time.perf_counter() - start, 2),

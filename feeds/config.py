@@ -33,6 +33,13 @@ class FeedsConfig(BaseModel):
     category_key: str = "category"  # assignment key whose agreement is the category conformity
     min_conformity: float = 0.6  # share of products in the feed's majority category
     ann: AnnConfig = AnnConfig()
+    candidate_pool: int = 1000  # best-scored products per topic that variants and diversity choose from
+    variants: bool = True  # near-identical products (same brand and normalized title, or photo) share one card
+    # a broad feed interleaves the values of these keys when the topic does not name them ([] keeps score order)
+    diversify_keys: list[str] = Field(default_factory=lambda: ["gender", "category", "color", "colour", "brand"])
+    diversify_band: float = Field(0.1, ge=0.0)  # interleave within score bands this wide (0: across the whole feed)
+    duplicate_page: int = 24  # first-page length compared between feeds
+    duplicate_share: float = Field(0.8, gt=0.0, le=1.0)  # a feed sharing this much of another's first page merges
 
 
 class SiteConfig(BaseModel):

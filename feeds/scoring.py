@@ -206,3 +206,87 @@ def conformity(ranked: DataFrame, assignments: DataFrame, category_key: str) -> 
         "topic_id", "size", "categorized", "majority",
         F.when(F.col("categorized") > 0, F.col("majority_count") / F.col("categorized")).alias("conformity"),
     )
+
+
+def title_key(title: "F.Column") -> "F.Column":
+    """A normalized product title: lowercase words of letters and digits, single-spaced."""
+    words = F.regexp_replace(F.lower(F.coalesce(title, F.lit(""))), r"[^\p{L}\p{N}]+", " ")
+    return F.trim(words)
+
+
+def product_groups(products: DataFrame) -> DataFrame:
+    """Near-identical products: (product_id, group_id), ``group_id`` the smallest product id of its group.
+
+    ``products`` has product_id, brand, title, image_digest (null when the product has no readable photo).
+    Products with the same brand and normalized title, or the same photo bytes, are one group; the closure
+    runs two rounds (title, photo, title), which joins chains of up to three hops.
+    """
+    pid = F.col("product_id").cast("string")
+    df = products.select(
+        pid.alias("product_id"),
+        F.concat_ws("|", title_key(F.col("brand")), title_key(F.col("title"))).alias("tkey"),
+        F.coalesce(F.col("image_digest"), F.concat(F.lit("id:"), pid)).alias("ikey"),
+    )
+    by_title, by_image = Window.partitionBy("tkey"), Window.partitionBy("ikey")
+    df = df.withColumn("g", F.min("product_id").over(by_title))
+    df = df.withColumn("g", F.min("g").over(by_image))
+    return df.select("product_id", F.min("g").over(by_title).alias("group_id"))
+
+
+def collapse_variants(ranked: DataFrame, groups: DataFrame) -> DataFrame:
+    """One row per group in each topic: its best-ranked product, with the others' ids (rank order) as ``variants``.
+
+    ``ranked``: topic_id, product_id, score, rank; products missing from ``groups`` are their own group.
+    Output: topic_id, product_id, score, rank (of the kept product), variants.
+    """
+    df = ranked.join(groups, "product_id", "left").withColumn("group_id", F.coalesce("group_id", "product_id"))
+    members = F.array_sort(F.collect_list(F.struct("rank", "product_id", "score")))
+    out = df.groupBy("topic_id", "group_id").agg(members.alias("m"))
+    return out.select(
+        "topic_id", F.col("m")[0]["product_id"].alias("product_id"), F.col("m")[0]["score"].alias("score"),
+        F.col("m")[0]["rank"].alias("rank"),
+        F.transform(F.slice("m", 2, F.greatest(F.size("m") - 1, F.lit(1))), lambda x: x["product_id"])
+        .alias("variants"),
+    )
+
+
+def primary_values(assignments: DataFrame, keys: list[str]) -> DataFrame:
+    """Each product's most confident value of each of ``keys``: (product_id, key, value)."""
+    wanted = [k.strip().lower() for k in keys]
+    best = Window.partitionBy("product_id", "key").orderBy(F.col("confidence").desc(), F.col("value").asc())
+    return (assignments.where(F.col("key").isin(wanted)).withColumn("r", F.row_number().over(best))
+            .where("r = 1").select("product_id", "key", "value"))
+
+
+def diversify(ranked: DataFrame, topic_attrs: DataFrame, values: DataFrame, max_products: int,
+              band: float = 0.0) -> DataFrame:
+    """Re-rank each topic to interleave its sub-values: a product's ``level`` is its place among the topic's
+    products sharing its value of a key the topic does not name (gender, colour, brand ... from ``values``),
+    the largest over those keys (keys with one value in the feed left out); order by level, then the relevance
+    rank. A broad topic ("trousers") then opens with the best of each gender and colour, not the first page of
+    its largest narrower topic.
+
+    ``ranked``: topic_id, product_id, rank (+ any columns, kept); ``topic_attrs``: topic_id, key;
+    ``values``: product_id, key, value (see :func:`primary_values`). Keeps the top ``max_products`` with a new
+    ``rank``. With ``band`` > 0 (and a ``score`` column) interleaving happens within score bands: products
+    ``band`` or more below the feed's best score come after the better band, so diversity never puts a much
+    less confident product on the first page.
+    """
+    if band > 0:  # bands first: interleaving happens inside each band
+        best = F.max("score").over(Window.partitionBy("topic_id"))
+        ranked = ranked.withColumn("band", F.floor((best - F.col("score")) / F.lit(float(band)) + F.lit(1e-9)))
+    else:
+        ranked = ranked.withColumn("band", F.lit(0))
+    named = topic_attrs.select("topic_id", F.lower(F.trim("key")).alias("key")).distinct()
+    pairs = ranked.select("topic_id", "product_id", "rank", "band").join(values, "product_id").join(
+        named, ["topic_id", "key"], "left_anti")
+    # a key with one value in the whole feed has nothing to interleave (its places would just be the ranks)
+    varied = pairs.groupBy("topic_id", "key").agg(F.countDistinct("value").alias("n")).where("n > 1")
+    pairs = pairs.join(varied.select("topic_id", "key"), ["topic_id", "key"], "left_semi")
+    place = Window.partitionBy("topic_id", "band", "key", "value").orderBy("rank")
+    levels = pairs.withColumn("level", F.row_number().over(place)).groupBy("topic_id", "product_id").agg(
+        F.max("level").alias("level"))
+    out = ranked.join(levels, ["topic_id", "product_id"], "left").withColumn("level", F.coalesce("level", F.lit(1)))
+    order = Window.partitionBy("topic_id").orderBy(F.col("band").asc(), F.col("level").asc(), F.col("rank").asc())
+    return (out.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= max_products)
+            .drop("level", "band"))

@@ -14,11 +14,13 @@ from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS
 from pinlanding.feeds.build import run_feeds
 
 pytestmark = pytest.mark.slow  # starts Spark
+# score order alone: variants and diversity have their own tests (test_distinct.py); the fixture's photos repeat
+LEGACY = {"variants": False, "diversify_keys": []}
 
 
 @pytest.fixture(scope="module")
 def strict_run(tmp_path_factory, spark):
-    ctx = make_run(tmp_path_factory.mktemp("feeds"))
+    ctx = make_run(tmp_path_factory.mktemp("feeds"), **LEGACY)
     return ctx, run_feeds(ctx)
 
 
@@ -28,7 +30,8 @@ def test_feeds_schema_and_jsonl(strict_run):
     assert table.schema.names == FEEDS.names
     lines = [json.loads(line) for line in ctx.layout.feeds_jsonl.read_text(encoding="utf-8").splitlines()]
     assert lines == table.to_pylist()
-    assert all(list(line) == ["topic_id", "slug", "title", "query", "attributes", "products", "judge_score", "size"]
+    assert all(list(line) == ["topic_id", "slug", "title", "query", "attributes", "products", "judge_score", "size",
+                                "aliases"]
                for line in lines)
     assert [line["slug"] for line in lines] == ["red-dress", "black-men-shirt", "women-shoes"]  # judge desc, id
     assert counts["feeds"] == 3 and counts["topics_in"] == 8
@@ -62,7 +65,8 @@ def test_dropped_topics_have_reasons(strict_run):
 
 
 def test_ann_matching_adds_embedding_neighbours(tmp_path, spark):
-    ctx = make_run(tmp_path, matching="ann", min_overlap=2, min_conformity=0.0, ann={"min_similarity": 0.9, "weight": 0.5})
+    ctx = make_run(tmp_path, matching="ann", min_overlap=2, min_conformity=0.0, ann={"min_similarity": 0.9, "weight": 0.5},
+                   **LEGACY)
     ids = [f"p{i:03d}" for i in range(36)]
     vectors = np.eye(3, dtype=np.float32)[[i % 3 for i in range(36)]]  # embedding = colour one-hot
     write_table(pa.Table.from_pylist([{"product_id": p, "content_hash": None, "model_version": "test",
