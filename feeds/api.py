@@ -123,7 +123,9 @@ class FeedStore:
         self.feeds = feeds
         self.products = products  # the products the feeds show
         self.catalogue_size = len(products) if catalogue_size is None else catalogue_size
-        self.by_key = {f["topic_id"]: f for f in feeds} | {f["slug"]: f for f in feeds}
+        # a merged duplicate's slug (an alias) answers with the feed it was merged into
+        self.by_key = ({a: f for f in feeds for a in f.get("aliases") or []} | {f["topic_id"]: f for f in feeds}
+                       | {f["slug"]: f for f in feeds})
         self._encoder = encoder
         self._vectors: np.ndarray | None = None
         self._embedded = 0

@@ -1,7 +1,8 @@
 """The site stage: a self-contained static site of landing pages, regenerated incrementally.
 
 Layout under ``site/``: ``index.html`` (collections, filterable by title), ``c/<name>.html`` (one page per
-collection; ``c/<name>--<n>.html`` for further pages), ``images/`` (product photos, hard-linked or copied),
+collection; ``c/<name>--<n>.html`` for further pages; ``c/<alias>.html`` redirects a merged duplicate's slug
+to the collection that absorbed it), ``images/`` (product photos, hard-linked or copied),
 ``static/`` (CSS, placeholder) and ``pages.json`` (page -> digest of everything it was rendered from).
 A page is rewritten only when its digest changes; pages and images no longer referenced are removed.
 """
@@ -48,14 +49,23 @@ def template_digest() -> str:
 
 def render_page(collection: dict[str, Any]) -> str:
     """HTML of one collection page from its context (see :func:`page_contexts`); no I/O, all text escaped."""
-    cards = [_card(p["title"], p.get("brand"), p.get("price_text"), p["image"]) for p in collection["products"]]
+    cards = [_card(p["title"], p.get("brand"), p.get("price_text"), p["image"], p.get("variants", 0))
+             for p in collection["products"]]
     return _env().get_template("collection.html").render(**collection, cards=cards)
 
 
 @lru_cache(maxsize=65536)
-def _card(title: str, brand: str | None, price_text: str | None, image: str) -> Markup:
-    """One product card, rendered (escaped) once per product: a product appears on many pages."""
-    return Markup(_env().get_template("card.html").render(title=title, brand=brand, price_text=price_text, image=image))
+def _card(title: str, brand: str | None, price_text: str | None, image: str, variants: int = 0) -> Markup:
+    """One product card, rendered (escaped) once per product: a product appears on many pages. ``variants``:
+    how many near-identical products the card stands for (itself included; 0 when it stands alone)."""
+    return Markup(_env().get_template("card.html").render(title=title, brand=brand, price_text=price_text,
+                                                          image=image, variants=variants))
+
+
+def render_redirect(context: dict[str, Any]) -> str:
+    """HTML of an alias page from ``{"site_title", "title", "target"}``: a meta refresh and a canonical link to
+    the collection a duplicate feed was merged into; no I/O, all text escaped."""
+    return _env().get_template("redirect.html").render(**context)
 
 
 def render_index(context: dict[str, Any]) -> str:
@@ -160,7 +170,9 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
             for p in chunk:
                 info = products.get(p["product_id"], {})
                 img = images.get(p["product_id"])
+                n_variants = len(p.get("variants") or [])
                 items.append({"product_id": p["product_id"], "score": p["score"],
+                              "variants": n_variants + 1 if n_variants else 0,
                               "title": info.get("title") or p["product_id"], "brand": info.get("brand"),
                               "price": info.get("price"), "price_text": price_text(info.get("price"), info.get("currency")),
                               "image": f"../images/{img}" if img else f"../static/{PLACEHOLDER}"})
@@ -171,6 +183,16 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
                 "prev": Path(files[page - 2]).name if page > 1 else None,
                 "next": Path(files[page]).name if page < len(files) else None,
             }
+    return out
+
+
+def alias_contexts(feeds: list[dict[str, Any]], cfg: SiteConfig) -> dict[str, dict[str, Any]]:
+    """Relative file path (under site/) -> render context of the redirect page of every alias slug of a feed."""
+    out: dict[str, dict[str, Any]] = {}
+    for f in feeds:
+        for alias in f.get("aliases") or []:
+            out[f"c/{safe_name(alias)}.html"] = {"site_title": cfg.title, "title": f["title"] or f["slug"],
+                                                 "target": f"{safe_name(f['slug'])}.html"}
     return out
 
 
@@ -188,10 +210,12 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     index_ctx = {"site_title": cfg.title, "root": "", "generated": None,
                  "collections": [{"title": f["title"] or f["slug"], "href": f"c/{safe_name(f['slug'])}.html",
                                   "size": f["size"]} for f in feeds]}
+    redirects = alias_contexts(feeds, cfg)
     previous = read_json(out / "pages.json", default={}) or {}
     digests: dict[str, str] = {}
     written = 0
-    jobs = [(path, ctx, render_page) for path, ctx in pages.items()] + [("index.html", index_ctx, render_index)]
+    jobs = ([(path, ctx, render_page) for path, ctx in pages.items()] + [("index.html", index_ctx, render_index)]
+            + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages])
     for path, ctx, render in jobs:
         digests[path] = json_digest([template_digest(), ctx])
         if previous.get(path) != digests[path] or not (out / path).exists():
@@ -218,7 +242,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
         if not (static / src.name).exists() or (static / src.name).read_bytes() != src.read_bytes():
             write_text(static / src.name, src.read_text(encoding="utf-8"))
     write_json(out / "pages.json", digests)
-    return {"collections": len(feeds), "pages": len(pages), "pages_written": written,
+    return {"collections": len(feeds), "pages": len(pages), "redirects": len(redirects), "pages_written": written,
             "pages_unchanged": len(digests) - written, "pages_removed": removed, "images": len(used),
             "images_removed": images_removed, "missing_images": sum(1 for v in images.values() if not v)}
 
