@@ -132,3 +132,16 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     # product 0 rescored as "Acme Women Dress": exactly product 1's colour scores, not its own
     assert np.allclose(masked[0, colors], plain[1, colors], atol=1e-5)
     assert not np.allclose(masked[0, colors], plain[0, colors], atol=1e-5)
+
+
+def test_the_pretrained_tower_trains_on_its_frozen_features_and_reloads(tmp_path):
+    layout = build_run(tmp_path, n=16)
+    cfg = tiny_config(epochs=2, vision_model="efficientnet_lite0", vision_pretrained="packaged",
+                      vision_tuned_stages=0, colour_bins=4)
+    run_train(StageContext(cfg, layout))
+    bundle = load_bundle(layout.dir("encoder"), device="cpu")  # weights_only load of the saved model
+    trunk = bundle.model.visual.trunk
+    assert bundle.model.frozen_stages == len(trunk.blocks) and bundle.model.spec["vision_pretrained"] == "packaged"
+    metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2 and all(np.isfinite(h["loss"]) for h in metrics["history"])
+    assert isinstance(metrics["heldout_reliability"], list)
