@@ -70,7 +70,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("vocab", "pinlanding.vocab.curate:run_vocab", ("catalog", "attributes", "review"), ("vocabulary",),
           ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)"),
     Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "review"), ("topics",),
-          ("vocab",), "generate candidate topics and judge them"),
+          ("vocab", "feeds"), "generate candidate topics and judge them"),  # support uses the feeds' filter
     Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),
           ("encoder", "run"), "train and calibrate the dual encoder"),
     Stage("assign", "pinlanding.encoders.assign:run_assign", ("catalog", "vocabulary", "encoder"), ("assignments",),

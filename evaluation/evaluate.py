@@ -334,8 +334,8 @@ def run_evaluate(cfg: PipelineConfig, layout: RunLayout, labels_path: str | Path
     demand = analyze(queries, lexicon, Coverage.build((r["slug"], feed_attrs(r), r["size"] or 0)
                                                       for r in feeds_rows), ecfg.head_share, ecfg.thin_feed_size)
     catalogue = set(products.column("product_id").to_pylist())
-    covered = catalogue & {p for r in (feeds.column("products").to_pylist() if feeds is not None else []) for p in
-                           (x["product_id"] for x in r or [])}
+    covered = catalogue & {p for r in (feeds.column("products").to_pylist() if feeds is not None else [])
+                           for x in r or [] for p in [x["product_id"], *(x.get("variants") or [])]}  # a card's variants too
     m["coverage"] = {"unique_topics": len({tuple(r["attributes"]) for r in feed_res}),
                      "products_covered": len(covered),
                      "products_covered_share": _r(len(covered) / products.num_rows) if products.num_rows else None,
