@@ -292,7 +292,8 @@ def _print(m: dict[str, Any], console: Console) -> None:
         worst = g["colour_mix"]["worst"]
         if worst:
             console.print(f"colour mix: largest graph/label share ratio {worst['ratio']} ({worst['value']}); "
-                          f"over 1.5x: {', '.join(g['colour_mix']['over_1_5x']) or 'none'}")
+                          f"over 1.5x: {', '.join(g['colour_mix']['over_1_5x']) or 'none'}; values the labels "
+                          f"never use: {', '.join(g['colour_mix']['not_in_labels']) or 'none'}")
 
 
 def run_evaluate(cfg: PipelineConfig, layout: RunLayout, labels_path: str | Path) -> dict[str, Any]:

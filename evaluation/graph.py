@@ -54,19 +54,26 @@ def by_source(rows: dict[str, np.ndarray], min_confidence: float = 0.0) -> dict[
 def colour_mix(labels: Labels, rows: dict[str, np.ndarray], family: str = "colour", min_confidence: float = 0.0,
                top: int = 15) -> dict[str, Any]:
     """Each colour's share of the graph's colour rows against its share of the products' colour labels,
-    over the products that have a colour label; ``worst_ratio`` is the largest graph/label share ratio
-    among colours with at least 0.5% of the graph."""
+    over the products that have a colour label; ``worst`` is the largest graph/label share ratio among
+    colours with at least 0.5% of the graph. Values the labels never use are listed apart
+    (``not_in_labels``): they have no labelled share to compare with."""
     truth = labels.values.get(family, {})
     keep = np.array([family_of(k) == family for k in rows["key"].tolist()], dtype=bool) \
         & (rows["confidence"] >= min_confidence)
     keep &= np.array([p in truth for p in rows["product_id"].tolist()], dtype=bool)
-    graph = Counter(canonical(family, v) for v in rows["value"][keep].tolist())
     label = Counter(v for vals in truth.values() for v in vals)
+
+    def as_label(value: str) -> str:  # a shade the labels do not name counts as its base ("sky blue" -> blue)
+        value = canonical(family, value)
+        return value if value in label or value.split()[-1] not in label else value.split()[-1]
+
+    graph = Counter(as_label(v) for v in rows["value"][keep].tolist())
     g_total, l_total = max(1, sum(graph.values())), max(1, sum(label.values()))
     table = [{"value": v, "graph_share": round(graph[v] / g_total, 4), "label_share": round(label[v] / l_total, 4),
-              "ratio": round((graph[v] / g_total) / max(label[v] / l_total, 1e-4), 2)}
+              "ratio": round((graph[v] / g_total) / (label[v] / l_total), 2) if label[v] else None}
              for v, _ in (graph + label).most_common()]
-    big = [r for r in table if r["graph_share"] >= 0.005]
+    big = [r for r in table if r["graph_share"] >= 0.005 and r["ratio"] is not None]
     worst = max(big, key=lambda r: r["ratio"]) if big else None
     return {"rows": int(keep.sum()), "worst": worst, "over_1_5x": [r["value"] for r in big if r["ratio"] > 1.5],
+            "not_in_labels": {r["value"]: r["graph_share"] for r in table if r["ratio"] is None},
             "table": table[:top]}

@@ -35,8 +35,17 @@ def test_rows_are_judged_and_counted_by_source() -> None:
 
 
 def test_colour_mix_finds_a_colour_flooding_the_graph() -> None:
-    graph = _graph([(p, "color", "grey", 0.9, "encoder") for p in "123"] + [("4", "color", "black", 0.9, "extraction")])
+    graph = _graph([(p, "color", "blue", 0.9, "encoder") for p in "123"] + [("4", "color", "black", 0.9, "extraction")])
     mix = colour_mix(_labels(), judged_rows(_labels(), graph))
-    assert mix["worst"]["value"] == "grey" and mix["over_1_5x"] == ["grey"]
+    assert mix["worst"]["value"] == "blue" and mix["worst"]["ratio"] == 3.0 and mix["over_1_5x"] == ["blue"]
     shares = {r["value"]: r for r in mix["table"]}
     assert shares["black"]["label_share"] == 0.75 and shares["black"]["graph_share"] == 0.25
+
+
+def test_a_shade_the_labels_do_not_name_counts_as_its_base_colour() -> None:
+    graph = _graph([("1", "color", "sky blue", 0.9, "extraction"), ("3", "color", "blue", 0.9, "extraction"),
+                    ("2", "color", "skin", 0.9, "extraction"), ("4", "color", "black", 0.9, "extraction")])
+    mix = colour_mix(_labels(), judged_rows(_labels(), graph))
+    shares = {r["value"]: r for r in mix["table"]}
+    assert shares["blue"]["graph_share"] == 0.5 and "sky blue" not in shares
+    assert mix["not_in_labels"] == {"skin": 0.25} and shares["skin"]["ratio"] is None
