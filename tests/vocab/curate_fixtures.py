@@ -60,12 +60,17 @@ def write_attributes(layout: RunLayout, attributes: list[tuple[str, str, str]]) 
     write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), layout.attributes, ATTRIBUTES)
 
 
+def range_adder(rows: list[tuple[str, str, str]]):
+    """An ``add(first, last, key, value)`` that appends (``p{i}``, key, value) for i in first..last-1 to ``rows``."""
+    def add(first: int, last: int, key: str, value: str) -> None:
+        rows.extend((f"p{i}", key, value) for i in range(first, last))
+    return add
+
+
 def tiny_attributes() -> list[tuple[str, str, str]]:
     """60 products: colour/category spellings to merge, values that must stay apart, rare and hostile values."""
     rows: list[tuple[str, str, str]] = []
-
-    def add(first: int, last: int, key: str, value: str) -> None:
-        rows.extend((f"p{i}", key, value) for i in range(first, last))
+    add = range_adder(rows)
 
     add(0, 15, "color", "Black"); add(15, 20, "color", "black"); add(20, 30, "color", "Navy Blue")
     add(30, 32, "color", "Navy-Blue"); add(32, 42, "color", "Blue"); add(42, 52, "color", "Light Blue")

@@ -17,7 +17,7 @@ from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
 from pinlanding.vocab.extract import run_extract
 from pinlanding.vocab.topics import run_topics
 
-from .curate_fixtures import context, write_queries, write_run
+from .curate_fixtures import context, range_adder, write_queries, write_run
 from .extract_fixtures import write_products
 
 CATEGORIES = ["watch", "dial watch", "jacket", "winter jacket", "t-shirt", "tee", "tank top", "tank", "kurta",
@@ -62,10 +62,7 @@ def test_a_head_seen_only_inside_compounds_is_a_fragment() -> None:
 
 def _category_rows() -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
-
-    def add(first: int, last: int, key: str, value: str) -> None:
-        rows.extend((f"p{i}", key, value) for i in range(first, last))
-
+    add = range_adder(rows)
     add(0, 10, "category", "Watch"); add(10, 20, "category", "Dial Watch"); add(10, 20, "category", "Watch")
     add(20, 30, "category", "Jacket"); add(30, 38, "category", "Winter Jacket"); add(30, 38, "category", "Jacket")
     add(38, 46, "category", "Flip Flops"); add(38, 46, "category", "Flops")
