@@ -69,7 +69,7 @@ def quality(run: Path, labels: Path | None) -> dict:
                  "recall@10_vs_extraction": retrieval_metrics(scores, pos, 10)}
     graph = read_table(layout.assignments, ASSIGNMENTS).to_pandas()
     n_products = read_table(layout.products, PRODUCTS).num_rows
-    ext = graph[graph.source == "extraction"]
+    ext = graph[graph.source.str.contains("extraction")]  # extraction alone and confirmed by the encoder
     out["attributes_per_product"] = {"extraction": round(len(ext) / n_products, 3),
                                      "extraction+encoder": round(len(graph) / n_products, 3)}
     if labels is not None:

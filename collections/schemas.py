@@ -118,7 +118,7 @@ ASSIGNMENTS = pa.schema(
         pa.field("key", pa.string(), nullable=False),
         pa.field("value", pa.string(), nullable=False),
         pa.field("confidence", pa.float32()),
-        pa.field("source", pa.string()),  # encoder | extraction
+        pa.field("source", pa.string()),  # extraction | encoder | extraction+encoder (both gave the value: confidences pooled)
     ]
 )
 

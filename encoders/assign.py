@@ -351,11 +351,13 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
         stale.unlink(missing_ok=True)
     n = max(1, count_rows(products))
     rows = sum(writer.by_source.values())
+    extraction = writer.by_source["extraction"] + writer.by_source["extraction+encoder"]
     return {"products": count_rows(products), "parts": len(names),
             "embedded": sum(expected.values()), "reused": writer.reused, "image_failures": len(failures),
-            "extraction_rows": writer.by_source["extraction"], "encoder_rows": writer.by_source["encoder"],
+            "extraction_rows": extraction, "encoder_rows": writer.by_source["encoder"],
+            "confirmed_rows": writer.by_source["extraction+encoder"],  # extraction rows the encoder agreed with
             "attributes_per_product": round(rows / n, 3),
-            "extraction_per_product": round(writer.by_source["extraction"] / n, 3),
+            "extraction_per_product": round(extraction / n, 3),
             "embed_seconds": round(time.perf_counter() - t0, 3), "model_version": bundle.version,
             **{k: round(v, 3) for k, v in timing.items()}}
 

@@ -37,7 +37,7 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
 
     graph = read_table(run_copy.assignments, ASSIGNMENTS)
     assert graph.schema.equals(ASSIGNMENTS)
-    assert set(graph.column("source").to_pylist()) <= {"extraction", "encoder"}
+    assert set(graph.column("source").to_pylist()) <= {"extraction", "encoder", "extraction+encoder"}
     keys = list(zip(*(graph.column(c).to_pylist() for c in ("product_id", "key", "value"))))
     assert len(keys) == len(set(keys))  # deduplicated
     # every curated extraction row is kept; single-valued keys never get a second value from the encoder
