@@ -322,7 +322,13 @@ def _load_vision_weights(trunk: nn.Module, architecture: str, source: str) -> tu
         from safetensors.torch import load_file
 
         state = {k: v for k, v in load_file(source).items() if not k.startswith("classifier.")}
-        trunk.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = trunk.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # shapes that do not fit
+            raise ValueError(f"{source} does not fit {architecture}: {str(exc)[:300]}") from exc
+        missing = [k for k in missing if not k.startswith("classifier.")]
+        if missing or unexpected:
+            raise ValueError(f"{source} does not fit {architecture}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     else:
         load_weights_in_order(trunk, Path(source), skip=("classifier.",))
     cfg = getattr(trunk, "pretrained_cfg", {}) or {}

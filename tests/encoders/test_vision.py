@@ -100,3 +100,14 @@ def test_colour_histogram_reads_the_product_not_the_background() -> None:
     assert hist.shape == (1, 64) and hist[0, red] == pytest.approx(1.0)
     plain = torch.full((1, 40, 32, 3), 245, dtype=torch.uint8)  # white on white: every pixel counts
     assert colour_histogram(plain, 4)[0].max() == pytest.approx(1.0)
+
+
+def test_a_safetensors_file_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from pinlanding.encoders.clip import _load_vision_weights
+
+    path = tmp_path / "other.safetensors"
+    save_file(timm.create_model("test_efficientnet").state_dict(), str(path))
+    with pytest.raises(ValueError, match="does not fit efficientnet_lite0"):
+        _load_vision_weights(timm.create_model("efficientnet_lite0", num_classes=8), "efficientnet_lite0", str(path))
