@@ -131,8 +131,7 @@ class DualEncoder(nn.Module):
         """Train mode everywhere except the frozen vision stages, whose batch-norm statistics stay ImageNet's."""
         super().train(mode)
         if self.frozen_stages is not None:
-            trunk = self.visual.trunk
-            for m in [trunk.conv_stem, trunk.bn1, *trunk.blocks[:self.frozen_stages]]:
+            for m in _early_modules(self.visual.trunk, self.frozen_stages):
                 m.eval()
         return self
 
@@ -335,6 +334,11 @@ def _load_vision_weights(trunk: nn.Module, architecture: str, source: str) -> tu
     return tuple(cfg.get("mean", OPENAI_DATASET_MEAN)), tuple(cfg.get("std", OPENAI_DATASET_STD))
 
 
+def _early_modules(trunk: nn.Module, stages: int) -> list[nn.Module]:
+    """The stem and the first ``stages`` block stages of a timm EfficientNet / MobileNet-style trunk."""
+    return [trunk.conv_stem, trunk.bn1, *trunk.blocks[:stages]]
+
+
 def _freeze_early_stages(trunk: nn.Module, tuned_stages: int | None) -> int | None:
     """Freeze the stem and all but the last ``tuned_stages`` block stages of a timm EfficientNet /
     MobileNet-style trunk (``conv_stem``, ``bn1``, ``blocks``), their batch norms included (0: every block
@@ -345,7 +349,7 @@ def _freeze_early_stages(trunk: nn.Module, tuned_stages: int | None) -> int | No
     if not all(hasattr(trunk, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
         raise ValueError(f"vision_tuned_stages needs a timm EfficientNet/MobileNet trunk, not {type(trunk).__name__}")
     frozen = max(0, len(trunk.blocks) - int(tuned_stages))
-    for m in [trunk.conv_stem, trunk.bn1, *trunk.blocks[:frozen]]:
+    for m in _early_modules(trunk, frozen):
         for p in m.parameters():
             p.requires_grad = False
     return frozen
