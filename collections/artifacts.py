@@ -26,6 +26,7 @@ from pinlanding.collections.schemas import SCHEMA_VERSION
 _META_KEY = b"pinlanding.schema_version"
 _LOCAL_PROTOCOLS = ("file", "local")
 
+FILE_MODE = 0o644  # every generated file is world-readable (site pages are served by another user)
 AnyPath = Union[Path, UPath]  # a local path, or a UPath on another fsspec filesystem
 
 
@@ -97,6 +98,7 @@ def atomic_path(path: str | AnyPath) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes it 0600: a web server running as another user could not read it
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

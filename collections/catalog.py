@@ -173,7 +173,9 @@ def _map_fields(rec: dict[str, Any], mapping: dict[str, str]) -> dict[str, Any]:
     unknown = set(mapping) - set(NORMALIZED_FIELDS)
     if unknown:
         raise ValueError(f"catalog.field_mapping has unknown fields {sorted(unknown)}; known: {list(NORMALIZED_FIELDS)}")
-    return {name: rec.get(mapping.get(name, name)) for name in NORMALIZED_FIELDS}
+    # a field whose column the record lacks stays absent (not None): a catalogue without an image column is
+    # text-only, where an empty image cell is a missing photo (ingest, catalog.require_images)
+    return {name: rec[mapping.get(name, name)] for name in NORMALIZED_FIELDS if mapping.get(name, name) in rec}
 
 
 def read_generic(path: Path, fmt: str, cfg: CatalogConfig) -> Iterator[RawRecord]:
@@ -199,10 +201,11 @@ def read_generic(path: Path, fmt: str, cfg: CatalogConfig) -> Iterator[RawRecord
 
 
 def read_catalog(path: str | Path, cfg: CatalogConfig) -> tuple[str, Path, Iterator[RawRecord]]:
-    """Detect (or take from config) the format and return ``(format, image_root, records)``."""
+    """Detect (or take from config) the format and return ``(format, image_root, records)``: image paths must
+    resolve inside ``image_root`` unless ``catalog.allow_external_images``."""
     path = Path(path).resolve()  # relative image paths are joined to it: keep one absolute base
     fmt = detect_format(path) if cfg.format == "auto" else cfg.format
-    if fmt == "myntra":
-        return fmt, path, read_myntra(path)
+    if fmt == "myntra":  # every photo lives in its images folder (which may itself be a link)
+        return fmt, path / MYNTRA_IMAGE_DIR, read_myntra(path)
     image_root = Path(cfg.image_root) if cfg.image_root else (path if path.is_dir() else path.parent)
     return fmt, image_root, read_generic(path, fmt, cfg)

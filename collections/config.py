@@ -42,6 +42,9 @@ class CatalogConfig(StrictModel):
     max_description_chars: int = 5000
     max_tags: int = 50
     verify_images: bool = True  # decode every image header; corrupt ones are quarantined
+    # products without a photo: None = required for Myntra and where field_mapping names image_path, else optional
+    require_images: bool | None = None
+    allow_external_images: bool = False  # image paths may resolve outside the catalogue / image_root
     part_rows: int = Field(10_000, ge=1)  # products per part of every per-product artifact (collections/parts.py)
 
 

@@ -7,6 +7,7 @@ dropped silently; the stage summary counts both.
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import math
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pyarrow as pa
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from pinlanding.collections import schemas
@@ -33,6 +34,22 @@ from pinlanding.collections.parts import commit_parts, part_name, write_part
 RAW_PREVIEW_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"[ \t\u00a0]+")
+_TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]*>")
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")  # an object's repr: its address changes every run
+_MARKUP_PASSES = 4  # entity layers decoded (``&amp;lt;b&amp;gt;``); deeper nesting is left to the last strip
+
+
+class _DropFormat(dict):
+    """``str.translate`` table dropping Unicode format characters (category Cf: bidi overrides and isolates,
+    zero-width spaces and joiners, BOM, soft hyphen), which can make a title read otherwise than it says;
+    filled as characters are met (the standard library has no ``\p{Cf}`` class)."""
+
+    def __missing__(self, code: int) -> int | None:
+        self[code] = None if unicodedata.category(chr(code)) == "Cf" else code
+        return self[code]
+
+
+_FORMAT = _DropFormat()
 
 
 class InvalidRecord(ValueError):
@@ -59,6 +76,23 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n")
 
 
+def strip_markup(text: str) -> str:
+    """Plain text of an HTML fragment. Entities are decoded before tags are stripped, layer after layer, so
+    ``&lt;script&gt;`` (or ``&amp;lt;script&amp;gt;``) goes the way of ``<script>``; a fragment nested
+    deeper than the passes allow loses whatever still looks like a tag."""
+    for _ in range(_MARKUP_PASSES):
+        if "<" not in text and "&" not in text:
+            return text
+        parser = _TextExtractor()
+        parser.feed(html.unescape(text))
+        parser.close()
+        plain = "".join(parser.parts)
+        if plain == text:
+            return text
+        text = plain
+    return _TAG.sub("", text)
+
+
 def clean_text(value: Any, field: str) -> str:
     """Plain, NFC-normalized text: markup removed, control characters dropped, whitespace collapsed.
 
@@ -73,11 +107,9 @@ def clean_text(value: Any, field: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRecord("bad_encoding", f"{field} is not valid UTF-8 (byte at position {exc.start})") from None
-    if "<" in text or "&" in text:
-        parser = _TextExtractor()
-        parser.feed(text)
-        parser.close()
-        text = "".join(parser.parts)
+    text = strip_markup(text)
+    if not text.isascii():
+        text = text.translate(_FORMAT).replace("\u2028", "\n").replace("\u2029", "\n")
     text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
     lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
     return "\n".join(line for line in lines if line).strip()
@@ -114,8 +146,14 @@ def parse_tags(value: Any, separator: str, max_tags: int) -> list[str]:
 
 
 def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Path) -> dict[str, Any]:
-    """Validate one record's fields; return the normalized product (without hash) or raise InvalidRecord."""
+    """Validate one record's fields; return the normalized product (without hash) or raise InvalidRecord.
+
+    ``image_path`` is None for a product without a photo (allowed where :func:`images_required` is false);
+    ``image_optional`` says whether a photo named but absent leaves the product text-only.
+    """
     pid = fields.get("product_id")
+    if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
+        raise InvalidRecord("bad_id", f"product_id is a {type(pid).__name__}, not a string or an integer")
     pid = clean_text(pid, "product_id") if pid is not None else ""
     if not pid:
         raise InvalidRecord("missing_id", "product_id is missing or empty")
@@ -129,11 +167,11 @@ def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Pat
     description = clean_text(fields.get("description"), "description")
     if len(description) > cfg.max_description_chars:
         description = description[: cfg.max_description_chars].rsplit(" ", 1)[0]
+    required = images_required(cfg, "image_path" in fields)
     image = fields.get("image_path")
     image = clean_text(image, "image_path") if image is not None else ""
-    if not image:
+    if not image and required:
         raise InvalidRecord("missing_image", "no image path")
-    image_path = Path(image) if Path(image).is_absolute() else image_root / image
     return {
         "product_id": pid,
         "title": title,
@@ -142,12 +180,33 @@ def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Pat
         "brand": clean_text(fields.get("brand"), "brand").replace("\n", " ") or None,
         "price": parse_price(fields.get("price")),
         "currency": clean_text(fields.get("currency"), "currency") or cfg.currency,
-        "image_path": str(image_path.resolve()),
+        "image_path": resolve_image(image, image_root, cfg.allow_external_images) if image else None,
+        "image_optional": not required,
     }
 
 
+def images_required(cfg: CatalogConfig, has_image_field: bool) -> bool:
+    """``catalog.require_images``; unset, a photo is required wherever the record has an image field."""
+    return has_image_field if cfg.require_images is None else cfg.require_images
+
+
+def resolve_image(image: str, image_root: Path, allow_external: bool) -> str:
+    """The absolute, link-free path of an image; it must lie inside ``image_root`` (absolute paths, ``..``
+    and symbolic links out of it are refused) unless ``allow_external``."""
+    root = image_root.resolve()
+    path = (root / image).resolve()  # an absolute ``image`` replaces root
+    if not allow_external and not path.is_relative_to(root):
+        raise InvalidRecord("image_outside_catalog", f"image {image} resolves outside {root} "
+                                                     "(catalog.allow_external_images is false)")
+    return str(path)
+
+
 def image_digest(path: str, verify: bool) -> str:
-    """SHA-256 of an image file's bytes, after checking that it decodes (when ``verify``)."""
+    """SHA-256 of an image file's bytes, after checking that it decodes (when ``verify``).
+
+    Any decode failure (a decompression bomb included) is ``corrupt_image`` with a detail that is the
+    same on every run: no object reprs, so an unchanged catalogue hashes to the same artifacts.
+    """
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
@@ -158,15 +217,17 @@ def image_digest(path: str, verify: bool) -> str:
         try:
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InvalidRecord("corrupt_image", f"image file {path} does not decode: {exc}") from None
+        except Exception as exc:  # Pillow raises many types for hostile files (bomb, struct, EOF, memory)
+            reason = _REPR.sub("image", str(exc))[:200]
+            raise InvalidRecord("corrupt_image", f"image file {path} does not decode: "
+                                                 f"{type(exc).__name__}: {reason}") from None
     return hashlib.sha256(data).hexdigest()
 
 
 def content_hash(product: dict[str, Any], image_sha: str) -> str:
     """Fingerprint of everything a later stage may read: normalized fields and the image bytes."""
     fields = {k: product[k] for k in ("product_id", "title", "description", "merchant_tags", "brand", "price", "currency")}
-    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\x00" + image_sha
+    payload = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\x00" + image_sha  # "": no photo
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -265,6 +326,8 @@ def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantine
     """Hash (and verify) the images of one chunk; accepted products get their content hash."""
 
     def check(item: tuple[RawRecord, dict[str, Any]]) -> str | InvalidRecord:
+        if item[1]["image_path"] is None:
+            return ""
         try:
             return image_digest(item[1]["image_path"], cfg.verify_images)
         except InvalidRecord as exc:
@@ -272,6 +335,9 @@ def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantine
 
     products: list[dict[str, Any]] = []
     for (rec, product), result in zip(candidates, pool.map(check, candidates, chunksize=64)):
+        optional = product.pop("image_optional")
+        if isinstance(result, InvalidRecord) and result.reason == "missing_image" and optional:
+            product["image_path"], result = None, ""  # a photo named but absent: the product is text-only
         if isinstance(result, InvalidRecord):
             quarantined.append(_quarantine_row(rec, product["product_id"], result.reason, result.detail))
             continue

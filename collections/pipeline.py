@@ -5,13 +5,21 @@ its input folders and writes its output folders under the run root with atomic w
 skipped when its fingerprint (package version, its config sections, digests of its inputs) matches
 the one recorded in ``manifest.json`` and its outputs are still what that run left. A stage that
 died halfway has no manifest entry, so it simply runs again; per-item caches inside the stages make
-that rerun cheap.
+that rerun cheap. Files a stage reads from outside the run folder (shopper queries, a custom decisions
+file) are named in its ``external`` config keys and fingerprinted by content too. One run at a time per
+folder: :class:`RunLock`.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib
 import importlib.util
+import json
+import os
+import shutil
+import socket
+import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,7 +32,8 @@ import yaml
 from rich.console import Console
 
 from pinlanding import __version__
-from pinlanding.collections.artifacts import json_digest, read_json, tree_digest, write_json, write_text
+from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, read_json, tree_digest, write_json,
+                                              write_text)
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.engines import ray_session
 from pinlanding.collections.layout import RunLayout
@@ -50,6 +59,7 @@ class Stage:
     sections: tuple[str, ...]  # config sections that change its result
     description: str = ""
     always_run: bool = False  # cheap stages whose inputs live outside the run (the catalogue) always rerun
+    external: tuple[str, ...] = ()  # dotted config keys naming files it reads from outside the run folder
 
     def available(self) -> bool:
         """Whether the module implementing this stage exists in this installation."""
@@ -68,9 +78,11 @@ STAGES: tuple[Stage, ...] = (
     Stage("extract", "pinlanding.vocab.extract:run_extract", ("catalog",), ("attributes",), ("extract", "ray"),
           "extract key-value attributes per product"),
     Stage("vocab", "pinlanding.vocab.curate:run_vocab", ("catalog", "attributes", "review"), ("vocabulary",),
-          ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)"),
+          ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)",
+          external=("vocab.judge.queries", "vocab.decisions_path")),
     Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "review"), ("topics",),
-          ("vocab", "feeds"), "generate candidate topics and judge them"),  # support uses the feeds' filter
+          ("vocab", "feeds"), "generate candidate topics and judge them",  # support uses the feeds' filter
+          external=("vocab.judge.queries", "vocab.decisions_path")),
     Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),
           ("encoder", "run"), "train and calibrate the dual encoder"),
     Stage("assign", "pinlanding.encoders.assign:run_assign", ("catalog", "vocabulary", "encoder"), ("assignments",),
@@ -81,7 +93,7 @@ STAGES: tuple[Stage, ...] = (
           "render the landing pages"),
     Stage("report", "pinlanding.evaluation.report:run_report",
           ("catalog", "attributes", "vocabulary", "topics", "assignments", "feeds"), ("report",), ("evaluation",),
-          "attribute statistics and search-demand coverage"),
+          "attribute statistics and search-demand coverage", external=("evaluation.queries",)),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -116,6 +128,81 @@ def _folder_digest(layout: RunLayout, name: str) -> str:
     return tree_digest(path) if path.exists() else "absent"
 
 
+def external_digest(cfg: PipelineConfig, key: str) -> str | None:
+    """Content digest of the file a dotted config key names (None when unset, "absent" when missing),
+    resolved the way the stages resolve it (as given, else from the repository root)."""
+    from pinlanding.vocab.judge import resolve_data_path  # the stages' own resolution rule
+
+    value: Any = cfg
+    for part in key.split("."):
+        value = getattr(value, part)
+    if not value:
+        return None
+    path = as_path(value) if is_remote(value) else resolve_data_path(value)
+    return tree_digest(path) if path.exists() else "absent"
+
+
+class RunLocked(RuntimeError):
+    """Another live process holds the run folder."""
+
+
+class RunLock:
+    """One run at a time per run folder: an exclusive ``flock`` on ``RUN/.lock``, which names its holder.
+
+    The kernel drops the lock when its process dies (killed or not), so a lock left by a dead run is simply
+    taken over; a live holder makes a second run fail at once, naming its pid, host and start time.
+    Object-store run folders have no file locks: there the caller must not start two runs.
+    """
+
+    def __init__(self, root: Any) -> None:
+        self.root = as_path(root)
+        self._fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        if is_remote(self.root):
+            return self
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            os.close(fd)
+            try:
+                info = json.loads(holder)
+                who = f"pid {info['pid']} on {info['host']}, started {info['started_at']}"
+            except (ValueError, KeyError, TypeError):
+                who = "another process"
+            raise RunLocked(f"run folder {self.root} is in use by {who}; wait for it to finish or use "
+                            "another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started_at": datetime.now(timezone.utc).isoformat()}).encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.close(self._fd)  # closing releases the flock
+            self._fd = None
+
+
+def spark_scratch(root: Any, cfg: PipelineConfig) -> None:
+    """Point a local Spark's scratch folders (``spark-*``) into ``RUN/.spark-tmp``, emptied here: what a
+    killed JVM left is removed by the next run (under :class:`RunLock`, no other run is using it)."""
+    if is_remote(root) or not cfg.spark.master.startswith("local") or "spark.local.dir" in cfg.spark.conf:
+        return
+    pyspark = sys.modules.get("pyspark")
+    if pyspark is not None and pyspark.SparkContext._active_spark_context is not None:
+        return  # a session of this process is running (an earlier run here): its scratch is in use
+    scratch = as_path(root) / ".spark-tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    os.environ["SPARK_LOCAL_DIRS"] = str(scratch.resolve())  # the JVM reads it when a session starts
+
+
 @dataclass
 class Pipeline:
     """Runs stages in order against one run folder, recording everything in ``manifest.json``."""
@@ -138,6 +225,8 @@ class Pipeline:
             "config": {s: getattr(self.cfg, s).model_dump(mode="json") for s in stage.sections},
             "inputs": {name: _folder_digest(self.layout, name) for name in stage.inputs},
         }
+        if stage.external:
+            parts["external"] = {key: external_digest(self.cfg, key) for key in stage.external}
         if stage.name == "ingest":
             if self.catalog is None:
                 raise ValueError("the ingest stage needs --catalog PATH")
@@ -184,6 +273,8 @@ class Pipeline:
         """Run the named stages (default: every stage that exists), in pipeline order."""
         wanted = set(names or [s.name for s in self.stages])
         with ExitStack() as stack:
+            stack.enter_context(RunLock(self.layout.root))
+            spark_scratch(self.layout.root, self.cfg)
             if self.cfg.ray.address:  # on a cluster: one connection (and one node check) for the run, not per stage
                 stack.enter_context(ray_session(self.cfg.ray))
             for stage in self.stages:

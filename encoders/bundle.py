@@ -1,7 +1,8 @@
 """The trained encoder as saved by the train stage, and the inference helpers built on it.
 
-``encoder/model.pt`` holds the backend spec, the trainable weights, the vocabulary, the calibrated
-thresholds and the single-valued keys; its digest is the ``model_version`` stamped on embeddings.
+``encoder/model.safetensors`` holds the trainable weights and calibration arrays as tensors, and the backend
+spec, the vocabulary and the single-valued keys as JSON (:mod:`pinlanding.encoders.checkpoint`: never a
+pickle); its digest is the ``model_version`` stamped on embeddings.
 """
 from __future__ import annotations
 
@@ -12,14 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, file_digest, location
+from pinlanding.collections.artifacts import AnyPath, as_path, file_digest, location
 from pinlanding.collections.engines import torch_device
 from pinlanding.collections.layout import RunLayout
 from pinlanding.encoders.calibrate import Calibration
+from pinlanding.encoders.checkpoint import read_tensors, write_tensors
 from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.data import attribute_phrase
 
-MODEL_FILE = "model.pt"
+MODEL_FILE = "model.safetensors"
 CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt")
 
 
@@ -69,32 +71,33 @@ class EncoderBundle:
 
 def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,
                 exclusive: list[str], extra: dict[str, Any] | None = None) -> str:
-    """Write ``model.pt`` atomically; return its model version (a digest prefix)."""
-    payload = {
-        "spec": model.spec, "state": model.trainable_state_dict(), "vocab": vocab,
-        **{name: torch.as_tensor(np.asarray(getattr(calibration, name))) for name in CALIBRATION_FIELDS},
-        "exclusive_keys": exclusive, "extra": extra or {},
-    }
-    # torch.save names the zip entries after the file it writes to; a file object keeps them fixed, so
-    # identical models get identical bytes and the same model version (no needless re-embedding).
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(payload, f)
+    """Write the model file atomically; return its model version (a digest prefix).
+
+    Identical models give identical bytes, hence the same model version (no needless re-embedding).
+    """
+    tensors = {f"state.{k}": v for k, v in model.trainable_state_dict().items()}
+    tensors |= {f"calibration.{name}": torch.as_tensor(np.asarray(getattr(calibration, name)))
+                for name in CALIBRATION_FIELDS}
+    write_tensors(path, tensors, {"kind": "encoder", "spec": model.spec, "vocab": vocab, "exclusive_keys": exclusive,
+                                  "extra": extra or {}})
     return file_digest(path)[:16]
 
 
 def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
-    """Load ``encoder_dir/model.pt`` onto ``device`` (``auto``: CUDA when visible)."""
+    """Load the model file in ``encoder_dir`` onto ``device`` (``auto``: CUDA when visible); anything but a
+    model file written by :func:`save_bundle` is refused with a ValueError."""
     path = as_path(encoder_dir) / MODEL_FILE
     if not path.exists():
         raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
-    with path.open("rb") as f:
-        payload = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data only: never unpickle
+    tensors, meta = read_tensors(path)
+    if meta.get("kind") != "encoder" or any(f"calibration.{name}" not in tensors for name in CALIBRATION_FIELDS):
+        raise ValueError(f"{path} is not a pinlanding encoder file; rerun the train stage")
     device = torch_device(device)
-    model = build_encoder(payload["spec"])
-    model.load_trainable(payload["state"])
+    model = build_encoder(meta["spec"])
+    model.load_trainable({k[6:]: v for k, v in tensors.items() if k.startswith("state.")})
     model.to(device).eval()
-    cal = Calibration(**{name: payload[name].numpy() for name in CALIBRATION_FIELDS})
-    return EncoderBundle(model, [tuple(p) for p in payload["vocab"]], cal, list(payload["exclusive_keys"]),
+    cal = Calibration(**{name: tensors[f"calibration.{name}"].numpy() for name in CALIBRATION_FIELDS})
+    return EncoderBundle(model, [tuple(p) for p in meta["vocab"]], cal, list(meta["exclusive_keys"]),
                          file_digest(path)[:16], device)
 
 
@@ -106,7 +109,7 @@ def _cached_bundle(encoder_dir: str, version_stamp: float) -> EncoderBundle:
 def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
     """Embed free text into the product space of the run's encoder (for query -> products matching).
 
-    The model is loaded once per process (reloaded when ``model.pt`` changes); scores against product
+    The model is loaded once per process (reloaded when the model file changes); scores against product
     embeddings (``assignments/embeddings.parquet``) are cosine similarities.
     """
     path = layout.dir("encoder") / MODEL_FILE

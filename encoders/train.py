@@ -5,7 +5,8 @@ bidirectional multi-positive contrastive loss (negatives: the other attributes i
 score the held-out products against every vocabulary attribute to report Recall@10, and again with each
 key's extracted words masked out of their text to choose the per-attribute thresholds (the encoder
 fills keys whose words a product's text lacks). Checkpoints every ``checkpoint_every`` epochs; a rerun
-with the same setup resumes from ``encoder/checkpoint.pt`` (raising ``epochs`` continues training).
+with the same setup resumes from ``encoder/checkpoint.safetensors`` (raising ``epochs`` continues training);
+the checkpoint holds the RNG states, so a resumed run ends with the same model as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -18,18 +19,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, json_digest, write_json
+from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, write_json
 from pinlanding.collections.engines import torch_device
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
+from pinlanding.encoders.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
 from pinlanding.encoders.clip import ImageFeatures, build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
                                      load_vocabulary, mask_values)
 from pinlanding.encoders.metrics import reliability, retrieval_metrics
 from pinlanding.encoders.sample import training_sample
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass
@@ -122,19 +122,10 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_FILE
-    if cfg.resume and ckpt_path.exists():
-        try:
-            with ckpt_path.open("rb") as f:
-                ckpt = torch.load(f, map_location="cpu", weights_only=True)  # tensors and plain data: never unpickle
-        except Exception as exc:  # written by another version, or not ours: train from the start
-            log(f"ignoring checkpoint {ckpt_path}: {type(exc).__name__}")
-            ckpt = {}
-        if ckpt.get("setup") == setup:
-            model.load_trainable(ckpt["state"])
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-            log(f"resuming encoder training from epoch {start_epoch}")
+    resumed = load_checkpoint(ckpt_path, setup, model, opt, sched, log) if cfg.resume else None
+    if resumed is not None:
+        start_epoch, history = resumed
+        log(f"resuming encoder training from epoch {start_epoch}")
     amp = cfg.amp and device.startswith("cuda")
     t_train, stopped_early = time.perf_counter(), False
     for epoch in range(start_epoch, epochs):
@@ -178,9 +169,7 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
                         "seconds": round(time.perf_counter() - t_epoch, 3), "products": int(len(train_idx))})
         log(f"epoch {epoch + 1}/{epochs}: loss {history[-1]['loss']:.4f} in {history[-1]['seconds']:.1f}s")
         if (epoch + 1) % max(1, cfg.checkpoint_every) == 0 or epoch + 1 == epochs:
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"setup": setup, "epoch": epoch + 1, "history": history, "state": model.trainable_state_dict(),
-                            "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp)
+            save_checkpoint(ckpt_path, setup, epoch + 1, history, model, opt, sched)
 
     model.eval()
     bundle = EncoderBundle(model, vocab, None, exclusive or [], "", device)  # type: ignore[arg-type]

@@ -204,6 +204,12 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     app = FastAPI(title="pinlanding feed API", version="1", docs_url=None, redoc_url=None,
                   description="Read-only access to published collections and their ranked product feeds.")
     errors = {404: {"model": Error}, 422: {"model": Error}}
+
+    @app.middleware("http")
+    async def nosniff(request: Request, call_next):  # feed texts are merchant input: never sniffed as HTML
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
     limit_q = Query(cfg.default_page_size, ge=1, le=cfg.max_page_size, description="page size")
     offset_q = Query(0, ge=0, le=1_000_000, description="items to skip")
 

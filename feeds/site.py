@@ -2,7 +2,7 @@
 
 Layout under ``site/``: ``index.html`` (collections, filterable by title), ``c/<name>.html`` (one page per
 collection; ``c/<name>--<n>.html`` for further pages; ``c/<alias>.html`` redirects a merged duplicate's slug
-to the collection that absorbed it), ``images/`` (product photos, hard-linked or copied),
+to the collection that absorbed it), ``images/`` (product photos, copied),
 ``static/`` (CSS, placeholder) and ``pages.json`` (page -> digest of everything it was rendered from).
 A page is rewritten only when its digest changes; pages and images no longer referenced are removed.
 """
@@ -20,7 +20,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
+from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, json_digest, list_files,
                                               make_dirs, read_json, tree_digest, write_json, write_text)
 from pinlanding.collections.parts import select_rows
 from pinlanding.collections.schemas import PRODUCTS
@@ -135,7 +135,7 @@ def _incidence(feeds: list[dict[str, Any]], items_of: Any) -> Any:
 
 
 def link_image(src: str | None, images_dir: AnyPath, product_id: str, content_hash: str | None) -> str | None:
-    """Hard-link (or copy, or upload) a product photo into ``images_dir``; return its file name, or None if unreadable."""
+    """Copy (or upload) a product photo into ``images_dir``; return its file name, or None if unreadable."""
     if not src or not os.path.isfile(src):
         return None
     ext = Path(src).suffix.lower()
@@ -144,14 +144,10 @@ def link_image(src: str | None, images_dir: AnyPath, product_id: str, content_ha
     target = images_dir / name
     if target.exists():
         return name
-    if is_remote(target):  # object storage: upload a copy, atomically like every artifact
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
-        return name
-    try:
-        os.link(src, target)
-    except OSError:  # another filesystem or no link permission: copy instead
-        shutil.copyfile(src, target)
+    # the bytes are copied, atomically like every artifact: a hard link would publish whatever file the
+    # catalogue pointed at and let a later edit of the source change the published site
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
     return name
 
 

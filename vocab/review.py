@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import yaml
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -41,6 +41,7 @@ TOKEN_COOKIE, REVIEWER_COOKIE = "pl_review_token", "pl_reviewer"
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 PAGE_SIZE = 100
 MAX_FORM_BYTES = 16_384
+MIN_TOKEN_CHARS = 16  # a shorter token is guessable
 HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
                                       "frame-ancestors 'none'; base-uri 'none'",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
@@ -244,12 +245,19 @@ async def _form(request) -> dict[str, str] | None:
     """A small urlencoded form body as {field: first value}; None for anything else.
 
     Parsed with the standard library instead of adding python-multipart: these forms never upload files.
+    A body over ``MAX_FORM_BYTES`` is refused (413) from its Content-Length, or while it streams in,
+    before it is held in memory.
     """
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return None
+    declared = request.headers.get("content-length", "")
+    if declared and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
+        raise HTTPException(413, f"form body over {MAX_FORM_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"form body over {MAX_FORM_BYTES} bytes")
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):
@@ -274,6 +282,9 @@ def serve_review(layout: RunLayout, host: str = "127.0.0.1", port: int = 8766, t
     """Serve the review app; beyond loopback a token is required."""
     if not is_loopback(host) and not token:
         raise ValueError(f"listening on {host} exposes the review app: pass --token (or PINLANDING_REVIEW_TOKEN)")
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise ValueError(f"the review token must be at least {MIN_TOKEN_CHARS} characters "
+                         "(e.g. python -c 'import secrets; print(secrets.token_urlsafe())')")
     if not (layout.root / "vocabulary" / "vocabulary.parquet").exists():
         raise FileNotFoundError(f"no vocabulary in {layout.root}; run `pinlanding stage vocab --out {layout.root}` first")
     import uvicorn
