@@ -81,15 +81,46 @@ def _open_text(path: Path) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
 
 
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {exc}"  # e.g. an integer of more digits than Python converts
+
+
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    """``(object, None)``, or ``(None, reason)`` for text that is not JSON this reader can hold."""
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        return None, _json_error(exc)
+
+
 def _iter_json_lines(path: Path) -> Iterator[tuple[int, Any, str, str | None]]:
     with _open_text(path) as f:
         for row, line in enumerate(f):
             if not line.strip():
                 continue
+            obj, err = _parse_json(line)
+            yield row, obj, line, err
+
+
+def _iter_csv(path: Path) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """``(row, record, error)`` of a CSV file; a row the csv module refuses (a field over its size limit)
+    is reported and the file goes on."""
+    with _open_text(path) as f:
+        reader, row = csv.DictReader(f), 0
+        while True:
             try:
-                yield row, json.loads(line), line, None
-            except json.JSONDecodeError as exc:
-                yield row, None, line, f"invalid JSON: {exc.msg} at column {exc.colno}"
+                rec = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield row, None, f"unreadable CSV row: {exc}"
+            else:
+                yield row, rec, None
+            row += 1
 
 
 # ---------------------------------------------------------------------------------------------- Myntra
@@ -127,17 +158,13 @@ def read_myntra(root: Path) -> Iterator[RawRecord]:
     elif (root / "styles").is_dir():
         for row, file in enumerate(sorted((root / "styles").glob("*.json"))):
             text = file.read_bytes().decode("utf-8", errors="surrogateescape")
-            try:
-                obj = json.loads(text)
-                obj = obj.get("data", obj) if isinstance(obj, dict) else obj
-                yield _myntra_record(row, obj, text, None, root)
-            except json.JSONDecodeError as exc:
-                yield _myntra_record(row, None, text, f"invalid JSON in {file.name}: {exc.msg}", root)
+            obj, err = _parse_json(text)
+            obj = obj.get("data", obj) if isinstance(obj, dict) else obj
+            yield _myntra_record(row, obj, text, err and f"{err} in {file.name}", root)
     else:  # Kaggle styles.csv: the only merchant input it carries is the display name
-        with _open_text(root / "styles.csv") as f:
-            for row, rec in enumerate(csv.DictReader(f)):
-                obj = {"id": rec.get("id"), "productDisplayName": rec.get("productDisplayName")}
-                yield _myntra_record(row, obj, json.dumps(rec, ensure_ascii=False), None, root)
+        for row, rec, err in _iter_csv(root / "styles.csv"):
+            obj = {"id": rec.get("id"), "productDisplayName": rec.get("productDisplayName")} if rec else None
+            yield _myntra_record(row, obj, json.dumps(rec, ensure_ascii=False), err, root)
 
 
 MYNTRA_INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
@@ -187,9 +214,9 @@ def read_generic(path: Path, fmt: str, cfg: CatalogConfig) -> Iterator[RawRecord
                 err = f"expected a JSON object, got {type(obj).__name__}"
             yield RawRecord(row, _map_fields(obj, cfg.field_mapping) if err is None else {}, line, err)
     elif fmt == "csv":
-        with _open_text(file) as f:
-            for row, rec in enumerate(csv.DictReader(f)):
-                yield RawRecord(row, _map_fields(rec, cfg.field_mapping), json.dumps(rec, ensure_ascii=False))
+        for row, rec, err in _iter_csv(file):
+            fields = _map_fields(rec, cfg.field_mapping) if rec is not None else {}
+            yield RawRecord(row, fields, json.dumps(rec, ensure_ascii=False), err)
     elif fmt == "parquet":
         row = 0
         for batch in pq.ParquetFile(file).iter_batches(batch_size=4096):

@@ -102,6 +102,8 @@ def clean_text(value: Any, field: str) -> str:
         return ""
     if isinstance(value, float) and math.isnan(value):
         return ""
+    if isinstance(value, (dict, list, tuple, bytes)):
+        raise InvalidRecord("bad_field", f"{field} is a {type(value).__name__}, not text")
     text = str(value)
     try:
         text.encode("utf-8")
@@ -134,6 +136,8 @@ def parse_tags(value: Any, separator: str, max_tags: int) -> list[str]:
     """Merchant tags from a list or a separator-joined string: cleaned, de-duplicated, order kept."""
     if value is None:
         return []
+    if isinstance(value, dict):
+        raise InvalidRecord("bad_field", "merchant_tags is a dict, not a list or a string")
     items = value if isinstance(value, (list, tuple)) else str(value).split(separator)
     tags: list[str] = []
     for item in items:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -47,7 +47,7 @@ def read_tensors(path: AnyPath) -> tuple[dict[str, torch.Tensor], dict[str, Any]
             raise ValueError("no safetensors header")
         meta = json.loads(json.loads(data[8:8 + size])["__metadata__"][_META])
         tensors = load_safetensors(data)
-    except (ValueError, KeyError, TypeError, SafetensorsError) as exc:
+    except (ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise ValueError(f"{path} is not a pinlanding model file (safetensors with pinlanding metadata): "
                          f"{type(exc).__name__}; delete it and rerun the train stage") from None
     if not isinstance(meta, dict):

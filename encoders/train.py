@@ -72,7 +72,7 @@ def _lr_lambda(total: int, warmup: int):
 def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[str, str]],
                   positives: dict[str, list[int]], out_dir: AnyPath, exclusive: list[str] | None = None,
                   seed: int = 0, device: str = "auto", log=print) -> TrainResult:
-    """Train, validate and calibrate; write model.pt, metrics.json, thresholds.json under ``out_dir``."""
+    """Train, validate and calibrate; write the model file, metrics.json, thresholds.json under ``out_dir``."""
     out_dir = as_path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch_device(cfg.device if cfg.device != "auto" else device)
@@ -122,6 +122,8 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_FILE
+    with torch.no_grad():  # frozen text features are cached per phrase: fill the cache in one fixed order, so
+        model.encode_attributes(phrases)  # a resumed run uses the same (batch-dependent) float values
     resumed = load_checkpoint(ckpt_path, setup, model, opt, sched, log) if cfg.resume else None
     if resumed is not None:
         start_epoch, history = resumed

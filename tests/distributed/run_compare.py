@@ -21,7 +21,7 @@ ARTIFACTS = {
     "feeds": ("feeds/feeds.jsonl", "feeds/feeds.parquet", "feeds/dropped.parquet"),
 }
 
-# Columns that differ between any two runs, cluster or not. model_version is the digest of encoder/model.pt,
+# Columns that differ between any two runs, cluster or not. model_version is the digest of encoder/model.safetensors,
 # whose bytes embed the random temporary file name torch.save wrote to (encoders/bundle.py:save_bundle), so two
 # identical trainings get different versions; the embeddings themselves are compared bit for bit.
 RUN_SPECIFIC = {"assignments/embeddings.parquet": ("model_version",)}

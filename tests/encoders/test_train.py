@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pinlanding.collections.pipeline import StageContext
-from pinlanding.encoders.bundle import encode_texts, load_bundle
+from pinlanding.encoders.bundle import MODEL_FILE, encode_texts, load_bundle
 from pinlanding.encoders.clip import build_encoder, clip_loss_reference, multi_positive_clip_loss
 from pinlanding.encoders.data import heldout_mask
 from pinlanding.encoders.train import run_train
@@ -99,7 +99,7 @@ def test_time_budget_stops_training_early(tmp_path):
     run_train(StageContext(tiny_config(epochs=5, max_train_seconds=0.0), layout))
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert len(metrics["history"]) == 1 and metrics["stopped_early"] is True
-    assert (layout.dir("encoder") / "model.pt").exists()  # still calibrated and saved
+    assert (layout.dir("encoder") / MODEL_FILE).exists()  # still calibrated and saved
 
 
 def test_value_words_are_masked_whatever_their_spelling():

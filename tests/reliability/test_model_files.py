@@ -1,0 +1,66 @@
+"""Model files and checkpoints (issue 20, defects 2 and 5): weights in safetensors, never a pickle; a
+resumed training ends with the same model, byte for byte, as an uninterrupted one."""
+from __future__ import annotations
+
+import importlib.util
+import pickle
+from pathlib import Path
+
+import pytest
+
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.encoders import train as train_module
+from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
+from pinlanding.encoders.checkpoint import CHECKPOINT_FILE
+
+_spec = importlib.util.spec_from_file_location("encoder_fixtures", Path(__file__).parents[1] / "encoders" / "conftest.py")
+fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(fixtures)  # the encoder tests' tiny runs, without copying them
+
+
+class Planted:
+    """A pickle that, if ever unpickled, leaves a marker file: the proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: Path) -> None:
+    layout = fixtures.build_run(tmp_path, n=16)
+    train_module.run_train(StageContext(fixtures.tiny_config(epochs=1), layout))
+    encoder = layout.dir("encoder")
+    for name in (MODEL_FILE, CHECKPOINT_FILE):
+        head = (encoder / name).read_bytes()[:200]
+        assert b'"__metadata__"' in head and not head.startswith((b"PK", b"\x80"))  # not a zip, not a pickle
+    assert load_bundle(encoder).vocab  # round-trips
+    marker = tmp_path / "code-ran"
+    for name in (MODEL_FILE, CHECKPOINT_FILE):
+        (encoder / name).write_bytes(pickle.dumps(Planted(marker)))
+    with pytest.raises(ValueError, match="not a pinlanding model file"):
+        load_bundle(encoder)
+    train_module.run_train(StageContext(fixtures.tiny_config(epochs=1), layout))  # the checkpoint is ignored
+    assert not marker.exists()
+
+
+def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = fixtures.tiny_config(epochs=3, checkpoint_every=1)
+    straight = fixtures.build_run(tmp_path / "a", n=24)
+    train_module.run_train(StageContext(cfg, straight))
+
+    real_save = train_module.save_checkpoint
+
+    def killed_after_epoch_2(path, setup, epoch, *args):
+        real_save(path, setup, epoch, *args)
+        if epoch == 2:
+            raise KeyboardInterrupt("killed")
+
+    resumed = fixtures.build_run(tmp_path / "b", n=24)
+    monkeypatch.setattr(train_module, "save_checkpoint", killed_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.run_train(StageContext(cfg, resumed))
+    monkeypatch.undo()
+    train_module.run_train(StageContext(cfg, resumed))
+    assert (resumed.dir("encoder") / MODEL_FILE).read_bytes() == (straight.dir("encoder") / MODEL_FILE).read_bytes()
