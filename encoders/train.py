@@ -122,8 +122,11 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     history: list[dict[str, float]] = []
     start_epoch = 0
     ckpt_path = out_dir / CHECKPOINT_FILE
-    with torch.no_grad():  # frozen text features are cached per phrase: fill the cache in one fixed order, so
-        model.encode_attributes(phrases)  # a resumed run uses the same (batch-dependent) float values
+    # the frozen text features of the phrases are cached on first use: fill the cache here, once, in eval mode
+    # (no dropout noise baked in) and before any RNG state is restored, so a resumed run uses the same features
+    model.eval()
+    with torch.no_grad():
+        model.encode_attributes(phrases)
     resumed = load_checkpoint(ckpt_path, setup, model, opt, sched, log) if cfg.resume else None
     if resumed is not None:
         start_epoch, history = resumed

@@ -11,7 +11,6 @@ import pytest
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.encoders import train as train_module
 from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
-from pinlanding.encoders.checkpoint import CHECKPOINT_FILE
 
 _spec = importlib.util.spec_from_file_location("encoder_fixtures", Path(__file__).parents[1] / "encoders" / "conftest.py")
 fixtures = importlib.util.module_from_spec(_spec)
@@ -29,6 +28,8 @@ class Planted:
 
 
 def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: Path) -> None:
+    from pinlanding.encoders.checkpoint import CHECKPOINT_FILE
+
     layout = fixtures.build_run(tmp_path, n=16)
     train_module.run_train(StageContext(fixtures.tiny_config(epochs=1), layout))
     encoder = layout.dir("encoder")
@@ -46,19 +47,27 @@ def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: P
 
 
 def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = fixtures.tiny_config(epochs=3, checkpoint_every=1)
+    # product texts through MiniLM: its dropout draws from the torch RNG at every step
+    cfg = fixtures.tiny_config(epochs=3, checkpoint_every=1, product_text="transformer")
+    real_loss, steps = train_module.multi_positive_clip_loss, []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "multi_positive_clip_loss", counted)
     straight = fixtures.build_run(tmp_path / "a", n=24)
     train_module.run_train(StageContext(cfg, straight))
+    per_epoch = len(steps) // 3
 
-    real_save = train_module.save_checkpoint
-
-    def killed_after_epoch_2(path, setup, epoch, *args):
-        real_save(path, setup, epoch, *args)
-        if epoch == 2:
+    def killed_in_epoch_3(*args, **kwargs):  # the first step of epoch 3: epochs 1-2 are checkpointed
+        steps.append(1)
+        if len(steps) > 5 * per_epoch:
             raise KeyboardInterrupt("killed")
+        return real_loss(*args, **kwargs)
 
     resumed = fixtures.build_run(tmp_path / "b", n=24)
-    monkeypatch.setattr(train_module, "save_checkpoint", killed_after_epoch_2)
+    monkeypatch.setattr(train_module, "multi_positive_clip_loss", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train_module.run_train(StageContext(cfg, resumed))
     monkeypatch.undo()

@@ -16,7 +16,7 @@ import pytest
 from pinlanding.collections.artifacts import write_json, write_table, write_text
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import Pipeline, RunLocked, get_stage, spark_scratch
+from pinlanding.collections.pipeline import Pipeline, get_stage
 
 
 def test_files_read_from_outside_the_run_are_fingerprinted_by_content(tmp_path: Path) -> None:
@@ -48,6 +48,8 @@ _HOLDER = textwrap.dedent("""
 
 
 def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path: Path, tiny_catalog: Path) -> None:
+    from pinlanding.collections.pipeline import RunLocked
+
     out = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdout=subprocess.PIPE, text=True)
     try:
@@ -66,6 +68,8 @@ def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path: 
 
 def test_spark_scratch_lives_in_the_run_and_a_killed_jvms_leftovers_are_removed(tmp_path: Path,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from pinlanding.collections.pipeline import spark_scratch
+
     monkeypatch.delenv("SPARK_LOCAL_DIRS", raising=False)
     monkeypatch.delitem(sys.modules, "pyspark", raising=False)  # no session of this process is running
     leftover = tmp_path / "run" / ".spark-tmp" / "spark-0a1b" / "blockmgr-1"
