@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -190,8 +191,9 @@ class RunLock:
 
 
 def spark_scratch(root: Any, cfg: PipelineConfig) -> None:
-    """Point a local Spark's scratch folders (``spark-*``) into ``RUN/.spark-tmp``, emptied here: what a
-    killed JVM left is removed by the next run (under :class:`RunLock`, no other run is using it)."""
+    """Point a local Spark's scratch folders (``spark-*``, ``blockmgr-*``, the JVM's temp folder) into
+    ``RUN/.spark-tmp``, emptied here: what a killed JVM left is removed by the next run (under
+    :class:`RunLock`, no other run is using it)."""
     if is_remote(root) or not cfg.spark.master.startswith("local") or "spark.local.dir" in cfg.spark.conf:
         return
     pyspark = sys.modules.get("pyspark")
@@ -201,6 +203,9 @@ def spark_scratch(root: Any, cfg: PipelineConfig) -> None:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     os.environ["SPARK_LOCAL_DIRS"] = str(scratch.resolve())  # the JVM reads it when a session starts
+    # and spark-submit's own temp folders (java.io.tmpdir), left behind when its JVM is killed
+    opts = re.sub(r"-Djava\.io\.tmpdir=\S+", "", os.environ.get("SPARK_SUBMIT_OPTS", "")).strip()
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{opts} -Djava.io.tmpdir={scratch.resolve()}".strip()
 
 
 @dataclass

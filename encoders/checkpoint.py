@@ -60,6 +60,13 @@ def _plain(value: Any) -> Any:
     return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else str(value)
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch, numpy's and python's global RNGs: a checkpoint then holds the same states in every run."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
 def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The torch, CUDA, numpy and python RNG states as (tensors, JSON)."""
     kind, keys, pos, has_gauss, gauss = np.random.get_state()

@@ -23,7 +23,7 @@ from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, writ
 from pinlanding.collections.engines import torch_device
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
-from pinlanding.encoders.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint
+from pinlanding.encoders.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, seed_all
 from pinlanding.encoders.clip import ImageFeatures, build_encoder, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
@@ -90,7 +90,7 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     if cfg.max_train_products and len(train_idx) > cfg.max_train_products:
         train_idx = np.sort(np.random.default_rng(seed).choice(train_idx, cfg.max_train_products, replace=False))
-    torch.manual_seed(seed)
+    seed_all(seed)
     spec = model_spec(cfg, data.image_paths)
     model = build_encoder(spec).to(device)
     t0 = time.perf_counter()

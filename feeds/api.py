@@ -210,6 +210,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         response = await call_next(request)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+
     limit_q = Query(cfg.default_page_size, ge=1, le=cfg.max_page_size, description="page size")
     offset_q = Query(0, ge=0, le=1_000_000, description="items to skip")
 

@@ -71,12 +71,15 @@ def test_spark_scratch_lives_in_the_run_and_a_killed_jvms_leftovers_are_removed(
     from pinlanding.collections.pipeline import spark_scratch
 
     monkeypatch.delenv("SPARK_LOCAL_DIRS", raising=False)
+    monkeypatch.setenv("SPARK_SUBMIT_OPTS", "-Xss4m -Djava.io.tmpdir=/elsewhere")
     monkeypatch.delitem(sys.modules, "pyspark", raising=False)  # no session of this process is running
     leftover = tmp_path / "run" / ".spark-tmp" / "spark-0a1b" / "blockmgr-1"
     leftover.mkdir(parents=True)
     spark_scratch(tmp_path / "run", load_config())
     assert not leftover.parent.exists()
-    assert os.environ["SPARK_LOCAL_DIRS"] == str((tmp_path / "run" / ".spark-tmp").resolve())
+    scratch = (tmp_path / "run" / ".spark-tmp").resolve()
+    assert os.environ["SPARK_LOCAL_DIRS"] == str(scratch)
+    assert os.environ["SPARK_SUBMIT_OPTS"] == f"-Xss4m -Djava.io.tmpdir={scratch}"
 
 
 def test_generated_files_are_readable_by_other_users(tmp_path: Path) -> None:
