@@ -8,7 +8,6 @@ Usage: python benchmarks/bench_bad_input.py
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import os
 import struct

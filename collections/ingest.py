@@ -42,7 +42,7 @@ _MARKUP_PASSES = 4  # entity layers decoded (``&amp;lt;b&amp;gt;``); deeper nest
 class _DropFormat(dict):
     """``str.translate`` table dropping Unicode format characters (category Cf: bidi overrides and isolates,
     zero-width spaces and joiners, BOM, soft hyphen), which can make a title read otherwise than it says;
-    filled as characters are met (the standard library has no ``\p{Cf}`` class)."""
+    filled as characters are met (the standard library's re has no Unicode category classes)."""
 
     def __missing__(self, code: int) -> int | None:
         self[code] = None if unicodedata.category(chr(code)) == "Cf" else code
