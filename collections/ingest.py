@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import shutil
 import sqlite3
 import tempfile
 import unicodedata
@@ -256,16 +257,17 @@ def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[
             "raw": raw[:RAW_PREVIEW_CHARS]}
 
 
-def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8,
-                  progress: bool = True) -> tuple[str, Iterator[IngestResult]]:
+def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True,
+                  scratch: Path | None = None) -> tuple[str, Iterator[IngestResult]]:
     """Read, validate and hash a catalogue in chunks of ``cfg.part_rows`` accepted records.
 
     Returns the detected format and an iterator of results, one per chunk, in catalogue order; every
     record is accepted or quarantined with a reason. Memory holds one chunk; the product ids seen so far
-    (duplicates are found across the whole catalogue) are kept on local scratch disk (:class:`SeenIds`).
+    (duplicates are found across the whole catalogue) are kept on local scratch disk (:class:`SeenIds`), under
+    ``scratch`` when given (else the system temp folder).
     """
     fmt, image_root, records = read_catalog(path, cfg)
-    return fmt, _chunks(fmt, image_root, records, cfg, workers, progress)
+    return fmt, _chunks(fmt, image_root, records, cfg, workers, progress, scratch)
 
 
 class SeenIds:
@@ -276,8 +278,8 @@ class SeenIds:
     Use it as a context manager: leaving it closes the database and removes the folder.
     """
 
-    def __init__(self) -> None:
-        self._scratch = tempfile.TemporaryDirectory(prefix="pinlanding-ids-")
+    def __init__(self, parent: Path | None = None) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="pinlanding-ids-", dir=parent)
         self._db = sqlite3.connect(Path(self._scratch.name) / "ids.sqlite", isolation_level=None)
         self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-65536; "
                                "CREATE TABLE ids (id TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID;")
@@ -297,11 +299,11 @@ class SeenIds:
 
 
 def _chunks(fmt: str, image_root: Path, records: Iterator[RawRecord], cfg: CatalogConfig, workers: int,
-            progress: bool) -> Iterator[IngestResult]:
+            progress: bool, scratch: Path | None = None) -> Iterator[IngestResult]:
     candidates: list[tuple[RawRecord, dict[str, Any]]] = []
     quarantined: list[dict[str, Any]] = []
     bar = tqdm(desc="ingesting catalogue", unit=" rec", disable=not progress)
-    with ThreadPoolExecutor(max_workers=workers) as pool, bar, SeenIds() as seen:
+    with ThreadPoolExecutor(max_workers=workers) as pool, bar, SeenIds(scratch) as seen:
         for rec in records:
             bar.update()
             if rec.error:
@@ -368,7 +370,12 @@ def run_ingest(ctx) -> dict[str, Any]:
     """Pipeline stage: ingest ``ctx.catalog`` into ``catalog/``."""
     if ctx.catalog is None:
         raise ValueError("the ingest stage needs --catalog PATH")
-    fmt, chunks = ingest_chunks(ctx.catalog, ctx.cfg.catalog)
+    scratch = None
+    if not ctx.layout.remote:  # in the run folder, emptied here: what a killed ingest left does not pile up in /tmp
+        scratch = ctx.layout.root / ".ingest-tmp"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+    fmt, chunks = ingest_chunks(ctx.catalog, ctx.cfg.catalog, scratch=scratch)
     parts, quarantine = [], []
     for chunk in chunks:  # one part per chunk, written as soon as it is checked
         if chunk.products.num_rows:

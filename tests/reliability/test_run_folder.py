@@ -82,6 +82,15 @@ def test_spark_scratch_lives_in_the_run_and_a_killed_jvms_leftovers_are_removed(
     assert os.environ["SPARK_SUBMIT_OPTS"] == f"-Xss4m -Djava.io.tmpdir={scratch}"
 
 
+def test_a_killed_ingests_scratch_is_removed_by_the_next_run(tmp_path: Path, tiny_catalog: Path) -> None:
+    out = tmp_path / "run"
+    leftover = out / ".ingest-tmp" / "pinlanding-ids-dead" / "ids.sqlite"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"left by a killed run")
+    Pipeline(load_config(), RunLayout(out), catalog=tiny_catalog).run(["ingest"])
+    assert not leftover.parent.exists() and not list((out / ".ingest-tmp").iterdir())
+
+
 def test_generated_files_are_readable_by_other_users(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
