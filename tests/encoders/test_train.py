@@ -139,7 +139,7 @@ def test_the_pretrained_tower_trains_on_its_frozen_features_and_reloads(tmp_path
     cfg = tiny_config(epochs=2, vision_model="efficientnet_lite0", vision_pretrained="packaged",
                       vision_tuned_stages=0, colour_bins=4)
     run_train(StageContext(cfg, layout))
-    bundle = load_bundle(layout.dir("encoder"), device="cpu")  # weights_only load of the saved model
+    bundle = load_bundle(layout.dir("encoder"), device="cpu")  # safetensors load of the saved model
     trunk = bundle.model.visual.trunk
     assert bundle.model.frozen_stages == len(trunk.blocks) and bundle.model.spec["vision_pretrained"] == "packaged"
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
