@@ -20,7 +20,7 @@ from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.data import attribute_phrase
 
 MODEL_FILE = "model.pt"
-CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt")
+CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale")
 
 
 @dataclass
@@ -72,7 +72,8 @@ def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, st
     """Write ``model.pt`` atomically; return its model version (a digest prefix)."""
     payload = {
         "spec": model.spec, "state": model.trainable_state_dict(), "vocab": vocab,
-        **{name: torch.as_tensor(np.asarray(getattr(calibration, name))) for name in CALIBRATION_FIELDS},
+        **{name: torch.as_tensor(np.asarray(getattr(calibration, name))) for name in CALIBRATION_FIELDS
+           if getattr(calibration, name) is not None},
         "exclusive_keys": exclusive, "extra": extra or {},
     }
     # torch.save names the zip entries after the file it writes to; a file object keeps them fixed, so
@@ -93,7 +94,8 @@ def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
     model = build_encoder(payload["spec"])
     model.load_trainable(payload["state"])
     model.to(device).eval()
-    cal = Calibration(**{name: payload[name].numpy() for name in CALIBRATION_FIELDS})
+    cal = Calibration(**{name: payload[name].numpy() for name in CALIBRATION_FIELDS if name in payload})
+    cal.scale = float(cal.scale)
     return EncoderBundle(model, [tuple(p) for p in payload["vocab"]], cal, list(payload["exclusive_keys"]),
                          file_digest(path)[:16], device)
 
@@ -134,7 +136,7 @@ class Scorer:
     def score(self, embeddings: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
         emb = torch.as_tensor(embeddings, device=self.device).float()
-        scores = emb @ self.attributes.T
+        scores = self.calibration.scores(emb @ self.attributes.T)
         conf = self.calibration.confidence(scores)
         ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
