@@ -13,17 +13,17 @@ from pydantic import BaseModel, ConfigDict
 PRESETS: dict[str, dict[str, Any]] = {
     # the pretrained tower's head (its last 1x1 conv and batch norm) fine-tuned, its block stages frozen and
     # computed once per product: measured on the dev catalogue (2 cores), tuning the last two block stages
-    # too costs 137 s per epoch, the head alone ~20 s. Photos are scaled to 128x96 (the dev photos are
+    # too costs 137 s per epoch, the head alone ~20 s. Photos are scaled to 112x84 (the dev photos are
     # 80x60) and attribute words masked out of 90% of training texts: measured on an H200 against the dev
-    # labels (benchmarks/RESULTS.md), held-out category recall at 0.85 precision 0.36 -> 0.47 and colour
-    # top-1 0.46 -> 0.53 over 80x60 and 50% masking.
+    # labels (benchmarks/RESULTS.md), held-out category recall at 0.85 precision 0.36 -> 0.54 and colour
+    # top-1 0.46 -> 0.53 over 80x60 and 50% masking; 128x96 was no better and costs 1.4x the CPU time.
     "cpu": {
         "vision_model": "efficientnet_lite0",
         "vision_pretrained": "packaged",
         "vision_tuned_stages": 0,
         "colour_bins": 8,
-        "min_image_pixels": 128 * 96,
-        "max_image_pixels": 128 * 96,
+        "min_image_pixels": 112 * 84,
+        "max_image_pixels": 112 * 84,
         "text_mask": 0.9,
         "product_text": "token_bag",
         "embed_dim": 128,
