@@ -146,7 +146,7 @@ def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | 
             words = [bundle.vocab[i][1] for i in positives.get(pid, []) if bundle.vocab[i][0] == key]
             words += list(labels.values.get(family, {}).get(pid, ()))
             texts.append(mask_values(text, words))
-        every = combine_texts(model, visual, model.tokenize(texts)) @ attr.T
+        every = bundle.calibration.scores(combine_texts(model, visual, model.tokenize(texts)) @ attr.T)
         scores, conf = every[:, cols], bundle.calibration.confidence(every)[:, cols]
         best = conf.argmax(1)
         top = conf[np.arange(len(best)), best]

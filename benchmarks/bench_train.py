@@ -1,6 +1,6 @@
 """Encoder training time and held-out figures, outside the pipeline (no Ray, no Spark): for a GPU machine.
 
-    python benchmarks/bench_train.py --run runs/myntra --preset gpu [--image-root DIR] [--out DIR]
+    python benchmarks/bench_train.py --run runs/myntra --preset gpu [--image-root DIR] [--out DIR] [--set FIELD=VALUE]
 
 Reads a finished run's catalogue, vocabulary and curated attributes, trains the encoder with the
 given preset exactly as the train stage does (``train_encoder``) and prints the device, the time to
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.layout import RunLayout
@@ -34,10 +35,13 @@ def main() -> None:
     ap.add_argument("--image-root", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None, help="where encoder files go (default: a temporary folder)")
     ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                    help="another encoder setting, e.g. --set image_size=[128,96] (YAML value)")
     args = ap.parse_args()
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     layout = RunLayout(args.run)
     vocab = load_vocabulary(layout.vocabulary)
-    cfg = EncoderConfig(preset=args.preset, epochs=args.epochs)
+    cfg = EncoderConfig(preset=args.preset, **{"epochs": args.epochs, **overrides})
     sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products, 0, RayConfig())
     if args.image_root:
         sample.products.image_paths = [str(args.image_root / Path(p).name) if p else None

@@ -22,7 +22,8 @@ from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.data import attribute_phrase
 
 MODEL_FILE = "model.safetensors"
-CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt")
+CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale")
+REQUIRED_FIELDS = CALIBRATION_FIELDS[:5]  # groups and scale are absent for cosine-scored models
 
 
 @dataclass
@@ -77,7 +78,7 @@ def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, st
     """
     tensors = {f"state.{k}": v for k, v in model.trainable_state_dict().items()}
     tensors |= {f"calibration.{name}": torch.as_tensor(np.asarray(getattr(calibration, name)))
-                for name in CALIBRATION_FIELDS}
+                for name in CALIBRATION_FIELDS if getattr(calibration, name) is not None}
     write_tensors(path, tensors, {"kind": "encoder", "spec": model.spec, "vocab": vocab, "exclusive_keys": exclusive,
                                   "extra": extra or {}})
     return file_digest(path)[:16]
@@ -90,13 +91,15 @@ def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
     if not path.exists():
         raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
     tensors, meta = read_tensors(path)
-    if meta.get("kind") != "encoder" or any(f"calibration.{name}" not in tensors for name in CALIBRATION_FIELDS):
+    if meta.get("kind") != "encoder" or any(f"calibration.{name}" not in tensors for name in REQUIRED_FIELDS):
         raise ValueError(f"{path} is not a pinlanding encoder file; rerun the train stage")
     device = torch_device(device)
     model = build_encoder(meta["spec"])
     model.load_trainable({k[6:]: v for k, v in tensors.items() if k.startswith("state.")})
     model.to(device).eval()
-    cal = Calibration(**{name: tensors[f"calibration.{name}"].numpy() for name in CALIBRATION_FIELDS})
+    cal = Calibration(**{name: tensors[f"calibration.{name}"].numpy() for name in CALIBRATION_FIELDS
+                         if f"calibration.{name}" in tensors})
+    cal.scale = float(cal.scale)
     return EncoderBundle(model, [tuple(p) for p in meta["vocab"]], cal, list(meta["exclusive_keys"]),
                          file_digest(path)[:16], device)
 
@@ -137,7 +140,7 @@ class Scorer:
     def score(self, embeddings: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
         emb = torch.as_tensor(embeddings, device=self.device).float()
-        scores = emb @ self.attributes.T
+        scores = self.calibration.scores(emb @ self.attributes.T)
         conf = self.calibration.confidence(scores)
         ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)

@@ -11,6 +11,11 @@ at a precision far below the target. Nor is any value of a key whose held-out re
 is below ``min_key_recall``: there the model only catches a few lucky near-duplicates (brand, from a
 photo), and such hits did not carry over to the catalogue. Confidence is a logistic fit of "is a
 positive" on the margin ``score - threshold``, one per key (keys differ in how sharp their scores are).
+
+Scores are cosines, except on single-valued keys (colour, category), where a value's score is its
+softmax probability among the key's values (:func:`key_scores`, at the model's logit scale): a cosine
+says how close a product is to "black", the softmax also how far it is from "navy blue", and ranking the
+encoder's answers by that margin is what lets it reach the target precision on a key.
 """
 from __future__ import annotations
 
@@ -49,6 +54,12 @@ class Calibration:
     precision: np.ndarray
     recall: np.ndarray
     platt: np.ndarray  # [2, V]: slope and intercept of each attribute's key
+    groups: np.ndarray | None = None  # [V] int: single-valued key of each column (-1: cosine score), see key_scores
+    scale: float = 1.0  # the softmax's logit scale
+
+    def scores(self, cosine: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """The scores thresholds and confidences apply to, from cosines ``[N, V]`` (:func:`key_scores`)."""
+        return cosine if self.groups is None else key_scores(cosine, self.groups, self.scale)
 
     def confidence(self, scores: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order): numpy in, numpy
@@ -57,6 +68,24 @@ class Calibration:
         a, b, t = (torch.as_tensor(x, dtype=s.dtype, device=s.device) for x in (*self.platt, self.thresholds))
         p = torch.sigmoid(a * (s - t) + b)
         return p if isinstance(scores, torch.Tensor) else p.numpy()
+
+
+def key_scores(cosine: np.ndarray | torch.Tensor, groups: np.ndarray, scale: float) -> np.ndarray | torch.Tensor:
+    """Cosines ``[N, V]`` with the columns of each group (``groups[v] >= 0``: one single-valued key)
+    replaced by the softmax over that group at ``scale``; numpy in, numpy out, torch stays on its device."""
+    s = torch.as_tensor(cosine)
+    out = s.clone()
+    g = torch.as_tensor(np.asarray(groups), device=s.device)
+    for group in torch.unique(g[g >= 0]).tolist():
+        cols = torch.nonzero(g == group).squeeze(1)
+        out[:, cols] = torch.softmax(scale * s[:, cols].float(), dim=1).to(s.dtype)
+    return out if isinstance(cosine, torch.Tensor) else out.numpy()
+
+
+def key_groups(keys: list[str], single_valued: list[str]) -> np.ndarray:
+    """``[V]`` group ids for :func:`key_scores`: one per single-valued key with at least two values, -1 elsewhere."""
+    names = sorted({k for k in single_valued if keys.count(k) > 1})
+    return np.array([names.index(k) if k in names else -1 for k in keys], dtype=np.int64)
 
 
 def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_precision: float = 0.85,

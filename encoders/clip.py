@@ -69,7 +69,8 @@ class ImageFeatures(NamedTuple):
 def colour_histogram(images: torch.Tensor, bins: int, background: int = 30) -> torch.Tensor:
     """Normalized RGB histograms ``[B, bins**3]`` of uint8 images ``[B, H, W, 3]`` over their product
     region: pixels farther than ``background`` (sum of channel differences) from the median border colour,
-    or every pixel where that leaves under 3% (a product the colour of its background)."""
+    or every pixel where that leaves under 3% (a product the colour of its background). Returned as the
+    square roots of the shares (the Hellinger embedding: small shares of a second colour still count)."""
     x = images.to(torch.int64)
     border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
     bg = border.median(dim=1).values
@@ -78,7 +79,7 @@ def colour_histogram(images: torch.Tensor, bins: int, background: int = 30) -> t
     q = x * bins // 256
     cell = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).flatten(1)
     hist = torch.zeros((len(x), bins ** 3), device=x.device).scatter_add_(1, cell, fg.flatten(1).float())
-    return hist / hist.sum(1, keepdim=True).clamp_min(1.0)
+    return (hist / hist.sum(1, keepdim=True).clamp_min(1.0)).sqrt()
 
 
 def _mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -376,6 +377,27 @@ def multi_positive_clip_loss(products: torch.Tensor, attributes: torch.Tensor, t
     p2a = -(F.log_softmax(logits[rows], dim=1) * (t[rows] / t[rows].sum(1, keepdim=True))).sum(1).mean()
     a2p = -(F.log_softmax(logits[:, cols].t(), dim=1) * (t[:, cols].t() / t[:, cols].t().sum(1, keepdim=True))).sum(1).mean()
     return (p2a + a2p) / 2
+
+
+def key_softmax_loss(products: torch.Tensor, attributes: torch.Tensor, targets: torch.Tensor,
+                     groups: list[torch.Tensor], logit_scale: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each product over every value of each key it has a value for.
+
+    ``attributes [V, D]`` are the whole vocabulary's embeddings, ``targets [B, V]`` the products'
+    positives and ``groups`` each key's columns. The in-batch contrastive loss sees only the values that
+    happen to be in the batch; this one makes the model tell a key's values apart (black from navy,
+    T-shirt from top), the decision the encoder's single-valued keys rest on.
+    """
+    logits = logit_scale.exp().clamp(max=100) * products @ attributes.t()
+    t = targets.float()
+    losses = []
+    for cols in groups:
+        tk = t[:, cols]
+        rows = tk.sum(1) > 0
+        if rows.any():
+            lp = F.log_softmax(logits[rows][:, cols], dim=1)
+            losses.append(-(lp * tk[rows] / tk[rows].sum(1, keepdim=True)).sum(1))
+    return torch.cat(losses).mean() if losses else logits.new_zeros(())
 
 
 def clip_loss_reference() -> nn.Module:

@@ -112,10 +112,12 @@ def decode_images(paths: list[str | None], size: tuple[int, int], threads: int =
     return pixels, np.array([e is None for e in errors], dtype=bool), errors
 
 
-def choose_image_size(paths: list[str | None], max_pixels: int | None, sample: int = 256) -> tuple[int, int]:
+def choose_image_size(paths: list[str | None], max_pixels: int | None, min_pixels: int | None = None,
+                      sample: int = 256) -> tuple[int, int]:
     """The encoder's input (height, width): the median size of up to ``sample`` of the catalogue's photos
-    (evenly spaced, headers only), scaled down to at most ``max_pixels`` pixels and rounded to multiples of 4.
-    Photos are never scaled up: that adds CPU time, not information."""
+    (evenly spaced, headers only), scaled to at least ``min_pixels`` and at most ``max_pixels`` pixels
+    (aspect kept) and rounded to multiples of 4. Scaling small photos up adds no information but lets an
+    ImageNet tower see the product at the scale it was trained on."""
     from PIL import Image
 
     present = [p for p in paths if p]
@@ -130,7 +132,8 @@ def choose_image_size(paths: list[str | None], max_pixels: int | None, sample: i
     if not sizes:
         return (64, 48)
     h, w = (float(np.median([s[i] for s in sizes])) for i in (0, 1))
-    scale = min(1.0, (max_pixels / (h * w)) ** 0.5) if max_pixels else 1.0
+    scale = max(1.0, (min_pixels / (h * w)) ** 0.5) if min_pixels else 1.0
+    scale = min(scale, (max_pixels / (h * w)) ** 0.5) if max_pixels else scale
     return max(4, int(round(h * scale / 4)) * 4), max(4, int(round(w * scale / 4)) * 4)
 
 

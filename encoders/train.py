@@ -22,9 +22,9 @@ from tqdm import tqdm
 from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, write_json
 from pinlanding.collections.engines import torch_device
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
-from pinlanding.encoders.calibrate import Calibration, calibrate, key_recall
+from pinlanding.encoders.calibrate import Calibration, calibrate, key_groups, key_recall, key_scores
 from pinlanding.encoders.checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, seed_all
-from pinlanding.encoders.clip import ImageFeatures, build_encoder, multi_positive_clip_loss
+from pinlanding.encoders.clip import ImageFeatures, build_encoder, key_softmax_loss, multi_positive_clip_loss
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
                                      load_vocabulary, mask_values)
@@ -48,7 +48,7 @@ def model_spec(cfg: EncoderConfig, image_paths: list[str | None] | None = None) 
     r = cfg.resolved_dict()
     if cfg.backend == "open_clip":
         return {"backend": "open_clip", "clip_model": r["clip_model"], "clip_pretrained": r["clip_pretrained"]}
-    size = r["image_size"] or choose_image_size(image_paths or [], r["max_image_pixels"])
+    size = r["image_size"] or choose_image_size(image_paths or [], r["max_image_pixels"], r["min_image_pixels"])
     return {"backend": "dual", "image_size": tuple(size),
             **{k: r[k] for k in ("vision_model", "text_model", "product_text", "embed_dim", "max_text_tokens",
                                  "vision_pretrained", "vision_tuned_stages", "colour_bins")}}
@@ -104,19 +104,23 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     prep_s = time.perf_counter() - t0
     phrases = [attribute_phrase(k, v) for k, v in vocab]
     pos_lists = [np.asarray(positives[pid], dtype=np.int64) for pid in data.ids]
+    keys = np.array([k for k, _ in vocab])
+    key_cols = [torch.as_tensor(np.flatnonzero(keys == k), device=device) for k in sorted(set(keys))
+                if (keys == k).sum() > 1]
 
     batch_size = int(cfg.resolved("batch_size"))
     epochs = int(cfg.resolved("epochs"))
     steps_per_epoch = max(1, math.ceil(len(train_idx) / batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
     lr = float(cfg.resolved("lr"))
-    pretrained = {id(p) for p in model.visual.parameters()} if spec.get("vision_pretrained") else set()
+    # the pretrained trunk moves slowly; its new projection head learns at the full rate
+    pretrained = {id(p) for p in model.visual.trunk.parameters()} if spec.get("vision_pretrained") else set()
     opt = torch.optim.AdamW([{"params": [p for p in params if id(p) not in pretrained], "lr": lr},
                              {"params": [p for p in params if id(p) in pretrained], "lr": lr * cfg.vision_lr_scale}],
                             weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
     setup = json_digest({"spec": spec, "lr": cfg.resolved("lr"), "wd": cfg.weight_decay, "bs": batch_size,
-                         "seed": seed, "drop": cfg.image_dropout, "text_mask": cfg.text_mask,
+                         "seed": seed, "drop": cfg.image_dropout, "text_mask": cfg.resolved("text_mask"), "key_loss": cfg.key_loss_weight,
                          "train": [data.ids[i] for i in train_idx],
                          "vocab": vocab})
     history: list[dict[str, float]] = []
@@ -155,13 +159,16 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
             if rng.random() < 0.5:
                 feats = feats.flip()  # horizontal flip as augmentation (of the frozen stages' output)
             mask = torch.as_tensor(has_image[b] & (rng.random(len(b)) >= cfg.image_dropout), device=device)
-            text = np.where((rng.random(len(b)) < cfg.text_mask)[:, None], blind[b], tokens[b])
+            text = np.where((rng.random(len(b)) < cfg.resolved("text_mask"))[:, None], blind[b], tokens[b])
             ids = torch.as_tensor(text, dtype=torch.long, device=device)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                p = model.combine(model.visual_embedding(feats, mask), model.text_embedding(ids))
-                a = model.encode_attributes([phrases[j] for j in attrs])
-                loss = multi_positive_clip_loss(p.float(), a.float(), torch.as_tensor(targets, device=device),
-                                                model.logit_scale)
+                p = model.combine(model.visual_embedding(feats, mask), model.text_embedding(ids)).float()
+                a = model.encode_attributes(phrases).float()
+                loss = multi_positive_clip_loss(p, a[torch.as_tensor(attrs, device=device)], torch.as_tensor(targets, device=device), model.logit_scale)
+                if cfg.key_loss_weight:
+                    full = torch.zeros((len(b), len(vocab)), dtype=torch.bool, device=device)
+                    full[:, torch.as_tensor(attrs, device=device)] = torch.as_tensor(targets, device=device)
+                    loss = loss + cfg.key_loss_weight * key_softmax_loss(p, a, full, key_cols, model.logit_scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -181,17 +188,21 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     vi = val_idx
     visual = images.visual_embeddings(vi, has_image[vi])
     attr_emb = bundle.attribute_embeddings()
-    scores = combine_texts(model, visual, tokens[vi]) @ attr_emb.T
+    groups = key_groups(list(keys), exclusive or [])
+    scale = float(model.logit_scale.detach().exp().clamp(max=100))
+    cosine = combine_texts(model, visual, tokens[vi]) @ attr_emb.T
+    scores = key_scores(cosine, groups, scale)
     pos = _positive_matrix([data.ids[i] for i in vi], positives, len(vocab))
-    keys = np.array([k for k, _ in vocab])
     has_key = {key: pos[:, keys == key].any(1) for key in set(keys)}  # products with some value of the key
     known = np.stack([has_key[k] for k in keys], axis=1)
     cal_scores = scores
     if cfg.calibrate_masked:
-        cal_scores = masked_scores(model, attr_emb, scores, visual, [data.texts[i] for i in vi], pos, vocab)
+        cal_scores = key_scores(masked_scores(model, attr_emb, cosine, visual, [data.texts[i] for i in vi], pos, vocab),
+                                groups, scale)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall)
+    cal.groups, cal.scale = groups, scale
     bundle.calibration = cal
     above = known & (cal_scores >= cal.thresholds)  # the pairs the encoder would assign, judged by the extraction
     metrics = {
@@ -262,7 +273,7 @@ def combine_texts(model: torch.nn.Module, visual: torch.Tensor, token_ids: np.nd
 
 def masked_scores(model: torch.nn.Module, attr_emb: np.ndarray, scores: np.ndarray, visual: torch.Tensor,
                   texts: list[str], positive: np.ndarray, vocab: list[tuple[str, str]]) -> np.ndarray:
-    """Held-out ``scores [N, V]`` where each key's columns are recomputed from product texts with that
+    """Held-out cosines ``scores [N, V]`` where each key's columns are recomputed from product texts with that
     key's extracted values masked out (``data.mask_values``): what the encoder says when the text does not
     name the value, i.e. from the photo and the rest of the text. Only products whose text changed are
     re-embedded; their image embeddings ``visual [N, D]`` are computed once; ``attr_emb`` are the attribute

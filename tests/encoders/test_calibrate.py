@@ -116,3 +116,22 @@ def test_reliability_table_flags_an_overconfident_bin():
     table = {b["bin"]: b for b in reliability({"confidence": conf, "correct": correct})}
     assert table["0.9-1.0"]["precision"] == 0.5 and not table["0.9-1.0"]["ok"]
     assert table["0.5-0.6"]["ok"] and table["0.5-0.6"]["rows"] == 300
+
+
+def test_single_valued_keys_score_by_softmax_among_their_values():
+    from pinlanding.encoders.calibrate import Calibration, key_groups, key_scores
+
+    keys = ["color", "color", "color", "material", "material", "gender"]
+    groups = key_groups(keys, ["color", "gender"])  # gender has one value here: nothing to compare it with
+    assert groups.tolist() == [0, 0, 0, -1, -1, -1]
+    cosine = np.array([[0.6, 0.59, 0.1, 0.3, 0.2, 0.5],   # black, but navy nearly as close
+                       [0.5, 0.1, 0.1, 0.3, 0.2, 0.5]])   # black, far from the rest
+    scores = key_scores(cosine, groups, scale=20.0)
+    assert np.allclose(scores[:, :3].sum(1), 1.0) and np.allclose(scores[:, 3:], cosine[:, 3:])
+    assert scores[1, 0] > 0.99 and scores[0, 0] < 0.6  # the clear case ranks first although its cosine is lower
+    import torch
+
+    on_torch = key_scores(torch.as_tensor(cosine), groups, 20.0)
+    assert isinstance(on_torch, torch.Tensor) and np.allclose(on_torch.numpy(), scores)
+    plain = Calibration(*(np.zeros(6) for _ in range(4)), np.zeros((2, 6)))
+    assert plain.scores(cosine) is cosine  # without groups (a model saved before them): cosines

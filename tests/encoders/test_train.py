@@ -9,7 +9,7 @@ import torch
 
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.encoders.bundle import MODEL_FILE, encode_texts, load_bundle
-from pinlanding.encoders.clip import build_encoder, clip_loss_reference, multi_positive_clip_loss
+from pinlanding.encoders.clip import build_encoder, clip_loss_reference, key_softmax_loss, multi_positive_clip_loss
 from pinlanding.encoders.data import heldout_mask
 from pinlanding.encoders.train import run_train
 
@@ -145,3 +145,22 @@ def test_the_pretrained_tower_trains_on_its_frozen_features_and_reloads(tmp_path
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert len(metrics["history"]) == 2 and all(np.isfinite(h["loss"]) for h in metrics["history"])
     assert isinstance(metrics["heldout_reliability"], list)
+
+
+def test_key_softmax_loss_is_cross_entropy_within_each_key():
+    torch.manual_seed(0)
+    p = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    a = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1)
+    scale = torch.tensor(0.0)  # exp(0) = 1
+    colour, kind = torch.tensor([0, 1, 2]), torch.tensor([3, 4])
+    targets = torch.zeros(3, 5, dtype=torch.bool)
+    targets[0, 1] = targets[1, 2] = targets[1, 4] = True  # product 2 has no value: it adds nothing
+    logits = p @ a.t()
+    expected = torch.stack([torch.nn.functional.cross_entropy(logits[0:1, :3], torch.tensor([1])),
+                            torch.nn.functional.cross_entropy(logits[1:2, :3], torch.tensor([2])),
+                            torch.nn.functional.cross_entropy(logits[1:2, 3:], torch.tensor([1]))]).mean()
+    assert float(key_softmax_loss(p, a, targets, [colour, kind], scale)) == pytest.approx(float(expected), rel=1e-5)
+    # moving product 0 onto its colour lowers the loss
+    closer = p.clone()
+    closer[0] = a[1]
+    assert key_softmax_loss(closer, a, targets, [colour, kind], scale) < key_softmax_loss(p, a, targets, [colour, kind], scale)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from PIL import Image
 
 from pinlanding.collections import models
 from pinlanding.collections.models import ModelIntegrityError, load_weights_in_order, packaged_vision_weights
@@ -78,9 +79,7 @@ def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
         load_weights_in_order(timm.create_model("efficientnet_lite0"), path, skip=("classifier.",))
 
 
-def test_input_size_follows_the_photos_and_never_upscales(tmp_path: Path) -> None:
-    from PIL import Image
-
+def test_input_size_follows_the_photos_and_is_not_upscaled_without_a_minimum(tmp_path: Path) -> None:
     paths = []
     for i, size in enumerate([(60, 80), (60, 80), (224, 224)]):
         paths.append(str(tmp_path / f"{i}.jpg"))
@@ -100,6 +99,10 @@ def test_colour_histogram_reads_the_product_not_the_background() -> None:
     assert hist.shape == (1, 64) and hist[0, red] == pytest.approx(1.0)
     plain = torch.full((1, 40, 32, 3), 245, dtype=torch.uint8)  # white on white: every pixel counts
     assert colour_histogram(plain, 4)[0].max() == pytest.approx(1.0)
+    img[0, 10:15, 8:24] = torch.tensor([20, 20, 200], dtype=torch.uint8)  # a quarter of it blue
+    hist = colour_histogram(img, 4)[0]
+    blue = (0 * 4 + 0) * 4 + 3
+    assert hist[red] == pytest.approx(0.75 ** 0.5) and hist[blue] == pytest.approx(0.25 ** 0.5)  # square roots of shares
 
 
 def test_a_safetensors_file_of_another_architecture_is_refused(tmp_path: Path) -> None:
@@ -111,3 +114,13 @@ def test_a_safetensors_file_of_another_architecture_is_refused(tmp_path: Path) -
     save_file(timm.create_model("test_efficientnet").state_dict(), str(path))
     with pytest.raises(ValueError, match="does not fit efficientnet_lite0"):
         _load_vision_weights(timm.create_model("efficientnet_lite0", num_classes=8), "efficientnet_lite0", str(path))
+
+
+def test_small_photos_are_scaled_up_to_the_minimum_size(tmp_path: Path) -> None:
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.jpg"
+        Image.new("RGB", (60, 80), (200, 30, 30)).save(p)
+        paths.append(str(p))
+    assert choose_image_size(paths, 128 * 96, 128 * 96) == (128, 96)  # aspect 4:3 kept
+    assert choose_image_size(paths, None, 10) == (80, 60)  # already larger than the minimum
