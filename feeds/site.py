@@ -168,12 +168,16 @@ def capitalize(text: str) -> str:
 class Urls:
     """Where a page's links point: absolute under ``base_url`` when it is set, else relative to the page."""
 
-    def __init__(self, base_url: str | None, root: str) -> None:
-        self.base, self.root = base_url, root
+    def __init__(self, base_url: str | None, folder: str = "") -> None:
+        self.base, self.folder = base_url, folder
+        self.root = "../" * folder.count("/") + ("../" if folder else "")
 
     def link(self, path: str) -> str:
-        """Relative link from the page to ``path`` (relative to the site root; '' is the home page)."""
-        return self.root + (path or "index.html")
+        """Relative link from a page in ``folder`` to ``path`` (relative to the site root; '' is the home page)."""
+        path = path or "index.html"
+        if self.folder and path.startswith(self.folder + "/"):
+            return path[len(self.folder) + 1:]
+        return self.root + path
 
     def absolute(self, path: str) -> str:
         """Absolute URL of ``path`` under ``base_url``, or the relative link when it is unset."""
@@ -599,7 +603,7 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
         cols, hubs = build_model(feeds, photos, [None] * len(feeds), cfg)
     hub_by_name = {h.name: h for h in hubs}
     related = related_collections(feeds, cfg.related)
-    urls = Urls(cfg.base_url, "../")
+    urls = Urls(cfg.base_url, "c")
     out: dict[str, dict[str, Any]] = {}
     known: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}  # product id -> card fields, JSON-LD Product
     for i, f in enumerate(feeds):
@@ -607,7 +611,8 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
         per = cfg.products_per_page
         chunks = [f["products"][s:s + per] for s in range(0, len(f["products"]), per)] or [[]]
         files = [c.href] + [f"c/{c.name}--{n}.html" for n in range(2, len(chunks) + 1)]
-        rel = [{"title": cols[j].title, "href": urls.link(cols[j].href), "size": cols[j].size} for j in related[i]]
+        # titles only: a related collection growing does not rewrite every page that links it
+        rel = [{"title": cols[j].title, "href": f"{cols[j].name}.html"} for j in related[i]]
         hub = hub_by_name[c.hub]
         crumbs, crumb_data = _breadcrumbs(urls, [("Home", ""), (hub.title, hub.href), (c.title, c.href)])
         for page, (path, chunk) in enumerate(zip(files, chunks), start=1):
@@ -688,14 +693,15 @@ def collection_description(c: Collection, page: int, pages: int, first: int, n: 
     shown = "" if c.matched is None or c.matched == c.shown else f", the best {c.shown:,} shown"
     if page == 1:
         return f"{c.title}: {count}{shown} ({attrs}). Products 1 to {n}{money}{by}."
-    return (f"{c.title}, page {page} of {pages}: products {first + 1} to {first + n} of {c.shown:,} "
-            f"({attrs}){money}{by}.")
+    total = f" of {c.matched:,} that match" if c.matched is not None and c.matched > c.shown else ""
+    return (f"{c.title}, page {page} of {pages}: products {first + 1} to {first + n} of the {c.shown:,} "
+            f"shown{total} ({attrs}){money}{by}.")
 
 
 def hub_contexts(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> dict[str, dict[str, Any]]:
     """Relative file path -> render context of every hub page: its biggest collections with a thumbnail, then
     every collection under each facet (key, then value) it has."""
-    urls = Urls(cfg.base_url, "../")
+    urls = Urls(cfg.base_url, "h")
     out = {}
     for hub in hubs:
         members = [cols[j] for j in hub.members]
@@ -733,7 +739,7 @@ def hub_contexts(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> di
 
 def home_context(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> dict[str, Any]:
     """The home page: hubs biggest first, each with its biggest ``home_collections`` collections."""
-    urls = Urls(cfg.base_url, "")
+    urls = Urls(cfg.base_url)
     groups = [{"title": h.title, "href": urls.link(h.href), "count": len(h.members), "id": f"hub-{h.name}",
                "tiles": [_tile(cols[j], urls) for j in h.members[:cfg.home_collections]]} for h in hubs]
     names = _join([h.title for h in hubs[:6]] + (["more"] if len(hubs) > 6 else [])) if hubs else ""
@@ -749,7 +755,7 @@ def home_context(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> di
 
 def all_context(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> dict[str, Any]:
     """The A-Z list of every collection, with the title filter (the site's search)."""
-    urls = Urls(cfg.base_url, "")
+    urls = Urls(cfg.base_url)
     hub_title = {h.name: h.title for h in hubs}
     items = sorted(({"title": c.title, "href": urls.link(c.href), "size": c.size, "hub": hub_title[c.hub]}
                     for c in cols), key=lambda x: (x["title"].casefold(), x["href"]))
@@ -763,12 +769,12 @@ def all_context(cols: list[Collection], hubs: list[Hub], cfg: SiteConfig) -> dic
 def alias_contexts(feeds: list[dict[str, Any]], cfg: SiteConfig) -> dict[str, dict[str, Any]]:
     """Relative file path (under site/) -> render context of the redirect page of every alias slug of a feed."""
     out: dict[str, dict[str, Any]] = {}
-    urls = Urls(cfg.base_url, "../")
+    urls = Urls(cfg.base_url, "c")
     for f in feeds:
         target = f"c/{safe_name(f['slug'])}.html"
         for alias in f.get("aliases") or []:
             out[f"c/{safe_name(alias)}.html"] = {"site_title": cfg.title, "title": f["title"] or f["slug"],
-                                                 "target": Path(target).name, "canonical": urls.canonical(target)}
+                                                 "target": urls.link(target), "canonical": urls.canonical(target)}
     return out
 
 
@@ -895,8 +901,9 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             "matched_known": sum(1 for c in cols if c.matched is not None)}
 
 
-def run_site(ctx: "StageContext") -> dict[str, Any]:
-    """Stage entry point: feeds + catalogue (+ assignments, for the match counts) -> site/ (see module docstring)."""
+def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str, Any]:
+    """Stage entry point: feeds + catalogue (+ assignments, for the match counts) -> site/ (see module docstring);
+    ``out``: build the site in another folder instead (benchmarks: the same run under another base URL)."""
     feeds = read_feeds(ctx.layout)
     shown = {p["product_id"] for f in feeds for p in f["products"]}  # the catalogue is read part by part for these
     products = select_rows(ctx.layout.products, PRODUCTS, "product_id", shown,
@@ -904,4 +911,4 @@ def run_site(ctx: "StageContext") -> dict[str, Any]:
                             "url"]).to_pylist()
     matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
                            ctx.cfg.feeds)
-    return build_site(feeds, products, ctx.layout.dir("site"), ctx.cfg.site, matched)
+    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched)
