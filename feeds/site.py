@@ -13,9 +13,9 @@ Layout under ``site/`` (everything in it is meant to be published):
 
 Every page has a unique title and meta description, a canonical link (absolute under ``site.base_url``, relative
 when it is unset), Open Graph tags and JSON-LD (``CollectionPage`` + ``ItemList`` of ``Product``,
-``BreadcrumbList``). The digests of what each page was rendered from live beside the site, in
-``<site>.pages.json``, never in it: a page is rewritten only when its digest changes, its sitemap ``lastmod``
-moves only when its content does, and pages and images no longer referenced are removed.
+``BreadcrumbList``). The digests of what each page was rendered from (and the sizes of the photos) live beside
+the site, in ``<site>.pages.json``, never in it: a page is rewritten only when its digest changes, its sitemap
+``lastmod`` moves only when its content does, and pages and images no longer referenced are removed.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
-                                              make_dirs, read_json, tree_digest, write_json, write_text)
+                                              make_dirs, read_json, tree_digest, write_text)
 from pinlanding.collections.parts import list_parts, read_part, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS
 from pinlanding.feeds.build import read_feeds
@@ -291,10 +291,12 @@ def image_size(path: str) -> tuple[int, int] | None:
         return None
 
 
-def photo_sources(src: str | None, larger: bool = True) -> list[tuple[str, int, int, str]]:
+def photo_sources(src: str | None, larger: bool = True, known: dict[str, list] | None = None,
+                  seen: dict[str, list] | None = None) -> list[tuple[str, int, int, str]]:
     """Every readable size of a product photo, ``(path, width, height, stamp)``, smallest first: the catalogue's
     photo and, with ``larger``, the file of the same name in each sibling size folder (``images_224/``).
-    ``stamp`` is the file's size and modification time."""
+    ``stamp`` is the file's size and modification time. ``known`` (path -> [stamp, width, height], from the last
+    build) spares reading an unchanged photo's header again; ``seen`` collects the sizes of this one."""
     if not src:
         return []
     try:
@@ -316,7 +318,10 @@ def photo_sources(src: str | None, larger: bool = True) -> list[tuple[str, int, 
                 paths.append((path, f"{other.st_size}:{other.st_mtime_ns}"))
     found: dict[int, tuple[str, int, int, str]] = {}
     for path, stamp in paths:
-        size = image_size(path)
+        last = known.get(path) if known else None
+        size = (last[1], last[2]) if last and last[0] == stamp else image_size(path)
+        if size and seen is not None:
+            seen[path] = [stamp, size[0], size[1]]
         if size and size[0] > 0 and size[1] > 0 and size[0] not in found:
             found[size[0]] = (path, size[0], size[1], stamp)
     return [found[w] for w in sorted(found)]
@@ -382,8 +387,10 @@ def _photo_image(photo: Photo, root: str) -> tuple[tuple[str, Any], ...]:
 
 
 def publish_photos(pids: set[str], by_id: dict[str, dict[str, Any]], images_dir: AnyPath,
-                   cfg: SiteConfig) -> dict[str, Photo | None]:
-    """Link every size of the photos of ``pids`` into ``images_dir``: product id -> Photo (None: unreadable)."""
+                   cfg: SiteConfig, known: dict[str, list] | None = None,
+                   seen: dict[str, list] | None = None) -> dict[str, Photo | None]:
+    """Link every size of the photos of ``pids`` into ``images_dir``: product id -> Photo (None: unreadable).
+    ``known``/``seen``: photo sizes of the last build and of this one (see :func:`photo_sources`)."""
     _size_folders.cache_clear()  # folders may have changed since the last build in this process
     existing = None if is_remote(images_dir) else set(os.listdir(images_dir))
     out: dict[str, Photo | None] = {}
@@ -393,7 +400,7 @@ def publish_photos(pids: set[str], by_id: dict[str, dict[str, Any]], images_dir:
             out[pid] = None
             continue
         files = []
-        for path, width, height, stamp in photo_sources(info.get("image_path"), cfg.larger_images):
+        for path, width, height, stamp in photo_sources(info.get("image_path"), cfg.larger_images, known, seen):
             extra = path != info.get("image_path")
             name = link_image(path, images_dir, pid, info.get("content_hash"), f"-{width}w" if extra else "",
                               stamp, existing)
@@ -835,7 +842,12 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     make_dirs(images_dir, out / "c", out / "h")
     by_id = {p["product_id"]: p for p in products}
     wanted = {p["product_id"] for f in feeds for p in f["products"]}
-    photos = publish_photos(wanted, by_id, images_dir, cfg)
+    state_file = state_path(out)
+    state = read_json(state_file, default={}) or {}
+    if state.get("format") != STATE_FORMAT:
+        state = {}
+    photo_sizes: dict[str, list] = {}
+    photos = publish_photos(wanted, by_id, images_dir, cfg, state.get("photo_sizes"), photo_sizes)
     cols, hubs = build_model(feeds, photos, matched or [None] * len(feeds), cfg)
     pages = page_contexts(feeds, by_id, photos, cfg, cols, hubs)
     redirects = alias_contexts(feeds, cfg)
@@ -844,12 +856,10 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             + [(path, ctx, render_hub) for path, ctx in hub_contexts(cols, hubs, cfg).items()]
             + [(path, ctx, render_page) for path, ctx in pages.items()]
             + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages])
-    state_file = state_path(out)
     legacy = out / "pages.json"  # where older versions published their digests
     if legacy.exists():
         legacy.unlink()
-    state = read_json(state_file, default={}) or {}
-    previous = state.get("pages", {}) if state.get("format") == STATE_FORMAT else {}
+    previous = state.get("pages", {})
     current: dict[str, dict[str, str]] = {}
     written = 0
     for path, ctx, render in jobs:
@@ -891,7 +901,8 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     for stale in list_files(out, "sitemap-*.xml"):
         if stale.name not in sitemaps:
             stale.unlink()
-    write_json(state_file, {"format": STATE_FORMAT, "pages": current})
+    write_text(state_file, json.dumps({"format": STATE_FORMAT, "pages": current, "photo_sizes": photo_sizes},
+                                      ensure_ascii=False, separators=(",", ":")))
     return {"collections": len(feeds), "hubs": len(hubs), "pages": len(pages), "redirects": len(redirects),
             "pages_written": written, "pages_unchanged": len(current) - written, "pages_removed": removed,
             "sitemap_urls": len(indexed), "sitemaps": sum(1 for n in sitemaps if n.endswith(".xml")),

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
 from feedkit import HOSTILE, feed, published_run
 from pinlanding.collections.artifacts import read_table, write_table
@@ -76,6 +77,14 @@ def test_nothing_internal_is_published(tmp_path):
     state = json.loads(state_path(site).read_text())
     assert set(state["pages"]) == {p for p in published if p.endswith(".html")}
     assert {"index.html", "collections.html", "robots.txt", "sitemap.xml", "static/style.css"} <= published
+
+
+def test_unchanged_rebuild_reads_no_photo(tmp_path, monkeypatch):
+    layout = published_run(tmp_path)
+    first = run_site(run_ctx(layout))
+    monkeypatch.setattr("pinlanding.feeds.site.image_size", lambda path: pytest.fail(f"read {path} again"))
+    again = run_site(run_ctx(layout))  # sizes come from site.pages.json while the files are unchanged
+    assert again["pages_written"] == 0 and again["images"] == first["images"]
 
 
 def test_incremental_regeneration_and_removal(tmp_path):

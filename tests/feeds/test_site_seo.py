@@ -9,7 +9,7 @@ from collections import deque
 from pathlib import Path
 from urllib.parse import urldefrag
 
-from sitekit import BASE, BREAKOUT, build, capped_feeds, page, set_feeds, site_run
+from sitekit import BASE, BREAKOUT, build, capped_feeds, page, site_run
 from pinlanding.collections.catalog import myntra_fields
 from pinlanding.collections.ingest import clean_url
 from pinlanding.feeds.site import json_ld
@@ -40,7 +40,8 @@ def test_canonical_prev_next_and_open_graph(tmp_path):
     site = layout.root / "site"
     second = page(site / "c" / "red-dresses--2.html")
     assert second.links["canonical"] == BASE + "c/red-dresses--2.html"  # page 2 is its own canonical page
-    assert second.links["prev"] == BASE + "c/red-dresses.html" and second.links["next"] == BASE + "c/red-dresses--3.html"
+    assert second.links["prev"] == BASE + "c/red-dresses.html"
+    assert second.links["next"] == BASE + "c/red-dresses--3.html"
     assert any(a.get("rel") == "prev" and a["href"] == "red-dresses.html" for a in second.anchors)
     first = page(site / "c" / "red-dresses.html")
     assert "prev" not in first.links and first.links["next"] == BASE + "c/red-dresses--2.html"
