@@ -21,13 +21,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urljoin
 
 import pyarrow.parquet as pq
 
 from pinlanding.collections.config import CatalogConfig
 
-NORMALIZED_FIELDS = ("product_id", "title", "description", "merchant_tags", "brand", "price", "currency", "image_path")
+NORMALIZED_FIELDS = ("product_id", "title", "description", "merchant_tags", "brand", "price", "currency", "image_path",
+                     "url")
 MYNTRA_IMAGE_DIR = "images"
+MYNTRA_SITE = "https://www.myntra.com/"  # landingPageUrl is relative to it
 
 
 @dataclass
@@ -147,6 +150,7 @@ def myntra_fields(obj: dict[str, Any], root: Path) -> dict[str, Any]:
         "price": price,
         "currency": None,
         "image_path": str(root / MYNTRA_IMAGE_DIR / f"{pid}.jpg") if pid not in (None, "") else None,
+        "url": urljoin(MYNTRA_SITE, str(obj["landingPageUrl"])) if obj.get("landingPageUrl") else None,
     }
 
 
@@ -168,7 +172,7 @@ def read_myntra(root: Path) -> Iterator[RawRecord]:
 
 
 MYNTRA_INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
-                       "displayCategories")
+                       "displayCategories", "landingPageUrl")
 
 
 def write_myntra_slice(source: Path, out: Path, n: int) -> Path:

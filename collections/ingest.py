@@ -187,6 +187,7 @@ def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Pat
         "currency": clean_text(fields.get("currency"), "currency") or cfg.currency,
         "image_path": resolve_image(image, image_root, cfg.allow_external_images) if image else None,
         "image_optional": not required,
+        "url": clean_url(fields.get("url")),
     }
 
 
@@ -204,6 +205,21 @@ def resolve_image(image: str, image_root: Path, allow_external: bool) -> str:
         raise InvalidRecord("image_outside_catalog", f"image {image} resolves outside {root} "
                                                      "(catalog.allow_external_images is false)")
     return str(path)
+
+
+def clean_url(value: Any) -> str | None:
+    """An absolute http(s) URL without whitespace, or None: anything else (``javascript:``, relative, bad
+    text) is not a link the landing pages may publish, and is dropped rather than quarantining the product."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    text = str(value).strip()
+    if len(text) > 2000 or not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", text, re.IGNORECASE):
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return text
 
 
 def image_digest(path: str, verify: bool) -> str:

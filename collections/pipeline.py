@@ -90,8 +90,8 @@ STAGES: tuple[Stage, ...] = (
           ("assign", "ray"), "assign vocabulary attributes catalogue-wide"),
     Stage("feeds", "pinlanding.feeds.build:run_feeds", ("catalog", "topics", "assignments"), ("feeds",),
           ("feeds", "spark"), "score topics against products with Spark"),
-    Stage("site", "pinlanding.feeds.site:run_site", ("catalog", "feeds"), ("site",), ("site",),
-          "render the landing pages"),
+    Stage("site", "pinlanding.feeds.site:run_site", ("catalog", "feeds", "assignments"), ("site",), ("site", "feeds"),
+          "render the landing pages"),  # assignments + feeds settings: how many products match each collection
     Stage("report", "pinlanding.evaluation.report:run_report",
           ("catalog", "attributes", "vocabulary", "topics", "assignments", "feeds"), ("report",), ("evaluation",),
           "attribute statistics and search-demand coverage", external=("evaluation.queries",)),

@@ -26,6 +26,7 @@ PRODUCTS = pa.schema(
         pa.field("image_path", pa.string()),
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("source_row", pa.int64()),
+        pa.field("url", pa.string()),  # the product's own page (absolute http/https), the landing pages' link
     ]
 )
 

@@ -1,9 +1,10 @@
 """Configuration of feed construction, landing pages and the feed API."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class AnnConfig(BaseModel):
@@ -48,6 +49,24 @@ class SiteConfig(BaseModel):
     related: int = Field(6, ge=0, le=50)  # related collections linked from each page
     title: str = "Collections"
     link_images: bool = True  # hard-link product photos into site/images (copy when linking fails)
+    # where the site will be served, e.g. https://shop.example/collections/: canonical links, Open Graph, the
+    # sitemap and robots.txt use absolute URLs under it; unset, every URL stays relative to the page
+    base_url: str | None = None
+    hub_key: str = "category"  # attribute whose values get a hub page each and group the home page
+    home_collections: int = Field(8, ge=1, le=100)  # collections shown (with a thumbnail) per hub on the home page
+    hub_popular: int = Field(12, ge=0, le=100)  # biggest collections shown with a thumbnail at the top of a hub
+    sitemap_max_urls: int = Field(50_000, ge=1, le=50_000)  # per sitemap file (the protocol's limit); more: an index
+    larger_images: bool = True  # also publish a photo's larger sizes (sibling folders images_224/, ...) as srcset
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"site.base_url must be an absolute http(s) URL without query or fragment, got {value!r}")
+        return value if value.endswith("/") else value + "/"
 
 
 class ServeConfig(BaseModel):

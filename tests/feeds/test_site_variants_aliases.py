@@ -10,7 +10,8 @@ from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import FEEDS
-from pinlanding.feeds.site import render_page, render_redirect, run_site, safe_name
+from pinlanding.feeds.config import SiteConfig
+from pinlanding.feeds.site import page_contexts, render_page, render_redirect, run_site, safe_name
 
 
 def _ctx(layout) -> StageContext:
@@ -18,13 +19,14 @@ def _ctx(layout) -> StageContext:
 
 
 def test_card_notes_its_variants_escaped():
-    base = {"site_title": "Shop", "root": "../", "generated": None, "slug": "s", "title": "T", "attributes": [],
-            "size": 2, "page": 1, "pages": 1, "prev": None, "next": None, "related": []}
-    card = {"product_id": "p", "score": 1.0, "title": HOSTILE, "brand": "B", "price": 1.0, "price_text": "₹ 1",
-            "image": "../images/p.jpg"}
-    html = render_page(base | {"products": [card | {"variants": 3}, card | {"title": "alone", "variants": 0}]})
+    f = feed("s", ["p", "q"], title="T")
+    f["products"][0]["variants"] = ["v1", "v2"]
+    products = {"p": {"title": HOSTILE, "brand": "B", "price": 1.0, "currency": "INR"},
+                "q": {"title": "alone", "brand": "B", "price": 1.0, "currency": "INR"}}
+    html = render_page(page_contexts([f], products, {}, SiteConfig())["c/s.html"])
     assert html.count('class="variants"') == 1 and "3 variants" in html
     assert "<script>alert" not in html
+    assert "4 products match" not in html and "4 products" in html  # the cards stand for 4 products
 
 
 def test_site_shows_variants_and_redirects_aliases(tmp_path):
@@ -54,3 +56,13 @@ def test_site_shows_variants_and_redirects_aliases(tmp_path):
 def test_redirect_page_escapes_title():
     html = render_redirect({"site_title": "Shop", "title": HOSTILE, "target": "x.html"})
     assert "<script>alert" not in html and 'url=x.html"' in html
+
+
+def test_redirect_canonical_is_absolute_under_base_url(tmp_path):
+    red = feed("red-dresses", [f"p{i:03d}" for i in range(6)])
+    red["aliases"] = ["red-dresses-for-women"]
+    layout = published_run(tmp_path, [red])
+    run_site(StageContext(PipelineConfig.model_validate({"site": {"base_url": "https://shop.example/x"}}), layout))
+    alias = (layout.root / "site" / "c" / "red-dresses-for-women.html").read_text()
+    assert '<link rel="canonical" href="https://shop.example/x/c/red-dresses.html">' in alias
+    assert "red-dresses-for-women" not in (layout.root / "site" / "sitemap.xml").read_text()  # noindex pages stay out
