@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
 
 import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Request
@@ -50,7 +51,9 @@ from pinlanding.feeds import export, versions
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import ServeConfig
 from pinlanding.feeds.embedding import EmbeddingCache, load_encoder
-from pinlanding.feeds.matching import QueryMatcher, Result, normalise_query
+
+if TYPE_CHECKING:  # pragma: no cover  (imported in the warm-up thread: the intent parser's imports are slow)
+    from pinlanding.feeds.matching import QueryMatcher, Result
 
 Encoder = Callable[[list[str]], np.ndarray]  # texts -> L2-normalized rows
 SPEC_PATH = Path(__file__).resolve().parent / "openapi.json"
@@ -264,10 +267,17 @@ def _read_vocabulary(layout: RunLayout) -> list[dict[str, Any]]:
         return []
 
 
+def normalise_query(text: str) -> str:
+    """Whitespace-collapsed query text (what the API answers for, and echoes)."""
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def load_matcher(layout: RunLayout, feeds: list[dict[str, Any]], cfg: ServeConfig,
-                 encoder: Encoder | None = None) -> QueryMatcher:
+                 encoder: Encoder | None = None) -> "QueryMatcher":
     """The query matcher over ``feeds`` with the run's vocabulary; embeds with ``encoder`` (default: the
     configured sentence model, NumPy MiniLM when it is the packaged one) unless ``cfg.embed_words`` is off."""
+    from pinlanding.feeds.matching import QueryMatcher
+
     cache = None
     if cfg.embed_words:
         cache = EmbeddingCache(encoder or load_encoder(cfg.sentence_model), cfg.embedding_cache_words)
@@ -292,6 +302,7 @@ class FeedStore:
         self._history: dict[str, dict[str, Any]] = {self.run_id: self.snapshot}
         self._diffs: dict[str, dict[str, Any]] = {}
         self._history_lock = threading.Lock()
+        self._listed = float("-inf")
         self.versions_dir = versions.versions_folder(layout, cfg.versions_dir)
         if cfg.record_versions:
             try:
@@ -318,11 +329,13 @@ class FeedStore:
         self.filter_keys = sorted({a["key"] for f in self.feeds for a in f["attributes"] or []}
                                   | {family_of(a["key"]) or a["key"] for f in self.feeds for a in f["attributes"] or []})
 
-    def history(self) -> dict[str, dict[str, Any]]:
-        """Every recorded version (the folder is listed each time: another server may have recorded one; files
-        already read are not read again)."""
+    def history(self, max_age: float = 10.0) -> dict[str, dict[str, Any]]:
+        """Every recorded version. The folder is listed again once the last listing is ``max_age`` seconds old
+        (another server may have recorded a version since); files already read are not read again."""
         with self._history_lock:
-            self._history.update(versions.load(self.versions_dir, skip=set(self._history)))
+            if time.monotonic() - self._listed > max_age:
+                self._history.update(versions.load(self.versions_dir, skip=set(self._history)))
+                self._listed = time.monotonic()
             return dict(self._history)
 
     def changes(self, since: str) -> dict[str, Any]:
@@ -363,11 +376,13 @@ class FeedStore:
 
 
 class Search:
-    """The query matcher, warmed in a background thread (embedding the vocabulary, or reading those vectors from
-    the embedding cache file) so other routes answer at once."""
+    """The query matcher, built and warmed in a background thread (reading the vocabulary and embedding its values,
+    or reading those vectors from the embedding cache file), so that every other route answers at once."""
 
-    def __init__(self, matcher: QueryMatcher, started: float, cache_file: AnyPath | None = None, model: str = ""):
-        self.matcher = matcher
+    def __init__(self, build: Callable[[], "QueryMatcher"], started: float, cache_file: AnyPath | None = None,
+                 model: str = ""):
+        self.build = build
+        self.matcher: QueryMatcher | None = None
         self.started = started
         self.cache_file = cache_file
         self.model = model
@@ -377,10 +392,11 @@ class Search:
 
     def warm(self) -> None:
         try:
-            cache = self.matcher.embeddings
-            if cache is not None and self.cache_file is not None:
-                cache.load(Path(str(self.cache_file)), self.model)
-            self.matcher.warm()
+            matcher = self.build()
+            if matcher.embeddings is not None and self.cache_file is not None:
+                matcher.embeddings.load(Path(str(self.cache_file)), self.model)
+            matcher.warm()
+            self.matcher = matcher
             self.ready_after = time.monotonic() - self.started
             self.save()
         except Exception as exc:  # noqa: BLE001  (reported by /health and /search instead of killing the API)
@@ -390,7 +406,7 @@ class Search:
 
     def save(self) -> None:
         """Keep the embedded words for the next start (best effort: a read-only folder just stays cold)."""
-        cache = self.matcher.embeddings
+        cache = self.matcher.embeddings if self.matcher is not None else None
         if cache is not None and self.cache_file is not None:
             try:
                 cache.save(Path(str(self.cache_file)), self.model)
@@ -401,18 +417,20 @@ class Search:
     def state(self) -> str:
         if self.error:
             return "failed"
-        return "ready" if self.matcher.ready and self.done.is_set() else "warming"
+        return "ready" if self.matcher is not None and self.matcher.ready and self.done.is_set() else "warming"
 
-    def check(self) -> None:
+    def check(self) -> "QueryMatcher":
         state = self.state
         if state == "failed":
             raise HTTPException(503, f"query matching failed to start: {self.error}")
         if state == "warming":
             raise HTTPException(503, "query matching is warming up (embedding the vocabulary); retry shortly",
                                 headers={"Retry-After": "2"})
+        assert self.matcher is not None
+        return self.matcher
 
 
-def result_json(res: Result, store: FeedStore, run_id: str) -> dict[str, Any]:
+def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
     best = res.best
     feeds = store.feeds
     return {
@@ -429,7 +447,7 @@ def result_json(res: Result, store: FeedStore, run_id: str) -> dict[str, Any]:
     }
 
 
-def compact_json(res: Result, store: FeedStore) -> dict[str, Any]:
+def compact_json(res: "Result", store: FeedStore) -> dict[str, Any]:
     f = store.feeds[res.best.index] if res.best else None
     return {"query": res.query, "match": res.match, "confidence": round(res.confidence, 4),
             "topic_id": f["topic_id"] if f else None, "slug": f["slug"] if f else None,
@@ -507,10 +525,9 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     started = time.monotonic()
     feeds = read_feeds(layout)
     use_cfg = cfg if (encoder is not None or load_model) else cfg.model_copy(update={"embed_words": False})
-    matcher = load_matcher(layout, feeds, use_cfg, encoder)
     cache_file = (versions.versions_folder(layout, cfg.versions_dir).parent / "api_embeddings.npz"
                   if cfg.cache_embeddings and not layout.remote else None)
-    search = Search(matcher, started, cache_file, cfg.sentence_model)
+    search = Search(lambda: load_matcher(layout, feeds, use_cfg, encoder), started, cache_file, cfg.sentence_model)
     # the vocabulary is embedded while the rest loads (products, versions): search is ready sooner
     threading.Thread(target=search.warm, name="vocabulary-embeddings", daemon=True).start()
     store = FeedStore(layout, cfg, feeds)
@@ -558,7 +575,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         return JSONResponse({"status": "ok", "run_id": store.run_id, "published_at": store.published.isoformat(),
                 "collections": len(store.feeds), "products": store.catalogue_size, "search": search.state,
                 "search_ready_seconds": round(search.ready_after, 3) if search.ready_after is not None else None,
-                "embedding": cfg.sentence_model if matcher.embeddings is not None else "off"})
+                "embedding": cfg.sentence_model if use_cfg.embed_words else "off"})
 
     @app.get("/topics", response_model=TopicPage, responses=errors,
              description="Collections, filtered: `q` (title contains), `min_size`, `max_size`, and any attribute "
@@ -613,7 +630,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         text = normalise_query(q)
         if not text:
             raise invalid_request("query.q", "must contain non-space text")
-        search.check()
+        matcher = search.check()
         plan = matcher.plan([text])  # parsing and choosing take well under a millisecond: on the event loop
         missing = matcher.missing(plan)
         if missing:  # only a word never seen before costs an encoder call: off the event loop
@@ -634,7 +651,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
             if not text:
                 raise invalid_request(f"body.queries.{i}", "must contain non-space text")
             texts.append(text)
-        search.check()
+        matcher = search.check()
         t0 = time.perf_counter()
         results = matcher.match_many(texts, 5 if body.detail else 1)
         rows = [result_json(r, store, store.run_id) if body.detail else compact_json(r, store) for r in results]
@@ -644,7 +661,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
 
     @app.get("/versions", response_model=Versions)
     async def list_versions() -> JSONResponse:
-        found = await run_in_threadpool(store.history)
+        found = store.history()
         rows = sorted(found.values(), key=lambda s: s["published_at"], reverse=True)
         return JSONResponse({"run_id": store.run_id, "versions": [
             {"run_id": s["run_id"], "published_at": s["published_at"], "collections": len(s["collections"]),
@@ -653,7 +670,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     @app.get("/changes", response_model=Changes, responses=errors)
     async def changes(since: str = Query(..., min_length=1, max_length=64, pattern="^[0-9a-f]+$",
                                          description="a recorded run id (see /versions)")) -> JSONResponse:
-        found = await run_in_threadpool(store.history)
+        found = store.history()
         if since not in found:
             raise HTTPException(404, {"error": "unknown_run", "detail": f"run {since!r} is not recorded; known: "
                                       f"{sorted(found)} (see /versions)"})

@@ -423,7 +423,3 @@ def _clauses(query: str, words: list[str]) -> list[tuple[int, str]]:
         return [(0, "")] * len(words)
     return out
 
-
-def normalise_query(text: str) -> str:
-    """Whitespace-collapsed query text (what the API echoes and caches on)."""
-    return re.sub(r"\s+", " ", text).strip()
