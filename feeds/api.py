@@ -60,7 +60,7 @@ SPEC_PATH = Path(__file__).resolve().parent / "openapi.json"
 API_VERSION = "2"
 SLUG = PathParam(..., min_length=1, max_length=200, description="collection slug or topic_id")
 OPTIONAL_PRODUCT_COLUMNS = {"url": "product_url", "product_url": "product_url", "image_url": "image_url"}
-UNCACHED_PATHS = ("/health", "/images/")
+UNCACHED_PATHS = ("/health", "/images/", "/versions")  # answers that change while one version is served
 
 
 # -- response models (the OpenAPI document; handlers build plain dicts) -----------------------------------------
@@ -688,7 +688,10 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         return StreamingResponse(export.parquet(store.feeds, store.export_row), media_type="application/vnd.apache.parquet",
                                  headers={"Content-Disposition": f'attachment; filename="feeds-{store.run_id}.parquet"'})
 
-    settings = hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+    # what the answers depend on besides the run (where the server listens, logs or caches does not count)
+    answering = cfg.model_dump_json(exclude={"host", "port", "access_log", "record_versions", "cache_embeddings",
+                                             "embedding_cache_words", "versions_dir"})
+    settings = hashlib.sha256(answering.encode()).hexdigest()[:12]
     if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 
