@@ -99,12 +99,21 @@ def review(run_dir: Path = typer.Option(..., "--run", help="a run folder"),
 
 @app.command()
 def serve(run_dir: Path = typer.Option(..., "--run", help="a run folder"),
+          host: Optional[str] = typer.Option(None, help="address to listen on (default: serve.host, 127.0.0.1)"),
+          port: Optional[int] = typer.Option(None, help="port to listen on (default: serve.port, 8765)"),
           config: Optional[Path] = ConfigOpt, set_: Optional[list[str]] = SetOpt) -> None:
-    """Serve the read-only feed API for the search team."""
+    """Serve the read-only feed API for the search team (query -> collection mapping, feeds, exports)."""
+    from pydantic import ValidationError
+
     from pinlanding.feeds.api import serve_api
+    from pinlanding.feeds.config import ServeConfig
 
     try:
-        serve_api(RunLayout(run_dir), load_config(config, set_).serve)
+        cfg = load_config(config, set_).serve
+        flags = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+        serve_api(RunLayout(run_dir), ServeConfig.model_validate(cfg.model_dump() | flags) if flags else cfg)
+    except ValidationError as exc:
+        _fail(ValueError(f"invalid serve option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"))
     except (ValueError, FileNotFoundError) as exc:
         _fail(exc)
 

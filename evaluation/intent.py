@@ -51,22 +51,28 @@ class Lexicon:
 
     def parse(self, query: str) -> tuple[Intent, list[str]]:
         """The attributes of ``query`` and its leftover (unrecognised, non-stop-word) words."""
+        spans, rest = self.spans(query)
+        return frozenset(attr for _, _, attr in spans), rest
+
+    def spans(self, query: str) -> tuple[list[tuple[int, int, Attr]], list[str]]:
+        """:meth:`parse` with positions: ``(first word, end word, attribute)`` of every phrase found, in query
+        order (over the normalised words), and the leftover words."""
         words = normalize(query).split()
-        attrs: set[Attr] = set()
+        spans: list[tuple[int, int, Attr]] = []
         rest: list[str] = []
         i = 0
         while i < len(words):
             for n in range(min(MAX_PHRASE_WORDS, len(words) - i), 0, -1):
                 attr = self.phrases.get(tuple(words[i:i + n]))
                 if attr:
-                    attrs.add(attr)
+                    spans.append((i, i + n, attr))
                     i += n
                     break
             else:
                 if words[i] not in ENGLISH_STOP_WORDS and not words[i].isdigit():
                     rest.append(words[i])
                 i += 1
-        return frozenset(attrs), rest
+        return spans, rest
 
 
 def intent_label(intent: Intent) -> str:

@@ -70,10 +70,27 @@ class SiteConfig(BaseModel):
 
 
 class ServeConfig(BaseModel):
+    """`pinlanding serve`: the read-only feed API for the search team (see feeds/api.py)."""
+
     model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
     max_page_size: int = Field(100, ge=1, le=1000)
     default_page_size: int = Field(20, ge=1, le=1000)
-    max_query_chars: int = Field(200, ge=1, le=10000)
-    sentence_model: str = "all-MiniLM-L6-v2"  # embeds topic titles/queries for free-text search
+    max_query_chars: int = Field(1000, ge=1, le=10000)
+    max_batch: int = Field(10000, ge=1, le=100000)  # queries in one POST /search/batch
+    sentence_model: str = "all-MiniLM-L6-v2"  # embeds the words a query parse leaves unexplained
+    embed_words: bool = True  # false: parse only (no sentence model is loaded)
+    embed_threshold: float = Field(0.85, ge=0.0, le=1.0)  # cosine at which a word is read as a vocabulary value
+    embed_category_threshold: float = Field(0.9, ge=0.0, le=1.0)  # ... as a product type
+    max_embedded_words: int = Field(8, ge=0, le=100)  # per query
+    # unnamed_product: embed leftover words only when the parse finds no product type; all: also to fill
+    # attribute families the parse left open beside a named product (costlier; see benchmarks/RESULTS.md)
+    embed_scope: Literal["unnamed_product", "all"] = "unnamed_product"
+    embedding_cache_words: int = Field(50000, ge=0)  # query words whose vectors are kept (LRU)
+    cache_embeddings: bool = True  # keep the vectors in api_embeddings.npz beside versions_dir for the next start
+    cors_origins: list[str] = Field(default_factory=list)  # browser origins allowed to call the API; none by default
+    cache_max_age: int = Field(300, ge=0)  # Cache-Control max-age (seconds) of cacheable responses
+    versions_dir: str | None = None  # recorded feed versions for /changes (default <run>/feeds/versions)
+    record_versions: bool = True  # record the served version there at start
+    access_log: bool = False  # one log line per request (costs a few percent of throughput)

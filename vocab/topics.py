@@ -31,6 +31,7 @@ from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.evaluation.mapping import family_of, normalize
 from pinlanding.vocab.config import TopicsConfig, VocabConfig
 from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
@@ -41,8 +42,22 @@ _SMALL_WORDS = {"for", "with", "and", "in", "of", "the", "a", "an", "to", "on"}
 BRAND_KEY = "brand"  # the attribute key whose values are the catalogue's brand field (products.brand)
 
 
+def canonical_attribute(key: str, value: str) -> list[str]:
+    """A (key, value) pair as its topic id sees it: the key's attribute family (``color`` and ``colour`` are one)
+    and the value without case, punctuation, spacing, plural or Unicode-form differences (``T-Shirts``,
+    ``tshirt``, ``t shirt`` are one). Different words stay different values (``pants`` is not ``trousers``)."""
+    return [family_of(key) or normalize(key).replace(" ", "_"), normalize(value).replace(" ", "")]
+
+
 def topic_id(attrs: Attrs) -> str:
-    """Stable id of a tuple: SHA-256 of its sorted (key, value) pairs, first 16 hex digits."""
+    """Stable id of a tuple: SHA-256 of its sorted canonical pairs (:func:`canonical_attribute`), first 16 hex
+    digits. Respelling a value or a key keeps the id (the slug, made from the spelling, may change: old slugs
+    are redirected by the feed API)."""
+    return json_digest(sorted(canonical_attribute(k, v) for k, v in attrs))[:16]
+
+
+def legacy_topic_id(attrs: Attrs) -> str:
+    """The id earlier versions gave a tuple (its pairs as spelled): reviewers' decisions made under it still apply."""
     return json_digest(sorted([k, v] for k, v in attrs))[:16]
 
 
@@ -337,7 +352,8 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
                        reason=f"{j.reason}; score {j.score:.2f} < {cfg.judge.keep_threshold}")
     judged_status = Counter(r["status"] for r in rows)
     for row in rows:
-        d = review.topics.get(row["topic_id"])
+        d = review.topics.get(row["topic_id"]) or review.topics.get(
+            legacy_topic_id(tuple((a["key"], a["value"]) for a in row["attributes"])))
         if d is not None:
             verdict = "kept" if d.action == "accept" else "rejected"
             row.update(status=verdict, _why="review", reason=f"{'accepted' if verdict == 'kept' else 'rejected'} in review by "
