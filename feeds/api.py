@@ -248,14 +248,15 @@ def _read_products(layout: RunLayout, shown: set[str]) -> dict[str, dict[str, An
             found = pq.read_schema(source, filesystem=fs)
     except (OSError, ValueError):
         pass
-    extra = [pa.field(c, pa.string()) for c in OPTIONAL_PRODUCT_COLUMNS if c in found.names]
+    optional = [c for c in OPTIONAL_PRODUCT_COLUMNS if c in found.names or c in PRODUCTS.names]
+    extra = [pa.field(c, pa.string()) for c in optional if c not in PRODUCTS.names]  # beyond the schema
     schema = pa.schema(list(PRODUCTS) + extra) if extra else PRODUCTS
-    columns = ["product_id", "title", "brand", "price", "currency", "image_path"] + [f.name for f in extra]
+    columns = ["product_id", "title", "brand", "price", "currency", "image_path"] + optional
     rows = select_rows(layout.products, schema, "product_id", shown, columns).to_pylist()
     out = {}
     for p in rows:
-        for c in extra:
-            p[OPTIONAL_PRODUCT_COLUMNS[c.name]] = p.pop(c.name) or p.get(OPTIONAL_PRODUCT_COLUMNS[c.name])
+        for c in optional:
+            p[OPTIONAL_PRODUCT_COLUMNS[c]] = p.pop(c) or p.get(OPTIONAL_PRODUCT_COLUMNS[c])
         out[p["product_id"]] = p
     return out
 

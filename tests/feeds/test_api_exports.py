@@ -96,7 +96,7 @@ def test_parquet_export_streams_row_groups(tmp_path):
 
 def test_items_carry_the_catalogues_product_and_image_urls(tmp_path):
     layout = published_run(tmp_path, feeds())
-    with_urls = pa.schema(list(PRODUCTS) + [pa.field("url", pa.string()), pa.field("image_url", pa.string())])
+    with_urls = pa.schema(list(PRODUCTS) + [pa.field("image_url", pa.string())])  # url is a catalogue field
     products = read_table(layout.products, PRODUCTS).to_pylist()
     for p in products:  # the catalogue's own columns, as a reader that keeps them would write them
         p["url"] = f"https://shop.example/p/{p['product_id']}" if p["product_id"] != "p001" else None
