@@ -22,6 +22,8 @@ The OpenAPI spec is served at ``/openapi.json`` and kept in ``feeds/openapi.json
 """
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import ipaddress
 import re
@@ -38,7 +40,6 @@ from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Requ
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,7 +51,7 @@ from pinlanding.evaluation.mapping import attr_key, family_of, normalize
 from pinlanding.feeds import export, versions
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import ServeConfig
-from pinlanding.feeds.embedding import EmbeddingCache, load_encoder
+from pinlanding.feeds.embedding import Coalescer, EmbeddingCache, load_encoder
 
 if TYPE_CHECKING:  # pragma: no cover  (imported in the warm-up thread: the intent parser's imports are slow)
     from pinlanding.feeds.matching import QueryMatcher, Result
@@ -148,6 +149,8 @@ class SearchResult(BaseModel):
     embedded: list[EmbeddedWord] = Field(description="words explained by embedding, and what they were read as")
     other_items: list[QueryAttribute] = Field(description="attributes of other items or details the query names "
                                                           "(\"... with black jeans\"): reported, not matched")
+    pending: list[str] = Field(description="words still being embedded (longer than serve.embed_wait_ms): answered "
+                                           "without them, not cached; ask again for the final answer")
     alternatives: list[Alternative]
 
 
@@ -383,6 +386,8 @@ class Search:
                  model: str = ""):
         self.build = build
         self.matcher: QueryMatcher | None = None
+        self.coalescer: Coalescer | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self.started = started
         self.cache_file = cache_file
         self.model = model
@@ -396,13 +401,29 @@ class Search:
             if matcher.embeddings is not None and self.cache_file is not None:
                 matcher.embeddings.load(Path(str(self.cache_file)), self.model)
             matcher.warm()
+            if matcher.embeddings is not None:
+                self.coalescer = Coalescer(matcher.embeddings)
             self.matcher = matcher
+            gc.freeze()  # the matcher's tables are for good: no collection pass walks them again (see create_app)
             self.ready_after = time.monotonic() - self.started
             self.save()
         except Exception as exc:  # noqa: BLE001  (reported by /health and /search instead of killing the API)
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.done.set()
+
+    def embed_later(self, words: list[str]) -> "asyncio.Future[None]":
+        """Embed ``words`` in the background (a reference is kept until done: the loop holds tasks weakly)."""
+        assert self.coalescer is not None
+        task = asyncio.ensure_future(self.coalescer.embed(words))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: "asyncio.Future[None]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            print(f"warning: embedding query words failed: {task.exception()}")
 
     def save(self) -> None:
         """Keep the embedded words for the next start (best effort: a read-only folder just stays cold)."""
@@ -441,6 +462,7 @@ def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
         "unexplained": res.parsed.unexplained,
         "embedded": [{"word": w, **e} for w, e in res.parsed.embedded.items()],
         "other_items": [{"key": k, "value": v} for k, v in res.parsed.secondary],
+        "pending": res.pending,
         "alternatives": [{"collection": _topic(feeds[c.index]), "match": c.kind, "confidence": round(c.confidence, 4),
                           "unmet": [{"key": k, "value": v} for k, v in c.unmet]}
                          for c in res.candidates if best is None or c.index != best.index],
@@ -494,7 +516,7 @@ class VersionHeaders:
                 headers = MutableHeaders(scope=message)
                 headers["X-Run-Id"] = self.run_id
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
-                if cacheable and message["status"] == 200:
+                if cacheable and message["status"] == 200 and "cache-control" not in headers:
                     headers["ETag"] = etag
                     headers["Last-Modified"] = self.last_modified
                     headers["Cache-Control"] = self.cache_control
@@ -531,6 +553,9 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     # the vocabulary is embedded while the rest loads (products, versions): search is ready sooner
     threading.Thread(target=search.warm, name="vocabulary-embeddings", daemon=True).start()
     store = FeedStore(layout, cfg, feeds)
+    # the feeds and the catalogue rows live as long as the app: a full garbage-collection pass over their ~10^6
+    # objects stalls every request for ~50 ms, so they are moved out of the collector's sight
+    gc.freeze()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -633,9 +658,18 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         matcher = search.check()
         plan = matcher.plan([text])  # parsing and choosing take well under a millisecond: on the event loop
         missing = matcher.missing(plan)
-        if missing:  # only a word never seen before costs an encoder call: off the event loop
-            await run_in_threadpool(matcher.embed, missing)
-        return JSONResponse(result_json(matcher.complete(plan, k)[0], store, store.run_id))
+        if missing:  # only a word never seen before costs an encoder call: off the event loop, shared with the
+            # other requests waiting for one, and awaited for serve.embed_wait_ms at most (it goes on meanwhile)
+            task = search.embed_later(missing)
+            if cfg.embed_wait_ms > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=cfg.embed_wait_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
+        res = matcher.complete(plan, k, cached_only=True)[0]
+        # an answer without some of its words' embeddings is not the final one: never cached
+        headers = {"Cache-Control": "no-store"} if res.pending else None
+        return JSONResponse(result_json(res, store, store.run_id), headers=headers)
 
     @app.post("/search/batch", response_model=BatchResult, responses=errors | {503: {"model": Error}},
               description=f"Map many queries at once (up to serve.max_batch = {cfg.max_batch}); each distinct "
