@@ -6,12 +6,14 @@
    says ``search: ready``: a **cold** start (empty embedding cache: the vocabulary is embedded) and a
    **warm** one (the vectors come from the cache file the first start wrote). The benchmark's versions
    and cache live in a temporary folder: the run's own are not touched.
-2. **Load**: ``--requests`` requests from ``--concurrency`` concurrent clients (one asyncio process,
-   separate from the server) over a mix of routes: ``/search`` with real Fashion12K queries (sampled with
+2. **Load**: ``--requests`` requests from ``--concurrency`` concurrent clients (one asyncio process, separate
+   from the server, each client on its own keep-alive connection) over a mix of routes: ``/search`` with real Fashion12K queries (sampled with
    a fixed seed), ``/topics`` with filters, ``/topics/{slug}``, ``/topics/{slug}/feed``, ``/changes``,
    ``/health``, and repeats with ``If-None-Match`` (304). p50/p95/p99 and errors per route.
 3. **Batch**: every Fashion12K query through ``POST /search/batch`` (at most ``serve.max_batch`` per
-   request, sent one after another), wall time from the first request to the last answer.
+   request, sent one after another), wall time from the first request to the last answer: once after the
+   load (the only query words embedded yet are those of the load's ``/search`` requests that needed one, a
+   few dozen) and again (every word cached).
 
 Prints one JSON document (also written to ``--json``); exits non-zero on any error response.
 """
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
                                          for r, xs in sorted(latencies.items()) if r in statuses},
                               "server_side": {r.removesuffix(" (server)"): pct(xs) for r, xs in sorted(latencies.items())
                                               if r.endswith("(server)")}}
+            # after the load: only the words of the load's /search queries that needed one are embedded yet
             report["batch"] = batch(base, queries, args.batch_size)
             report["batch_again"] = batch(base, queries, args.batch_size)  # every word now cached
             report["health_after"] = httpx.get(base + "/health").json()

@@ -500,16 +500,18 @@ class VersionHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
         cacheable = scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(UNCACHED_PATHS)
         etag = self.etag(scope) if cacheable else None
         if cacheable and self._not_modified(Headers(scope=scope), etag):
+            timing = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
             headers = [(b"etag", etag.encode()), (b"last-modified", self.last_modified.encode()),
-                       (b"cache-control", self.cache_control.encode()), (b"x-run-id", self.run_id.encode())]
+                       (b"cache-control", self.cache_control.encode()), (b"x-run-id", self.run_id.encode()),
+                       (b"server-timing", timing.encode())]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
 
-        started = time.perf_counter()
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
