@@ -500,8 +500,11 @@ class VersionHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        head = scope["method"] == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 9.3.2): same headers, ETag and 304
+            scope = dict(scope, method="GET")
         started = time.perf_counter()
-        cacheable = scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(UNCACHED_PATHS)
+        cacheable = scope["method"] == "GET" and not scope["path"].startswith(UNCACHED_PATHS)
         etag = self.etag(scope) if cacheable else None
         if cacheable and self._not_modified(Headers(scope=scope), etag):
             timing = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
@@ -524,6 +527,8 @@ class VersionHeaders:
                     headers["Cache-Control"] = self.cache_control
                 elif "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
