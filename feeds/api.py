@@ -142,6 +142,8 @@ class SearchResult(BaseModel):
     query: str
     match: str = Field(description="exact | partial | none")
     confidence: float = Field(description="calibrated probability that the collection is right or an honest partial")
+    coverage: float = Field(description="weighted share of the query's attributes the collection meets (product type "
+                                        "3, colour and brand 1, ...; a broader value half)")
     collection: Topic | None
     matched: list[MatchedAttribute]
     unmet: list[QueryAttribute] = Field(description="attributes the query asks for that the collection does not")
@@ -163,6 +165,7 @@ class BatchItem(BaseModel):
     query: str
     match: str
     confidence: float
+    coverage: float
     topic_id: str | None
     slug: str | None
     unmet: list[QueryAttribute]
@@ -456,6 +459,7 @@ def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
     feeds = store.feeds
     return {
         "run_id": run_id, "query": res.query, "match": res.match, "confidence": round(res.confidence, 4),
+        "coverage": round(best.features["coverage"], 4) if best else 0.0,
         "collection": _topic(feeds[best.index]) if best else None,
         "matched": best.matched if best else [],
         "unmet": [{"key": k, "value": v} for k, v in (best.unmet if best else res.parsed.attrs)],
@@ -472,6 +476,7 @@ def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
 def compact_json(res: "Result", store: FeedStore) -> dict[str, Any]:
     f = store.feeds[res.best.index] if res.best else None
     return {"query": res.query, "match": res.match, "confidence": round(res.confidence, 4),
+            "coverage": round(res.best.features["coverage"], 4) if res.best else 0.0,
             "topic_id": f["topic_id"] if f else None, "slug": f["slug"] if f else None,
             "unmet": [{"key": k, "value": v} for k, v in (res.best.unmet if res.best else res.parsed.attrs)]}
 

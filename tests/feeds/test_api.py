@@ -85,6 +85,7 @@ def test_search_exact_partial_and_none(api):
     partial = api.get("/search", params={"q": "blue shirt for women"}).json()
     assert partial["match"] == "partial" and partial["collection"]["slug"] == "blue-shirts"
     assert partial["unmet"] == [{"key": "gender", "value": "women"}]
+    assert exact["coverage"] == 1.0 and partial["coverage"] == round(4 / 4.6, 4)  # product 3 + colour 1 of 3+1+0.6
     navy = api.get("/search", params={"q": "navy blue shirt"}).json()  # a broader colour serves, and says so
     assert navy["match"] == "partial" and navy["collection"]["slug"] == "blue-shirts"
     assert {"key": "colour", "value": "navy blue", "collection_value": "blue", "via": "broader"} in navy["matched"]
@@ -115,6 +116,7 @@ def test_batch_maps_many_queries_in_order(api):
     assert [(r["match"], r["slug"]) for r in body["results"]] == [("exact", "red-dresses"), ("none", None),
                                                                   ("partial", "blue-shirts")]
     assert body["results"][2]["unmet"] == [{"key": "gender", "value": "women"}]
+    assert [r["coverage"] for r in body["results"]] == [1.0, 0.0, round(4 / 4.6, 4)]
     detail = api.post("/search/batch", json={"queries": ["red dress"], "detail": True}).json()["results"][0]
     assert detail["collection"]["slug"] == "red-dresses" and "alternatives" in detail
     same = api.get("/search", params={"q": "red dress"}).json()
