@@ -6,12 +6,14 @@
    says ``search: ready``: a **cold** start (empty embedding cache: the vocabulary is embedded) and a
    **warm** one (the vectors come from the cache file the first start wrote). The benchmark's versions
    and cache live in a temporary folder: the run's own are not touched.
-2. **Load**: ``--requests`` requests from ``--concurrency`` concurrent clients (one asyncio process,
-   separate from the server) over a mix of routes: ``/search`` with real Fashion12K queries (sampled with
+2. **Load**: ``--requests`` requests from ``--concurrency`` concurrent clients (one asyncio process, separate
+   from the server, each client on its own keep-alive connection) over a mix of routes: ``/search`` with real Fashion12K queries (sampled with
    a fixed seed), ``/topics`` with filters, ``/topics/{slug}``, ``/topics/{slug}/feed``, ``/changes``,
    ``/health``, and repeats with ``If-None-Match`` (304). p50/p95/p99 and errors per route.
 3. **Batch**: every Fashion12K query through ``POST /search/batch`` (at most ``serve.max_batch`` per
-   request, sent one after another), wall time from the first request to the last answer.
+   request, sent one after another), wall time from the first request to the last answer: once after the
+   load (the only query words embedded yet are those of the load's ``/search`` requests that needed one, a
+   few dozen) and again (every word cached).
 
 Prints one JSON document (also written to ``--json``); exits non-zero on any error response.
 """
@@ -45,11 +47,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, state: Path, log: Path) -> tuple[subprocess.Popen, float]:
+def start_server(run: Path, port: int, state: Path, log: Path,
+                 overrides: list[str] | None = None) -> tuple[subprocess.Popen, float]:
     """Start `pinlanding serve`; return (process, seconds from start until search is ready)."""
     exe = Path(sys.executable).with_name("pinlanding")
     cmd = [str(exe) if exe.exists() else "pinlanding", "serve", "--run", str(run), "--host", "127.0.0.1",
            "--port", str(port), "--set", f"serve.versions_dir={state / 'versions'}"]
+    for o in overrides or []:
+        cmd += ["--set", o]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=os.environ.copy())
     deadline = t0 + 300
@@ -120,8 +125,9 @@ def plan(base: str, n: int, queries: list[str], topics: list[dict], run_id: str,
 
 
 async def _fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, url: str,
-                 headers: dict) -> int:
-    """One HTTP/1.1 keep-alive GET with a content-length answer (every route in the mix gives one); the status."""
+                 headers: dict) -> tuple[int, float]:
+    """One HTTP/1.1 keep-alive GET with a content-length answer (every route in the mix gives one): the status and
+    the server's own time (its Server-Timing header, seconds)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     writer.write(f"GET {url} HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n".encode("latin-1"))
     await writer.drain()
@@ -131,7 +137,8 @@ async def _fetch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hos
     length = next((int(line.split(":", 1)[1]) for line in lines[1:] if line.lower().startswith("content-length:")), 0)
     if length:
         await reader.readexactly(length)
-    return status
+    timing = next((line.split("dur=", 1)[1] for line in lines[1:] if line.lower().startswith("server-timing:")), "0")
+    return status, float(timing) / 1e3
 
 
 async def load(base: str, requests: list[tuple[str, str, dict]], concurrency: int) -> tuple[dict, dict, float]:
@@ -149,8 +156,9 @@ async def load(base: str, requests: list[tuple[str, str, dict]], concurrency: in
             while queue:
                 route, url, headers = queue.pop()
                 t0 = time.perf_counter()
-                status = await _fetch(reader, writer, host, url, headers)
+                status, server = await _fetch(reader, writer, host, url, headers)
                 latencies.setdefault(route, []).append(time.perf_counter() - t0)
+                latencies.setdefault(f"{route} (server)", []).append(server)
                 codes = statuses.setdefault(route, {})
                 codes[status] = codes.get(status, 0) + 1
         finally:
@@ -191,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--batch-size", type=int, default=10000)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="a serve setting, e.g. serve.embed_wait_ms=0")
     args = ap.parse_args(argv)
     if not (args.run / "feeds" / "feeds.parquet").exists():
         print(f"bench_api: skipped, no published feeds under {args.run} (copy or run one there)")
@@ -198,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     queries = read_queries()
     state = Path(tempfile.mkdtemp(prefix="bench-api-"))
     log = state / "serve.log"
-    report: dict = {"run": str(args.run), "cpus": os.cpu_count(), "load_average_before": os.getloadavg()}
+    report: dict = {"run": str(args.run), "settings": args.overrides, "cpus": os.cpu_count(),
+                    "load_average_before": os.getloadavg()}
     try:
         port = free_port()
-        proc, cold = start_server(args.run, port, state, log)
+        proc, cold = start_server(args.run, port, state, log, args.overrides)
         stop(proc)
-        proc, warm = start_server(args.run, port, state, log)
+        proc, warm = start_server(args.run, port, state, log, args.overrides)
         report["ready_seconds"] = {"cold": round(cold, 2), "warm": round(warm, 2)}
         base = f"http://127.0.0.1:{port}"
         try:
@@ -218,12 +228,15 @@ def main(argv: list[str] | None = None) -> int:
                     break
             requests = plan(base, args.requests, queries, topics, health["run_id"])
             latencies, statuses, wall = asyncio.run(load(base, requests, args.concurrency))
-            every = [x for xs in latencies.values() for x in xs]
+            every = [x for r, xs in latencies.items() if not r.endswith("(server)") for x in xs]
             errors = {r: sum(n for code, n in c.items() if code >= 400) for r, c in statuses.items()}
             report["load"] = {"requests": len(every), "concurrency": args.concurrency, "seconds": round(wall, 2),
                               "requests_per_second": round(len(every) / wall, 1), "all": pct(every),
                               "routes": {r: {"requests": len(xs), **pct(xs), "statuses": statuses[r], "errors": errors[r]}
-                                         for r, xs in sorted(latencies.items())}}
+                                         for r, xs in sorted(latencies.items()) if r in statuses},
+                              "server_side": {r.removesuffix(" (server)"): pct(xs) for r, xs in sorted(latencies.items())
+                                              if r.endswith("(server)")}}
+            # after the load: only the words of the load's /search queries that needed one are embedded yet
             report["batch"] = batch(base, queries, args.batch_size)
             report["batch_again"] = batch(base, queries, args.batch_size)  # every word now cached
             report["health_after"] = httpx.get(base + "/health").json()

@@ -22,6 +22,8 @@ The OpenAPI spec is served at ``/openapi.json`` and kept in ``feeds/openapi.json
 """
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import ipaddress
 import re
@@ -38,7 +40,6 @@ from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Requ
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -50,7 +51,7 @@ from pinlanding.evaluation.mapping import attr_key, family_of, normalize
 from pinlanding.feeds import export, versions
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import ServeConfig
-from pinlanding.feeds.embedding import EmbeddingCache, load_encoder
+from pinlanding.feeds.embedding import Coalescer, EmbeddingCache, load_encoder
 
 if TYPE_CHECKING:  # pragma: no cover  (imported in the warm-up thread: the intent parser's imports are slow)
     from pinlanding.feeds.matching import QueryMatcher, Result
@@ -141,6 +142,8 @@ class SearchResult(BaseModel):
     query: str
     match: str = Field(description="exact | partial | none")
     confidence: float = Field(description="calibrated probability that the collection is right or an honest partial")
+    coverage: float = Field(description="weighted share of the query's attributes the collection meets (product type "
+                                        "3, colour and brand 1, ...; a broader value half)")
     collection: Topic | None
     matched: list[MatchedAttribute]
     unmet: list[QueryAttribute] = Field(description="attributes the query asks for that the collection does not")
@@ -148,6 +151,8 @@ class SearchResult(BaseModel):
     embedded: list[EmbeddedWord] = Field(description="words explained by embedding, and what they were read as")
     other_items: list[QueryAttribute] = Field(description="attributes of other items or details the query names "
                                                           "(\"... with black jeans\"): reported, not matched")
+    pending: list[str] = Field(description="words still being embedded (longer than serve.embed_wait_ms): answered "
+                                           "without them, not cached; ask again for the final answer")
     alternatives: list[Alternative]
 
 
@@ -160,6 +165,7 @@ class BatchItem(BaseModel):
     query: str
     match: str
     confidence: float
+    coverage: float
     topic_id: str | None
     slug: str | None
     unmet: list[QueryAttribute]
@@ -384,6 +390,8 @@ class Search:
                  model: str = ""):
         self.build = build
         self.matcher: QueryMatcher | None = None
+        self.coalescer: Coalescer | None = None
+        self._tasks: set[asyncio.Future[None]] = set()
         self.started = started
         self.cache_file = cache_file
         self.model = model
@@ -397,13 +405,29 @@ class Search:
             if matcher.embeddings is not None and self.cache_file is not None:
                 matcher.embeddings.load(Path(str(self.cache_file)), self.model)
             matcher.warm()
+            if matcher.embeddings is not None:
+                self.coalescer = Coalescer(matcher.embeddings)
             self.matcher = matcher
+            gc.freeze()  # the matcher's tables are for good: no collection pass walks them again (see create_app)
             self.ready_after = time.monotonic() - self.started
             self.save()
         except Exception as exc:  # noqa: BLE001  (reported by /health and /search instead of killing the API)
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.done.set()
+
+    def embed_later(self, words: list[str]) -> "asyncio.Future[None]":
+        """Embed ``words`` in the background (a reference is kept until done: the loop holds tasks weakly)."""
+        assert self.coalescer is not None
+        task = asyncio.ensure_future(self.coalescer.embed(words))
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: "asyncio.Future[None]") -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            print(f"warning: embedding query words failed: {task.exception()}")
 
     def save(self) -> None:
         """Keep the embedded words for the next start (best effort: a read-only folder just stays cold)."""
@@ -436,12 +460,14 @@ def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
     feeds = store.feeds
     return {
         "run_id": run_id, "query": res.query, "match": res.match, "confidence": round(res.confidence, 4),
+        "coverage": round(best.features["coverage"], 4) if best else 0.0,
         "collection": _topic(feeds[best.index]) if best else None,
         "matched": best.matched if best else [],
         "unmet": [{"key": k, "value": v} for k, v in (best.unmet if best else res.parsed.attrs)],
         "unexplained": res.parsed.unexplained,
         "embedded": [{"word": w, **e} for w, e in res.parsed.embedded.items()],
         "other_items": [{"key": k, "value": v} for k, v in res.parsed.secondary],
+        "pending": res.pending,
         "alternatives": [{"collection": _topic(feeds[c.index]), "match": c.kind, "confidence": round(c.confidence, 4),
                           "unmet": [{"key": k, "value": v} for k, v in c.unmet]}
                          for c in res.candidates if best is None or c.index != best.index],
@@ -451,6 +477,7 @@ def result_json(res: "Result", store: FeedStore, run_id: str) -> dict[str, Any]:
 def compact_json(res: "Result", store: FeedStore) -> dict[str, Any]:
     f = store.feeds[res.best.index] if res.best else None
     return {"query": res.query, "match": res.match, "confidence": round(res.confidence, 4),
+            "coverage": round(res.best.features["coverage"], 4) if res.best else 0.0,
             "topic_id": f["topic_id"] if f else None, "slug": f["slug"] if f else None,
             "unmet": [{"key": k, "value": v} for k, v in (res.best.unmet if res.best else res.parsed.attrs)]}
 
@@ -479,28 +506,35 @@ class VersionHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cacheable = scope["method"] in ("GET", "HEAD") and not scope["path"].startswith(UNCACHED_PATHS)
+        head = scope["method"] == "HEAD"
+        if head:  # HEAD is GET without the body (RFC 9110 9.3.2): same headers, ETag and 304
+            scope = dict(scope, method="GET")
+        started = time.perf_counter()
+        cacheable = scope["method"] == "GET" and not scope["path"].startswith(UNCACHED_PATHS)
         etag = self.etag(scope) if cacheable else None
         if cacheable and self._not_modified(Headers(scope=scope), etag):
+            timing = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
             headers = [(b"etag", etag.encode()), (b"last-modified", self.last_modified.encode()),
-                       (b"cache-control", self.cache_control.encode()), (b"x-run-id", self.run_id.encode())]
+                       (b"cache-control", self.cache_control.encode()), (b"x-run-id", self.run_id.encode()),
+                       (b"server-timing", timing.encode())]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
 
-        started = time.perf_counter()
 
         async def send_with_headers(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Run-Id"] = self.run_id
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
-                if cacheable and message["status"] == 200:
+                if cacheable and message["status"] == 200 and "cache-control" not in headers:
                     headers["ETag"] = etag
                     headers["Last-Modified"] = self.last_modified
                     headers["Cache-Control"] = self.cache_control
                 elif "cache-control" not in headers:
                     headers["Cache-Control"] = "no-store"
+            elif head and message["type"] == "http.response.body":
+                message = {**message, "body": b""}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -532,6 +566,9 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     # the vocabulary is embedded while the rest loads (products, versions): search is ready sooner
     threading.Thread(target=search.warm, name="vocabulary-embeddings", daemon=True).start()
     store = FeedStore(layout, cfg, feeds)
+    # the feeds and the catalogue rows live as long as the app: a full garbage-collection pass over their ~10^6
+    # objects stalls every request for ~50 ms, so they are moved out of the collector's sight
+    gc.freeze()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -641,9 +678,18 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         matcher = search.check()
         plan = matcher.plan([text])  # parsing and choosing take well under a millisecond: on the event loop
         missing = matcher.missing(plan)
-        if missing:  # only a word never seen before costs an encoder call: off the event loop
-            await run_in_threadpool(matcher.embed, missing)
-        return JSONResponse(result_json(matcher.complete(plan, k)[0], store, store.run_id))
+        if missing:  # only a word never seen before costs an encoder call: off the event loop, shared with the
+            # other requests waiting for one, and awaited for serve.embed_wait_ms at most (it goes on meanwhile)
+            task = search.embed_later(missing)
+            if cfg.embed_wait_ms > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(task), timeout=cfg.embed_wait_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
+        res = matcher.complete(plan, k, cached_only=True)[0]
+        # an answer without some of its words' embeddings is not the final one: never cached
+        headers = {"Cache-Control": "no-store"} if res.pending else None
+        return JSONResponse(result_json(res, store, store.run_id), headers=headers)
 
     @app.post("/search/batch", response_model=BatchResult, responses=errors | {503: {"model": Error}},
               description=f"Map many queries at once (up to serve.max_batch = {cfg.max_batch}); each distinct "

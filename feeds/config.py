@@ -84,6 +84,10 @@ class ServeConfig(BaseModel):
     embed_threshold: float = Field(0.85, ge=0.0, le=1.0)  # cosine at which a word is read as a vocabulary value
     embed_category_threshold: float = Field(0.9, ge=0.0, le=1.0)  # ... as a product type
     max_embedded_words: int = Field(8, ge=0, le=100)  # per query
+    # how long /search waits for a word it has never embedded: past it (at once, by default) the answer goes out
+    # without that word (listed as pending, not cached) and the embedding finishes in the background for the next
+    # request. /search/batch always waits. A forward pass costs ~25 ms of a core here, more than /search's budget.
+    embed_wait_ms: float = Field(0.0, ge=0.0)
     # unnamed_product: embed leftover words only when the parse finds no product type; all: also to fill
     # attribute families the parse left open beside a named product (costlier; see benchmarks/RESULTS.md)
     embed_scope: Literal["unnamed_product", "all"] = "unnamed_product"

@@ -116,6 +116,7 @@ class Result:
     best: Candidate | None
     candidates: list[Candidate]
     parsed: Parsed
+    pending: list[str] = field(default_factory=list)  # words not embedded yet: the answer may change once they are
 
 
 class QueryMatcher:
@@ -359,8 +360,16 @@ class QueryMatcher:
         if words and self.embeddings is not None:
             self.embeddings.get(words)
 
-    def complete(self, plan: "Plan", k: int = 1) -> list[Result]:
-        return [self._finish(q, p, w, k) for q, p, w in zip(plan.queries, plan.parsed, plan.words)]
+    def complete(self, plan: "Plan", k: int = 1, cached_only: bool = False) -> list[Result]:
+        """Finish the plan's queries. ``cached_only``: use only the words already embedded (never calls the encoder;
+        the others are left unexplained and listed in ``Result.pending``)."""
+        out = []
+        for q, p, words in zip(plan.queries, plan.parsed, plan.words):
+            pending = self.embeddings.missing(words) if cached_only and self.embeddings is not None else []
+            res = self._finish(q, p, [w for w in words if w not in pending], k)
+            res.pending = pending
+            out.append(res)
+        return out
 
     def _finish(self, query: str, p: "Parse", embed: list[str], k: int = 1) -> Result:
         embedded = self._explain(embed, p.attrs, p.categories)

@@ -85,6 +85,7 @@ def test_search_exact_partial_and_none(api):
     partial = api.get("/search", params={"q": "blue shirt for women"}).json()
     assert partial["match"] == "partial" and partial["collection"]["slug"] == "blue-shirts"
     assert partial["unmet"] == [{"key": "gender", "value": "women"}]
+    assert exact["coverage"] == 1.0 and partial["coverage"] == round(4 / 4.6, 4)  # product 3 + colour 1 of 3+1+0.6
     navy = api.get("/search", params={"q": "navy blue shirt"}).json()  # a broader colour serves, and says so
     assert navy["match"] == "partial" and navy["collection"]["slug"] == "blue-shirts"
     assert {"key": "colour", "value": "navy blue", "collection_value": "blue", "via": "broader"} in navy["matched"]
@@ -115,6 +116,7 @@ def test_batch_maps_many_queries_in_order(api):
     assert [(r["match"], r["slug"]) for r in body["results"]] == [("exact", "red-dresses"), ("none", None),
                                                                   ("partial", "blue-shirts")]
     assert body["results"][2]["unmet"] == [{"key": "gender", "value": "women"}]
+    assert [r["coverage"] for r in body["results"]] == [1.0, 0.0, round(4 / 4.6, 4)]
     detail = api.post("/search/batch", json={"queries": ["red dress"], "detail": True}).json()["results"][0]
     assert detail["collection"]["slug"] == "red-dresses" and "alternatives" in detail
     same = api.get("/search", params={"q": "red dress"}).json()
@@ -251,10 +253,41 @@ def test_serve_requires_feeds_and_takes_host_and_port_flags(tmp_path, monkeypatc
 def test_search_with_minilm_names_an_unparsed_product(tmp_path):
     ids = [f"p{i:03d}" for i in range(36)]
     feeds = search_feeds(ids) + [feed("track-pants", ids[:10], attrs=[("category", "track pants")])]
-    app = create_app(published_run(tmp_path, feeds), ServeConfig())  # the packaged, verified MiniLM (in NumPy)
+    # the packaged, verified MiniLM (in NumPy); /search waits for a new word's embedding here
+    app = create_app(published_run(tmp_path, feeds), ServeConfig(embed_wait_ms=60000, cache_embeddings=False))
     with serve_in_thread(app) as base:
         assert wait_for_search(base, timeout=300) == "ready"
         body = httpx.get(base + "/search", params={"q": "grey sweatpan"}, timeout=120).json()
     assert body["collection"]["slug"] == "track-pants" and body["match"] == "partial"
     assert body["embedded"][0]["word"] == "sweatpan" and body["embedded"][0]["value"] == "track pant"
     assert body["embedded"][0]["similarity"] >= 0.9 and body["unmet"] == [{"key": "colour", "value": "grey"}]
+
+
+def test_a_slow_new_word_is_answered_without_it_then_with_it(tmp_path):
+    import time
+
+    from test_api_matching import fake_encoder
+
+    encode = fake_encoder({"frockish": "dress"})
+    warmed = threading.Event()
+
+    def encoder(texts: list[str]) -> np.ndarray:
+        if warmed.is_set():
+            time.sleep(0.3)  # a query word: slower than serve.embed_wait_ms
+        return encode(texts)
+
+    layout = published_run(tmp_path, search_feeds([f"p{i:03d}" for i in range(36)]))
+    app = create_app(layout, ServeConfig(cache_embeddings=False, embed_wait_ms=20), encoder=encoder)
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert wait_for_search(base, timeout=30) == "ready"
+        warmed.set()
+        first = client.get("/search", params={"q": "red frockish"})
+        assert first.json()["pending"] == ["frockish"] and first.json()["match"] == "none"
+        assert first.headers["cache-control"] == "no-store" and "etag" not in first.headers
+        time.sleep(0.6)  # the embedding finished meanwhile
+        again = client.get("/search", params={"q": "red frockish"})
+        body = again.json()
+        assert body["pending"] == [] and body["collection"]["slug"] == "red-dresses" and "etag" in again.headers
+        assert body["embedded"] == [{"word": "frockish", "key": "category", "value": "dress", "similarity": 1.0}]
+        batch = client.post("/search/batch", json={"queries": ["blue frockish"]}).json()["results"][0]
+        assert batch["slug"] == "dresses"  # the batch waits for its words (this one was cached already)

@@ -60,3 +60,40 @@ def test_numpy_minilm_matches_sentence_transformers():
     assert np.abs(ours - theirs).max() < 1e-4
     single = load_encoder("all-MiniLM-L6-v2")(["pencil"])  # batching and padding change nothing
     assert np.abs(single[0] - ours[1]).max() < 1e-5
+
+
+def test_concurrent_requests_share_encoder_calls():
+    import asyncio
+    import threading
+
+    from pinlanding.feeds.embedding import Coalescer
+
+    calls: list[list[str]] = []
+    gate = threading.Event()
+    encode = counting_encoder(calls)
+
+    def slow(texts: list[str]) -> np.ndarray:
+        gate.wait(timeout=10)  # the first call blocks until every request is waiting
+        return encode(texts)
+
+    cache = EmbeddingCache(slow)
+    coalescer = Coalescer(cache)
+
+    async def main() -> None:
+        first = asyncio.ensure_future(coalescer.embed(["a"]))
+        await asyncio.sleep(0.1)
+        rest = [asyncio.ensure_future(coalescer.embed([w, "shared"])) for w in ("b", "c", "d")]
+        await asyncio.sleep(0.1)
+        gate.set()
+        await asyncio.gather(first, *rest)
+
+    asyncio.run(main())
+    assert calls == [["a"], ["b", "c", "d", "shared"]] and coalescer.calls == 2
+    assert cache.missing(["a", "b", "shared"]) == []
+
+    def broken(texts: list[str]) -> np.ndarray:
+        raise RuntimeError("encoder down")
+
+    failing = Coalescer(EmbeddingCache(broken))
+    with pytest.raises(RuntimeError, match="encoder down"):
+        asyncio.run(failing.embed(["x"]))

@@ -74,6 +74,15 @@ def test_repeat_with_the_same_etag_is_304(client, path):
     assert client.get(path, headers={"If-Modified-Since": "not a date"}).status_code == 200
 
 
+def test_head_is_get_without_the_body(client):
+    get = client.get("/topics/red-dresses")
+    head = client.head("/topics/red-dresses")
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == get.headers["etag"]
+    assert head.headers["content-length"] == get.headers["content-length"]
+    assert client.head("/topics/red-dresses", headers={"If-None-Match": get.headers["etag"]}).status_code == 304
+    assert client.head("/topics/nope").status_code == 404
+
+
 def test_etags_differ_by_url_and_health_is_not_cached(client):
     a = client.get("/topics/red-dresses/feed", params={"limit": 2}).headers["etag"]
     b = client.get("/topics/red-dresses/feed", params={"limit": 3}).headers["etag"]
