@@ -484,8 +484,9 @@ def compact_json(res: "Result", store: FeedStore) -> dict[str, Any]:
 
 # -- HTTP caching -------------------------------------------------------------------------------------------
 class VersionHeaders:
-    """ASGI middleware: ``X-Run-Id`` on every response; ETag, Last-Modified and Cache-Control on successful
-    GETs; 304 for a matching ``If-None-Match`` (or a fresh ``If-Modified-Since``) before the route runs.
+    """ASGI middleware: ``X-Run-Id`` and ``X-Content-Type-Options: nosniff`` on every response; ETag,
+    Last-Modified and Cache-Control on successful GETs; 304 for a matching ``If-None-Match`` (or a fresh
+    ``If-Modified-Since``) before the route runs. (Pure ASGI: a ``BaseHTTPMiddleware`` costs every request.)
 
     A response is a function of the run's feeds, the API version, the serve settings and the URL, so the
     ETag is a digest of those: no body is hashed, and a 304 costs nothing."""
@@ -516,7 +517,7 @@ class VersionHeaders:
             timing = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
             headers = [(b"etag", etag.encode()), (b"last-modified", self.last_modified.encode()),
                        (b"cache-control", self.cache_control.encode()), (b"x-run-id", self.run_id.encode()),
-                       (b"server-timing", timing.encode())]
+                       (b"server-timing", timing.encode()), (b"x-content-type-options", b"nosniff")]
             await send({"type": "http.response.start", "status": 304, "headers": headers})
             await send({"type": "http.response.body", "body": b""})
             return
@@ -526,6 +527,7 @@ class VersionHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers["X-Run-Id"] = self.run_id
+                headers["X-Content-Type-Options"] = "nosniff"  # feed texts are merchant input: never sniffed as HTML
                 headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1e3:.2f}"
                 if cacheable and message["status"] == 200 and "cache-control" not in headers:
                     headers["ETag"] = etag
@@ -581,12 +583,6 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
                               "cacheable ones an ETag, and If-None-Match answers 304.")
     app.state.store, app.state.search = store, search
     errors = {404: {"model": Error}, 422: {"model": Error}}
-
-    @app.middleware("http")
-    async def nosniff(request: Request, call_next):  # feed texts are merchant input: never sniffed as HTML
-        response = await call_next(request)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
 
     limit_q = Query(cfg.default_page_size, ge=1, le=cfg.max_page_size, description="page size")
     offset_q = Query(0, ge=0, le=1_000_000, description="items to skip")
