@@ -184,7 +184,7 @@ def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) ->
     with serve_in_thread(app) as base:
         print(f"api: serving in {time.perf_counter() - start:.1f} s ({len(feeds)} collections)")
         state = wait_for_search(base)
-        print(f"api: search {state} after {time.perf_counter() - start:.1f} s (MiniLM embeddings of the topic texts)")
+        print(f"api: search {state} after {time.perf_counter() - start:.1f} s")
         start = time.perf_counter()
         latencies, errors, statuses = asyncio.run(_load(base, paths, concurrency))
         wall = time.perf_counter() - start
