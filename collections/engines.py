@@ -44,7 +44,9 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
 
     started = False
     if not ray.is_initialized():
-        kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False}
+        # the driver's terminal shows the stages' progress, not Ray's start-up notices and deprecation warnings
+        kwargs: dict = {"ignore_reinit_error": True, "log_to_driver": False, "include_dashboard": False,
+                        "logging_level": logging.ERROR}
         if cfg.address:
             kwargs["address"] = cfg.address
         else:
@@ -63,7 +65,7 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     # bars on a terminal; in a batch job's log file Ray Data would instead log its whole operator table
     # every few seconds (pages of engine logs): the stages print their own summaries
     ctx.enable_progress_bars = sys.stdout.isatty()
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     previous_order = ctx.execution_options.preserve_order
     ctx.execution_options.preserve_order = True
     try:
