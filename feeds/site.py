@@ -252,39 +252,12 @@ def _size_folders(folder: str) -> tuple[tuple[str, frozenset[str]], ...]:
     return tuple((str(d), frozenset(os.listdir(d))) for d in siblings)
 
 
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's frame header within its first bytes, or None."""
-    i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(head[i + 2:i + 4], "big")
-        if marker in _SOF:
-            height, width = int.from_bytes(head[i + 5:i + 7], "big"), int.from_bytes(head[i + 7:i + 9], "big")
-            return (width, height) if width and height else None
-        i += 2 + length
-    return None
-
-
 def image_size(path: str) -> tuple[int, int] | None:
-    """(width, height) of a photo from its header (JPEG frame headers read directly, anything else through
-    Pillow), or None when it does not decode."""
+    """(width, height) of a photo from its header (Pillow reads no pixels until asked), or None when it does
+    not decode."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as f:
-            head = f.read(65536)
-        if head[:2] == b"\xff\xd8":
-            size = _jpeg_size(head)
-            if size:
-                return size
         with Image.open(path) as img:
             return img.size
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
