@@ -42,6 +42,7 @@ from markupsafe import Markup
 
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
                                               make_dirs, read_json, tree_digest, write_text)
+from pinlanding.collections.ingest import clean_url
 from pinlanding.collections.parts import list_parts, read_part, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS
 from pinlanding.feeds.build import read_feeds
@@ -151,14 +152,6 @@ def price_text(price: float | None, currency: str | None) -> str:
     if price is None or price != price:
         return ""
     return f"{'₹' if (currency or '').upper() == 'INR' else (currency or '')} {price:,.0f}".strip()
-
-
-def safe_url(url: Any) -> str | None:
-    """An absolute http(s) URL that may be a link's target, else None (``javascript:``, relative, spaces)."""
-    if not isinstance(url, str) or len(url) > 2000:
-        return None
-    url = url.strip()
-    return url if re.fullmatch(r"https?://[^\s/?#]+[^\s]*", url, re.IGNORECASE) else None
 
 
 def capitalize(text: str) -> str:
@@ -625,7 +618,7 @@ def _product(pid: str, info: dict[str, Any], photo: Photo | None, urls: Urls) ->
     """A product's card fields and its JSON-LD ``Product`` (name, image, brand, url, offers with price and
     currency), computed once per product: a product appears on many pages."""
     title = info.get("title") or pid
-    url = safe_url(info.get("url"))
+    url = clean_url(info.get("url"))  # checked again: a products file may come from elsewhere
     price = info.get("price")
     card = {"product_id": pid, "title": title, "brand": info.get("brand"), "price": price, "url": url,
             "price_text": price_text(price, info.get("currency")),
