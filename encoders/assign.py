@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -48,6 +48,7 @@ from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
 from pinlanding.encoders.config import AssignConfig
 from pinlanding.encoders.data import decode_image, product_text
+from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
 
 FAILURES_FILE = "failures.parquet"
@@ -70,14 +71,17 @@ class Preprocess:
         self.image_size = tuple(image_size)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        decoded = [decode_image(p, self.image_size) for p in batch["image_path"]]
+        # >= 0: the model stage takes the photo's features from the store (absent: decode every photo)
+        rows = np.asarray(batch.get("feature_row", np.full(len(batch["image_path"]), -1)))
+        blank = np.zeros((*self.image_size, 3), np.uint8)
+        decoded = [(blank, None) if r >= 0 else decode_image(p, self.image_size) for p, r in zip(batch["image_path"], rows)]
         texts = [product_text(t, list(g) if g is not None else []) for t, g in zip(batch["title"], batch["merchant_tags"])]
         return {
             "product_id": batch["product_id"], "content_hash": batch["content_hash"],
             "pixels": np.stack([d[0] for d in decoded]),
             "has_image": np.array([d[1] is None for d in decoded]),
             "image_error": np.array([d[1] or "" for d in decoded], dtype=object),
-            "image_path": batch["image_path"],
+            "image_path": batch["image_path"], "feature_row": rows,
             "token_ids": self.tokenizer(texts), **_part_tag(batch),
         }
 
@@ -87,11 +91,13 @@ class EmbedAndScore:
 
     def __init__(self, encoder_dir: str, device: str = "auto", top_k: int = 20, min_confidence: float = 0.0) -> None:
         self.bundle = load_bundle(as_path(encoder_dir), device=device)
+        self.store = read_features(as_path(encoder_dir) / FEATURES_FILE, feature_digest(self.bundle.model))
         self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence,
                              device=self.bundle.device)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        emb = self.bundle.embed_batch(batch["pixels"], batch["has_image"], batch["token_ids"]).float()
+        emb = self.bundle.embed_batch(batch["pixels"], batch["has_image"], batch["token_ids"],
+                                      batch.get("feature_row"), self.store).float()
         idx, conf = self.scorer.score(emb)  # on the model's device
         return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb.cpu().numpy(),
                 "attr_idx": idx, "attr_conf": conf, "image_error": batch["image_error"],
@@ -181,6 +187,7 @@ class Sources:
     curated: AnyPath | None
     stored: AnyPath | None
     version: str
+    features: dict[str, int] = field(default_factory=dict)  # stored image features' rows (encoders/features.py)
 
     def reusable(self, name: str, products: pa.Table, columns: list[str] | None = None) -> pa.Table:
         """Stored embeddings of this model version whose product (of ``products``, part ``name``) is unchanged."""
@@ -199,7 +206,9 @@ class Sources:
         products = read_part(self.products, name, PRODUCTS, EMBED_COLUMNS)
         done = self.reusable(name, products, ["product_id"])["product_id"].combine_chunks()
         todo = products.filter(pc.invert(pc.is_in(products["product_id"], value_set=done)))
-        return todo.append_column("part", pa.array([name] * todo.num_rows, pa.string()))
+        rows = lookup(self.features, todo["product_id"].to_pylist(), todo["content_hash"].to_pylist())
+        return (todo.append_column("part", pa.array([name] * todo.num_rows, pa.string()))
+                .append_column("feature_row", pa.array(rows, pa.int64())))
 
     def extraction(self, name: str, products: pa.Table) -> pd.DataFrame:
         """The curated extraction rows of part ``name``'s products."""
@@ -328,13 +337,17 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
     bundle = load_bundle(encoder_dir, device="cpu")  # driver-side: spec, vocabulary, scoring of reused rows
     previous = _previous_embeddings(embeddings_path)
     sources = Sources(products, curated if cfg.include_extraction else None, previous if cfg.incremental else None,
-                      bundle.version)
+                      bundle.version, stored_rows(as_path(encoder_dir) / FEATURES_FILE, feature_digest(bundle.model)))
     assignments_path = out_dir / "assignments.parquet"
     if assignments_path.is_file():  # an older run's single file: the part folder takes its path
         assignments_path.unlink()
     writer = PartWriter(sources, bundle, cfg, embeddings_path, assignments_path)
     names = part_names(products)
-    expected = {name: sources.todo(name).num_rows for name in names}
+    expected, from_store = {}, 0
+    for name in names:
+        todo = sources.todo(name)
+        expected[name] = todo.num_rows
+        from_store += int(pc.sum(pc.greater_equal(todo["feature_row"], 0)).as_py() or 0)
     for name in names:
         if not expected[name]:
             writer(name, {})
@@ -353,7 +366,7 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
     rows = sum(writer.by_source.values())
     extraction = writer.by_source["extraction"] + writer.by_source["extraction+encoder"]
     return {"products": count_rows(products), "parts": len(names),
-            "embedded": sum(expected.values()), "reused": writer.reused, "image_failures": len(failures),
+            "embedded": sum(expected.values()), "stored_image_features": from_store, "reused": writer.reused, "image_failures": len(failures),
             "extraction_rows": extraction, "encoder_rows": writer.by_source["encoder"],
             "confirmed_rows": writer.by_source["extraction+encoder"],  # extraction rows the encoder agreed with
             "attributes_per_product": round(rows / n, 3),

@@ -20,6 +20,7 @@ from pinlanding.encoders.calibrate import Calibration
 from pinlanding.encoders.checkpoint import read_tensors, write_tensors
 from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.data import attribute_phrase
+from pinlanding.encoders.features import FeatureStore, batch_features
 
 MODEL_FILE = "model.safetensors"
 CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale")
@@ -61,13 +62,16 @@ class EncoderBundle:
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     @torch.no_grad()
-    def embed_batch(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray) -> torch.Tensor:
-        """One batch of product embeddings, left on the model's device."""
+    def embed_batch(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray,
+                    rows: np.ndarray | None = None, store: FeatureStore | None = None) -> torch.Tensor:
+        """One batch of product embeddings, left on the model's device; the frozen image features of the
+        products with a ``rows`` entry >= 0 come from ``store`` (their pixels are not read)."""
         img = torch.as_tensor(pixels, device=self.device)
         ids = torch.as_tensor(token_ids, dtype=torch.long, device=self.device)
         mask = torch.as_tensor(has_image, device=self.device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.startswith("cuda")):
-            return self.model.encode_product(img, ids, mask)
+            visual = self.model.visual_embedding(batch_features(self.model, img, rows, store), mask)
+            return self.model.combine(visual, self.model.text_embedding(ids))
 
 
 def save_bundle(path: AnyPath, model: torch.nn.Module, vocab: list[tuple[str, str]], calibration: Calibration,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -53,6 +53,18 @@ def read_tensors(path: AnyPath) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if not isinstance(meta, dict):
         raise ValueError(f"{path} is not a pinlanding model file: its metadata is not a JSON object")
     return tensors, meta
+
+
+def read_meta(path: AnyPath) -> dict[str, Any]:
+    """The JSON document of a file written by :func:`write_tensors`, reading only its header."""
+    try:
+        with safe_open(str(as_path(path)), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})[_META])
+    except (OSError, KeyError, ValueError, SafetensorError) as exc:
+        raise ValueError(f"{path} is not a pinlanding tensor file: {type(exc).__name__}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} is not a pinlanding tensor file: its metadata is not a JSON object")
+    return meta
 
 
 def _plain(value: Any) -> Any:

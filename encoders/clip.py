@@ -131,10 +131,13 @@ class DualEncoder(nn.Module):
     def train(self, mode: bool = True) -> "DualEncoder":
         """Train mode everywhere except the frozen vision stages, whose batch-norm statistics stay ImageNet's."""
         super().train(mode)
-        if self.frozen_stages is not None:
-            for m in _early_modules(self.visual.trunk, self.frozen_stages):
-                m.eval()
+        for m in self.frozen_modules():
+            m.eval()
         return self
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The vision modules that never train (none when the whole tower is tuned)."""
+        return [] if self.frozen_stages is None else _early_modules(self.visual.trunk, self.frozen_stages)
 
     # ---- text ----
     def tokenize(self, texts: list[str]) -> np.ndarray:

@@ -28,6 +28,7 @@ from pinlanding.encoders.clip import ImageFeatures, build_encoder, key_softmax_l
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import (ProductSet, attribute_phrase, choose_image_size, decode_images, heldout_mask,
                                      load_vocabulary, mask_values)
+from pinlanding.encoders.features import FEATURES_FILE, FeatureStore, feature_digest, read_features, write_features
 from pinlanding.encoders.metrics import reliability, retrieval_metrics
 from pinlanding.encoders.sample import training_sample
 
@@ -94,13 +95,19 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     spec = model_spec(cfg, data.image_paths)
     model = build_encoder(spec).to(device)
     t0 = time.perf_counter()
-    pixels, has_image, _ = decode_images(data.image_paths, model.image_size, threads=max(1, torch.get_num_threads()))
+    digest = feature_digest(model)
+    images = TrainingImages(model, data, device, read_features(out_dir / FEATURES_FILE, digest),
+                            threads=max(1, torch.get_num_threads()))
+    has_image = images.has_image
+    if digest is not None and images.computed:  # the assign stage reuses them (encoders/features.py)
+        keep_rows = np.flatnonzero(has_image)
+        write_features(out_dir / FEATURES_FILE, digest, [data.ids[i] for i in keep_rows],
+                       [data.content_hash[i] for i in keep_rows], images.cache.take(torch.as_tensor(keep_rows)))
     tokens = model.tokenize(data.texts)
     # the same texts without the words of the product's curated values: trained on, the model must read
     # those attributes from the photo (with them, the text alone answers and the image is ignored)
     blind = model.tokenize([mask_values(t, [vocab[i][1] for i in positives[pid]])
                             for pid, t in zip(data.ids, data.texts)])
-    images = TrainingImages(model, pixels, device)
     prep_s = time.perf_counter() - t0
     phrases = [attribute_phrase(k, v) for k, v in vocab]
     pos_lists = [np.asarray(positives[pid], dtype=np.int64) for pid in data.ids]
@@ -216,6 +223,7 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
         "heldout_key_recall": {k: round(r, 4) for k, r in key_recall(cal.positives, cal.recall, list(keys)).items()},
         "assignable_keys": sorted({k for k, t in zip(keys, cal.thresholds) if t < 1.0}),
         "history": history, "prepare_seconds": round(prep_s, 3), "device": device, "spec": spec,
+        "image_features": {"stored": len(data.ids) - images.computed, "computed": images.computed},
         "stopped_early": stopped_early,
         "exclusive_keys": exclusive or [],
     }
@@ -232,20 +240,37 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
 
 class TrainingImages:
     """The training products' images through the frozen vision stages (:meth:`image_features`), computed
-    once (the pretrained stages do not change) and kept as float16; without frozen stages, each batch is
-    normalized from the pixels."""
+    once (the pretrained stages do not change) and kept as float16, taken from ``stored`` features where a
+    product's photo is unchanged (``encoders/features.py``); without frozen stages, each batch is normalized
+    from the pixels. ``computed``: how many products were decoded here."""
 
-    def __init__(self, model: torch.nn.Module, pixels: np.ndarray, device: str, batch_size: int = 256) -> None:
-        self.model, self.pixels, self.device = model, pixels, device
+    def __init__(self, model: torch.nn.Module, data: ProductSet, device: str, stored: FeatureStore | None = None,
+                 threads: int = 2, batch_size: int = 256) -> None:
+        self.model, self.device = model, device
         self.cache: ImageFeatures | None = None
-        if getattr(model, "frozen_stages", None) is not None:
-            model.eval()
-            starts = tqdm(range(0, len(pixels), batch_size), desc="frozen image features", unit=" batch",
-                          disable=len(pixels) <= batch_size)
-            with torch.no_grad():
-                parts = [model.image_features(torch.as_tensor(pixels[i:i + batch_size], device=device))
-                         .to("cpu", torch.float16) for i in starts]
-            self.cache = ImageFeatures(*(torch.cat(p) for p in zip(*parts)))
+        rows = stored.lookup(data.ids, data.content_hash) if stored is not None else np.full(len(data.ids), -1)
+        todo = np.flatnonzero(rows < 0)
+        self.pixels, ok, _ = decode_images([data.image_paths[i] for i in todo], model.image_size, threads=threads)
+        self.has_image = np.ones(len(rows), dtype=bool)
+        self.has_image[todo] = ok
+        self.computed = int(len(todo))
+        if getattr(model, "frozen_stages", None) is None:
+            return  # nothing frozen: no store is read (feature_digest is None), so every row was decoded
+        model.eval()
+        starts = tqdm(range(0, len(todo), batch_size), desc="frozen image features", unit=" batch",
+                      disable=len(todo) <= batch_size)
+        with torch.no_grad():
+            parts = [model.image_features(torch.as_tensor(self.pixels[i:i + batch_size], device=device))
+                     .to("cpu", torch.float16) for i in starts]
+        self.pixels = None
+        fresh = ImageFeatures(*(torch.cat(p) for p in zip(*parts))) if parts else None
+        if stored is None or len(todo) == len(rows):
+            self.cache = fresh
+            return
+        old = stored.features.take(torch.as_tensor(rows[rows >= 0]))
+        order = torch.as_tensor(np.argsort(np.concatenate([np.flatnonzero(rows >= 0), todo]), kind="stable"))
+        self.cache = ImageFeatures(*(torch.cat([o, f])[order] if f is not None else o[order]
+                                     for o, f in zip(old, fresh or (None, None))))
 
     def batch(self, index: np.ndarray) -> ImageFeatures:
         if self.cache is None:

@@ -19,7 +19,7 @@ TYPES = ["dress", "shirt"]
 
 
 def tiny_encoder_config(**overrides) -> EncoderConfig:
-    base = dict(vision_model="test_efficientnet", vision_pretrained="none", vision_tuned_stages=-1,
+    base = dict(vision_model="test_efficientnet", vision_pretrained="none", vision_tuned_stages=0,
                 image_size=(32, 24), embed_dim=32, epochs=6, batch_size=16,
                 lr=5e-3, val_fraction=0.25, split_block=0, num_threads=1, target_precision=0.6, shrinkage=5.0)
     return EncoderConfig(**{**base, **overrides})

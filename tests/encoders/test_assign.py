@@ -32,8 +32,14 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     bad_path = products.column("image_path")[20].as_py()  # mid-way through, inside a batch
     with open(bad_path, "wb") as f:
         f.write(b"\xff\xd8\xff\xe0 this is not a jpeg")
+    rows = products.to_pylist()
+    rows[20]["content_hash"] = hashlib.sha256(b"corrupted photo").hexdigest()  # as ingest hashes the new bytes
+    write_table(pa.Table.from_pylist(rows, schema=PRODUCTS), run_copy.products, PRODUCTS)
+    products = read_table(run_copy.products, PRODUCTS)
     ctx = StageContext(tiny_config(), run_copy)
     counts = run_assign(ctx)
+    # the other photos' frozen features come from the train stage's store; the changed one is decoded
+    assert counts["stored_image_features"] == 47
 
     graph = read_table(run_copy.assignments, ASSIGNMENTS)
     assert graph.schema.equals(ASSIGNMENTS)
