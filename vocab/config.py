@@ -28,7 +28,7 @@ class OpenAIOptions(BaseModel):
     """Any OpenAI-compatible chat completions endpoint (vllm serve, llama.cpp server, ...)."""
 
     model_config = ConfigDict(extra="forbid")
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str = ""  # required: the endpoint, e.g. http://127.0.0.1:8000/v1 for `vllm serve`
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (may be unset)
     send_images: bool = True  # images as data URLs
@@ -36,8 +36,7 @@ class OpenAIOptions(BaseModel):
     temperature: float = 0.0
     max_tokens: int = 400
     timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 1.0  # doubled after each retry (with jitter)
+    max_retries: int = 3  # the openai SDK's exponential backoff, honouring Retry-After
     max_concurrency: int = 8  # requests in flight per actor
 
 
