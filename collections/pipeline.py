@@ -62,10 +62,6 @@ class Stage:
     always_run: bool = False  # cheap stages whose inputs live outside the run (the catalogue) always rerun
     external: tuple[str, ...] = ()  # dotted config keys naming files it reads from outside the run folder
 
-    def available(self) -> bool:
-        """Whether the module implementing this stage exists in this installation."""
-        return importlib.util.find_spec(self.target.split(":")[0]) is not None
-
     def load(self) -> Callable[[StageContext], dict[str, Any]]:
         module, func = self.target.split(":")
         return getattr(importlib.import_module(module), func)
@@ -275,8 +271,11 @@ class Pipeline:
         return entry
 
     def run(self, names: list[str] | None = None) -> dict[str, Any]:
-        """Run the named stages (default: every stage that exists), in pipeline order."""
-        wanted = set(names or [s.name for s in self.stages])
+        """Run the named stages (default: every stage), in pipeline order."""
+        known = [s.name for s in self.stages]
+        wanted = set(names or known)
+        if wanted - set(known):
+            raise ValueError(f"unknown stages {sorted(wanted - set(known))}; known: {known}")
         with ExitStack() as stack:
             stack.enter_context(RunLock(self.layout.root))
             spark_scratch(self.layout.root, self.cfg)
@@ -284,9 +283,6 @@ class Pipeline:
                 stack.enter_context(ray_session(self.cfg.ray))
             for stage in self.stages:
                 if stage.name not in wanted:
-                    continue
-                if not stage.available():
-                    console.print(f"[yellow]- {stage.name}: not implemented in this version, skipped[/]")
                     continue
                 self.run_stage(stage)
         self._save()

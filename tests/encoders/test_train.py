@@ -73,11 +73,15 @@ def test_multi_positive_loss_equals_open_clip_loss_with_one_positive_each():
     scale = torch.tensor(2.5)
     ours = multi_positive_clip_loss(p, a, torch.eye(6), scale)
     assert float(ours) == pytest.approx(float(clip_loss_reference()(p, a, scale.exp())), rel=1e-5)
-    # a shared attribute is a positive for both products, not a false negative
-    targets = torch.zeros(2, 1)
-    targets[:, 0] = 1
+    # a shared attribute is a positive for both products, not a false negative: the attribute's
+    # target is (1/2, 1/2) over the two products, and each product's only column costs nothing
+    targets = torch.ones(2, 1)
     both = multi_positive_clip_loss(p[:2], a[:1], targets, scale)
-    assert torch.isfinite(both)
+    logits = scale.exp() * (p[:2] @ a[0])
+    expected = (torch.logsumexp(logits, 0) - logits.mean()) / 2
+    assert float(both) == pytest.approx(float(expected), rel=1e-5)
+    first_only = multi_positive_clip_loss(p[:2], a[:1], torch.tensor([[1.0], [0.0]]), scale)
+    assert float(first_only) == pytest.approx(float(torch.logsumexp(logits, 0) - logits[0]) / 2, rel=1e-5)
 
 
 def test_heldout_split_keeps_id_blocks_together():
