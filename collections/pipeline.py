@@ -37,7 +37,7 @@ from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, r
                                               write_text)
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.engines import ray_session
-from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.layout import RunLayout, resolve_data_path
 
 console = Console(stderr=True)
 
@@ -128,8 +128,6 @@ def _folder_digest(layout: RunLayout, name: str) -> str:
 def external_digest(cfg: PipelineConfig, key: str) -> str | None:
     """Content digest of the file a dotted config key names (None when unset, "absent" when missing),
     resolved the way the stages resolve it (as given, else from the repository root)."""
-    from pinlanding.vocab.judge import resolve_data_path  # the stages' own resolution rule
-
     value: Any = cfg
     for part in key.split("."):
         value = getattr(value, part)

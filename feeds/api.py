@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
-import ipaddress
 import re
 import threading
 import time
@@ -45,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinlanding.collections.artifacts import AnyPath, as_path, read_table, write_json
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.net import is_loopback
 from pinlanding.collections.parts import count_rows, is_parted, part_files, select_rows
 from pinlanding.collections.schemas import PRODUCTS, VOCAB
 from pinlanding.evaluation.mapping import attr_key, family_of, normalize
@@ -806,13 +806,6 @@ def wait_for_search(base_url: str, timeout: float = 600.0) -> str:
         if state != "warming" or time.monotonic() > deadline:
             return state
         time.sleep(0.05)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def serve_api(layout: RunLayout, serve_cfg: ServeConfig) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, read_json, write_json
+from pinlanding.collections.layout import resolve_data_path
 from pinlanding.collections.queries import read_queries
 from pinlanding.collections.registry import Registry
 from pinlanding.llm import GenerationError, LanguageModel, create_model
@@ -117,15 +118,6 @@ class QueryIndex:
             scores.append(min(1.0, n / saturation) * n / (n + rev) if n else 0.0)
         unseen = [" ".join(p) for p, s in zip(pairs, scores) if s == 0.0]
         return sum(scores) / len(scores), unseen
-
-
-def resolve_data_path(path: str | Path) -> Path:
-    """A configured relative path: from the working directory, else from the repository root."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    repo_root = Path(__file__).resolve().parents[1]
-    return repo_root / p if (repo_root / p).exists() else p
 
 
 # --- catalogue statistics -------------------------------------------------------------------------
@@ -308,5 +300,5 @@ class JudgeCache:
 
 
 __all__ = ["JUDGES", "Candidate", "Judgement", "Judge", "JudgeContext", "JudgeCache", "QueryIndex",
-           "CooccurrenceStats", "create_judge", "render_prompt", "resolve_data_path",
+           "CooccurrenceStats", "create_judge", "render_prompt",
            "query_tokens"]
