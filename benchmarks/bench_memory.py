@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from pinlanding.collections.catalog import write_myntra_slice
+from standins import write_myntra_slice
+
 from pinlanding.collections.pipeline import STAGES
 
 

@@ -337,8 +337,6 @@ def run_extract(ctx: Any) -> dict[str, Any]:
     for step in range(refiner.rounds if refiner is not None else 0):
         refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ctx.cfg.ray,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))
-    if layout.attributes.is_file():  # a single-file output of an older run
-        layout.attributes.unlink()
     written = map_parts(partial(_write_part, run, refiner), names, ctx.cfg.ray, desc="refine and write")
     parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
     failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from standins import write_myntra_slice
 from testlib import require_myntra
 
-from pinlanding.collections.catalog import write_myntra_slice
 from pinlanding.collections.config import PipelineConfig, RayConfig, SparkConfig, load_config
 from pinlanding.collections.engines import check_cluster_nodes, ray_session, spark_session
 from pinlanding.collections.layout import RunLayout

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pinlanding.collections.pipeline import StageContext
-from pinlanding.encoders.bundle import MODEL_FILE, encode_texts, load_bundle
+from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
 from pinlanding.encoders.clip import build_encoder, clip_loss_reference, key_softmax_loss, multi_positive_clip_loss
 from pinlanding.encoders.data import heldout_mask
 from pinlanding.encoders.train import run_train
@@ -29,13 +29,6 @@ def test_training_lowers_the_loss_and_writes_the_model(trained_run):
     assert bundle.version == metrics["model_version"]
     assert ("color", "purple") not in bundle.vocab
     assert "color" in bundle.exclusive_keys and "gender" in bundle.exclusive_keys
-
-
-def test_encode_texts_maps_queries_into_the_product_space(trained_run):
-    emb = encode_texts(trained_run, ["color: red", "a red dress for women", "😀 <script>"])
-    assert emb.shape == (3, 32) and emb.dtype == np.float32
-    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
-    assert encode_texts(trained_run, []).shape[0] == 0
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
