@@ -137,6 +137,14 @@ def external_digest(cfg: PipelineConfig, key: str) -> str | None:
     return tree_digest(path) if path.exists() else "absent"
 
 
+def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every value a run uses, as JSON-able data: the config with the encoder preset's values filled in."""
+    enc = cfg.encoder
+    tree = cfg.model_dump(mode="json")
+    tree["encoder"] = enc.model_copy(update={k: enc.resolved(k) for k in enc.resolved_dict()}).model_dump(mode="json")
+    return tree
+
+
 class RunLocked(RuntimeError):
     """Another live process holds the run folder."""
 
@@ -241,7 +249,7 @@ class Pipeline:
         if self.catalog is not None:
             self.manifest["inputs"] = {"catalog": str(self.catalog), "catalog_digest": catalog_digest(self.catalog)}
         write_json(self.layout.manifest, self.manifest)
-        write_text(self.layout.root / "config.yaml", yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        write_text(self.layout.root / "config.yaml", yaml.safe_dump(resolved_config(self.cfg), sort_keys=False))
 
     def run_stage(self, stage: Stage) -> dict[str, Any]:
         """Run one stage unless its recorded fingerprint and outputs are unchanged."""

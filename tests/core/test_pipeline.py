@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from testlib import make_image
 from typer.testing import CliRunner
 
@@ -39,7 +40,11 @@ def test_manifest_and_reuse_of_unchanged_stages(tiny_catalog: Path, tmp_path: Pa
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["package_version"] and on_disk["inputs"]["catalog_digest"]
     assert on_disk["config"]["catalog"]["currency"] == "INR"
-    assert (out / "config.yaml").exists()
+    written = yaml.safe_load((out / "config.yaml").read_text())  # every value used, presets resolved
+    enc = load_config().encoder
+    assert enc.epochs is None and written["encoder"]["epochs"] == enc.resolved("epochs") is not None
+    assert all(written["encoder"][k] == enc.resolved(k) or list(written["encoder"][k]) == list(enc.resolved(k))
+               for k in enc.resolved_dict())
 
     _pipeline(tiny_catalog, out).run()  # ingest reruns (cheap) with identical output: ids is reused
     assert fake.CALLS == ["ids"]

@@ -37,7 +37,7 @@ def test_topic_id_is_stable_and_order_free():
 def test_phrase_title_and_slug():
     cfg = TopicsConfig()
     attrs = (("category", "Dress"), ("color", "Red"), ("gender", "Women"), ("occasion", "Party"))
-    assert phrase(attrs, cfg) == "party red dress for women"
+    assert phrase(attrs, cfg) == "red party dress for women"  # query_order: colour before occasion, as titles read
     assert title_of("party red dress for women") == "Party Red Dress for Women"
     assert phrase((("category", "Dress"), ("neckline_shape", "V Neck")), cfg) == "v neck dress"  # unknown key: modifier
     assert slugify("Party Red Dress for Women") == "party-red-dress-for-women"
