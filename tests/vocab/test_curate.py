@@ -40,6 +40,7 @@ def test_normalize_groups_spelling_variants_but_not_different_words():
     assert normalize_value("Dress") == normalize_value("Dresses") == "dress"
     assert normalize_value("Watches") == "watch" and normalize_value("Shoes") == "shoe"
     assert normalize_value("Chinos") == "chino" and normalize_value("Bus") == "bus"
+    assert normalize_value("Ladies") == normalize_value("Lady") and normalize_value("Sizes") == "size"  # one plural rule
     assert normalize_value("Shoes", fold_plurals=False) != normalize_value("Shoe", fold_plurals=False)
     assert normalize_key(" Sleeve Length") == "sleeve_length"
 

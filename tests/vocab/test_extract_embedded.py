@@ -17,7 +17,8 @@ from pinlanding.vocab.extractors.base import refine_table
 from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes
 from pinlanding.vocab.extractors.pixels import color_shares
 from pinlanding.vocab.extractors.prepare import prepare_batch
-from pinlanding.vocab.extractors.rules import phrase_key, singular, type_candidates
+from pinlanding.collections.text import singular
+from pinlanding.vocab.extractors.rules import phrase_key, type_candidates
 
 
 def prepared(rows: list[dict]) -> dict:
