@@ -148,9 +148,9 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and cfg.backend != "openai" else 0.0
         # One item per spilled file (a batch of products), read by small tasks of their own operator (no
-        # concurrency cap, so Ray does not fuse them into the preprocessing, which then ran 75 s instead of
-        # 63 s on the dev catalogue). Not read_parquet: its file-listing task asks for a whole CPU, which
-        # never frees up while the actors hold their slots.
+        # concurrency cap, so Ray does not fuse the reads into the slower, capped preprocessing). Not
+        # read_parquet: its file-listing task asks for a whole CPU, which never frees up while the actors
+        # hold their slots.
         ds = ray.data.from_items([{"path": location(f, absolute=True)} for f in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(_read_spilled, batch_size=1, num_cpus=cfg.preprocess_cpus)
         ds = ds.map_batches(prepare_batch, batch_size=cfg.batch_size, concurrency=cfg.preprocess_tasks,
