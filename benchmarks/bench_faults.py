@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from standins import write_myntra_slice
 
-from pinlanding.collections.catalog import write_myntra_slice
 from pinlanding.collections.pipeline import STAGES
 from pinlanding.encoders.checkpoint import read_tensors
 

@@ -8,7 +8,7 @@
              latency percentiles, errors
 
 Topics and assignments come from RUN (default runs/dev) when the upstream stages have written them there;
-otherwise they are derived from the real titles (pinlanding.feeds.synthetic) and the output says so.
+otherwise they are derived from the real titles (benchmarks/standins.py) and the output says so.
 
 Usage: python benchmarks/bench_feeds.py [real|generated|api|all] [--run RUN] [--products N] [--topics N]
 """
@@ -25,12 +25,14 @@ import time
 import warnings
 from pathlib import Path
 
+import standins as synthetic
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig, SparkConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
-from pinlanding.feeds import scoring, synthetic
+from pinlanding.feeds import scoring
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ROOT / ".." / "shared" / "datasets" / "search-queries" / "fashion12k_queries.tsv"
@@ -163,8 +165,10 @@ async def _load(base: str, paths: list[str], concurrency: int) -> tuple[dict[str
 def bench_api(layout: RunLayout, requests: int = 2000, concurrency: int = 16) -> None:
     from urllib.parse import quote
 
+    from serving import serve_in_thread, wait_for_search
+
     from pinlanding.collections.config import load_config
-    from pinlanding.feeds.api import create_app, serve_in_thread, wait_for_search
+    from pinlanding.feeds.api import create_app
     from pinlanding.feeds.build import read_feeds
 
     feeds = read_feeds(layout)

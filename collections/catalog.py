@@ -171,25 +171,6 @@ def read_myntra(root: Path) -> Iterator[RawRecord]:
             yield _myntra_record(row, obj, json.dumps(rec, ensure_ascii=False), err, root)
 
 
-MYNTRA_INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
-                       "displayCategories", "landingPageUrl")
-
-
-def write_myntra_slice(source: Path, out: Path, n: int) -> Path:
-    """A Myntra folder at ``out`` with ``n`` records spread evenly over ``source`` (merchant input fields
-    only, no ground-truth labels) and an ``images`` link to the real photos (tests, benchmarks)."""
-    with gzip.open(source / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
-        lines = f.readlines()
-    step = max(1, len(lines) // n)
-    rows = [json.loads(line) for line in lines[::step][:n]]
-    out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "styles.jsonl.gz", "wt", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps({k: row.get(k) for k in MYNTRA_INPUT_FIELDS}, ensure_ascii=False) + "\n")
-    (out / MYNTRA_IMAGE_DIR).symlink_to((source / MYNTRA_IMAGE_DIR).resolve(), target_is_directory=True)
-    return out
-
-
 def _myntra_record(row: int, obj: Any, raw: str, err: str | None, root: Path) -> RawRecord:
     if err is None and not isinstance(obj, dict):
         err = f"expected a JSON object, got {type(obj).__name__}"

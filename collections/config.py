@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pinlanding.collections.strict import StrictModel
 from pinlanding.encoders.config import AssignConfig, EncoderConfig
 from pinlanding.evaluation.config import EvaluationConfig
 from pinlanding.feeds.config import FeedsConfig, ServeConfig, SiteConfig
@@ -18,12 +19,6 @@ from pinlanding.vocab.config import ExtractConfig, VocabConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_CONFIG = CONF_DIR / "default.yaml"
-
-
-class StrictModel(BaseModel):
-    """Base for config sections: unknown keys are errors, so typos never pass silently."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class RunConfig(StrictModel):

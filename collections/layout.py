@@ -5,8 +5,21 @@ The run folder is a local path or an fsspec URL (``s3://bucket/runs/x``); see :f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from pinlanding.collections.artifacts import AnyPath, as_path, is_remote, make_dirs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A configured local file outside the run (shopper queries, a prompt): as given when it exists or is
+    absolute, else from the repository root when it exists there, else as given (so errors name it)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return REPO_ROOT / p if (REPO_ROOT / p).exists() else p
+
 
 STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assignments", "feeds", "site", "report")
 

@@ -37,7 +37,7 @@ from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, r
                                               write_text)
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.engines import ray_session
-from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.layout import RunLayout, resolve_data_path
 
 console = Console(stderr=True)
 
@@ -61,10 +61,6 @@ class Stage:
     description: str = ""
     always_run: bool = False  # cheap stages whose inputs live outside the run (the catalogue) always rerun
     external: tuple[str, ...] = ()  # dotted config keys naming files it reads from outside the run folder
-
-    def available(self) -> bool:
-        """Whether the module implementing this stage exists in this installation."""
-        return importlib.util.find_spec(self.target.split(":")[0]) is not None
 
     def load(self) -> Callable[[StageContext], dict[str, Any]]:
         module, func = self.target.split(":")
@@ -132,8 +128,6 @@ def _folder_digest(layout: RunLayout, name: str) -> str:
 def external_digest(cfg: PipelineConfig, key: str) -> str | None:
     """Content digest of the file a dotted config key names (None when unset, "absent" when missing),
     resolved the way the stages resolve it (as given, else from the repository root)."""
-    from pinlanding.vocab.judge import resolve_data_path  # the stages' own resolution rule
-
     value: Any = cfg
     for part in key.split("."):
         value = getattr(value, part)
@@ -141,6 +135,14 @@ def external_digest(cfg: PipelineConfig, key: str) -> str | None:
         return None
     path = as_path(value) if is_remote(value) else resolve_data_path(value)
     return tree_digest(path) if path.exists() else "absent"
+
+
+def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every value a run uses, as JSON-able data: the config with the encoder preset's values filled in."""
+    enc = cfg.encoder
+    tree = cfg.model_dump(mode="json")
+    tree["encoder"] = enc.model_copy(update={k: enc.resolved(k) for k in enc.resolved_dict()}).model_dump(mode="json")
+    return tree
 
 
 class RunLocked(RuntimeError):
@@ -247,7 +249,7 @@ class Pipeline:
         if self.catalog is not None:
             self.manifest["inputs"] = {"catalog": str(self.catalog), "catalog_digest": catalog_digest(self.catalog)}
         write_json(self.layout.manifest, self.manifest)
-        write_text(self.layout.root / "config.yaml", yaml.safe_dump(self.cfg.model_dump(mode="json"), sort_keys=False))
+        write_text(self.layout.root / "config.yaml", yaml.safe_dump(resolved_config(self.cfg), sort_keys=False))
 
     def run_stage(self, stage: Stage) -> dict[str, Any]:
         """Run one stage unless its recorded fingerprint and outputs are unchanged."""
@@ -275,8 +277,11 @@ class Pipeline:
         return entry
 
     def run(self, names: list[str] | None = None) -> dict[str, Any]:
-        """Run the named stages (default: every stage that exists), in pipeline order."""
-        wanted = set(names or [s.name for s in self.stages])
+        """Run the named stages (default: every stage), in pipeline order."""
+        known = [s.name for s in self.stages]
+        wanted = set(names or known)
+        if wanted - set(known):
+            raise ValueError(f"unknown stages {sorted(wanted - set(known))}; known: {known}")
         with ExitStack() as stack:
             stack.enter_context(RunLock(self.layout.root))
             spark_scratch(self.layout.root, self.cfg)
@@ -284,9 +289,6 @@ class Pipeline:
                 stack.enter_context(ray_session(self.cfg.ray))
             for stage in self.stages:
                 if stage.name not in wanted:
-                    continue
-                if not stage.available():
-                    console.print(f"[yellow]- {stage.name}: not implemented in this version, skipped[/]")
                     continue
                 self.run_stage(stage)
         self._save()

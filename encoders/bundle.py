@@ -7,15 +7,13 @@ pickle); its digest is the ``model_version`` stamped on embeddings.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import torch
 
-from pinlanding.collections.artifacts import AnyPath, as_path, file_digest, location
+from pinlanding.collections.artifacts import AnyPath, as_path, file_digest
 from pinlanding.collections.engines import torch_device
-from pinlanding.collections.layout import RunLayout
 from pinlanding.encoders.calibrate import Calibration
 from pinlanding.encoders.checkpoint import read_tensors, write_tensors
 from pinlanding.encoders.clip import build_encoder
@@ -45,13 +43,6 @@ class EncoderBundle:
     @torch.no_grad()
     def attribute_embeddings(self) -> np.ndarray:
         return self.model.encode_attributes(self.phrases).float().cpu().numpy()
-
-    @torch.no_grad()
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Free text (queries, phrases) into the product space: ``[N, D]`` float32, L2-normalized."""
-        if not texts:
-            return np.zeros((0, self.model.spec.get("embed_dim", 0) or 0), np.float32)
-        return self.model.encode_attributes(list(texts)).float().cpu().numpy()
 
     @torch.no_grad()
     def encode_products(self, pixels: np.ndarray, has_image: np.ndarray, token_ids: np.ndarray,
@@ -106,23 +97,6 @@ def load_bundle(encoder_dir: AnyPath, device: str = "auto") -> EncoderBundle:
     cal.scale = float(cal.scale)
     return EncoderBundle(model, [tuple(p) for p in meta["vocab"]], cal, list(meta["exclusive_keys"]),
                          file_digest(path)[:16], device)
-
-
-@lru_cache(maxsize=2)
-def _cached_bundle(encoder_dir: str, version_stamp: float) -> EncoderBundle:
-    return load_bundle(as_path(encoder_dir), device="cpu")
-
-
-def encode_texts(layout: RunLayout, texts: list[str]) -> np.ndarray:
-    """Embed free text into the product space of the run's encoder (for query -> products matching).
-
-    The model is loaded once per process (reloaded when the model file changes); scores against product
-    embeddings (``assignments/embeddings.parquet``) are cosine similarities.
-    """
-    path = layout.dir("encoder") / MODEL_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"no trained encoder at {path}; run the train stage first")
-    return _cached_bundle(location(path.parent), path.stat().st_mtime).encode_texts(list(texts))
 
 
 class Scorer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pinlanding.collections.strict import StrictModel
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the pretrained tower's head (its last 1x1 conv and batch norm) fine-tuned, its block stages frozen and
@@ -48,10 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class EncoderConfig(BaseModel):
+class EncoderConfig(StrictModel):
     """The dual encoder: towers, training loop, calibration."""
 
-    model_config = ConfigDict(extra="forbid")
     preset: Literal["cpu", "gpu"] = "cpu"
     backend: Literal["dual", "open_clip"] = "dual"
     # dual backend: a timm vision tower + MiniLM text side, both via open_clip adapters
@@ -121,10 +120,9 @@ class EncoderConfig(BaseModel):
         return out
 
 
-class AssignConfig(BaseModel):
+class AssignConfig(StrictModel):
     """Catalogue-wide assignment through Ray Data."""
 
-    model_config = ConfigDict(extra="forbid")
     batch_size: int = 256  # products per model batch
     decode_batch_size: int = 512  # products per image-decoding task
     actors: int = 1  # model actors

@@ -1,11 +1,12 @@
 """Configuration of evaluation and search-intent analysis."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pinlanding.collections.strict import StrictModel
 
 
-class EvaluationConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvaluationConfig(StrictModel):
     k: int = Field(10, ge=1, le=1000)  # cutoff of Precision@K, Recall@K, NDCG@K
     # search log (TSV with an "English query" column); relative paths resolve against the working
     # directory, then the project root. Missing: the report says so and skips search intent.

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from pinlanding.collections.artifacts import write_json, write_text
 from pinlanding.collections.config import PipelineConfig
-from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.evaluation import metrics, plots
 from pinlanding.evaluation.baseline import build_baseline, product_texts
 from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
@@ -29,7 +29,7 @@ from pinlanding.evaluation.judge import Judge, judge_collection
 from pinlanding.evaluation.labels import Labels, read_labels
 from pinlanding.evaluation.mapping import CORE_FAMILIES, FAMILIES, attr_key, how_matched
 from pinlanding.evaluation.render import product_lookup, render_page, sample_cards, spread
-from pinlanding.evaluation.report import feed_attrs, load_artifacts, resolve
+from pinlanding.evaluation.report import feed_attrs, load_artifacts
 
 # PinLanding (Pinterest, 2025) as published: collection P@10 of the search-log baseline and of
 # PinLanding, attribute Recall@10 on Fashion200K, and the growth in unique topics.
@@ -328,7 +328,7 @@ def run_evaluate(cfg: PipelineConfig, layout: RunLayout, labels_path: str | Path
 
     vocab_rows = tables["vocabulary"].to_pylist() if tables["vocabulary"] is not None else []
     lexicon = Lexicon.build(vocab_rows)
-    qpath = resolve(ecfg.queries)
+    qpath = resolve_data_path(ecfg.queries)
     queries = read_queries(qpath, ecfg.query_column)[0] if qpath.exists() else []
     feeds = tables["feeds"]
     feeds_rows = feeds.select(["slug", "attributes", "size"]).to_pylist() if feeds is not None else []

@@ -12,19 +12,17 @@ import io
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-import pinlanding
 from pinlanding.collections import schemas
 from pinlanding.collections.artifacts import AnyPath, read_table, write_json, write_text
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
-from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, part_names, read_part, select_rows
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.evaluation import plots
@@ -33,14 +31,6 @@ from pinlanding.collections.queries import read_queries
 from pinlanding.evaluation.intent import Coverage, Lexicon, analyze
 from pinlanding.evaluation.mapping import attr_key
 from pinlanding.evaluation.render import product_lookup, render_page, sample_cards, spread
-
-
-def resolve(path: str | Path) -> Path:
-    """A configured path: as given when it exists (or is absolute), else relative to the project root."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return Path(pinlanding.__file__).resolve().parent / p
 
 
 PER_TOPIC = ("vocabulary", "topics", "feeds")  # artifacts of O(vocabulary) or O(topics) rows
@@ -221,7 +211,7 @@ def topic_stats(topics: pa.Table | None) -> dict[str, Any]:
 
 def search_demand(cfg: EvaluationConfig, vocab: pa.Table | None, feeds: pa.Table | None) -> dict[str, Any] | None:
     """Search-intent analysis of the configured query log against the feeds; None when there is no log."""
-    path = resolve(cfg.queries)
+    path = resolve_data_path(cfg.queries)
     if not path.exists():
         return None
     queries, skipped = read_queries(path, cfg.query_column)

@@ -25,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
-import ipaddress
 import re
 import threading
 import time
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 import numpy as np
 from fastapi import Body, FastAPI, HTTPException, Path as PathParam, Query, Request
@@ -45,6 +44,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pinlanding.collections.artifacts import AnyPath, as_path, read_table, write_json
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.net import is_loopback
 from pinlanding.collections.parts import count_rows, is_parted, part_files, select_rows
 from pinlanding.collections.schemas import PRODUCTS, VOCAB
 from pinlanding.evaluation.mapping import attr_key, family_of, normalize
@@ -773,46 +773,6 @@ def openapi_spec(cfg: ServeConfig | None = None) -> dict[str, Any]:
         write_table(pa.Table.from_pylist([], schema=PRODUCTS), layout.products, PRODUCTS)
         return create_app(layout, (cfg or ServeConfig()).model_copy(update={"record_versions": False}),
                           load_model=False).openapi()
-
-
-@contextmanager
-def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a background thread; yield its base URL; stop it on exit."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not start on {host}:{port}")
-        time.sleep(0.02)
-    bound = server.servers[0].sockets[0].getsockname()
-    try:
-        yield f"http://{host}:{bound[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def wait_for_search(base_url: str, timeout: float = 600.0) -> str:
-    """Poll ``/health`` until query matching is no longer warming up; return its state."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        state = httpx.get(f"{base_url}/health", timeout=30).json()["search"]
-        if state != "warming" or time.monotonic() > deadline:
-            return state
-        time.sleep(0.05)
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def serve_api(layout: RunLayout, serve_cfg: ServeConfig) -> None:

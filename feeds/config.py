@@ -4,13 +4,14 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from pinlanding.collections.strict import StrictModel
 
 
-class AnnConfig(BaseModel):
+class AnnConfig(StrictModel):
     """Embedding-similarity matching (used when ``feeds.matching`` is ``ann``)."""
 
-    model_config = ConfigDict(extra="forbid")
     neighbours: int = 200  # nearest products retrieved per topic
     min_similarity: float = 0.5  # cosine below this is not a candidate
     weight: float = 0.3  # share of the final score that comes from similarity
@@ -20,14 +21,13 @@ class AnnConfig(BaseModel):
     rerank: int = 0  # hamming only: re-score rerank * neighbours codes exactly
 
 
-class FeedsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FeedsConfig(StrictModel):
     # strict: a product must carry every attribute of the topic; overlap: at least `min_overlap` of them;
     # ann: overlap candidates plus embedding neighbours of the topic (needs assignments/embeddings.parquet)
     matching: Literal["strict", "overlap", "ann"] = "strict"
     min_overlap: float = 0.5  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
     pruning: bool = True  # join on (key, value) with the rarest-attribute probe; false: naive cross join
-    min_confidence: float = 0.0  # assignments below this are ignored
+    min_confidence: float = 0.7  # assignments below this are ignored (the trade-off measured: docs/feeds.md)
     key_weights: dict[str, float] = Field(default_factory=dict)  # per attribute key; default 1.0
     max_products: int = 200  # feed length kept per topic
     min_feed_size: int = 10  # thinner feeds are dropped
@@ -43,8 +43,7 @@ class FeedsConfig(BaseModel):
     duplicate_share: float = Field(0.8, gt=0.0, le=1.0)  # a feed sharing this much of another's first page merges
 
 
-class SiteConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SiteConfig(StrictModel):
     products_per_page: int = Field(48, ge=1, le=500)
     related: int = Field(6, ge=0, le=50)  # related collections linked from each page
     title: str = "Collections"
@@ -69,10 +68,9 @@ class SiteConfig(BaseModel):
         return value if value.endswith("/") else value + "/"
 
 
-class ServeConfig(BaseModel):
+class ServeConfig(StrictModel):
     """`pinlanding serve`: the read-only feed API for the search team (see feeds/api.py)."""
 
-    model_config = ConfigDict(extra="forbid")
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
     max_page_size: int = Field(100, ge=1, le=1000)

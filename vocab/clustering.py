@@ -17,19 +17,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import AnyPath, arrow_source, as_path
+from pinlanding.collections.text import singular, strip_controls
 
 _MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 _SEPARATORS = re.compile(r"[\s\-_/.,'’`\"()&+]+")
 _SPACES = re.compile(r"\s+")
 
 
-def _strip_controls(text: str) -> str:
-    return "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
-
-
 def normalize_key(key: str) -> str:
     """``" Sleeve Length"`` -> ``"sleeve_length"``."""
-    key = unicodedata.normalize("NFKC", _strip_controls(str(key))).casefold().strip()
+    key = unicodedata.normalize("NFKC", strip_controls(str(key))).casefold().strip()
     return re.sub(r"[\s\-]+", "_", key)
 
 
@@ -41,7 +38,7 @@ def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
     """
     if value is None:
         return "", "empty"
-    clean = _SPACES.sub(" ", unicodedata.normalize("NFKC", _strip_controls(str(value)))).strip()
+    clean = _SPACES.sub(" ", unicodedata.normalize("NFKC", strip_controls(str(value)))).strip()
     if not clean:
         return "", "empty"
     if len(clean) > max_chars:
@@ -54,25 +51,11 @@ def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
 
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_ES_PLURAL = ("sses", "shes", "ches", "xes", "zes")
-
-
-def fold_plural(word: str) -> str:
-    """Strip an English plural ending from an ASCII word: "dresses" -> "dress", "shoes" -> "shoe"."""
-    if not word.isascii() or len(word) <= 3:
-        return word
-    if word.endswith(_ES_PLURAL):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
-
-
 def value_tokens(text: str, fold_plurals: bool = True) -> list[str]:
     """Casefolded word tokens, a trailing plural "s" folded (``"T-Shirts"`` -> ``["t", "shirt"]``)."""
     out = []
     for tok in _WORD.findall(unicodedata.normalize("NFKC", str(text)).casefold()):
-        out.append(fold_plural(tok) if fold_plurals else tok)
+        out.append(singular(tok) if fold_plurals else tok)
     return out
 
 
@@ -91,10 +74,10 @@ def lexically_distinct(a: str, b: str) -> bool:
 
 def normalize_value(value: str, fold_plurals: bool = True) -> str:
     """The exact-grouping form: ``"T-Shirts"``, ``"t shirt"`` and ``"Tshirt"`` all become ``"tshirt"``."""
-    text = unicodedata.normalize("NFKC", _strip_controls(str(value))).casefold()
+    text = unicodedata.normalize("NFKC", strip_controls(str(value))).casefold()
     words = [w for w in _SEPARATORS.split(text) if w]
     if fold_plurals and words:
-        words[-1] = fold_plural(words[-1])
+        words[-1] = singular(words[-1])
     return "".join(words)
 
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pinlanding.collections.strict import StrictModel
 
 
-class EmbeddedOptions(BaseModel):
+class EmbeddedOptions(StrictModel):
     """The offline default: text rules, image colours, MiniLM title embeddings, catalogue statistics."""
 
-    model_config = ConfigDict(extra="forbid")
     sentence_model: str = "all-MiniLM-L6-v2"  # packaged and verified; or a local sentence-transformers path
     device: str = "auto"
     encode_batch_size: int = 256
@@ -24,11 +25,10 @@ class EmbeddedOptions(BaseModel):
     knn_max_voters: int = 50_000  # voters the refine pass holds at most (a hash-ranked sample beyond that)
 
 
-class OpenAIOptions(BaseModel):
+class OpenAIOptions(StrictModel):
     """Any OpenAI-compatible chat completions endpoint (vllm serve, llama.cpp server, ...)."""
 
-    model_config = ConfigDict(extra="forbid")
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str = ""  # required: the endpoint, e.g. http://127.0.0.1:8000/v1 for `vllm serve`
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (may be unset)
     send_images: bool = True  # images as data URLs
@@ -36,15 +36,13 @@ class OpenAIOptions(BaseModel):
     temperature: float = 0.0
     max_tokens: int = 400
     timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 1.0  # doubled after each retry (with jitter)
+    max_retries: int = 3  # the openai SDK's exponential backoff, honouring Retry-After
     max_concurrency: int = 8  # requests in flight per actor
 
 
-class TransformersOptions(BaseModel):
+class TransformersOptions(StrictModel):
     """A local Hugging Face VLM or text LLM loaded from a path."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str = ""  # local folder (no hub downloads here)
     device: str = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -53,10 +51,9 @@ class TransformersOptions(BaseModel):
     generate_batch_size: int = 8
 
 
-class VLLMOptions(BaseModel):
+class VLLMOptions(StrictModel):
     """An in-process vLLM engine with JSON-schema constrained decoding (pip install pinlanding[vllm])."""
 
-    model_config = ConfigDict(extra="forbid")
     model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     max_new_tokens: int = 400
     max_model_len: int = 8192
@@ -66,10 +63,9 @@ class VLLMOptions(BaseModel):
     dtype: str = "auto"
 
 
-class ExtractConfig(BaseModel):
+class ExtractConfig(StrictModel):
     """Attribute extraction: the backend, its options, the prompt, and how the Ray job runs."""
 
-    model_config = ConfigDict(extra="forbid")
     backend: str = "embedded"  # embedded | openai | transformers | vllm
     prompt: str = "extract-v1"  # conf/prompts/<prompt>.yaml (its content digest is the prompt version)
     engine: Literal["ray", "local"] = "ray"  # local: same code in-process, for tiny catalogues and tests
@@ -90,10 +86,9 @@ class ExtractConfig(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)  # extra constructor arguments (plugin backends)
 
 
-class ClusterConfig(BaseModel):
+class ClusterConfig(StrictModel):
     """Near-duplicate merging of one key's values (after exact normalization)."""
 
-    model_config = ConfigDict(extra="forbid")
     # auto: HDBSCAN proposals when a key has >= hdbscan_min_values kept values, else agglomerative
     method: Literal["auto", "hdbscan", "agglomerative", "none"] = "auto"
     model: str = "all-MiniLM-L6-v2"  # sentence-transformers model (packaged, verified) or a local path
@@ -107,10 +102,9 @@ class ClusterConfig(BaseModel):
     batch_size: int = 128
 
 
-class JudgeConfig(BaseModel):
+class JudgeConfig(StrictModel):
     """The judge that scores candidate topics; ``cooccurrence`` is the offline, non-LLM default."""
 
-    model_config = ConfigDict(extra="forbid")
     backend: str = "cooccurrence"  # cooccurrence | openai | transformers | vllm
     params: dict[str, Any] = Field(default_factory=dict)  # backend options (model, base_url, ...)
     queries: str = "../shared/datasets/search-queries/fashion12k_queries.tsv"  # real shopper queries (TSV)
@@ -121,34 +115,32 @@ class JudgeConfig(BaseModel):
     cache: bool = True  # reuse judgements of unchanged (topic, query, statistics) from topics/.judge_cache.json
 
 
-class TopicsConfig(BaseModel):
+class TopicsConfig(StrictModel):
     """Candidate topics: attribute tuples with enough supporting products."""
 
-    model_config = ConfigDict(extra="forbid")
-    min_support: int = 20
+    min_support: int = 10  # = feeds.min_feed_size: support is counted as feeds match (feeds.min_confidence)
     max_arity: int = 3
     anchor_keys: list[str] = Field(default_factory=lambda: ["category"])  # a topic must name one (if present)
-    # word order of generated queries; keys not listed go just before the last listed key present
+    # word order of generated queries, as titles read: brand, colour, material or pattern, other modifiers, the
+    # product noun, "for <gender>"; keys not listed go just before the last listed key present
     query_order: list[str] = Field(default_factory=lambda: [
-        "brand", "season", "occasion", "style", "color", "pattern", "material", "fit", "shape", "sleeve", "neck",
-        "category", "gender"])
+        "brand", "color", "colour", "pattern", "material", "season", "occasion", "style", "fit", "shape", "sleeve",
+        "neck", "category", "gender"])
     phrase_templates: dict[str, str] = Field(default_factory=lambda: {"gender": "for {value}"})
     max_candidates: int = 20000  # highest-support candidates sent to the judge (bounds LLM cost)
     drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one
 
 
-class EvidenceConfig(BaseModel):
+class EvidenceConfig(StrictModel):
     """When a value's precision cannot be established from its evidence: it waits for a merchandiser's approval
     (status ``needs_review``, out of the curated attributes and so out of topics)."""
 
-    model_config = ConfigDict(extra="forbid")
     min_key_coverage: float = 0.05  # a key stated for fewer of the catalogue's products holds all its values
     weak_sources: list[str] = Field(default_factory=lambda: ["neighbors"])  # evidence that only guesses
     max_weak_share: float = 0.5  # a value with at least this share of its products from weak sources only
 
 
-class VocabConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class VocabConfig(StrictModel):
     min_product_share: float = 0.001  # frequency floor, share of products carrying the key's value
     min_products: int = 3  # and an absolute floor
     max_value_chars: int = 60  # longer values are dropped as "too_long"

@@ -693,7 +693,8 @@ def write_version(folder: AnyPath, rows: list[dict[str, Any]], meta: dict[str, A
 
 def _value_scorer(cfg: VocabConfig) -> Callable[[str, str], float | None] | None:
     """Value judge scores: share of shopper queries naming the value, log-scaled to [0, 1] (1 = 100+ queries)."""
-    from pinlanding.vocab.judge import QueryIndex, resolve_data_path
+    from pinlanding.collections.layout import resolve_data_path
+    from pinlanding.vocab.judge import QueryIndex
 
     try:
         index = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column)

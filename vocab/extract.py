@@ -148,9 +148,9 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 and cfg.backend != "openai" else 0.0
         # One item per spilled file (a batch of products), read by small tasks of their own operator (no
-        # concurrency cap, so Ray does not fuse them into the preprocessing, which then ran 75 s instead of
-        # 63 s on the dev catalogue). Not read_parquet: its file-listing task asks for a whole CPU, which
-        # never frees up while the actors hold their slots.
+        # concurrency cap, so Ray does not fuse the reads into the slower, capped preprocessing). Not
+        # read_parquet: its file-listing task asks for a whole CPU, which never frees up while the actors
+        # hold their slots.
         ds = ray.data.from_items([{"path": location(f, absolute=True)} for f in todo], override_num_blocks=len(todo))
         ds = ds.map_batches(_read_spilled, batch_size=1, num_cpus=cfg.preprocess_cpus)
         ds = ds.map_batches(prepare_batch, batch_size=cfg.batch_size, concurrency=cfg.preprocess_tasks,
@@ -337,8 +337,6 @@ def run_extract(ctx: Any) -> dict[str, Any]:
     for step in range(refiner.rounds if refiner is not None else 0):
         refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ctx.cfg.ray,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))
-    if layout.attributes.is_file():  # a single-file output of an older run
-        layout.attributes.unlink()
     written = map_parts(partial(_write_part, run, refiner), names, ctx.cfg.ray, desc="refine and write")
     parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
     failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()

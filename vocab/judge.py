@@ -4,22 +4,22 @@
 scores coherence from the catalogue's own attribute co-occurrence (lift), plausibility as a shopping
 intent from how often shoppers name the values in the real queries, and phrasing from how many of the
 generated query's word pairs real shoppers type. ``openai``, ``transformers`` and ``vllm`` ask a
-language model "yes or no" and score P(yes) from token log-probabilities; their libraries load lazily.
+language model from :mod:`pinlanding.llm` "yes or no" and score P(yes); their libraries load lazily.
 Judgements are cached by :class:`JudgeCache` keyed on the judge's fingerprint, the tuple and the query.
 """
 from __future__ import annotations
 
 import json
-import math
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, read_json, write_json
+from pinlanding.collections.layout import resolve_data_path
 from pinlanding.collections.queries import read_queries
 from pinlanding.collections.registry import Registry
+from pinlanding.llm import GenerationError, LanguageModel, create_model
 from pinlanding.vocab.clustering import value_tokens
 
 Attrs = tuple[tuple[str, str], ...]
@@ -120,15 +120,6 @@ class QueryIndex:
         return sum(scores) / len(scores), unseen
 
 
-def resolve_data_path(path: str | Path) -> Path:
-    """A configured relative path: from the working directory, else from the repository root."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    repo_root = Path(__file__).resolve().parents[1]
-    return repo_root / p if (repo_root / p).exists() else p
-
-
 # --- catalogue statistics -------------------------------------------------------------------------
 
 
@@ -221,15 +212,6 @@ class CooccurrenceJudge:
 
 # --- language-model judges ------------------------------------------------------------------------
 
-_YES, _NO = {"yes", "y"}, {"no", "n"}
-
-
-def yes_probability(top_logprobs: dict[str, float]) -> float | None:
-    """P(yes) / (P(yes) + P(no)) from a {token: logprob} map of the first answer token; None if neither."""
-    p_yes = sum(math.exp(lp) for tok, lp in top_logprobs.items() if tok.strip().lower() in _YES)
-    p_no = sum(math.exp(lp) for tok, lp in top_logprobs.items() if tok.strip().lower() in _NO)
-    return p_yes / (p_yes + p_no) if p_yes + p_no > 0 else None
-
 
 def render_prompt(cand: Candidate, template: str = PROMPT) -> str:
     """The judge prompt; attributes and query are embedded as JSON so hostile text stays data."""
@@ -246,138 +228,34 @@ def _load_prompt(prompt_path: str | None) -> str:
     return text
 
 
-def _from_probability(p: float | None, backend: str, detail: str = "") -> Judgement:
-    if p is None:
-        return Judgement(None, f"{backend} judge gave no yes/no answer", backend,
-                         error=f"no yes/no token in the answer{': ' + detail[:200] if detail else ''}")
-    return Judgement(round(p, 4), f"{backend} judge: P(yes) = {p:.2f}", backend, {"p_yes": round(p, 4)})
+class ModelJudge:
+    """A language model asked "yes or no" per candidate; the score is P(yes) (see :mod:`pinlanding.llm`)."""
 
-
-@JUDGES.register("openai")
-class OpenAIJudge:
-    """Any OpenAI-compatible chat completions endpoint (OpenAI, vLLM server, llama.cpp server...)."""
-
-    name = "openai"
-
-    def __init__(self, context: JudgeContext, model: str = "gpt-4o-mini", base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", timeout: float = 30.0, prompt_path: str | None = None,
-                 transport: Any = None) -> None:
-        import httpx
-
-        self.model = model
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    def __init__(self, lm: LanguageModel, prompt_path: str | None = None) -> None:
+        self.lm = lm
+        self.name = lm.name
         self.prompt = _load_prompt(prompt_path)
-        key = os.environ.get(api_key_env, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
 
     def fingerprint(self) -> str:
-        return json_digest([self.name, self.model, self.base_url, self.prompt])
-
-    def _one(self, cand: Candidate) -> Judgement:
-        body = {"model": self.model, "messages": [{"role": "user", "content": render_prompt(cand, self.prompt)}],
-                "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 10}
-        try:
-            resp = self.client.post("/chat/completions", json=body)
-            resp.raise_for_status()
-            choice = resp.json()["choices"][0]
-            content = (choice.get("logprobs") or {}).get("content") or []
-            if content and content[0].get("top_logprobs"):
-                top = {t["token"]: float(t["logprob"]) for t in content[0]["top_logprobs"]}
-                return _from_probability(yes_probability(top), self.name, json.dumps(top)[:200])
-            text = str((choice.get("message") or {}).get("content") or "").strip().lower()
-            word = text.split()[0].strip(".,!") if text.split() else ""
-            p = 1.0 if word in _YES else 0.0 if word in _NO else None
-            return _from_probability(p, self.name, text)
-        except Exception as exc:  # noqa: BLE001 - any transport/format failure is recorded per topic
-            return Judgement(None, "openai judge failed", self.name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+        return json_digest([self.name, self.lm.model, getattr(self.lm, "base_url", ""), self.prompt])
 
     def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
-        return [self._one(c) for c in candidates]
+        answers = self.lm.yes_probability([render_prompt(c, self.prompt) for c in candidates])
+        return [Judgement(None, f"{self.name} judge failed", self.name, error=f"{a.kind}: {str(a)[:300]}")
+                if isinstance(a, GenerationError) else
+                Judgement(round(a, 4), f"{self.name} judge: P(yes) = {a:.2f}", self.name, {"p_yes": round(a, 4)})
+                for a in answers]
 
 
-@JUDGES.register("transformers")
-class TransformersJudge:
-    """A local causal LM via transformers: P(yes) from the next-token distribution after the prompt."""
+def _model_judge(backend: str) -> None:
+    def build(context: JudgeContext, prompt_path: str | None = None, **options: Any) -> ModelJudge:
+        return ModelJudge(create_model(backend, **options), prompt_path)
 
-    name = "transformers"
-
-    def __init__(self, context: JudgeContext, model: str = "", device: str = "auto", batch_size: int = 8,
-                 prompt_path: str | None = None, local_files_only: bool = True) -> None:
-        if not model:
-            raise ValueError("the transformers judge needs vocab.judge.params.model (a local model folder)")
-        try:
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:  # pragma: no cover - transformers is a dependency
-            raise ModuleNotFoundError("the transformers judge needs `pip install transformers torch`") from exc
-        from pinlanding.collections.engines import torch_device
-
-        self.model_name, self.batch_size, self.prompt = model, batch_size, _load_prompt(prompt_path)
-        self.device = torch_device(device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local_files_only)
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, local_files_only=local_files_only).to(self.device).eval()
-        self._torch = torch
-        vocab = self.tokenizer.get_vocab()
-        words = {tok: self.tokenizer.convert_tokens_to_string([tok]).strip().lower() for tok in vocab}
-        self.yes_ids = [vocab[t] for t, w in words.items() if w in _YES]
-        self.no_ids = [vocab[t] for t, w in words.items() if w in _NO]
-        if not self.yes_ids or not self.no_ids:
-            raise ValueError(f"the tokenizer of {model} has no single 'yes'/'no' token to score")
-
-    def fingerprint(self) -> str:
-        return json_digest([self.name, self.model_name, self.prompt])
-
-    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
-        torch, out = self._torch, []
-        for start in range(0, len(candidates), self.batch_size):
-            batch = candidates[start:start + self.batch_size]
-            enc = self.tokenizer([render_prompt(c, self.prompt) for c in batch], return_tensors="pt", padding=True)
-            with torch.no_grad():
-                logits = self.model(**enc.to(self.device)).logits[:, -1, :].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            yes = torch.logsumexp(logp[:, self.yes_ids], dim=-1)
-            no = torch.logsumexp(logp[:, self.no_ids], dim=-1)
-            for y, n in zip(yes.tolist(), no.tolist()):
-                out.append(_from_probability(yes_probability({"yes": y, "no": n}), self.name))
-        return out
+    JUDGES.register(backend)(build)
 
 
-@JUDGES.register("vllm")
-class VLLMJudge:
-    """A model served in-process by vLLM: one generated token with its top log-probabilities."""
-
-    name = "vllm"
-
-    def __init__(self, context: JudgeContext, model: str = "", prompt_path: str | None = None,
-                 top_logprobs: int = 20, engine: dict[str, Any] | None = None) -> None:
-        if not model:
-            raise ValueError("the vllm judge needs vocab.judge.params.model")
-        try:
-            from vllm import LLM, SamplingParams
-        except ImportError as exc:
-            raise ModuleNotFoundError("the vllm judge needs `pip install pinlanding[vllm]`") from exc
-        self.model_name, self.prompt = model, _load_prompt(prompt_path)
-        self.llm = LLM(model=model, **(engine or {}))
-        self.params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=top_logprobs)
-
-    def fingerprint(self) -> str:
-        return json_digest([self.name, self.model_name, self.prompt])
-
-    def judge(self, candidates: Sequence[Candidate]) -> list[Judgement]:
-        outputs = self.llm.generate([render_prompt(c, self.prompt) for c in candidates], self.params)
-        results = []
-        for out in outputs:
-            try:
-                first = out.outputs[0].logprobs[0]
-                top = {str(lp.decoded_token): float(lp.logprob) for lp in first.values()}
-                results.append(_from_probability(yes_probability(top), self.name, out.outputs[0].text))
-            except (AttributeError, IndexError, TypeError, ValueError) as exc:
-                results.append(Judgement(None, "vllm judge failed", self.name, error=f"{type(exc).__name__}: {exc}"))
-        return results
+for _backend in ("openai", "transformers", "vllm"):
+    _model_judge(_backend)
 
 
 def create_judge(backend: str, context: JudgeContext, params: dict[str, Any] | None = None) -> Judge:
@@ -422,5 +300,5 @@ class JudgeCache:
 
 
 __all__ = ["JUDGES", "Candidate", "Judgement", "Judge", "JudgeContext", "JudgeCache", "QueryIndex",
-           "CooccurrenceStats", "create_judge", "yes_probability", "render_prompt", "resolve_data_path",
+           "CooccurrenceStats", "create_judge", "render_prompt",
            "query_tokens"]

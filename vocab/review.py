@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 import threading
@@ -33,6 +32,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.parts import part_names, read_part
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.net import is_loopback
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.clustering import normalize_key, normalize_value
 from pinlanding.vocab.decisions import TOPIC_ACTIONS, Decision, DecisionStore, ReviewState, decisions_path
@@ -45,15 +45,6 @@ MIN_TOKEN_CHARS = 16  # a shorter token is guessable
 HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
                                       "frame-ancestors 'none'; base-uri 'none'",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _run_settings(layout: RunLayout) -> tuple[str | None, int]:

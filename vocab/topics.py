@@ -28,7 +28,7 @@ import pyarrow as pa
 from pinlanding.collections.artifacts import AnyPath, json_digest, write_json, write_table, write_text
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
-from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
 from pinlanding.evaluation.mapping import family_of, normalize
@@ -36,7 +36,7 @@ from pinlanding.vocab.config import TopicsConfig, VocabConfig
 from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
-                                    QueryIndex, create_judge, resolve_data_path)
+                                    QueryIndex, create_judge)
 
 _SMALL_WORDS = {"for", "with", "and", "in", "of", "the", "a", "an", "to", "on"}
 BRAND_KEY = "brand"  # the attribute key whose values are the catalogue's brand field (products.brand)

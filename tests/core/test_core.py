@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import yaml
 
 from pinlanding.collections import models, schemas
 from pinlanding.collections.artifacts import (as_path, atomic_path, is_remote, list_files, location, read_table,
                                               tree_digest, write_json, write_table)
-from pinlanding.collections.config import load_config
+from pinlanding.collections.config import DEFAULT_CONFIG, PipelineConfig, load_config
 from pinlanding.collections.registry import Registry
 
 
@@ -22,6 +23,21 @@ def test_config_defaults_file_and_overrides(tmp_path: Path) -> None:
     cfg = load_config(extra, ["ray.object_store_memory=123456789", "catalog.currency=EUR"])
     assert cfg.spark.shuffle_partitions == 3 and cfg.spark.master == "local[*]"
     assert cfg.ray.object_store_memory == 123456789 and cfg.catalog.currency == "EUR"
+
+
+def test_the_models_are_the_defaults_and_the_yaml_only_what_differs() -> None:
+    defaults = PipelineConfig().model_dump(mode="json")
+
+    def same(tree: dict, base: dict, path: str = "") -> list[str]:
+        out = []
+        for key, value in tree.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict) and value:
+                out += same(value, base[key], f"{path}{key}.")
+            elif base.get(key) == value:
+                out.append(path + key)
+        return out
+
+    assert same(yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}, defaults) == []  # no setting stated twice
 
 
 def test_config_rejects_typos_and_bad_overrides(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from testlib import make_image
 from typer.testing import CliRunner
 
@@ -39,7 +40,11 @@ def test_manifest_and_reuse_of_unchanged_stages(tiny_catalog: Path, tmp_path: Pa
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["package_version"] and on_disk["inputs"]["catalog_digest"]
     assert on_disk["config"]["catalog"]["currency"] == "INR"
-    assert (out / "config.yaml").exists()
+    written = yaml.safe_load((out / "config.yaml").read_text())  # every value used, presets resolved
+    enc = load_config().encoder
+    assert enc.epochs is None and written["encoder"]["epochs"] == enc.resolved("epochs") is not None
+    assert all(written["encoder"][k] == enc.resolved(k) or list(written["encoder"][k]) == list(enc.resolved(k))
+               for k in enc.resolved_dict())
 
     _pipeline(tiny_catalog, out).run()  # ingest reruns (cheap) with identical output: ids is reused
     assert fake.CALLS == ["ids"]
@@ -90,8 +95,7 @@ def test_a_crash_halfway_leaves_no_partial_state_and_resumes(tiny_catalog: Path,
     monkeypatch.setattr(ingest_module, "commit_parts", crash)  # after the parts, before their listing
     with pytest.raises(RuntimeError):
         _pipeline(tiny_catalog, out).run(["ingest"])
-    assert "ingest" not in json.loads((out / "manifest.json").read_text()).get("stages", {}) \
-        if (out / "manifest.json").exists() else True
+    assert not (out / "manifest.json").exists()  # a crash in the first stage of a new run records nothing
     assert not is_parted(out / "catalog" / "products.parquet")  # written parts, but no committed artifact
     with pytest.raises(FileNotFoundError, match="unfinished write"):
         read_table(out / "catalog" / "products.parquet", PRODUCTS)
@@ -170,3 +174,9 @@ def test_changing_a_stage_packages_code_changes_its_fingerprint(tmp_path: Path, 
     assert pipeline_module.code_digest.__wrapped__("stagepkg.work:run") == before
     (pkg / "templates" / "page.html").write_text("<p>two</p>")
     assert pipeline_module.code_digest.__wrapped__("stagepkg.work:run") != before
+
+
+def test_an_unknown_stage_is_an_error_not_a_skip(tiny_catalog: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown stages \['nope'\]; known: \['ingest'"):
+        _pipeline(tiny_catalog, tmp_path / "run").run(["ingest", "nope"])
+    assert not (tmp_path / "run" / "manifest.json").exists()

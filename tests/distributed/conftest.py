@@ -3,16 +3,11 @@ a Spark standalone master + worker, an S3 server (moto)."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-sys.path.append(str(Path(__file__).resolve().parent))  # loopback_clusters.py, run_compare.py
-
-from loopback_clusters import RayCluster, SparkStandalone  # noqa: E402
-from object_store import S3Server, s3_server  # noqa: E402
+from loopback_clusters import RayCluster, SparkStandalone
+from object_store import S3Server, s3_server
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 

@@ -47,14 +47,13 @@ def _read(path: AnyPath) -> pa.Table:
 
 
 def differences(local: AnyPath, other: AnyPath, stages: list[str]) -> dict[str, str]:
-    """``{artifact: what differs}`` for every artifact of ``stages`` that the local run produced."""
+    """``{artifact: what differs}`` for every artifact of ``stages`` (one missing on either side differs)."""
     diffs: dict[str, str] = {}
     for stage in stages:
         for rel in ARTIFACTS.get(stage, ()):
-            if not (local / rel).exists():
-                continue
-            if not (other / rel).exists():
-                diffs[rel] = "missing"
+            missing = [side for side, root in (("local", local), ("other", other)) if not (root / rel).exists()]
+            if missing:
+                diffs[rel] = f"missing from the {' and '.join(missing)} run"
                 continue
             ignore = RUN_SPECIFIC.get(rel, ())
             a, b = rows(local / rel, ignore), rows(other / rel, ignore)

@@ -1,17 +1,12 @@
 """Fixtures of the feeds tests: a Spark session on local[1]; builders live in feedkit.py."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `import feedkit`
+from feedkit import make_run
 
-from feedkit import make_run  # noqa: E402
-
-from pinlanding.collections.config import SparkConfig  # noqa: E402
-from pinlanding.collections.pipeline import StageContext  # noqa: E402
+from pinlanding.collections.config import SparkConfig
+from pinlanding.collections.pipeline import StageContext
 
 
 @pytest.fixture(scope="session")

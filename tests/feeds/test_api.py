@@ -10,9 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from feedkit import feed, published_run
+from serving import serve_in_thread, wait_for_search
+
 from pinlanding.collections.layout import RunLayout
-from pinlanding.feeds.api import (SPEC_PATH, create_app, is_loopback, openapi_spec, serve_api, serve_in_thread,
-                                 wait_for_search)
+from pinlanding.collections.net import is_loopback
+from pinlanding.feeds.api import SPEC_PATH, create_app, openapi_spec, serve_api
 from pinlanding.feeds.config import ServeConfig
 
 

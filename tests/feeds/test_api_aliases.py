@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 
 from feedkit import feed, published_run
-from pinlanding.feeds.api import create_app, serve_in_thread
+from serving import serve_in_thread
+
+from pinlanding.feeds.api import create_app
 from pinlanding.feeds.config import ServeConfig
 from pinlanding.vocab.topics import legacy_topic_id, topic_id
 

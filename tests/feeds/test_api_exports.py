@@ -12,7 +12,9 @@ import pytest
 from feedkit import feed, published_run
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.schemas import PRODUCTS
-from pinlanding.feeds.api import create_app, serve_in_thread
+from serving import serve_in_thread
+
+from pinlanding.feeds.api import create_app
 from pinlanding.feeds.config import ServeConfig
 
 IDS = [f"p{i:03d}" for i in range(36)]

@@ -9,7 +9,9 @@ import pytest
 
 from feedkit import feed, published_run
 from pinlanding.feeds import versions
-from pinlanding.feeds.api import create_app, serve_in_thread, wait_for_search
+from serving import serve_in_thread, wait_for_search
+
+from pinlanding.feeds.api import create_app
 from pinlanding.feeds.config import ServeConfig
 
 IDS = [f"p{i:03d}" for i in range(36)]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import standins as synthetic
 
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
-from pinlanding.feeds import synthetic
 from pinlanding.feeds.build import run_feeds
 from pinlanding.feeds.site import run_site
 

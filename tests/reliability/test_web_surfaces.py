@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from testlib import make_image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "feeds"))
-from feedkit import published_run  # noqa: E402
+from feedkit import published_run
 
-from pinlanding.collections.layout import RunLayout  # noqa: E402
-from pinlanding.feeds.api import create_app as feed_api  # noqa: E402
-from pinlanding.feeds.config import ServeConfig  # noqa: E402
-from pinlanding.feeds.site import link_image  # noqa: E402
-from pinlanding.vocab import review  # noqa: E402
+from pinlanding.collections.layout import RunLayout
+from pinlanding.feeds.api import create_app as feed_api
+from pinlanding.feeds.config import ServeConfig
+from pinlanding.feeds.site import link_image
+from pinlanding.vocab import review
 
 
 def test_the_feed_api_answers_with_nosniff(tmp_path: Path) -> None:

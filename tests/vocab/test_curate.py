@@ -2,21 +2,18 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import HOSTILE, context, tiny_attributes, write_queries, write_run  # noqa: E402
+from curate_fixtures import HOSTILE, context, tiny_attributes, write_queries, write_run
 
-from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED  # noqa: E402
-from pinlanding.vocab.clustering import (ValueClusterer, attach, lexically_distinct, normalize_key,  # noqa: E402
+from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED
+from pinlanding.vocab.clustering import (ValueClusterer, attach, lexically_distinct, normalize_key,
                                          normalize_value, sanitize_value)
-from pinlanding.vocab.curate import diff_vocabularies, run_vocab  # noqa: E402
-from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path  # noqa: E402
+from pinlanding.vocab.curate import diff_vocabularies, run_vocab
+from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
 
 
 # --- pure steps -----------------------------------------------------------------------------------
@@ -43,6 +40,7 @@ def test_normalize_groups_spelling_variants_but_not_different_words():
     assert normalize_value("Dress") == normalize_value("Dresses") == "dress"
     assert normalize_value("Watches") == "watch" and normalize_value("Shoes") == "shoe"
     assert normalize_value("Chinos") == "chino" and normalize_value("Bus") == "bus"
+    assert normalize_value("Ladies") == normalize_value("Lady") and normalize_value("Sizes") == "size"  # one plural rule
     assert normalize_value("Shoes", fold_plurals=False) != normalize_value("Shoe", fold_plurals=False)
     assert normalize_key(" Sleeve Length") == "sleeve_length"
 

@@ -2,22 +2,20 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
-from testlib import split_into_parts  # noqa: E402
+from curate_fixtures import context, tiny_attributes, write_queries, write_run
+from testlib import split_into_parts
 
-from pinlanding.collections import parts  # noqa: E402
-from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES  # noqa: E402
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
-from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path  # noqa: E402
-from pinlanding.vocab.topics import run_topics, topic_id  # noqa: E402
+from pinlanding.collections import parts
+from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
+from pinlanding.vocab.topics import run_topics, topic_id
 
 N_PRODUCTS = 70  # p60..p69 carry no attributes: the last part of 10 has none
 RARE = [["category", "Sports Shoes"], ["gender", "Women"]]  # on 11 products (p40..p50), spread over two parts

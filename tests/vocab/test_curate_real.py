@@ -1,20 +1,16 @@
 """Curation and topics on real Myntra titles (first 3,000 products) and the real shopper queries."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from testlib import DATASETS, require_myntra  # noqa: E402
-from curate_fixtures import context, real_run  # noqa: E402
+from testlib import DATASETS, require_myntra
+from curate_fixtures import context, real_run
 
-from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import TOPICS, VOCAB, VOCAB_MERGES  # noqa: E402
-from pinlanding.vocab.clustering import normalize_value  # noqa: E402
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
-from pinlanding.vocab.topics import run_topics  # noqa: E402
+from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.schemas import TOPICS, VOCAB, VOCAB_MERGES
+from pinlanding.vocab.clustering import normalize_value
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.topics import run_topics
 
 pytestmark = pytest.mark.slow
 

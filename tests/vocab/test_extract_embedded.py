@@ -2,24 +2,23 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from extract_fixtures import product_image, products  # noqa: E402
+from extract_fixtures import product_image, products
 
-from pinlanding.collections.schemas import ATTRIBUTES  # noqa: E402
-from pinlanding.vocab.extract import explode  # noqa: E402
-from pinlanding.vocab.extractors import RESULT_SCHEMA  # noqa: E402
-from pinlanding.vocab.extractors.base import refine_table  # noqa: E402
-from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes  # noqa: E402
-from pinlanding.vocab.extractors.pixels import color_shares  # noqa: E402
-from pinlanding.vocab.extractors.prepare import prepare_batch  # noqa: E402
-from pinlanding.vocab.extractors.rules import phrase_key, singular, type_candidates  # noqa: E402
+from pinlanding.collections.schemas import ATTRIBUTES
+from pinlanding.vocab.extract import explode
+from pinlanding.vocab.extractors import RESULT_SCHEMA
+from pinlanding.vocab.extractors.base import refine_table
+from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes
+from pinlanding.vocab.extractors.pixels import color_shares
+from pinlanding.vocab.extractors.prepare import prepare_batch
+from pinlanding.collections.text import singular
+from pinlanding.vocab.extractors.rules import phrase_key, type_candidates
 
 
 def prepared(rows: list[dict]) -> dict:

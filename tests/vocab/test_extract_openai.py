@@ -2,30 +2,28 @@
 
 The server answers by what the product title asks for: good JSON, fenced JSON, broken JSON, the wrong
 JSON type, nothing, a broken envelope, a slow answer (past the client timeout), a 503 then success,
-or a 400. It counts requests and the most requests in flight at once.
+a 429 with Retry-After then success, or a 400. It counts requests, when each arrived, and the most
+requests in flight at once.
 """
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
 import pyarrow.parquet as pq
 import pytest
+from extract_fixtures import product_image, products, write_products
 
-sys.path.insert(0, str(Path(__file__).parent))
-from extract_fixtures import product_image, products, write_products  # noqa: E402
-
-from pinlanding.collections.config import load_config  # noqa: E402
-from pinlanding.collections.pipeline import StageContext  # noqa: E402
-from pinlanding.vocab.extract import run_extract  # noqa: E402
-from pinlanding.vocab.extractors.openai_chat import OpenAIExtractor  # noqa: E402
-from pinlanding.vocab.extractors.prepare import prepare_batch  # noqa: E402
+from pinlanding.collections.config import load_config
+from pinlanding.collections.pipeline import StageContext
+from pinlanding.vocab.extract import run_extract
+from pinlanding.vocab.extractors.model import OpenAIExtractor
+from pinlanding.vocab.extractors.prepare import prepare_batch
 
 GOOD = {"category": "t-shirt", "color": ["Red"], "pattern": "striped"}
 
@@ -37,6 +35,7 @@ class ChatServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.lock = threading.Lock()
         self.requests: Counter[str] = Counter()
+        self.arrivals: defaultdict[str, list[float]] = defaultdict(list)
         self.active = 0
         self.max_active = 0
         self.bodies: list[dict] = []
@@ -56,9 +55,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
 
-    def _send(self, status: int, payload: dict | str) -> None:
+    def _send(self, status: int, payload: dict | str, headers: dict[str, str] | None = None) -> None:
         data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -72,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         with srv.lock:
             srv.requests[case] += 1
+            srv.arrivals[case].append(time.monotonic())
             srv.bodies.append(body)
             srv.active += 1
             srv.max_active = max(srv.max_active, srv.active)
@@ -95,7 +97,9 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"choices": [{"message": {"content": json.dumps(GOOD)}}]})
         elif case == "FLAKY" and nth == 1:
             self._send(503, {"error": "overloaded"})
-        elif case == "FLAKY":
+        elif case == "BUSY" and nth == 1:
+            self._send(429, {"error": "slow down"}, {"Retry-After": "1.2"})
+        elif case in ("FLAKY", "BUSY"):
             self._send(200, {"choices": [{"message": {"content": json.dumps(GOOD)}}]})
         else:
             self._send(400, {"error": f"bad request {case}"})
@@ -112,8 +116,7 @@ def server() -> Iterator[ChatServer]:
 
 
 def extractor(url: str, **kw) -> OpenAIExtractor:
-    opts = {"base_url": url, "model": "test-vlm", "timeout_s": 0.5, "max_retries": 2, "backoff_s": 0.01,
-            "max_concurrency": 4, **kw}
+    opts = {"base_url": url, "model": "test-vlm", "timeout_s": 0.5, "max_retries": 2, "max_concurrency": 4, **kw}
     return OpenAIExtractor(**opts)
 
 
@@ -148,6 +151,20 @@ def test_slow_answers_time_out_after_retries_and_503_is_retried(server: ChatServ
     assert got["SLOW"][0] == "timeout" and server.requests["SLOW"] == 3  # 1 try + 2 retries
     assert got["FLAKY"][0] == "" and server.requests["FLAKY"] == 2
     assert time.perf_counter() - start < 6
+
+
+def test_a_429_waits_as_long_as_retry_after_says(server: ChatServer, tmp_path: Path) -> None:
+    got = run_cases(extractor(server.url), ["BUSY"], tmp_path)
+    first, second = server.arrivals["BUSY"]
+    assert got["BUSY"][0] == "" and second - first >= 1.2  # the SDK's own backoff would be 0.5 s at most
+
+
+def test_the_endpoint_is_required_config(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIExtractor(model="test-vlm")
+    layout = write_products(tmp_path / "run", [{"product_id": "p0", "title": "GOOD product"}])
+    with pytest.raises(ValueError, match="base_url"):
+        run_extract(StageContext(load_config(overrides=["extract.backend=openai", "extract.engine=local"]), layout))
 
 
 def test_concurrency_limit(server: ChatServer, tmp_path: Path) -> None:

@@ -3,25 +3,23 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from testlib import require_myntra, split_into_parts  # noqa: E402
-from extract_fixtures import fashion_rows, write_products  # noqa: E402
+from testlib import require_myntra, split_into_parts
+from extract_fixtures import fashion_rows, write_products
 
-from pinlanding.collections import parts  # noqa: E402
-from pinlanding.collections.artifacts import read_table, write_table  # noqa: E402
-from pinlanding.collections.config import load_config  # noqa: E402
-from pinlanding.collections.layout import RunLayout  # noqa: E402
-from pinlanding.collections.pipeline import Pipeline, StageContext  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS  # noqa: E402
-from pinlanding.vocab.extract import ResultCache, run_extract  # noqa: E402
-from pinlanding.vocab.extractors import create_extractor  # noqa: E402
-from pinlanding.vocab.extractors.embedded import EmbeddedExtractor  # noqa: E402
+from pinlanding.collections import parts
+from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.config import load_config
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import Pipeline, StageContext
+from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
+from pinlanding.vocab.extract import ResultCache, run_extract
+from pinlanding.vocab.extractors import create_extractor
+from pinlanding.vocab.extractors.embedded import EmbeddedExtractor
 
 LOCAL = ["extract.engine=local", "extract.embedded.use_embeddings=false", "extract.batch_size=8"]
 

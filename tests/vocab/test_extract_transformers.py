@@ -6,16 +6,13 @@ raw text, never as a crash.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from extract_fixtures import products
 
-sys.path.insert(0, str(Path(__file__).parent))
-from extract_fixtures import products  # noqa: E402
-
-from pinlanding.vocab.extractors.hf import TransformersExtractor  # noqa: E402
-from pinlanding.vocab.extractors.prepare import prepare_batch  # noqa: E402
+from pinlanding.vocab.extractors.model import TransformersExtractor
+from pinlanding.vocab.extractors.prepare import prepare_batch
 
 WORDS = "{ } [ ] : , \" color red blue shirt title brand json the a of and men women cotton".split()
 

@@ -5,24 +5,21 @@ import json
 import multiprocessing as mp
 import re
 import shutil
-import sys
 import threading
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
+from curate_fixtures import context, tiny_attributes, write_queries, write_run
 
-from pinlanding.collections.artifacts import write_table  # noqa: E402
-from pinlanding.collections.layout import RunLayout  # noqa: E402
-from pinlanding.collections.schemas import VOCAB  # noqa: E402
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
-from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path  # noqa: E402
-from pinlanding.vocab.review import create_app, is_loopback, serve_review  # noqa: E402
-from pinlanding.vocab.topics import run_topics  # noqa: E402
+from pinlanding.collections.artifacts import write_table
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.schemas import VOCAB
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path
+from pinlanding.vocab.review import create_app, is_loopback, serve_review
+from pinlanding.vocab.topics import run_topics
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 

@@ -3,20 +3,18 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
+from curate_fixtures import context, tiny_attributes, write_queries, write_run
 
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
-from pinlanding.vocab.decisions import DecisionStore, decisions_path  # noqa: E402
-from pinlanding.vocab.review import create_app  # noqa: E402
-from pinlanding.vocab.topics import run_topics  # noqa: E402
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.decisions import DecisionStore, decisions_path
+from pinlanding.vocab.review import create_app
+from pinlanding.vocab.topics import run_topics
 
 CHROMIUM = os.environ.get("PINLANDING_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -27,10 +27,7 @@ def test_legacy_id_is_the_spelling_digest():
 
 def test_a_decision_under_the_legacy_id_still_applies(tmp_path):
     import json
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from curate_fixtures import context, tiny_attributes, write_queries, write_run
 
     from pinlanding.collections.artifacts import read_table

@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
+from curate_fixtures import context, tiny_attributes, write_queries, write_run
 
-from pinlanding.collections.artifacts import read_json, read_table  # noqa: E402
-from pinlanding.collections.schemas import TOPICS  # noqa: E402
-from pinlanding.vocab.config import TopicsConfig  # noqa: E402
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
-from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path  # noqa: E402
-from pinlanding.vocab.topics import count_tuples, phrase, run_topics, slugify, title_of, topic_id  # noqa: E402
+from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.schemas import TOPICS
+from pinlanding.vocab.config import TopicsConfig
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
+from pinlanding.vocab.topics import count_tuples, phrase, run_topics, slugify, title_of, topic_id
 
 
 def test_count_tuples_counts_frequent_values_with_distinct_keys():
@@ -40,7 +37,7 @@ def test_topic_id_is_stable_and_order_free():
 def test_phrase_title_and_slug():
     cfg = TopicsConfig()
     attrs = (("category", "Dress"), ("color", "Red"), ("gender", "Women"), ("occasion", "Party"))
-    assert phrase(attrs, cfg) == "party red dress for women"
+    assert phrase(attrs, cfg) == "red party dress for women"  # query_order: colour before occasion, as titles read
     assert title_of("party red dress for women") == "Party Red Dress for Women"
     assert phrase((("category", "Dress"), ("neckline_shape", "V Neck")), cfg) == "v neck dress"  # unknown key: modifier
     assert slugify("Party Red Dress for Women") == "party-red-dress-for-women"
@@ -124,15 +121,15 @@ def test_llm_judge_errors_reject_with_reason(curated_run, monkeypatch):
     layout, queries = curated_run
     import httpx
 
-    from pinlanding.vocab import judge as judge_mod
+    from pinlanding.llm.openai_chat import OpenAIChat
 
-    real = judge_mod.OpenAIJudge.__init__
+    real = OpenAIChat.__init__
 
-    def init(self, context, **kw):
-        real(self, context, base_url="http://judge.local/v1",
+    def init(self, **kw):
+        real(self, base_url="http://judge.local/v1", model="judge", max_retries=0,
              transport=httpx.MockTransport(lambda r: httpx.Response(200, text="garbage")))
 
-    monkeypatch.setattr(judge_mod.OpenAIJudge, "__init__", init)
+    monkeypatch.setattr(OpenAIChat, "__init__", init)
     run_topics(context(layout, queries, **{"vocab.judge.backend": "openai"}))
     topics = read_table(layout.topics, TOPICS).to_pylist()
     judged = [t for t in topics if not t["reason"].startswith("redundant")]

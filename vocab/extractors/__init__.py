@@ -2,7 +2,7 @@
 
 ``create_extractor(cfg)`` builds the configured backend: ``embedded`` (offline default), ``openai``,
 ``transformers`` or ``vllm``. Backend modules are imported on first use (and heavy libraries, such as
-torch models, httpx or vLLM, only inside them), so importing this package, or its general-knowledge
+torch models, the openai SDK or vLLM, only inside them), so importing this package, or its general-knowledge
 ``lexicon``, is cheap and free of import cycles.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["EXTRACTORS", "RESULT_SCHEMA", "Extractor", "Outcome", "create_extractor", "extractor_params",
            "load_backends"]
-_BACKEND_MODULES = ("embedded", "openai_chat", "hf", "vllm_engine")
+_BACKEND_MODULES = ("embedded", "model")
 
 
 def load_backends() -> "Registry[Extractor]":

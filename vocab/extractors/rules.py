@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from pinlanding.collections.text import singular
 from pinlanding.vocab.extractors.lexicon import (COLOR_SYNONYMS, COLORS, DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS,
                                                  PART_NOUNS, PHRASE_TABLES)
 
@@ -134,17 +135,6 @@ def type_candidates(title_tokens: list[str], max_words: int = 3) -> list[str]:
         out.append(f"{tok} {out[-1]}")
         j -= 1
     return out
-
-
-def singular(word: str) -> str:
-    """English plural -> singular for matching forms (``dresses`` -> ``dress``, ``tops`` -> ``top``)."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("sses", "xes", "ches", "shes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
 
 
 def phrase_key(phrase: str) -> str:

@@ -1,4 +1,7 @@
-"""Stand-in inputs for the feeds benchmark and tests: never used by a pipeline run.
+"""Stand-in inputs for benchmarks and tests, never used by a pipeline run (importable as ``standins``:
+benchmarks run beside it, pytest's ``pythonpath`` lists this folder).
+
+- :func:`write_myntra_slice`: a small Myntra folder cut from the real catalogue, merchant fields only.
 
 - :func:`title_assignments` / :func:`title_topics`: a quick, realistic assignments table and topic set
   derived from real product titles ("Women Blue Tops" -> gender, color, category), for experiments
@@ -8,15 +11,23 @@
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import re
 from collections import Counter
 from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from pinlanding.collections.catalog import MYNTRA_IMAGE_DIR
 from pinlanding.collections.schemas import ASSIGNMENTS, TOPICS
+
+# the merchant's fields of a Myntra record: what a slice keeps (the ground-truth labels stay out)
+MYNTRA_INPUT_FIELDS = ("id", "productDisplayName", "brandName", "price", "discountedPrice", "descriptors",
+                       "displayCategories", "landingPageUrl")
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
@@ -120,3 +131,18 @@ def generated_frames(spark: "SparkSession", n_products: int, n_topics: int, attr
     for df in topic_rows[1:]:
         topics = topics.unionByName(df)
     return assignments, topics
+
+
+def write_myntra_slice(source: Path, out: Path, n: int) -> Path:
+    """A Myntra folder at ``out`` with ``n`` records spread evenly over ``source`` (merchant input fields
+    only, no ground-truth labels) and an ``images`` link to the real photos (tests, benchmarks)."""
+    with gzip.open(source / "styles.jsonl.gz", "rt", encoding="utf-8") as f:
+        lines = f.readlines()
+    step = max(1, len(lines) // n)
+    rows = [json.loads(line) for line in lines[::step][:n]]
+    out.mkdir(parents=True, exist_ok=True)
+    with gzip.open(out / "styles.jsonl.gz", "wt", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({k: row.get(k) for k in MYNTRA_INPUT_FIELDS}, ensure_ascii=False) + "\n")
+    (out / MYNTRA_IMAGE_DIR).symlink_to((source / MYNTRA_IMAGE_DIR).resolve(), target_is_directory=True)
+    return out
