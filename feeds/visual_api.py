@@ -135,7 +135,7 @@ class VisualSearch:
                 votes[i] += max(score, 0.0)
         total = sum(max(s, 0.0) for _, s in hits) or 1.0
         return [{"slug": self.feeds[i]["slug"], "title": self.feeds[i]["title"], "score": round(v / total, 4)}
-                for i, v in votes.most_common(n)]
+                for i, v in votes.most_common(n) if v > 0]
 
     def embed(self, data: bytes) -> np.ndarray:
         """A photo's embedding (PhotoError for a refused one). One photo at a time: the model's forward pass
@@ -148,8 +148,12 @@ class VisualSearch:
             pixels = decode_upload(data, self._size, self.cfg.max_upload_pixels)
             return self._encoder(pixels[None])[0]
 
-    def search_photo(self, data: bytes, k: int) -> list[tuple[str, float]]:
-        return self.index.search(self.embed(data)[None], k)[0]
+    def search_photo(self, data: bytes, k: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """A photo's ``k`` similar products (one per variant group) and its ``COLLECTION_VOTES`` nearest products
+        (variants included: each is shown in collections of its own)."""
+        vector = self.embed(data)[None]
+        ids, scores = self.index.index_.search(vector, COLLECTION_VOTES)
+        return self.index.search(vector, k)[0], list(zip(ids[0].tolist(), scores[0].tolist()))
 
 
 class VisualLoader:
@@ -263,10 +267,10 @@ def add_visual_routes(app: FastAPI, visual: Callable[[], VisualSearch], run_id: 
         vs = visual().check()
         data = await read_limited(request, cfg.max_upload_bytes)
         try:
-            hits = await run_in_threadpool(vs.search_photo, data, max(k, COLLECTION_VOTES))
+            hits, near = await run_in_threadpool(vs.search_photo, data, k)
         except PhotoError as exc:
             raise HTTPException(exc.status, {"error": "bad_image" if exc.status == 422 else "too_large",
                                              "detail": str(exc)}) from exc
         return JSONResponse({"run_id": run_id(), "k": k,
-                             "items": [vs.item(r, pid, s) for r, (pid, s) in enumerate(hits[:k], start=1)],
-                             "collections": vs.best_collections(hits, collections)}, headers={"Cache-Control": "no-store"})
+                             "items": [vs.item(r, pid, s) for r, (pid, s) in enumerate(hits, start=1)],
+                             "collections": vs.best_collections(near, collections)}, headers={"Cache-Control": "no-store"})
