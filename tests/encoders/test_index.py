@@ -77,3 +77,15 @@ def test_embedding_matrix_reads_the_list_column_as_a_writable_matrix():
     assert embedding_matrix(table.slice(0, 0)).shape == (0, 0)
     with pytest.raises(ValueError, match="differ in length"):
         embedding_matrix(pa.table({"embedding": [[1.0], [1.0, 2.0]]}))
+
+
+def test_faiss_backend_finds_what_numpy_finds(clustered):
+    from pinlanding.encoders.index import INDEXES
+
+    ids, x = clustered
+    for rerank in (0, 4):
+        found = [INDEXES.create(name, method="hamming", rerank=rerank).fit(ids, x).search(x[:50], k=10)
+                 for name in ("numpy", "faiss")]
+        # the same scores in the same order; ids may differ where Hamming distances tie
+        assert np.allclose(found[0][1], found[1][1], atol=1e-5)
+        assert list(found[1][0][:, 0]) == ids[:50]
