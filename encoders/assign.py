@@ -346,7 +346,7 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
         collect_parts(embed_stream(blocks, encoder_dir, bundle, cfg, ray_cfg, timing), expected, writer)
     commit_parts(embeddings_path, writer.written["embeddings"], EMBEDDINGS)
     commit_parts(assignments_path, writer.written["assignments"], ASSIGNMENTS)
-    visual = build_visual_index(embeddings_path, products, out_dir / INDEX_NAME)
+    visual = build_visual_index(embeddings_path, products, out_dir / INDEX_NAME, assignments_path)
     failures = pd.concat(writer.failures) if writer.failures else pd.DataFrame(columns=EXTRACTION_FAILURES.names)
     write_table(pa.Table.from_pandas(failures, preserve_index=False), out_dir / FAILURES_FILE, EXTRACTION_FAILURES)
     for stale in [out_dir / f for f in STALE_FILES] + [embeddings_path.parent / PREVIOUS_EMBEDDINGS]:

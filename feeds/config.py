@@ -104,6 +104,8 @@ class ServeConfig(BaseModel):
     visual_backend: str = "faiss"  # a registered pinlanding.encoders.index retrieval index (faiss, numpy)
     visual_method: Literal["hamming", "exact"] = "hamming"
     visual_rerank: int = Field(10, ge=0, le=100)
+    # ranking bonus per attribute a similar product shares with the query (None: encoders.visual.FACET_WEIGHTS)
+    visual_facet_weights: dict[str, float] | None = None
     item_collections: int = Field(5, ge=0, le=100)  # collections listed per similar product
     max_upload_bytes: int = Field(8_000_000, ge=1)  # POST /search/image body
     max_upload_pixels: int = Field(40_000_000, ge=1)  # larger photos (and decompression bombs) are refused

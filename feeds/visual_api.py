@@ -44,7 +44,8 @@ class CollectionRef(BaseModel):
 class SimilarItem(BaseModel):
     rank: int
     product_id: str
-    score: float = Field(description="cosine similarity of the product embeddings")
+    score: float = Field(description="cosine similarity of the embeddings plus serve.visual_facet_weights of each "
+                                     "attribute (category, colour, gender) shared with the query")
     title: str | None
     brand: str | None
     price: float | None
@@ -97,7 +98,7 @@ class VisualSearch:
             self.error = f"this run has no visual index ({folder}); run the assign stage"
             return
         self.index = VisualIndex.load(folder, backend=cfg.visual_backend, method=cfg.visual_method,
-                                      rerank=cfg.visual_rerank)
+                                      rerank=cfg.visual_rerank, facet_weights=cfg.visual_facet_weights)
         self.info = _catalogue_rows(layout, self.index.ids_)
         self.collections: dict[str, list[int]] = {}
         for i, f in enumerate(feeds):
@@ -256,6 +257,9 @@ def add_visual_routes(app: FastAPI, visual: Callable[[], VisualSearch], run_id: 
 
     @app.post("/search/image", response_model=PhotoResult,
               responses=errors | {413: errors[404], 503: errors[404]},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  f"image/{kind}": {"schema": {"type": "string", "format": "binary"}}
+                  for kind in ("jpeg", "png", "webp", "gif")}}},
               description="A photo as the query (the request body: JPEG, PNG, WebP or GIF, at most "
                           f"{cfg.max_upload_bytes:,} bytes and {cfg.max_upload_pixels:,} pixels): similar products "
                           "and the collections they point to.")

@@ -66,6 +66,28 @@ def test_similar_leaves_out_the_products_own_variants_and_repeats(tmp_path):
         index.similar("nope")
 
 
+def test_products_sharing_the_querys_assigned_category_and_colour_rank_first(tmp_path):
+    from pinlanding.collections.schemas import ASSIGNMENTS
+
+    products = catalogue(tmp_path, {"q": ("Red Dress", (200, 0, 0)), "near": ("Red Shirt", (190, 0, 0)),
+                                    "dress": ("Maroon Dress", (120, 0, 0)), "red-dress": ("Scarlet Dress", (100, 0, 0))})
+    vec = {"q": [1, 0, 0], "near": [0.95, 0.05, 0], "dress": [0.9, 0.2, 0], "red-dress": [0.85, 0.3, 0]}
+    graph = [("q", "category", "dress"), ("q", "color", "red"), ("near", "category", "shirt"), ("near", "color", "red"),
+             ("dress", "category", "dress"), ("dress", "color", "maroon"), ("red-dress", "category", "dress"),
+             ("red-dress", "color", "red"), ("red-dress", "color", "pink")]  # its less confident colour: pink
+    rows = [{"product_id": p, "key": k, "value": v, "confidence": 0.4 if v == "pink" else 0.9, "source": "encoder"}
+            for p, k, v in graph]
+    prods, emb = write_run(tmp_path, products, vec, parts=1)
+    write_parts(tmp_path / "assignments.parquet", {"part-00000": pa.Table.from_pylist(rows, schema=ASSIGNMENTS)},
+                ASSIGNMENTS)
+    build_visual_index(emb, prods, tmp_path / "index.parquet", tmp_path / "assignments.parquet")
+    ranked = VisualIndex.load(tmp_path / "index.parquet", backend="numpy").similar("q", 3)
+    assert [p for p, _ in ranked] == ["red-dress", "dress", "near"]  # category and colour, category, neither
+    assert ranked[0][1] > 1.5
+    plain = VisualIndex.load(tmp_path / "index.parquet", backend="numpy", facet_weights={}).similar("q", 3)
+    assert [p for p, _ in plain] == ["near", "dress", "red-dress"]  # by cosine alone
+
+
 def test_rebuilt_index_after_a_change_equals_a_fresh_build_and_reads_only_changed_photos(tmp_path, monkeypatch):
     rng = np.random.default_rng(1)
     titles = {f"p{i}": (f"Item {i}", (i * 20 % 255, 50, 90)) for i in range(12)}
@@ -137,6 +159,7 @@ def test_photo_query_embeds_with_the_product_tower(trained_run):
     vectors = bundle.encode_products(pixels, has_image, tokens)
     table = pa.table({"product_id": [p["product_id"] for p in products], "content_hash": [p["content_hash"] for p in products],
                       "variant_key": [p["product_id"] for p in products], "image_digest": [None] * len(products),
+                      "facets": pa.array([[]] * len(products), pa.list_(pa.string())),
                       "embedding": pa.array(vectors.tolist(), pa.list_(pa.float32())),
                       "code": [c.tobytes() for c in visual.binarize(vectors)]})
     index = VisualIndex(backend="numpy", method="exact").fit(table)
