@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from pinlanding.collections.artifacts import as_path
+from pinlanding.collections.http import read_body
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import is_parted, iter_parts
 from pinlanding.collections.schemas import PRODUCTS
@@ -220,21 +221,6 @@ def _bundle_encoder(layout: RunLayout) -> tuple[PhotoEncoder, tuple[int, int]]:
     return (lambda pixels: embed_photo(bundle, pixels)), photo_size(bundle)
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (never read whole first)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"upload of {int(declared):,} bytes; at most {limit:,} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"upload larger than {limit:,} bytes")
-    if not body:
-        raise HTTPException(422, "the request body must be the photo's bytes (e.g. curl --data-binary @photo.jpg)")
-    return bytes(body)
-
-
 def add_visual_routes(app: FastAPI, visual: Callable[[], VisualSearch], run_id: Callable[[], str],
                       cfg: ServeConfig, errors: dict[int, Any]) -> None:
     """Register the visual search routes on ``app``; ``visual`` returns the loaded :class:`VisualSearch`."""
@@ -269,7 +255,9 @@ def add_visual_routes(app: FastAPI, visual: Callable[[], VisualSearch], run_id: 
         from pinlanding.encoders.visual import PhotoError
 
         vs = visual().check()
-        data = await read_limited(request, cfg.max_upload_bytes)
+        data = await read_body(request, cfg.max_upload_bytes, "upload")
+        if not data:
+            raise HTTPException(422, "the request body must be the photo's bytes (e.g. curl --data-binary @photo.jpg)")
         try:
             hits, near = await run_in_threadpool(vs.search_photo, data, k)
         except PhotoError as exc:
