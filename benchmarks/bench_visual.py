@@ -44,7 +44,7 @@ from pinlanding.collections.layout import RunLayout  # noqa: E402
 from pinlanding.collections.parts import write_parts  # noqa: E402
 from pinlanding.collections.schemas import EMBEDDINGS, PRODUCTS  # noqa: E402
 from pinlanding.encoders.data import heldout_mask  # noqa: E402
-from pinlanding.encoders.visual import INDEX_NAME, VisualIndex, build_visual_index, decode_upload, embed_photo  # noqa: E402
+from pinlanding.encoders.visual import VisualIndex, build_visual_index, decode_upload, embed_photo  # noqa: E402
 from pinlanding.evaluation.labels import read_fields  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def overlap(a: list[list[tuple[str, float]]], b: list[list[tuple[str, float]]]) 
 
 
 def quality(layout: RunLayout, labels: dict[str, dict[str, str]], n: int, photos: int) -> dict:
-    folder = layout.dir("assignments") / INDEX_NAME
+    folder = layout.visual_index
     exact = VisualIndex.load(folder, method="exact", backend="numpy")
     queries = [q for q in heldout_queries(layout, [str(i) for i in exact.ids_], n * 2) if q in labels][:n]
     vectors = np.stack([exact.vector(q) for q in queries])
@@ -252,7 +252,7 @@ def main() -> None:
     args = ap.parse_args()
     layout = RunLayout(args.run)
     out: dict = {"run": str(args.run)}
-    index = VisualIndex.load(layout.dir("assignments") / INDEX_NAME, backend="numpy")
+    index = VisualIndex.load(layout.visual_index, backend="numpy")
     if "quality" not in args.skip:
         labels = read_fields(args.labels, ("articleType", "baseColour"))
         out["quality"] = quality(layout, labels, args.queries, args.photos)

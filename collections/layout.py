@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pinlanding.collections.artifacts import AnyPath, as_path, is_remote, make_dirs
 
+VISUAL_INDEX_FILE = "visual_index.parquet"  # under assignments/ (pinlanding.encoders.visual)
 STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assignments", "feeds", "site", "report")
 
 
@@ -72,6 +73,11 @@ class RunLayout:
     @property
     def embeddings(self) -> AnyPath:
         return self.dir("assignments") / "embeddings.parquet"
+
+    @property
+    def visual_index(self) -> AnyPath:
+        """The visual search index (pinlanding.encoders.visual), written by the assign stage."""
+        return self.dir("assignments") / VISUAL_INDEX_FILE
 
     @property
     def feeds(self) -> AnyPath:

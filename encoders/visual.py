@@ -25,12 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pinlanding.collections.artifacts import AnyPath, as_path, file_digest
+from pinlanding.collections.layout import VISUAL_INDEX_FILE
 from pinlanding.collections.parts import commit_parts, is_parted, iter_parts, list_parts, read_part, write_part
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, PRODUCTS, VISUAL_INDEX
 from pinlanding.encoders.index import INDEXES, binarize, embedding_matrix
 from pinlanding.vocab.topics import variant_key
 
-INDEX_NAME = "visual_index.parquet"
+INDEX_NAME = VISUAL_INDEX_FILE
 PRODUCT_COLUMNS = ["product_id", "brand", "title", "image_path"]
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # what a shopper's phone or browser sends
 

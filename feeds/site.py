@@ -956,9 +956,9 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
 def similar_products(layout: Any, shown: set[str], k: int) -> dict[str, list[tuple[str, float]]]:
     """Product id -> its ``k`` most similar products among ``shown`` (the products the site publishes), from the
     run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage)."""
-    from pinlanding.encoders.visual import INDEX_NAME, VisualIndex
+    from pinlanding.encoders.visual import VisualIndex
 
-    folder = layout.root / "assignments" / INDEX_NAME
+    folder = layout.visual_index
     if k <= 0 or not shown or not is_parted(folder):
         return {}
     index = VisualIndex.load(folder, keep=shown)

@@ -89,12 +89,12 @@ class VisualSearch:
 
     def __init__(self, layout: RunLayout, feeds: list[dict[str, Any]], cfg: ServeConfig,
                  photo_encoder: PhotoEncoder | None = None, photo_size: tuple[int, int] | None = None) -> None:
-        from pinlanding.encoders.visual import INDEX_NAME, VisualIndex
+        from pinlanding.encoders.visual import VisualIndex
 
         self.layout, self.cfg = layout, cfg
         self.error: str | None = None
         self.index: VisualIndex | None = None
-        folder = layout.root / "assignments" / INDEX_NAME
+        folder = layout.visual_index
         if not is_parted(folder):
             self.error = f"this run has no visual index ({folder}); run the assign stage"
             return
@@ -191,9 +191,7 @@ def visual_index_digest(layout: RunLayout) -> str:
     """A digest of the visual index's listing (its parts are content-addressed), for the API's ETags."""
     from pinlanding.collections.artifacts import file_digest
     from pinlanding.collections.parts import PARTS_FILE
-    from pinlanding.encoders.visual import INDEX_NAME
-
-    listing = layout.root / "assignments" / INDEX_NAME / PARTS_FILE
+    listing = layout.visual_index / PARTS_FILE
     return file_digest(listing) if listing.exists() else "none"
 
 

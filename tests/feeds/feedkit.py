@@ -121,7 +121,7 @@ def with_visual_index(layout: RunLayout) -> RunLayout:
     """Give a run embeddings (:func:`mean_colour` of each product's photo) and the visual index built from them."""
     from pinlanding.collections.artifacts import read_table
     from pinlanding.collections.schemas import EMBEDDINGS
-    from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
+    from pinlanding.encoders.visual import build_visual_index
 
     products = read_table(layout.products, PRODUCTS)
     pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in products["image_path"].to_pylist()])
@@ -129,5 +129,5 @@ def with_visual_index(layout: RunLayout) -> RunLayout:
                     "model_version": ["v"] * products.num_rows,
                     "embedding": pa.array(mean_colour(pixels).tolist(), pa.list_(pa.float32()))})
     write_table(emb, layout.embeddings, EMBEDDINGS)
-    build_visual_index(layout.embeddings, layout.products, layout.dir("assignments") / INDEX_NAME)
+    build_visual_index(layout.embeddings, layout.products, layout.visual_index)
     return layout
