@@ -9,10 +9,11 @@
    ``articleType`` and ``baseColour`` (target >= 0.7), for exact search and for Hamming + re-rank on the
    ``numpy`` and ``faiss`` backends (difference to exact: target <= 0.02), and their top-10 overlap with exact.
    The same for ``--photos`` held-out products queried by their photo alone (the product tower, no text), as
-   ``POST /search/image`` embeds an upload. Labels are read here only (``evaluation.labels.read_fields``).
+   ``POST /search/image`` embeds an upload (where the run has its trained encoder). Labels are read here only (``evaluation.labels.read_fields``).
 2. **Latency**: ``pinlanding serve`` on the run (its own process), held-out products' photos posted to
    ``/search/image``: one at a time (``--requests`` / 3 requests), then ``--requests`` with ``--concurrency``
-   in flight. p50/p95/p99 and throughput.
+   in flight. p50/p95/p99 and throughput. A run without its trained encoder is served with a stand-in of the
+   same architecture (:func:`stand_in_run`): the figures are then latency only.
 3. **Scale**: ``--generated`` products with generated embeddings (clustered, the run's dimension) written as
    catalogue and embedding parts of 100k, then the index built (time, peak memory above the start), loaded
    (memory held, bytes on disk) and searched (100 queries, one query), all per million products.
@@ -126,7 +127,7 @@ def quality(layout: RunLayout, labels: dict[str, dict[str, str]], n: int, photos
         row["difference_to_exact_colour"] = round(abs(row["same_category_colour"]
                                                       - out["exact"]["same_category_colour"]), 4)
         out[f"hamming_rerank10_{backend}"] = row
-    if photos:
+    if photos and (layout.root / "encoder" / "model.safetensors").exists():
         from pinlanding.encoders.bundle import load_bundle
         from pinlanding.encoders.visual import photo_size
 
@@ -168,18 +169,43 @@ def summary(times: list[float], wall: float, errors: int) -> dict:
             "p99_ms": pick(0.99), "max_ms": round(ms[-1], 1), "per_second": round(len(ms) / wall, 1)}
 
 
+def stand_in_run(layout: RunLayout, folder: Path) -> Path:
+    """A run in ``folder`` whose artifacts are ``layout``'s (linked) and whose encoder is the default
+    architecture with untrained heads (ImageNet tower): a forward pass costs what the trained one's does, so
+    latency can be measured on a run whose trained encoder is not there (only latency: its answers mean nothing)."""
+    from pinlanding.encoders.bundle import MODEL_FILE, save_bundle
+    from pinlanding.encoders.calibrate import Calibration
+    from pinlanding.encoders.clip import build_encoder
+    from pinlanding.encoders.config import EncoderConfig
+    from pinlanding.encoders.train import model_spec
+
+    folder.mkdir(parents=True)
+    for name in ("catalog", "vocabulary", "assignments", "feeds"):
+        (folder / name).symlink_to(layout.root / name)
+    (folder / "encoder").mkdir()
+    paths = [str(p) for p in sorted((LABELS / "images").glob("*.jpg"))[:256]]
+    model = build_encoder(model_spec(EncoderConfig(), paths))
+    zeros = np.zeros(1, np.float32)
+    save_bundle(folder / "encoder" / MODEL_FILE, model, [("category", "stand-in")],
+                Calibration(zeros, zeros, zeros, zeros, np.zeros((2, 1), np.float32)), [])
+    return folder
+
+
 def latency(layout: RunLayout, queries: list[str], requests: int, concurrency: int) -> dict:
     photos = [image_of(q).read_bytes() for q in queries if image_of(q).exists()]
     photos = (photos * (requests // max(len(photos), 1) + 1))[:requests]
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, ready = start_server(layout.root, port, Path(tmp), Path(tmp) / "serve.log")
+        trained = (layout.root / "encoder" / "model.safetensors").exists()
+        run = layout.root if trained else stand_in_run(layout, Path(tmp) / "run")
+        proc, ready = start_server(run, port, Path(tmp), Path(tmp) / "serve.log")
         try:
             base = f"http://127.0.0.1:{port}"
             t0 = time.perf_counter()
             first = httpx.post(f"{base}/search/image", content=photos[0], timeout=600)  # loads the product tower
             first.raise_for_status()
-            out = {"server_ready_seconds": round(ready, 2), "first_photo_seconds": round(time.perf_counter() - t0, 2)}
+            out = {"encoder": "the run's" if trained else "stand-in: default architecture, untrained heads",
+                   "server_ready_seconds": round(ready, 2), "first_photo_seconds": round(time.perf_counter() - t0, 2)}
             out["one_at_a_time"] = summary(*asyncio.run(post_photos(base, photos[:max(1, requests // 3)], 1)))
             out[f"concurrent_{concurrency}"] = summary(*asyncio.run(post_photos(base, photos, concurrency)))
         finally:

@@ -108,6 +108,7 @@ class VisualSearch:
                     self.collections.setdefault(pid, []).append(i)
         self.feeds = feeds
         self._encoder, self._size = photo_encoder, photo_size
+        self._batcher: PhotoBatcher | None = None
         self._lock = threading.Lock()
 
     def check(self) -> "VisualSearch":
@@ -140,15 +141,16 @@ class VisualSearch:
                 for i, v in votes.most_common(n) if v > 0]
 
     def embed(self, data: bytes) -> np.ndarray:
-        """A photo's embedding (PhotoError for a refused one). One photo at a time: the model's forward pass
-        uses every core already, and parallel passes would only contend for them."""
+        """A photo's embedding (PhotoError for a refused one): decoded on the request's thread, embedded
+        together with the other requests' photos waiting at that moment (:class:`PhotoBatcher`)."""
         from pinlanding.encoders.visual import decode_upload
 
         with self._lock:
             if self._encoder is None:
                 self._encoder, self._size = _bundle_encoder(self.layout)
-            pixels = decode_upload(data, self._size, self.cfg.max_upload_pixels)
-            return self._encoder(pixels[None])[0]
+            if self._batcher is None:
+                self._batcher = PhotoBatcher(self._encoder)
+        return self._batcher.embed(decode_upload(data, self._size, self.cfg.max_upload_pixels))
 
     def search_photo(self, data: bytes, k: int) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """A photo's ``k`` similar products (one per variant group) and its ``COLLECTION_VOTES`` nearest products
@@ -156,6 +158,51 @@ class VisualSearch:
         vector = self.embed(data)[None]
         ids, scores = self.index.index_.search(vector, COLLECTION_VOTES)
         return self.index.search(vector, k)[0], list(zip(ids[0].tolist(), scores[0].tolist()))
+
+
+class PhotoBatcher:
+    """Embeds the photos of concurrent requests together: one thread takes every photo waiting (up to
+    ``max_batch``) and runs one forward pass for them. A pass over 16 photos costs a few times one photo's
+    on CPU (the weights are read once), and the model's pass uses every core already, so parallel passes
+    would only contend for them. (feeds.embedding.Coalescer does this for query words, through a cache.)"""
+
+    def __init__(self, encode: PhotoEncoder, max_batch: int = 32) -> None:
+        self.encode = encode
+        self.max_batch = max_batch
+        self._waiting: list[list[Any]] = []  # [pixels, done event, embedding, error]
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.passes = 0  # forward passes made (for tests and benchmarks)
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """The embedding of one photo ``[H, W, 3]`` (blocks until its batch is done)."""
+        item = [pixels, threading.Event(), None, None]
+        with self._cond:
+            self._waiting.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="photo-batcher", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        item[1].wait()
+        if item[3] is not None:
+            raise item[3]
+        return item[2]
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting:
+                    self._cond.wait()
+                batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]
+            try:
+                self.passes += 1
+                for item, vector in zip(batch, self.encode(np.stack([b[0] for b in batch]))):
+                    item[2] = vector
+            except Exception as exc:  # noqa: BLE001  (handed to every waiting request)
+                for item in batch:
+                    item[3] = exc
+            for item in batch:
+                item[1].set()
 
 
 class VisualLoader:

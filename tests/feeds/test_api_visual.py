@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -84,3 +85,41 @@ def test_a_run_without_an_index_answers_503(tmp_path):
         assert res.status_code == 503 and "assign stage" in res.json()["detail"]
         assert httpx.post(f"{base}/search/image", content=photo((0, 0, 0))).status_code == 503
         assert httpx.get(f"{base}/topics").status_code == 200
+
+
+def test_concurrent_photos_share_forward_passes():
+    import threading
+    import time
+
+    from pinlanding.feeds.visual_api import PhotoBatcher
+
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(pixels):
+        entered.set()
+        release.wait(5)  # holds the first pass while the other requests arrive
+        return mean_colour(pixels)
+
+    batcher = PhotoBatcher(slow, max_batch=8)
+    photos = [np.full((8, 6, 3), 40 * i, np.uint8) for i in range(6)]
+    out: list = [None] * 6
+
+    def ask(i: int) -> None:
+        out[i] = batcher.embed(photos[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(6)]
+    threads[0].start()
+    assert entered.wait(5)
+    for t in threads[1:]:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(batcher._waiting) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads:
+        t.join(5)
+    assert batcher.passes == 2  # the first photo alone, then the five that waited, together
+    assert all(np.allclose(o, mean_colour(p[None])[0]) for o, p in zip(out, photos))
+    broken = PhotoBatcher(lambda pixels: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        broken.embed(photos[0])
