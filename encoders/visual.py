@@ -64,6 +64,8 @@ def index_part(embeddings: pa.Table, products: pa.Table, previous: pa.Table | No
     """The index rows of one part: ``embeddings`` (EMBEDDINGS rows) joined to their products (brand, title,
     photo) and their assigned attributes. Photo digests of ``previous`` rows with the same product id and
     content hash are reused."""
+    if not embeddings.num_rows:  # an empty part (every part of the catalogue has one in each artifact)
+        return VISUAL_INDEX.empty_table()
     pids = embeddings["product_id"].combine_chunks()
     at = pc.fill_null(pc.index_in(pids, value_set=products["product_id"].combine_chunks()), -1).to_numpy()
     cols = {c: products[c].to_pylist() for c in ("brand", "title", "image_path")}
@@ -78,8 +80,7 @@ def index_part(embeddings: pa.Table, products: pa.Table, previous: pa.Table | No
         if (pid, chash) not in known:
             known[(pid, chash)] = image_digest(cols["image_path"][row]) if row >= 0 else None
         digests.append(known[(pid, chash)])
-    dim = len(embeddings["embedding"][0]) if embeddings.num_rows else 0
-    vectors = embedding_matrix(embeddings).reshape(-1, dim)
+    vectors = embedding_matrix(embeddings)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     codes = binarize(vectors)
     facets = facets_of(assignments) if assignments is not None else {}
@@ -87,7 +88,7 @@ def index_part(embeddings: pa.Table, products: pa.Table, previous: pa.Table | No
     return pa.table({"product_id": pids, "content_hash": embeddings["content_hash"].combine_chunks(),
                      "variant_key": pa.array(keys, pa.string()), "image_digest": pa.array(digests, pa.string()),
                      "facets": pa.array([facets.get(pid, []) for pid in pids.to_pylist()], pa.list_(pa.string())),
-                     "embedding": pa.FixedSizeListArray.from_arrays(flat, dim).cast(pa.list_(pa.float32())),
+                     "embedding": pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1]).cast(pa.list_(pa.float32())),
                      "code": pa.array([c.tobytes() for c in codes], pa.binary())})
 
 

@@ -111,6 +111,7 @@ def test_rebuilt_index_after_a_change_equals_a_fresh_build_and_reads_only_change
     # photo digests reused from v1 are of v1's files, whose bytes are the same as v2's for unchanged products
     assert incremental.equals(fresh)
     assert sorted(incremental["product_id"].to_pylist()) == sorted(titles)
+    assert visual.index_part(EMBEDDINGS.empty_table(), changed).num_rows == 0  # an empty part stays empty
     a = VisualIndex.load(tmp_path / "index.parquet", backend="numpy").similar("p0", 5)
     b = VisualIndex.load(tmp_path / "fresh.parquet", backend="numpy").similar("p0", 5)
     assert a == b
