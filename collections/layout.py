@@ -21,6 +21,7 @@ def resolve_data_path(path: str | Path) -> Path:
     return REPO_ROOT / p if (REPO_ROOT / p).exists() else p
 
 
+VISUAL_INDEX_FILE = "visual_index.parquet"  # under assignments/ (pinlanding.encoders.visual)
 STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assignments", "feeds", "site", "report")
 
 
@@ -85,6 +86,11 @@ class RunLayout:
     @property
     def embeddings(self) -> AnyPath:
         return self.dir("assignments") / "embeddings.parquet"
+
+    @property
+    def visual_index(self) -> AnyPath:
+        """The visual search index (pinlanding.encoders.visual), written by the assign stage."""
+        return self.dir("assignments") / VISUAL_INDEX_FILE
 
     @property
     def feeds(self) -> AnyPath:

@@ -133,6 +133,22 @@ EMBEDDINGS = pa.schema(
     ]
 )
 
+# assignments/visual_index.parquet: the run's visual search index (pinlanding.encoders.visual), partitioned like
+# the catalogue: one row per embedded product, its L2-normalized embedding (exact search and re-ranking), its
+# sign bits packed into bytes (Hamming search), the keys that tell its near-identical variants apart, and its
+# most confident assigned attributes (similar products that share the category and colour rank first).
+VISUAL_INDEX = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string()),
+        pa.field("variant_key", pa.string()),  # brand and normalized title (pinlanding.vocab.topics.variant_key)
+        pa.field("image_digest", pa.string()),  # SHA-256 of the photo's bytes; null without a readable photo
+        pa.field("facets", pa.list_(pa.string())),  # "key=value": its most confident value of each assigned key
+        pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("code", pa.binary()),
+    ]
+)
+
 # variants: ids of near-identical products (same brand and normalized title, or the same photo) shown as this card
 FEED_PRODUCT = pa.struct([("product_id", pa.string()), ("score", pa.float64()), ("variants", pa.list_(pa.string()))])
 

@@ -23,9 +23,9 @@ image never stops the job: the product is embedded from its text alone and recor
 predictions per (product, key, value) (``merge_graph``): agreement raises a confidence, a contradiction on
 a single-valued key lowers it, and the encoder adds values wherever its held-out precision allows.
 
-No retrieval index over all embeddings is written (the former ``index_hamming.npz``): nothing in the
-pipeline read it (feeds' ANN matching searches the embeddings part by part), and building it needs every
-embedding in one process. ``RetrievalIndex`` (encoders/index.py) still builds one from any embeddings.
+The stage also writes the run's visual search index, ``assignments/visual_index.parquet`` (exact vectors,
+binarized codes and variant keys, part by part: :mod:`pinlanding.encoders.visual`), reusing the previous
+index's photo digests for unchanged products.
 """
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ from pinlanding.encoders.config import AssignConfig
 from pinlanding.encoders.data import decode_image, product_text
 from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
+from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
 
 FAILURES_FILE = "failures.parquet"
 STALE_FILES = ("index_hamming.npz",)  # written by older versions of this stage; removed so nothing reads them
@@ -358,6 +359,7 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
         collect_parts(embed_stream(blocks, encoder_dir, bundle, cfg, ray_cfg, timing), expected, writer)
     commit_parts(embeddings_path, writer.written["embeddings"], EMBEDDINGS)
     commit_parts(assignments_path, writer.written["assignments"], ASSIGNMENTS)
+    visual = build_visual_index(embeddings_path, products, out_dir / INDEX_NAME, assignments_path)
     failures = pd.concat(writer.failures) if writer.failures else pd.DataFrame(columns=EXTRACTION_FAILURES.names)
     write_table(pa.Table.from_pandas(failures, preserve_index=False), out_dir / FAILURES_FILE, EXTRACTION_FAILURES)
     for stale in [out_dir / f for f in STALE_FILES] + [embeddings_path.parent / PREVIOUS_EMBEDDINGS]:
@@ -371,7 +373,7 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
             "confirmed_rows": writer.by_source["extraction+encoder"],  # extraction rows the encoder agreed with
             "attributes_per_product": round(rows / n, 3),
             "extraction_per_product": round(extraction / n, 3),
-            "embed_seconds": round(time.perf_counter() - t0, 3), "model_version": bundle.version,
+            "embed_seconds": round(time.perf_counter() - t0, 3), "model_version": bundle.version, **visual,
             **{k: round(v, 3) for k, v in timing.items()}}
 
 

@@ -9,8 +9,8 @@
   ``1 - 2 * hamming / bits`` (an estimate of the cosine). ``rerank=R`` re-scores the ``R * k`` nearest
   codes exactly (keeps the float vectors too).
 
-Numpy only: at catalogue sizes of 10^4-10^6 a brute-force scan is milliseconds per query batch, and
-the API stays the same if a FAISS index is registered later.
+Backends (``INDEXES``): ``numpy`` (brute force: at 10^4-10^6 products a scan is milliseconds per query
+batch) and ``faiss`` (the same, with FAISS scanning the Hamming codes; see :class:`FaissIndex`).
 """
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ class RetrievalIndex:
         self.rerank = rerank
         self.chunk = chunk
 
-    def fit(self, ids: list[str] | np.ndarray, embeddings: np.ndarray) -> "RetrievalIndex":
+    def fit(self, ids: list[str] | np.ndarray, embeddings: np.ndarray,
+            codes: np.ndarray | None = None) -> "RetrievalIndex":
+        """Index ``embeddings`` (one row per id); ``codes``: their stored :func:`binarize` output, if at hand."""
         if self.method not in METHODS:
             raise ValueError(f"unknown method '{self.method}'; known: {list(METHODS)}")
         emb = _normalize(embeddings)
@@ -66,7 +68,9 @@ class RetrievalIndex:
         self.ids_ = ids
         self.dim_ = emb.shape[1]
         self.vectors_ = emb if self.method == "exact" or self.rerank else None
-        self.codes_ = binarize(emb) if self.method == "hamming" else None
+        if codes is not None and np.shape(codes) != (len(emb), (self.dim_ + 7) // 8):
+            raise ValueError(f"codes of shape {np.shape(codes)} do not match {len(emb)} embeddings of {self.dim_} dims")
+        self.codes_ = (binarize(emb) if codes is None else np.asarray(codes, np.uint8)) if self.method == "hamming" else None
         return self
 
     def _check(self) -> None:
@@ -86,21 +90,23 @@ class RetrievalIndex:
             if self.method == "exact":
                 scores = block @ self.vectors_.T
                 idx = _top(scores, k)
+                scores = np.take_along_axis(scores, idx, 1)
             else:
-                dist = self._hamming(binarize(block))
-                scores = 1.0 - 2.0 * dist / self.dim_
+                idx, scores = self._nearest_codes(binarize(block), min(len(self.ids_), k * max(1, self.rerank)))
                 if self.rerank:
-                    cand = _top(scores, min(len(self.ids_), k * self.rerank))
-                    exact = np.einsum("qd,qcd->qc", block, self.vectors_[cand])
-                    idx = np.take_along_axis(cand, _top(exact, k), 1)
-                    scores = np.zeros_like(scores, dtype=np.float32)
-                    np.put_along_axis(scores, cand, exact, 1)
-                else:
-                    idx = _top(scores, k)
+                    exact = np.einsum("qd,qcd->qc", block, self.vectors_[idx])
+                    order = _top(exact, k)
+                    idx, scores = np.take_along_axis(idx, order, 1), np.take_along_axis(exact, order, 1)
             out_idx.append(idx)
-            out_scores.append(np.take_along_axis(scores, idx, 1).astype(np.float32))
+            out_scores.append(scores.astype(np.float32))
         idx = np.concatenate(out_idx)
         return self.ids_[idx], np.concatenate(out_scores)
+
+    def _nearest_codes(self, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` rows nearest to each query code by Hamming distance, and their estimated cosines."""
+        scores = 1.0 - 2.0 * self._hamming(codes) / self.dim_
+        idx = _top(scores, n)
+        return idx, np.take_along_axis(scores, idx, 1)
 
     def _hamming(self, codes: np.ndarray, budget: int = 1 << 26) -> np.ndarray:
         """Hamming distances ``[q, n]`` by XOR + popcount, in slices of at most ``budget`` bytes."""
@@ -134,6 +140,33 @@ class RetrievalIndex:
             index.vectors_ = z["vectors"] if "vectors" in z else None
             index.codes_ = z["codes"] if "codes" in z else None
         return index
+
+
+@INDEXES.register("faiss")
+class FaissIndex(RetrievalIndex):
+    """:class:`RetrievalIndex` with FAISS's ``IndexBinaryFlat`` scanning the Hamming codes (faiss-cpu from PyPI).
+
+    Measured here (2 busy cores, 128 dims, 50k products, one thread): one query 0.5 ms against numpy's 2.3 ms,
+    100 queries 67 ms against 1.4 s (at 200k: 0.13 s against 6.2 s), because FAISS popcounts 64-bit words in
+    registers where numpy's XOR + popcount builds a ``[queries, products, bytes]`` array. Exact
+    search stays the matrix product (FAISS's ``IndexFlatIP`` measured no faster), and re-ranking is shared."""
+
+    def __init__(self, method: str = "exact", rerank: int = 0, chunk: int = 1024, threads: int = 1) -> None:
+        super().__init__(method, rerank, chunk)
+        # one OpenMP thread by default: waking a thread team costs more than scanning 10^5-10^6 codes for one
+        # query (46 ms against 0.5 ms per query on 2 busy cores); a server gets its parallelism
+        # from concurrent requests. More threads pay off for large query batches on idle cores.
+        self.threads = threads
+
+    def _nearest_codes(self, codes: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        import faiss  # imported here: the numpy backend needs no FAISS
+
+        faiss.omp_set_num_threads(self.threads)
+        if getattr(self, "faiss_", None) is None:  # built on first search, so fit and load stay the base class's
+            self.faiss_ = faiss.IndexBinaryFlat(self.codes_.shape[1] * 8)  # whole bytes; padding bits are 0
+            self.faiss_.add(np.ascontiguousarray(self.codes_))
+        dist, idx = self.faiss_.search(np.ascontiguousarray(codes), n)
+        return idx.astype(np.int64), (1.0 - 2.0 * dist / self.dim_).astype(np.float32)
 
 
 def embedding_matrix(table: pa.Table, column: str = "embedding") -> np.ndarray:

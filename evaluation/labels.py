@@ -124,3 +124,18 @@ def read_labels(path: str | Path) -> Labels:
                 continue
             parse_record(labels, record)
     return labels
+
+
+def read_fields(path: str | Path, fields: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Raw label ``fields`` per product id (e.g. ``articleType`` and ``baseColour`` for the visual search
+    benchmark, which judges "same category" by one field, not the category family's three)."""
+    out: dict[str, dict[str, str]] = {}
+    with _open(labels_file(path)) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("id") is not None:
+                out[str(record["id"]).strip()] = {k: str(record[k]) for k in fields if record.get(k) not in (None, "")}
+    return out

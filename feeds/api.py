@@ -52,6 +52,8 @@ from pinlanding.feeds import export, versions
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import ServeConfig
 from pinlanding.feeds.embedding import Coalescer, EmbeddingCache, load_encoder
+from pinlanding.feeds.visual_api import (PhotoEncoder, VisualLoader, VisualSearch, add_visual_routes,
+                                         visual_index_digest)
 
 if TYPE_CHECKING:  # pragma: no cover  (imported in the warm-up thread: the intent parser's imports are slow)
     from pinlanding.feeds.matching import QueryMatcher, Result
@@ -556,9 +558,11 @@ class VersionHeaders:
 
 
 # -- the app ----------------------------------------------------------------------------------------------------
-def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = None, load_model: bool = True) -> FastAPI:
+def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = None, load_model: bool = True,
+               photo_encoder: "PhotoEncoder | None" = None, photo_size: tuple[int, int] | None = None) -> FastAPI:
     """The API over ``layout``'s feeds. ``encoder`` embeds unexplained query words (default: the configured
-    sentence model); ``load_model=False`` without an encoder serves parse-only matching."""
+    sentence model); ``load_model=False`` without an encoder serves parse-only matching. ``photo_encoder``
+    embeds uploaded photos resized to ``photo_size`` (default: the run's product tower, loaded on first use)."""
     started = time.monotonic()
     feeds = read_feeds(layout)
     use_cfg = cfg if (encoder is not None or load_model) else cfg.model_copy(update={"embed_words": False})
@@ -568,6 +572,8 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     # the vocabulary is embedded while the rest loads (products, versions): search is ready sooner
     threading.Thread(target=search.warm, name="vocabulary-embeddings", daemon=True).start()
     store = FeedStore(layout, cfg, feeds)
+    visual = VisualLoader(lambda: VisualSearch(layout, feeds, cfg, photo_encoder, photo_size))
+    threading.Thread(target=visual.warm, name="visual-index", daemon=True).start()
     # the feeds and the catalogue rows live as long as the app: a full garbage-collection pass over their ~10^6
     # objects stalls every request for ~50 ms, so they are moved out of the collector's sight
     gc.freeze()
@@ -658,7 +664,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     @app.get("/images/{product_id}", responses={404: {"model": Error}},
              response_class=FileResponse, description="The catalogue photo of a product shown in a feed.")
     async def image(product_id: str = PathParam(..., min_length=1, max_length=200)) -> FileResponse:
-        info = store.products.get(product_id)
+        info = store.products.get(product_id) or visual.product(product_id)  # shown in a feed, or a similar item
         path = Path(info["image_path"]) if info and info.get("image_path") else None
         if path is None or not path.is_file():
             raise HTTPException(404, f"no image for product {product_id!r}")
@@ -709,6 +715,8 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         return JSONResponse({"run_id": store.run_id, "count": len(rows), "seconds": round(time.perf_counter() - t0, 3),
                              "results": rows})
 
+    add_visual_routes(app, visual, lambda: store.run_id, cfg, errors)
+
     @app.get("/versions", response_model=Versions)
     async def list_versions() -> JSONResponse:
         found = store.history()
@@ -741,7 +749,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
     # what the answers depend on besides the run (where the server listens, logs or caches does not count)
     answering = cfg.model_dump_json(exclude={"host", "port", "access_log", "record_versions", "cache_embeddings",
                                              "embedding_cache_words", "versions_dir"})
-    settings = hashlib.sha256(answering.encode()).hexdigest()[:12]
+    settings = hashlib.sha256((answering + visual_index_digest(layout)).encode()).hexdigest()[:12]
     if cfg.cors_origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -8,9 +8,7 @@ reason -> merge feeds whose first page repeats a broader feed's (the dropped slu
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 import warnings
 from collections import Counter
@@ -27,6 +25,7 @@ from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is
                                               read_table, write_json, write_table, write_text)
 from pinlanding.collections.parts import iter_parts, part_files, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
+from pinlanding.encoders.visual import image_digest  # the visual index groups variants by the same digest
 from pinlanding.feeds import scoring
 from pinlanding.feeds.config import FeedsConfig
 
@@ -253,14 +252,6 @@ def load_assignments(spark: "SparkSession", layout: Any, cfg: FeedsConfig) -> "D
     ids = read_parquet(spark, layout.products).select("product_id")
     raw = read_parquet(spark, layout.assignments)
     return scoring.clean_assignments(raw, cfg.min_confidence).join(ids, "product_id", "left_semi")
-
-
-def image_digest(path: str | None) -> str | None:
-    """SHA-256 of a local photo's bytes; None when there is no readable file."""
-    if not path or not os.path.isfile(path):
-        return None
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 def product_groups(spark: "SparkSession", layout: Any) -> "DataFrame":

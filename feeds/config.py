@@ -56,6 +56,7 @@ class SiteConfig(StrictModel):
     hub_popular: int = Field(12, ge=0, le=100)  # biggest collections shown with a thumbnail at the top of a hub
     sitemap_max_urls: int = Field(50_000, ge=1, le=50_000)  # per sitemap file (the protocol's limit); more: an index
     larger_images: bool = True  # also publish a photo's larger sizes (sibling folders images_224/, ...) as srcset
+    similar: int = Field(6, ge=0, le=24)  # products on each product's "similar items" page (0: no such pages)
 
     @field_validator("base_url")
     @classmethod
@@ -96,3 +97,13 @@ class ServeConfig(StrictModel):
     versions_dir: str | None = None  # recorded feed versions for /changes (default <run>/feeds/versions)
     record_versions: bool = True  # record the served version there at start
     access_log: bool = False  # one log line per request (costs a few percent of throughput)
+    # visual search (feeds/visual_api.py): the run's visual index searched by a registered retrieval backend,
+    # Hamming over binarized codes with the rerank * k nearest re-scored exactly (or exact cosine)
+    visual_backend: str = "faiss"  # a registered pinlanding.encoders.index retrieval index (faiss, numpy)
+    visual_method: Literal["hamming", "exact"] = "hamming"
+    visual_rerank: int = Field(10, ge=0, le=100)
+    # ranking bonus per attribute a similar product shares with the query (None: encoders.visual.FACET_WEIGHTS)
+    visual_facet_weights: dict[str, float] | None = None
+    item_collections: int = Field(5, ge=0, le=100)  # collections listed per similar product
+    max_upload_bytes: int = Field(8_000_000, ge=1)  # POST /search/image body
+    max_upload_pixels: int = Field(40_000_000, ge=1)  # larger photos (and decompression bombs) are refused

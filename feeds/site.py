@@ -43,7 +43,7 @@ from markupsafe import Markup
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
                                               make_dirs, read_json, tree_digest, write_text)
 from pinlanding.collections.ingest import clean_url
-from pinlanding.collections.parts import list_parts, read_part, select_rows
+from pinlanding.collections.parts import is_parted, list_parts, read_part, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import FeedsConfig, SiteConfig
@@ -93,8 +93,15 @@ def json_ld(data: Any) -> Markup:
 def render_page(collection: dict[str, Any]) -> str:
     """HTML of one collection page from its context (see :func:`page_contexts`); no I/O, all text escaped."""
     cards = [_card(p["title"], p.get("brand"), p.get("price_text"), _photo_key(p["image"]), p.get("variants", 0),
-                   p.get("url"), i < 4) for i, p in enumerate(collection["products"])]
+                   p.get("url"), i < 4, p.get("similar")) for i, p in enumerate(collection["products"])]
     return _env().get_template("collection.html").render(**collection, cards=cards)
+
+
+def render_similar(context: dict[str, Any]) -> str:
+    """HTML of a product's "similar items" page from its context (see :func:`similar_contexts`); no I/O."""
+    cards = [_card(p["title"], p.get("brand"), p.get("price_text"), _photo_key(p["image"]), 0, p.get("url"), i == 0,
+                   p.get("similar")) for i, p in enumerate([context["product"], *context["products"]])]
+    return _env().get_template("similar.html").render(**context, lead=cards[0], cards=cards[1:])
 
 
 def _photo_key(image: Any) -> tuple:
@@ -106,13 +113,13 @@ def _photo_key(image: Any) -> tuple:
 
 @lru_cache(maxsize=65536)
 def _card(title: str, brand: str | None, price_text: str | None, image: tuple, variants: int = 0,
-          url: str | None = None, eager: bool = False) -> Markup:
+          url: str | None = None, eager: bool = False, similar: str | None = None) -> Markup:
     """One product card, rendered (escaped) once per product: a product appears on many pages. ``variants``:
     how many near-identical products the card stands for (itself included; 0 when it stands alone); ``url``:
-    the product's own page (the card links there), or None."""
+    the product's own page (the card links there), or None; ``similar``: its "similar items" page, or None."""
     src, srcset, width, height = image
     return Markup(_env().get_template("card.html").render(
-        title=title, brand=brand, price_text=price_text, variants=variants, url=url, eager=eager,
+        title=title, brand=brand, price_text=price_text, variants=variants, url=url, eager=eager, similar=similar,
         image={"src": src, "srcset": srcset, "width": width, "height": height}, sizes=CARD_SIZES))
 
 
@@ -564,8 +571,9 @@ def _attrs_text(attrs: list[dict[str, str]]) -> str:
 
 def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any]], photos: dict[str, Photo | None],
                   cfg: SiteConfig, cols: list[Collection] | None = None,
-                  hubs: list[Hub] | None = None) -> dict[str, dict[str, Any]]:
-    """Relative file path (under site/) -> render context of every collection page."""
+                  hubs: list[Hub] | None = None, similar: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Relative file path (under site/) -> render context of every collection page (``similar``: products
+    with a "similar items" page, which their cards link to)."""
     if cols is None or hubs is None:
         cols, hubs = build_model(feeds, photos, [None] * len(feeds), cfg)
     hub_by_name = {h.name: h for h in hubs}
@@ -591,7 +599,8 @@ def page_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any
                     known[pid] = _product(pid, products.get(pid, {}), photos.get(pid), urls)
                 base, product = known[pid]
                 n_variants = len(p.get("variants") or [])
-                items.append(base | {"score": p["score"], "variants": n_variants + 1 if n_variants else 0})
+                items.append(base | {"score": p["score"], "variants": n_variants + 1 if n_variants else 0,
+                                     "similar": urls.link(similar_path(pid)) if similar and pid in similar else None})
                 listed.append({"@type": "ListItem", "position": pos, "item": product})
             description = collection_description(c, page, len(files), first, len(chunk), items)
             lead = photos.get(chunk[0]["product_id"]) if chunk else None
@@ -634,6 +643,56 @@ def _product(pid: str, info: dict[str, Any], photo: Photo | None, urls: Urls) ->
         product["offers"] = {"@type": "Offer", "price": f"{price:.2f}", "priceCurrency": info["currency"]} | (
             {"url": url} if url else {})
     return card, product
+
+
+def similar_path(pid: str) -> str:
+    """The "similar items" page of a product, under site/."""
+    return f"s/{safe_name(pid)}.html"
+
+
+def similar_contexts(feeds: list[dict[str, Any]], products: dict[str, dict[str, Any]],
+                     photos: dict[str, Photo | None], cfg: SiteConfig, cols: list[Collection],
+                     similar: dict[str, list[tuple[str, float]]]) -> dict[str, dict[str, Any]]:
+    """Relative file path -> render context of each product's "similar items" page: the product, its nearest
+    products in the visual index (``similar``: product id -> [(id, score)], shown products only) and the
+    collections that show it. Small by design: ``site.similar`` cards and links, no paging."""
+    urls = Urls(cfg.base_url, "s")
+    shows: dict[str, list[int]] = {}
+    for i, f in enumerate(feeds):
+        for p in f["products"]:
+            shows.setdefault(p["product_id"], []).append(i)
+    cards: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+
+    def card(pid: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        if pid not in cards:
+            base, product = _product(pid, products.get(pid, {}), photos.get(pid), urls)
+            cards[pid] = (base | {"similar": urls.link(similar_path(pid)) if pid in similar else None}, product)
+        return cards[pid]
+
+    out: dict[str, dict[str, Any]] = {}
+    for pid, hits in similar.items():
+        path = similar_path(pid)
+        lead, lead_ld = card(pid)
+        lead = lead | {"similar": None}  # this page
+        items = [card(other)[0] | {"score": score} for other, score in hits]
+        listed = [{"@type": "ListItem", "position": n, "item": card(other)[1]} for n, (other, _) in
+                  enumerate(hits, start=1)]
+        in_cols = [cols[i] for i in shows.get(pid, [])[:cfg.related or 6]]
+        title = lead["title"]
+        page_title = f"Similar to {title} · {cfg.title}"
+        brand = f" by {lead['brand']}" if lead.get("brand") else ""
+        description = (f"{len(items)} products similar to {title}{brand}, chosen by their photos and titles, and "
+                       f"the collections that show it.")
+        crumbs, crumb_data = _breadcrumbs(urls, [("Home", ""), (f"Similar to {title}", path)])
+        data = {"@context": "https://schema.org", "@type": "CollectionPage", "name": page_title,
+                "description": description, "url": urls.absolute(path), "about": lead_ld,
+                "mainEntity": {"@type": "ItemList", "numberOfItems": len(listed), "itemListElement": listed}}
+        photo = photos.get(pid)
+        out[path] = _head(cfg, urls, path, page_title, description, f"Similar to {title}",
+                          photo.largest if photo else None, [data, crumb_data]) | {
+            "title": title, "product": lead, "products": items, "breadcrumbs": crumbs,
+            "collections": [{"title": c.title, "href": urls.link(c.href)} for c in in_cols]}
+    return out
 
 
 def page_digest(ctx: Any) -> str:
@@ -791,15 +850,18 @@ def state_path(out: AnyPath) -> AnyPath:
 
 
 def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: str | AnyPath,
-               cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None) -> dict[str, int]:
+               cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None,
+               similar: dict[str, list[tuple[str, float]]] | None = None) -> dict[str, int]:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed.
 
     ``matched``: per feed, how many products match (see :func:`match_counts`); ``now``: the ``lastmod`` of
-    pages whose content changed (default: the current UTC time)."""
+    pages whose content changed (default: the current UTC time); ``similar``: product id -> its similar shown
+    products (see :func:`similar_products`), one "similar items" page each."""
     out = as_path(out)
     now = now or datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     images_dir = out / "images"
-    make_dirs(images_dir, out / "c", out / "h")
+    make_dirs(images_dir, out / "c", out / "h", out / "s")
+    similar = similar or {}
     by_id = {p["product_id"]: p for p in products}
     wanted = {p["product_id"] for f in feeds for p in f["products"]}
     state_file = state_path(out)
@@ -809,13 +871,15 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     photo_sizes: dict[str, list] = {}
     photos = publish_photos(wanted, by_id, images_dir, cfg, state.get("photo_sizes"), photo_sizes)
     cols, hubs = build_model(feeds, photos, matched or [None] * len(feeds), cfg)
-    pages = page_contexts(feeds, by_id, photos, cfg, cols, hubs)
+    pages = page_contexts(feeds, by_id, photos, cfg, cols, hubs, similar)
     redirects = alias_contexts(feeds, cfg)
     jobs = ([("index.html", home_context(cols, hubs, cfg), render_index),
              ("collections.html", all_context(cols, hubs, cfg), render_all)]
             + [(path, ctx, render_hub) for path, ctx in hub_contexts(cols, hubs, cfg).items()]
             + [(path, ctx, render_page) for path, ctx in pages.items()]
-            + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages])
+            + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages]
+            + [(path, ctx, render_similar) for path, ctx in similar_contexts(feeds, by_id, photos, cfg, cols,
+                                                                             similar).items()])
     legacy = out / "pages.json"  # where older versions published their digests
     if legacy.exists():
         legacy.unlink()
@@ -836,7 +900,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
         if (out / old).is_file():
             (out / old).unlink()
             removed += 1
-    for folder in ("c", "h"):  # pages left by an interrupted run that never recorded them
+    for folder in ("c", "h", "s"):  # pages left by an interrupted run that never recorded them
         for stray in list_files(out / folder, "*.html"):
             if f"{folder}/{stray.name}" not in current:
                 stray.unlink()
@@ -852,7 +916,9 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     for src in (PACKAGE_DIR / "static").iterdir():
         if not (static / src.name).exists() or (static / src.name).read_bytes() != src.read_bytes():
             write_text(static / src.name, src.read_text(encoding="utf-8"))
-    indexed = [(path, current[path]["lastmod"]) for path, _, render in jobs if render is not render_redirect]
+    # the sitemap lists the landing pages; a product's similar-items page is reached through its cards
+    indexed = [(path, current[path]["lastmod"]) for path, _, render in jobs
+               if render not in (render_redirect, render_similar)]
     sitemaps = sitemap_files(indexed, cfg.base_url, cfg.sitemap_max_urls)
     sitemaps["robots.txt"] = robots_txt(cfg.base_url)
     for name, text in sitemaps.items():
@@ -865,7 +931,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
                                       ensure_ascii=False, separators=(",", ":")))
     return {"collections": len(feeds), "hubs": len(hubs), "pages": len(pages), "redirects": len(redirects),
             "pages_written": written, "pages_unchanged": len(current) - written, "pages_removed": removed,
-            "sitemap_urls": len(indexed), "sitemaps": sum(1 for n in sitemaps if n.endswith(".xml")),
+            "similar_pages": len(similar), "sitemap_urls": len(indexed), "sitemaps": sum(1 for n in sitemaps if n.endswith(".xml")),
             "images": len(used), "images_removed": images_removed,
             "larger_photos": sum(1 for p in photos.values() if p and len(p.files) > 1),
             "missing_images": sum(1 for v in photos.values() if not v),
@@ -882,4 +948,20 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
                             "url"]).to_pylist()
     matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
                            ctx.cfg.feeds)
-    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched)
+    similar = similar_products(ctx.layout, shown, ctx.cfg.site.similar)
+    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched,
+                      similar=similar)
+
+
+def similar_products(layout: Any, shown: set[str], k: int) -> dict[str, list[tuple[str, float]]]:
+    """Product id -> its ``k`` most similar products among ``shown`` (the products the site publishes), from the
+    run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage)."""
+    from pinlanding.encoders.visual import VisualIndex
+
+    folder = layout.visual_index
+    if k <= 0 or not shown or not is_parted(folder):
+        return {}
+    index = VisualIndex.load(folder, keep=shown)
+    ids = [str(pid) for pid in index.ids_]
+    hits = index.search(index.vectors_, k, ids)
+    return {pid: found for pid, found in zip(ids, hits) if found}

@@ -24,12 +24,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import yaml
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.http import read_body
 from pinlanding.collections.parts import part_names, read_part
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.net import is_loopback
@@ -241,14 +242,7 @@ async def _form(request) -> dict[str, str] | None:
     """
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         return None
-    declared = request.headers.get("content-length", "")
-    if declared and (not declared.isdigit() or int(declared) > MAX_FORM_BYTES):
-        raise HTTPException(413, f"form body over {MAX_FORM_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            raise HTTPException(413, f"form body over {MAX_FORM_BYTES} bytes")
+    body = await read_body(request, MAX_FORM_BYTES, "form body")
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
     except (UnicodeDecodeError, ValueError):

@@ -87,6 +87,7 @@ def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(tra
         assert set(parts.read_part(parted.embeddings, name, EMBEDDINGS)["product_id"].to_pylist()) == ids
         assert set(parts.read_part(parted.assignments, name, ASSIGNMENTS)["product_id"].to_pylist()) <= ids
     assert parts.read_part(parted.assignments, "part-00003", ASSIGNMENTS).num_rows == 0
+    assert parts.part_names(parted.visual_index) == names and counts["visual_index_rows"] == 48  # the visual index
 
     # incremental, part by part: every stored embedding is reused (no Ray job), same graph
     with monkeypatch.context() as m:

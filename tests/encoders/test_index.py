@@ -77,3 +77,14 @@ def test_embedding_matrix_reads_the_list_column_as_a_writable_matrix():
     assert embedding_matrix(table.slice(0, 0)).shape == (0, 0)
     with pytest.raises(ValueError, match="differ in length"):
         embedding_matrix(pa.table({"embedding": [[1.0], [1.0, 2.0]]}))
+
+
+def test_faiss_backend_finds_what_numpy_finds(clustered):
+    from pinlanding.encoders.index import INDEXES
+
+    ids, x = clustered
+    plain, reranked = ([INDEXES.create(name, method="hamming", rerank=rerank).fit(ids, x).search(x[:50], k=10)
+                        for name in ("numpy", "faiss")] for rerank in (0, 4))
+    assert np.allclose(plain[0][1], plain[1][1], atol=1e-5)  # the same distances; ids may differ where they tie
+    assert list(reranked[1][0][:, 0]) == ids[:50]
+    assert abs(reranked[0][1].mean() - reranked[1][1].mean()) < 0.01  # candidates differ only at ties

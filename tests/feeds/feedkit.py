@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 from PIL import Image
 
@@ -106,4 +107,27 @@ def published_run(root: Path, feeds: list[dict] | None = None) -> RunLayout:
         feed("women-shoes", ids[20:30], attrs=[("gender", "women"), ("category", "shoes")], judge=0.7),
     ]
     write_table(pa.Table.from_pylist(feeds, schema=FEEDS), layout.feeds, FEEDS)
+    return layout
+
+
+def mean_colour(pixels: np.ndarray) -> np.ndarray:
+    """A stand-in product tower for photos ``[N, H, W, 3]``: the mean colour, centred and normalized (the
+    synthetic products' photos differ only in colour)."""
+    x = pixels.reshape(len(pixels), -1, 3).mean(1) - 100.0
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def with_visual_index(layout: RunLayout) -> RunLayout:
+    """Give a run embeddings (:func:`mean_colour` of each product's photo) and the visual index built from them."""
+    from pinlanding.collections.artifacts import read_table
+    from pinlanding.collections.schemas import EMBEDDINGS
+    from pinlanding.encoders.visual import build_visual_index
+
+    products = read_table(layout.products, PRODUCTS)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in products["image_path"].to_pylist()])
+    emb = pa.table({"product_id": products["product_id"], "content_hash": products["content_hash"],
+                    "model_version": ["v"] * products.num_rows,
+                    "embedding": pa.array(mean_colour(pixels).tolist(), pa.list_(pa.float32()))})
+    write_table(emb, layout.embeddings, EMBEDDINGS)
+    build_visual_index(layout.embeddings, layout.products, layout.visual_index)
     return layout

@@ -169,7 +169,7 @@ def test_openapi_spec_is_served_and_committed(api):
     served = api.get("/openapi.json").json()
     assert set(served["paths"]) == {"/health", "/topics", "/topics/{slug}", "/topics/{slug}/feed", "/images/{product_id}",
                                     "/search", "/search/batch", "/versions", "/changes", "/export.ndjson",
-                                    "/export.parquet"}
+                                    "/export.parquet", "/products/{product_id}/similar", "/search/image"}
     assert json.loads(SPEC_PATH.read_text()) == openapi_spec(), \
         "run `python -c 'from pinlanding.feeds.api import export_openapi; export_openapi()'`"
 
