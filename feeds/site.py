@@ -122,6 +122,11 @@ def render_redirect(context: dict[str, Any]) -> str:
     return _env().get_template("redirect.html").render(**({"canonical": context["target"]} | context))
 
 
+def render_gone(context: dict[str, Any]) -> str:
+    """HTML of a tombstone page (``{"site_title", "home"}``): the collection was dropped (410 in the feed API)."""
+    return _env().get_template("gone.html").render(**context)
+
+
 def render_index(context: dict[str, Any]) -> str:
     """HTML of the home page (see :func:`home_context`)."""
     return _env().get_template("index.html").render(**context)
@@ -745,6 +750,12 @@ def alias_contexts(feeds: list[dict[str, Any]], cfg: SiteConfig) -> dict[str, di
     return out
 
 
+def tombstone_contexts(gone: list[str], cfg: SiteConfig) -> dict[str, dict[str, Any]]:
+    """Relative file path -> render context of the tombstone page of each dropped slug (``feeds/changes.json``)."""
+    home = Urls(cfg.base_url, "c").link("index.html")
+    return {f"c/{safe_name(slug)}.html": {"site_title": cfg.title, "home": home} for slug in gone}
+
+
 # ---------------------------------------------------------------------------------------------- sitemap
 
 
@@ -791,11 +802,12 @@ def state_path(out: AnyPath) -> AnyPath:
 
 
 def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: str | AnyPath,
-               cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None) -> dict[str, int]:
+               cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None,
+               gone: list[str] | None = None) -> dict[str, int]:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed.
 
     ``matched``: per feed, how many products match (see :func:`match_counts`); ``now``: the ``lastmod`` of
-    pages whose content changed (default: the current UTC time)."""
+    pages whose content changed (default: the current UTC time); ``gone``: dropped slugs, given tombstone pages."""
     out = as_path(out)
     now = now or datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     images_dir = out / "images"
@@ -815,7 +827,9 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
              ("collections.html", all_context(cols, hubs, cfg), render_all)]
             + [(path, ctx, render_hub) for path, ctx in hub_contexts(cols, hubs, cfg).items()]
             + [(path, ctx, render_page) for path, ctx in pages.items()]
-            + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages])
+            + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages]
+            + [(path, ctx, render_gone) for path, ctx in tombstone_contexts(gone or [], cfg).items()
+               if path not in pages and path not in redirects])
     legacy = out / "pages.json"  # where older versions published their digests
     if legacy.exists():
         legacy.unlink()
@@ -852,7 +866,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     for src in (PACKAGE_DIR / "static").iterdir():
         if not (static / src.name).exists() or (static / src.name).read_bytes() != src.read_bytes():
             write_text(static / src.name, src.read_text(encoding="utf-8"))
-    indexed = [(path, current[path]["lastmod"]) for path, _, render in jobs if render is not render_redirect]
+    indexed = [(path, current[path]["lastmod"]) for path, _, render in jobs if render not in (render_redirect, render_gone)]
     sitemaps = sitemap_files(indexed, cfg.base_url, cfg.sitemap_max_urls)
     sitemaps["robots.txt"] = robots_txt(cfg.base_url)
     for name, text in sitemaps.items():
@@ -864,6 +878,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     write_text(state_file, json.dumps({"format": STATE_FORMAT, "pages": current, "photo_sizes": photo_sizes},
                                       ensure_ascii=False, separators=(",", ":")))
     return {"collections": len(feeds), "hubs": len(hubs), "pages": len(pages), "redirects": len(redirects),
+            "tombstones": sum(render is render_gone for _, _, render in jobs),
             "pages_written": written, "pages_unchanged": len(current) - written, "pages_removed": removed,
             "sitemap_urls": len(indexed), "sitemaps": sum(1 for n in sitemaps if n.endswith(".xml")),
             "images": len(used), "images_removed": images_removed,
@@ -882,4 +897,6 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
                             "url"]).to_pylist()
     matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
                            ctx.cfg.feeds)
-    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched)
+    changes = read_json(ctx.layout.dir("feeds") / "changes.json", default={}) or {}
+    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched,
+                      gone=changes.get("gone") or [])
