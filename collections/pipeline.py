@@ -231,6 +231,14 @@ class Pipeline:
         self.manifest.setdefault("stages", {})
 
     def fingerprint(self, stage: Stage) -> str:
+        return json_digest(self._fingerprint_parts(stage))
+
+    def basis(self, stage: Stage) -> str:
+        """The fingerprint without the input folders (code, settings, external files): a ``reuse`` hook may
+        stand in for a rerun only while this is unchanged."""
+        return json_digest({k: v for k, v in self._fingerprint_parts(stage).items() if k != "inputs"})
+
+    def _fingerprint_parts(self, stage: Stage) -> dict[str, Any]:
         parts: dict[str, Any] = {
             "version": __version__,
             "code": code_digest(stage.target),
@@ -243,7 +251,7 @@ class Pipeline:
             if self.catalog is None:
                 raise ValueError("the ingest stage needs --catalog PATH")
             parts["catalog"] = catalog_digest(self.catalog)
-        return json_digest(parts)
+        return parts
 
     def _save(self) -> None:
         self.manifest.update(
@@ -263,20 +271,23 @@ class Pipeline:
         outputs_now = {name: _folder_digest(self.layout, name) for name in stage.outputs}
         unchanged = previous.get("fingerprint") == fp and previous.get("outputs") == outputs_now
         inputs_now = {name: _folder_digest(self.layout, name) for name in stage.inputs if name != "review"}
+        basis = self.basis(stage) if stage.reuse else None
         if unchanged and not (self.force or stage.always_run):
             console.print(f"[dim]= {stage.name}: unchanged, reusing {', '.join(stage.outputs)}[/]")
-            previous["inputs"] = inputs_now  # what scoped reuse compares against next time
+            previous.update(inputs=inputs_now, basis=basis)  # what a reuse hook compares against next time
             return previous
         console.print(f"[bold cyan]> {stage.name}[/]: {stage.description}")
         self.manifest["stages"].pop(stage.name, None)
         start = time.perf_counter()
         ctx = StageContext(self.cfg, self.layout, self.catalog)
-        reused = _load(stage.reuse)(ctx, previous) if stage.reuse and previous and not self.force else None
+        hook = stage.reuse and previous.get("basis") == basis and not self.force
+        reused = _load(stage.reuse)(ctx, previous) if hook else None
         counts = reused if reused is not None else stage.load()(ctx) or {}
         entry = {
             "fingerprint": fp,
             "outputs": {name: _folder_digest(self.layout, name) for name in stage.outputs},
             "inputs": inputs_now,
+            "basis": basis,
             "seconds": round(time.perf_counter() - start, 3),
             "counts": counts,
             "finished_at": datetime.now(timezone.utc).isoformat(),
