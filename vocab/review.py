@@ -39,11 +39,13 @@ from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.parts import part_names, read_part
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.feeds.merch import apply_to_products
+from pinlanding.feeds.site import safe_name
 from pinlanding.vocab.clustering import normalize_key, normalize_value
-from pinlanding.vocab.decisions import (MERCH_ACTIONS, TOPIC_ACTIONS, UNDO, VALUE_ACTIONS, Decision, DecisionStore,
+from pinlanding.vocab.decisions import (MERCH_ACTIONS, TOPIC_ACTIONS, UNDO, Decision, DecisionStore,
                                        ReviewState, decisions_path)
 from pinlanding.vocab.workbench import (SOURCES, TOPIC_SORTS, VALUE_SORTS, Outcome, TopicFilter, ValueFilter,
-                                        feed_outcomes, number, source_kind, value_products, value_sources)
+                                        feed_outcomes, number, value_products, value_sources)
 
 TOKEN_COOKIE, REVIEWER_COOKIE = "pl_review_token", "pl_reviewer"
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
@@ -241,9 +243,6 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
         t = next((t for t in d.topics if t["topic_id"] == id), None)
         if t is None:
             return render("message.html", request, title="Unknown topic", message=id, code=404)
-        from pinlanding.feeds.merch import apply_to_products
-        from pinlanding.feeds.site import safe_name
-
         outcome = d.outcomes.get(id)
         state = ReviewState.from_decisions(store.read())
         rules = state.merch.get(id)
@@ -277,10 +276,15 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
             return Response("bad form or form token; reload the page", status_code=403, media_type="text/plain")
         return form
 
-    def reviewer(request: Request) -> str | HTMLResponse:
+    async def decision_form(request: Request) -> tuple[dict[str, str], str] | Response:
+        """(form, reviewer name) of a decision's post, or the response refusing it (bad form token, no name)."""
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
         who = request.cookies.get(REVIEWER_COOKIE, "")
-        return who or render("message.html", request, title="Who are you?", code=400,
-                             message="Enter your name on the start page first: every decision records who made it.")
+        return (form, who) if who else render(
+            "message.html", request, title="Who are you?", code=400,
+            message="Enter your name on the start page first: every decision records who made it.")
 
     def client(request: Request) -> str:
         return request.client.host if request.client else ""
@@ -298,12 +302,10 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
 
     @app.post("/decide")
     async def decide(request: Request):
-        form = await checked_form(request)
-        if isinstance(form, Response):
-            return form
-        who = reviewer(request)
-        if not isinstance(who, str):
-            return who
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
         action, topic_id = form.get("action", ""), form.get("topic_id", "")
         key, value, target = form.get("key", ""), form.get("value", ""), form.get("target", "")
         if action in TOPIC_ACTIONS + MERCH_ACTIONS:
@@ -327,12 +329,10 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
 
     @app.post("/undo")
     async def undo(request: Request):
-        form = await checked_form(request)
-        if isinstance(form, Response):
-            return form
-        who = reviewer(request)
-        if not isinstance(who, str):
-            return who
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
         state = ReviewState.from_decisions(store.read())
         old = state.by_id.get(form.get("id", ""))
         if old is None or not state.undoable(old):
@@ -346,7 +346,7 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
     def bulk_confirm(request: Request):
         params = dict(request.query_params)
         try:
-            selection, decisions_of = _selection(data.refresh(), params)
+            selection, _ = _selection(data.refresh(), params)
         except ValueError as exc:
             return render("message.html", request, title="Bad selection", message=str(exc), code=400)
         return render("bulk.html", request, params=params, selection=selection, count=len(selection),
@@ -354,12 +354,10 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
 
     @app.post("/bulk")
     async def bulk(request: Request):
-        form = await checked_form(request)
-        if isinstance(form, Response):
-            return form
-        who = reviewer(request)
-        if not isinstance(who, str):
-            return who
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
         try:
             selection, decisions_of = _selection(data.refresh(), form)
             if str(len(selection)) != form.get("count", ""):
@@ -367,7 +365,7 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
                                  "confirmed (the run changed); review it again")
             if len(selection) > BULK_MAX:
                 raise ValueError(f"{len(selection)} rows is over the limit of {BULK_MAX} per bulk decision")
-            note = " ".join(("bulk: " + form.get("note", "")).split())[:200]
+            note = " ".join(("bulk " + form.get("note", "")).split())[:200]
             store.extend(decisions_of(who, note, client(request)))
         except ValueError as exc:
             return render("message.html", request, title="Not recorded", message=str(exc), code=400)

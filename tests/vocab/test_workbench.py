@@ -3,7 +3,6 @@ previews, bulk decisions and the history, over HTTP."""
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,13 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 sys.path.insert(0, str(Path(__file__).parent))
-from curate_fixtures import context, tiny_attributes, write_queries, write_run  # noqa: E402
+from test_review import _login, base_run, run  # noqa: E402,F401  (fixtures: a curated tiny run, a private copy)
 
-from pinlanding.collections.layout import RunLayout  # noqa: E402
-from pinlanding.vocab.curate import run_vocab  # noqa: E402
 from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path, family_digest  # noqa: E402
 from pinlanding.vocab.review import create_app  # noqa: E402
-from pinlanding.vocab.topics import run_topics  # noqa: E402
 from pinlanding.vocab.workbench import number, source_kind  # noqa: E402
 
 
@@ -80,29 +76,11 @@ def test_numbers_are_shown_without_rounding_across_a_threshold():
 
 # --- the app --------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("workbench")
-    layout = write_run(root / "run", tiny_attributes(), 60)
-    queries = write_queries(root / "queries.tsv")
-    run_vocab(context(layout, queries))
-    run_topics(context(layout, queries))
-    return layout
-
-
 @pytest.fixture
-def client(base_run, tmp_path):
-    shutil.copytree(base_run.root, tmp_path / "run")
-    run = RunLayout(tmp_path / "run")
+def client(run):
     c = TestClient(create_app(run))
     c.run = run
     return c
-
-
-def _login(client: TestClient, who: str = "Ana") -> str:
-    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get("/").text).group(1)
-    client.post("/reviewer", data={"who": who, "csrf_token": csrf})
-    return csrf
 
 
 def _topic_rows(html: str) -> list[str]:
