@@ -199,6 +199,7 @@ class ReviewState:
     merch: dict[str, Merchandising] = field(default_factory=dict)
     by_id: dict[str, Decision] = field(default_factory=dict)
     undone: dict[str, Decision] = field(default_factory=dict)  # undone decision id -> the undo
+    in_force: dict[tuple[str, ...], str] = field(default_factory=dict)  # what is decided -> id of the decision in force
     count: int = 0
     skipped: int = 0
 
@@ -210,41 +211,57 @@ class ReviewState:
             state.by_id[d.id] = d
             if d.action == UNDO:
                 old = state.by_id.get(d.undoes)
-                if old is not None and old.action != UNDO:
+                if old is not None and old.action != UNDO and old.id in state.in_force.values():
                     state.undone[old.id] = d
                     state._apply(old, fold_plurals, undo=True)
             else:
                 state._apply(d, fold_plurals)
         return state
 
-    def _apply(self, d: Decision, fold_plurals: bool, undo: bool = False) -> None:
-        """Put ``d`` in force, or (``undo``) clear the slot it fills back to pending."""
+    def _slot(self, d: Decision, fold_plurals: bool) -> tuple[str, ...]:
+        """What a decision decides: one decision per slot is in force."""
         if d.action in TOPIC_ACTIONS:
-            slot, name = self.topics, d.topic_id
-        elif d.action in MERCH_ACTIONS:
+            return ("topic", d.topic_id)
+        if d.action in ("pin", "exclude"):  # a product is pinned or excluded, never both
+            return ("product", d.topic_id, d.value)
+        if d.action in MERCH_ACTIONS:
+            return (d.action, d.topic_id)
+        kind = "status" if d.action in ("approve", "reject") else "mapping"
+        return (kind, normalize_key(d.key), normalize_value(d.value, fold_plurals))
+
+    def _apply(self, d: Decision, fold_plurals: bool, undo: bool = False) -> None:
+        """Put ``d`` in force, or (``undo``) clear its slot back to pending if ``d`` is still what is in force there."""
+        slot = self._slot(d, fold_plurals)
+        if undo and self.in_force.get(slot) != d.id:
+            return  # a later decision already replaced it
+        if undo:
+            del self.in_force[slot]
+        else:
+            self.in_force[slot] = d.id
+        table = {"topic": self.topics, "status": self.status, "mapping": self.mapping}.get(slot[0])
+        if table is not None:
+            name = d.topic_id if slot[0] == "topic" else slot[1:]
+            if undo:
+                table.pop(name, None)
+            else:
+                table[name] = d
+        else:
             rules = self.merch.setdefault(d.topic_id, Merchandising())
-            if d.action == "pin":
-                rules.pins.pop(d.value, None) if undo else rules.pins.__setitem__(d.value, int(d.target))
-                rules.excluded.discard(d.value)
-            elif d.action == "exclude":
-                rules.excluded.discard(d.value) if undo else rules.excluded.add(d.value)
+            if slot[0] == "product":
                 rules.pins.pop(d.value, None)
+                rules.excluded.discard(d.value)
+                if not undo and d.action == "pin":
+                    rules.pins[d.value] = int(d.target)
+                elif not undo:
+                    rules.excluded.add(d.value)
             elif d.action == "retitle":
                 rules.title = "" if undo else " ".join(d.target.split())
             else:
                 rules.window = ("", "") if undo else (d.value, d.target)
-            return
-        else:
-            slot = self.status if d.action in ("approve", "reject") else self.mapping
-            name = (normalize_key(d.key), normalize_value(d.value, fold_plurals))
-        if undo:
-            slot.pop(name, None)
-        else:
-            slot[name] = d
 
     def undoable(self, d: Decision) -> bool:
-        """Whether ``d`` is still in effect and may be undone."""
-        return d.action != UNDO and d.id not in self.undone
+        """Whether ``d`` is the decision in force for what it decides (a replaced or undone one is not)."""
+        return d.action != UNDO and d.id in self.in_force.values()
 
     def rejected(self, key: str, norm: str) -> Decision | None:
         d = self.status.get((key, norm))

@@ -153,3 +153,11 @@ def test_bulk_decision_confirms_the_count_and_records_each_row(client):
     values = client.get("/bulk", params={"kind": "values", "action": "approve", "key": "color", "q": "re"})
     assert values.status_code == 200 and "Red" in values.text
     assert client.get("/bulk", params={"kind": "values", "action": "rename", "key": "color"}).status_code == 400
+
+
+def test_undo_of_a_replaced_decision_changes_nothing():
+    pin = Decision(action="pin", who="m", topic_id="t", value="p1", target="2")
+    exclude = Decision(action="exclude", who="m", topic_id="t", value="p1")
+    state = ReviewState.from_decisions([pin, exclude, Decision(action="undo", who="m", topic_id="t", undoes=pin.id)])
+    assert state.merch["t"].excluded == {"p1"} and not state.undoable(pin) and state.undoable(exclude)
+    assert pin.id not in state.undone  # the undo had nothing in force to undo
