@@ -7,7 +7,8 @@ Usage: python benchmarks/bench_rebuild.py [RUN] [CATALOG]
   changed. Its manifest's stage times are the cold run. The renamed value is the kept value of ``color``
   (else of the first key) that the most published collections use.
 
-Settling (not timed): the copy's vocabulary is curated again by this code; if the run's encoder covers it,
+Settling (not timed): the copy's catalogue is ingested and its vocabulary curated again by this code; if the
+run's encoder covers that vocabulary,
 the run's extraction, encoder and assignments are adopted as this code's (their manifest entries are
 re-recorded; a run made by an older version would otherwise retrain), and topics, feeds, site and report
 are rebuilt once, so that the timed rerun changes only what the rename changes. Timed: the run after the
@@ -58,7 +59,7 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
 
 def settle(layout: RunLayout, cfg: PipelineConfig, catalog: Path) -> None:
     """See the module docstring; exits when the run's encoder does not cover this code's vocabulary."""
-    Pipeline(cfg, layout, catalog=catalog).run(["vocab"])
+    Pipeline(cfg, layout, catalog=catalog).run(["ingest", "vocab"])  # an older run's catalogue may lack columns
     ctx = StageContext(cfg, layout, catalog)
     encoder = {"inputs": {"catalog": tree_digest(layout.root / "catalog")},
                "outputs": {"encoder": tree_digest(layout.root / "encoder")}}
