@@ -91,7 +91,8 @@ def main(source: Path, catalog: Path) -> None:
     rerun = time.perf_counter() - start + ingest
     after = feed_lines(layout)
     untouched = set(before) - touched
-    same = sum(after.get(s) == before[s] for s in untouched)
+    differ = sorted(s for s in untouched if after.get(s) != before[s])
+    same = len(untouched) - len(differ)
     changes = read_json(layout.dir("feeds") / "changes.json", default={}) or {}
     aliased = sum(s in changes.get("aliased", {}) for s in touched)
     print(f"\nrename {k}={value!r} (in {n} published collections) on a copy of {source}")
@@ -104,7 +105,7 @@ def main(source: Path, catalog: Path) -> None:
           f"{100 * rerun / cold:.1f}% (target <= 25%)")
     print(f"  encoder reused: {manifest['stages']['train']['outputs'] == encoder_before}")
     print(f"  untouched collections byte-identical: {same} of {len(untouched)}; still at their slug: "
-          f"{sum(s in after for s in untouched)}")
+          f"{sum(s in after for s in untouched)}" + (f"; differing: {', '.join(differ[:5])}" if differ else ""))
     print(f"  renamed collections whose old slug is an alias: {aliased} of {len(touched)}; "
           f"tombstones: {len(changes.get('gone', []))}")
 
