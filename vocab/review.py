@@ -314,7 +314,7 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
                 return render("message.html", request, title="Unknown topic", message=topic_id, code=404)
             if action in TOPIC_ACTIONS:
                 value = topic["title"] or ""
-                target = json.dumps([[a["key"], a["value"]] for a in topic["attributes"]], ensure_ascii=False)
+                target = _topic_tuple(topic)
             elif action in ("pin", "exclude") and value not in data.images:
                 return render("message.html", request, title="Not recorded", code=400,
                               message=f"No product {value!r} in the catalogue.")
@@ -375,6 +375,11 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
     return app
 
 
+def _topic_tuple(topic: dict[str, Any]) -> str:
+    """A topic decision's ``target``: the topic's (key, value) pairs as JSON."""
+    return json.dumps([[a["key"], a["value"]] for a in topic["attributes"]], ensure_ascii=False)
+
+
 def _safe_back(back: str) -> str:
     """A local path to return to after a form (never another site)."""
     return back if back.startswith("/") and not back.startswith("//") and "\\" not in back else "/"
@@ -388,8 +393,7 @@ def _selection(d: ReviewData, params: dict[str, str]) -> tuple[list[dict[str, An
 
         def make(who: str, note: str, client: str) -> list[Decision]:
             return [Decision(action=action, who=who, topic_id=t["topic_id"], value=t["title"] or "", note=note,
-                             client=client, target=json.dumps([[a["key"], a["value"]] for a in t["attributes"]],
-                                                              ensure_ascii=False)) for t in rows]
+                             client=client, target=_topic_tuple(t)) for t in rows]
     elif kind == "values" and action in ("approve", "reject"):
         key = params.get("key", "")
         if key not in d.values:
