@@ -353,7 +353,7 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
     feeds, scheduled, merch_counts = merch.merchandise(ctx, feeds)  # pins, exclusions, titles, publish windows
     feeds, merged = merge_duplicates(feeds, cfg.duplicate_page, cfg.duplicate_share)
     dropped = topic_set.dropped + dropped + scheduled + merged
-    merch_counts.update(merch.record_changes(ctx, feeds))  # old slugs -> aliases, gone ones -> tombstones
+    merch_counts.update(merch.record_changes(ctx, feeds, merged))  # old slugs -> aliases, gone ones -> tombstones
     write_feeds(layout, feeds, dropped)
     reasons = {r: sum(d["reason"] == r for d in dropped) for r in REASONS}
     sizes = [f["size"] for f in feeds]

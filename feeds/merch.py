@@ -73,15 +73,18 @@ def apply_rules(feeds: list[dict[str, Any]], state: ReviewState, today: date, ca
 
 
 def url_changes(previous: Iterable[dict[str, Any]], feeds: list[dict[str, Any]], moved: dict[str, str],
-                gone_before: Iterable[str] = ()) -> dict[str, Any]:
+                gone_before: Iterable[str] = (), merged: dict[str, str] | None = None) -> dict[str, Any]:
     """What happened to the previous run's URLs: ``moved`` (old topic id -> new topic id, from rename/merge
-    decisions) puts an old slug on its successor's ``aliases``; any other slug that is no longer published
-    or aliased becomes a tombstone (``gone``), and stays one until a collection takes the slug again."""
+    decisions) puts an old slug on its successor's ``aliases`` (or, when the successor was merged into another
+    feed as a duplicate, ``merged``: its topic id -> its slug, on that feed's); any other slug that is no longer
+    published or aliased becomes a tombstone (``gone``), and stays one until a collection takes the slug again."""
     by_id = {f["topic_id"]: f for f in feeds}
-    live = {f["slug"] for f in feeds} | {a for f in feeds for a in f.get("aliases") or []}
+    owner = {a: f for f in feeds for a in f.get("aliases") or []}
+    live = {f["slug"] for f in feeds} | set(owner)
     aliased: dict[str, str] = {}
     for old in previous:
-        new = by_id.get(moved.get(old["topic_id"], ""))
+        successor = moved.get(old["topic_id"], "")
+        new = by_id.get(successor) or owner.get((merged or {}).get(successor, ""))
         if old["slug"] in live or new is None:
             continue
         for slug in [old["slug"], *(old.get("aliases") or [])]:
@@ -108,8 +111,9 @@ def merchandise(ctx: "StageContext", feeds: list[dict[str, Any]]) -> tuple[list[
     return kept, dropped, {"merchandised": changed, "outside_window": len(dropped)}
 
 
-def record_changes(ctx: "StageContext", feeds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Compare with the feeds the last run published (still on disk) and write ``feeds/changes.json``."""
+def record_changes(ctx: "StageContext", feeds: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dict[str, Any]:
+    """Compare with the feeds the last run published (still on disk) and write ``feeds/changes.json``;
+    ``dropped``: this run's dropped records (duplicates name the slug they were merged under)."""
     from pinlanding.collections.scoped import current_names
     from pinlanding.vocab.topics import topic_id
 
@@ -123,6 +127,7 @@ def record_changes(ctx: "StageContext", feeds: list[dict[str, Any]]) -> dict[str
             pairs = [(a["key"], mapped(a["key"], a["value"])) for a in old["attributes"] or []]
             if pairs and all(v is not None for _, v in pairs):
                 moved[old["topic_id"]] = topic_id(sorted(set(pairs)))
-    changes = url_changes(previous, feeds, moved, before.get("gone") or [])
+    merged = {d["topic_id"]: d["slug"] for d in dropped if d["reason"] == "duplicate_feed"}
+    changes = url_changes(previous, feeds, moved, before.get("gone") or [], merged)
     write_json(layout.dir("feeds") / "changes.json", changes)
     return {"urls_aliased": len(changes["aliased"]), "urls_gone": len(changes["gone"])}

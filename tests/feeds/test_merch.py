@@ -56,6 +56,11 @@ def test_url_changes_alias_moved_slugs_and_tombstone_dropped_ones():
     assert changes["aliased"] == {"blue-dresses": "navy-dresses", "old-blue": "navy-dresses"}
     assert changes["gone"] == ["ancient", "red-dresses"]  # "kept" is live again
     assert changes["added"] == ["navy-dresses"]
+    # a successor merged into another feed as a duplicate: the old slug follows it there
+    feeds = [{"topic_id": "x", "slug": "dresses", "aliases": ["crimson-dresses"]}]
+    changes = url_changes([{"topic_id": "b", "slug": "red-dresses", "aliases": []}], feeds, {"b": "b2"},
+                          merged={"b2": "crimson-dresses"})
+    assert changes["aliased"] == {"red-dresses": "dresses"} and changes["gone"] == []
 
 
 def _decide(layout, *decisions: Decision) -> None:
