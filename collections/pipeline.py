@@ -61,10 +61,11 @@ class Stage:
     description: str = ""
     always_run: bool = False  # cheap stages whose inputs live outside the run (the catalogue) always rerun
     external: tuple[str, ...] = ()  # dotted config keys naming files it reads from outside the run folder
+    review: tuple[str, ...] = ()  # decision families (vocab.decisions.FAMILIES) it reads from the "review" input
+    reuse: str = ""  # "module:function" that may stand in for a rerun (returns counts, or None to run the stage)
 
     def load(self) -> Callable[[StageContext], dict[str, Any]]:
-        module, func = self.target.split(":")
-        return getattr(importlib.import_module(module), func)
+        return _load(self.target)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -76,16 +77,18 @@ STAGES: tuple[Stage, ...] = (
           "extract key-value attributes per product"),
     Stage("vocab", "pinlanding.vocab.curate:run_vocab", ("catalog", "attributes", "review"), ("vocabulary",),
           ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)",
-          external=("vocab.judge.queries", "vocab.decisions_path")),
+          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value",)),
     Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "review"), ("topics",),
           ("vocab", "feeds"), "generate candidate topics and judge them",  # support uses the feeds' filter
-          external=("vocab.judge.queries", "vocab.decisions_path")),
+          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value", "topic")),
+    # a vocabulary change that only rejects, renames or merges values keeps the encoder and maps the assignments
     Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),
-          ("encoder", "run"), "train and calibrate the dual encoder"),
+          ("encoder", "run"), "train and calibrate the dual encoder", reuse="pinlanding.collections.scoped:reuse_encoder"),
     Stage("assign", "pinlanding.encoders.assign:run_assign", ("catalog", "vocabulary", "encoder"), ("assignments",),
-          ("assign", "ray"), "assign vocabulary attributes catalogue-wide"),
-    Stage("feeds", "pinlanding.feeds.build:run_feeds", ("catalog", "topics", "assignments"), ("feeds",),
-          ("feeds", "spark"), "score topics against products with Spark"),
+          ("assign", "ray"), "assign vocabulary attributes catalogue-wide",
+          reuse="pinlanding.collections.scoped:map_assignments"),
+    Stage("feeds", "pinlanding.feeds.build:run_feeds", ("catalog", "topics", "assignments", "review"), ("feeds",),
+          ("feeds", "spark"), "score topics against products with Spark", review=("merch",)),
     Stage("site", "pinlanding.feeds.site:run_site", ("catalog", "feeds", "assignments"), ("site",), ("site", "feeds"),
           "render the landing pages"),  # assignments + feeds settings: how many products match each collection
     Stage("report", "pinlanding.evaluation.report:run_report",
@@ -120,7 +123,11 @@ def code_digest(entry: str) -> str:
     return json_digest([(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
 
 
-def _folder_digest(layout: RunLayout, name: str) -> str:
+def _folder_digest(layout: RunLayout, name: str, cfg: PipelineConfig | None = None, families: tuple[str, ...] = ()) -> str:
+    if name == "review" and cfg is not None:  # only the decisions the stage reads
+        from pinlanding.vocab.decisions import decisions_path, family_digest
+
+        return family_digest(decisions_path(layout, cfg.vocab.decisions_path), families)
     path = layout.root / name
     return tree_digest(path) if path.exists() else "absent"
 
@@ -226,11 +233,19 @@ class Pipeline:
         self.manifest.setdefault("stages", {})
 
     def fingerprint(self, stage: Stage) -> str:
+        return json_digest(self._fingerprint_parts(stage))
+
+    def basis(self, stage: Stage) -> str:
+        """The fingerprint without the input folders (code, settings, external files): a ``reuse`` hook may
+        stand in for a rerun only while this is unchanged."""
+        return json_digest({k: v for k, v in self._fingerprint_parts(stage).items() if k != "inputs"})
+
+    def _fingerprint_parts(self, stage: Stage) -> dict[str, Any]:
         parts: dict[str, Any] = {
             "version": __version__,
             "code": code_digest(stage.target),
             "config": {s: getattr(self.cfg, s).model_dump(mode="json") for s in stage.sections},
-            "inputs": {name: _folder_digest(self.layout, name) for name in stage.inputs},
+            "inputs": {name: _folder_digest(self.layout, name, self.cfg, stage.review) for name in stage.inputs},
         }
         if stage.external:
             parts["external"] = {key: external_digest(self.cfg, key) for key in stage.external}
@@ -238,7 +253,7 @@ class Pipeline:
             if self.catalog is None:
                 raise ValueError("the ingest stage needs --catalog PATH")
             parts["catalog"] = catalog_digest(self.catalog)
-        return json_digest(parts)
+        return parts
 
     def _save(self) -> None:
         self.manifest.update(
@@ -257,23 +272,32 @@ class Pipeline:
         previous = self.manifest["stages"].get(stage.name, {})
         outputs_now = {name: _folder_digest(self.layout, name) for name in stage.outputs}
         unchanged = previous.get("fingerprint") == fp and previous.get("outputs") == outputs_now
+        inputs_now = {name: _folder_digest(self.layout, name) for name in stage.inputs if name != "review"}
+        basis = self.basis(stage) if stage.reuse else None
         if unchanged and not (self.force or stage.always_run):
             console.print(f"[dim]= {stage.name}: unchanged, reusing {', '.join(stage.outputs)}[/]")
+            previous.update(inputs=inputs_now, basis=basis)  # what a reuse hook compares against next time
             return previous
         console.print(f"[bold cyan]> {stage.name}[/]: {stage.description}")
         self.manifest["stages"].pop(stage.name, None)
         start = time.perf_counter()
-        counts = stage.load()(StageContext(self.cfg, self.layout, self.catalog)) or {}
+        ctx = StageContext(self.cfg, self.layout, self.catalog)
+        hook = stage.reuse and previous.get("basis") == basis and not self.force
+        reused = _load(stage.reuse)(ctx, previous) if hook else None
+        counts = reused if reused is not None else stage.load()(ctx) or {}
         entry = {
             "fingerprint": fp,
             "outputs": {name: _folder_digest(self.layout, name) for name in stage.outputs},
+            "inputs": inputs_now,
+            "basis": basis,
             "seconds": round(time.perf_counter() - start, 3),
             "counts": counts,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
         self.manifest["stages"][stage.name] = entry
         self._save()
-        console.print(f"[green]  {stage.name} done[/] in {entry['seconds']:.1f}s {_short(counts)}")
+        note = f" [yellow]{counts['reused']}[/]" if reused is not None else ""
+        console.print(f"[green]  {stage.name} done[/] in {entry['seconds']:.1f}s {_short(counts)}{note}")
         return entry
 
     def run(self, names: list[str] | None = None) -> dict[str, Any]:
@@ -293,6 +317,11 @@ class Pipeline:
                 self.run_stage(stage)
         self._save()
         return self.manifest
+
+
+def _load(target: str) -> Callable[..., Any]:
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _short(counts: dict[str, Any]) -> str:

@@ -42,7 +42,7 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from pinlanding.collections.artifacts import AnyPath, as_path, read_table, write_json
+from pinlanding.collections.artifacts import AnyPath, as_path, read_json, read_table, write_json
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.net import is_loopback
 from pinlanding.collections.parts import count_rows, is_parted, part_files, select_rows
@@ -330,6 +330,9 @@ class FeedStore:
                     self.redirects[alias] = f["slug"]
         for old, new in versions.redirects(self.snapshot, self.history().values()).items():
             self.redirects.setdefault(old, new)
+        # dropped collections' slugs (tombstones of the feeds stage): 410 instead of 404
+        changes = read_json(as_path(layout.feeds).parent / "changes.json", default={}) or {}
+        self.gone = set(changes.get("gone") or []) - set(self.by_key) - set(self.redirects)
         self.canon = [frozenset(attr_key(a["key"], a["value"]) for a in f["attributes"] or []) for f in self.feeds]
         self.with_attr: dict[tuple[str, str], set[int]] = {}
         for i, canon in enumerate(self.canon):
@@ -588,7 +591,7 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
                               "query -> collection mapping. Every response carries the run id (X-Run-Id); "
                               "cacheable ones an ETag, and If-None-Match answers 304.")
     app.state.store, app.state.search = store, search
-    errors = {404: {"model": Error}, 422: {"model": Error}}
+    errors = {404: {"model": Error}, 410: {"model": Error}, 422: {"model": Error}}
 
     limit_q = Query(cfg.default_page_size, ge=1, le=cfg.max_page_size, description="page size")
     offset_q = Query(0, ge=0, le=1_000_000, description="items to skip")
@@ -615,6 +618,8 @@ def create_app(layout: RunLayout, cfg: ServeConfig, encoder: Encoder | None = No
         if slug in store.redirects:
             query = f"?{request.url.query}" if request.url.query else ""
             return RedirectResponse(f"/topics/{store.redirects[slug]}{suffix}{query}", status_code=301)
+        if slug in store.gone:
+            raise HTTPException(410, f"collection {slug!r} was removed")
         raise HTTPException(404, f"no collection {slug!r}; list them at /topics")
 
     @app.get("/health", response_model=Health)

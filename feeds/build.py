@@ -26,7 +26,7 @@ from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is
 from pinlanding.collections.parts import iter_parts, part_files, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
 from pinlanding.encoders.visual import image_digest  # the visual index groups variants by the same digest
-from pinlanding.feeds import scoring
+from pinlanding.feeds import merch, scoring
 from pinlanding.feeds.config import FeedsConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pinlanding.collections.pipeline import StageContext
 
 REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity",
-           "duplicate_feed")
+           "duplicate_feed", merch.WINDOW_REASON)
 
 
 @dataclass(frozen=True)
@@ -341,8 +341,10 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
         conform = pd.DataFrame({"topic_id": [], "conformity": []})
     spark.catalog.clearCache()
     feeds, dropped = assemble(topic_set.topics, ranked, conform, cfg)
+    feeds, scheduled, merch_counts = merch.merchandise(ctx, feeds)  # pins, exclusions, titles, publish windows
     feeds, merged = merge_duplicates(feeds, cfg.duplicate_page, cfg.duplicate_share)
-    dropped = topic_set.dropped + dropped + merged
+    dropped = topic_set.dropped + dropped + scheduled + merged
+    merch_counts.update(merch.record_changes(ctx, feeds, merged))  # old slugs -> aliases, gone ones -> tombstones
     write_feeds(layout, feeds, dropped)
     reasons = {r: sum(d["reason"] == r for d in dropped) for r in REASONS}
     sizes = [f["size"] for f in feeds]
@@ -361,6 +363,7 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
         "pruning": cfg.pruning,
         "seconds": round(time.perf_counter() - start, 2),
         **extra,
+        **merch_counts,
     }
     write_json(layout.dir("feeds") / "summary.json", counts)
     return counts

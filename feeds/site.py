@@ -129,6 +129,11 @@ def render_redirect(context: dict[str, Any]) -> str:
     return _env().get_template("redirect.html").render(**({"canonical": context["target"]} | context))
 
 
+def render_gone(context: dict[str, Any]) -> str:
+    """HTML of a tombstone page (``{"site_title", "home"}``): the collection was dropped (410 in the feed API)."""
+    return _env().get_template("gone.html").render(**context)
+
+
 def render_index(context: dict[str, Any]) -> str:
     """HTML of the home page (see :func:`home_context`)."""
     return _env().get_template("index.html").render(**context)
@@ -804,6 +809,12 @@ def alias_contexts(feeds: list[dict[str, Any]], cfg: SiteConfig) -> dict[str, di
     return out
 
 
+def tombstone_contexts(gone: list[str], cfg: SiteConfig) -> dict[str, dict[str, Any]]:
+    """Relative file path -> render context of the tombstone page of each dropped slug (``feeds/changes.json``)."""
+    home = Urls(cfg.base_url, "c").link("index.html")
+    return {f"c/{safe_name(slug)}.html": {"site_title": cfg.title, "home": home} for slug in gone}
+
+
 # ---------------------------------------------------------------------------------------------- sitemap
 
 
@@ -851,12 +862,14 @@ def state_path(out: AnyPath) -> AnyPath:
 
 def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: str | AnyPath,
                cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None,
-               similar: dict[str, list[tuple[str, float]]] | None = None) -> dict[str, int]:
+               similar: dict[str, list[tuple[str, float]]] | None = None,
+               gone: list[str] | None = None) -> dict[str, int]:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed.
 
     ``matched``: per feed, how many products match (see :func:`match_counts`); ``now``: the ``lastmod`` of
     pages whose content changed (default: the current UTC time); ``similar``: product id -> its similar shown
-    products (see :func:`similar_products`), one "similar items" page each."""
+    products (see :func:`similar_products`), one "similar items" page each; ``gone``: dropped slugs, given
+    tombstone pages."""
     out = as_path(out)
     now = now or datetime.now(timezone.utc).replace(microsecond=0).isoformat()
     images_dir = out / "images"
@@ -879,7 +892,9 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             + [(path, ctx, render_page) for path, ctx in pages.items()]
             + [(path, ctx, render_redirect) for path, ctx in redirects.items() if path not in pages]
             + [(path, ctx, render_similar) for path, ctx in similar_contexts(feeds, by_id, photos, cfg, cols,
-                                                                             similar).items()])
+                                                                             similar).items()]
+            + [(path, ctx, render_gone) for path, ctx in tombstone_contexts(gone or [], cfg).items()
+               if path not in pages and path not in redirects])
     legacy = out / "pages.json"  # where older versions published their digests
     if legacy.exists():
         legacy.unlink()
@@ -918,7 +933,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             write_text(static / src.name, src.read_text(encoding="utf-8"))
     # the sitemap lists the landing pages; a product's similar-items page is reached through its cards
     indexed = [(path, current[path]["lastmod"]) for path, _, render in jobs
-               if render not in (render_redirect, render_similar)]
+               if render not in (render_redirect, render_similar, render_gone)]
     sitemaps = sitemap_files(indexed, cfg.base_url, cfg.sitemap_max_urls)
     sitemaps["robots.txt"] = robots_txt(cfg.base_url)
     for name, text in sitemaps.items():
@@ -930,6 +945,7 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
     write_text(state_file, json.dumps({"format": STATE_FORMAT, "pages": current, "photo_sizes": photo_sizes},
                                       ensure_ascii=False, separators=(",", ":")))
     return {"collections": len(feeds), "hubs": len(hubs), "pages": len(pages), "redirects": len(redirects),
+            "tombstones": sum(render is render_gone for _, _, render in jobs),
             "pages_written": written, "pages_unchanged": len(current) - written, "pages_removed": removed,
             "similar_pages": len(similar), "sitemap_urls": len(indexed), "sitemaps": sum(1 for n in sitemaps if n.endswith(".xml")),
             "images": len(used), "images_removed": images_removed,
@@ -949,8 +965,9 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
     matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
                            ctx.cfg.feeds)
     similar = similar_products(ctx.layout, shown, ctx.cfg.site.similar)
+    changes = read_json(ctx.layout.dir("feeds") / "changes.json", default={}) or {}
     return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched,
-                      similar=similar)
+                      similar=similar, gone=changes.get("gone") or [])
 
 
 def similar_products(layout: Any, shown: set[str], k: int) -> dict[str, list[tuple[str, float]]]:

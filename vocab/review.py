@@ -1,10 +1,15 @@
 """The merchandisers' review app (FastAPI, server-rendered, no JavaScript).
 
 Pages: ``/`` (keys, reviewer name), ``/values?key=K`` (canonical values with counts, merged variants,
-sample photos, approve/reject/rename/merge/split), ``/topics`` (accept/reject), ``/image?pid=ID`` (a
-product photo, only for product ids present in ``catalog/products.parquet``). Decisions go through
-:class:`~pinlanding.vocab.decisions.DecisionStore` (append-only, locked) and take effect at the next
-``vocab``/``topics`` run; the pages show the latest decision per value until then.
+sample photos, text/photo sources, approve/reject/rename/merge/split; search, status filter, sorting),
+``/value?key=K&value=V`` (its products, paged, by source and confidence), ``/topics`` (search and filters
+by text, key, status, published, size, judge score; accept/reject), ``/topic?id=T`` (the feed it will
+publish or why not, its page, the judge's reason; pin, exclude, retitle, publish window), ``/bulk`` (one
+decision for a whole filtered selection, after a confirmation showing the count), ``/history`` (the
+decisions log, each entry with who and when, and undo back to pending), ``/image?pid=ID`` (a product
+photo, only for product ids present in ``catalog/products.parquet``), ``/site/...`` (the run's pages).
+Decisions go through :class:`~pinlanding.vocab.decisions.DecisionStore` (append-only, locked) and take
+effect at the next run, which reruns only the stages they change.
 
 Security: loopback by default; any other address needs a token (cookie after ``?token=``, or a
 ``Authorization: Bearer`` header). Every form carries a CSRF token, all text is autoescaped by Jinja2,
@@ -35,12 +40,19 @@ from pinlanding.collections.parts import part_names, read_part
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.net import is_loopback
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.feeds.merch import apply_to_products
+from pinlanding.feeds.site import safe_name
 from pinlanding.vocab.clustering import normalize_key, normalize_value
-from pinlanding.vocab.decisions import TOPIC_ACTIONS, Decision, DecisionStore, ReviewState, decisions_path
+from pinlanding.vocab.decisions import (MERCH_ACTIONS, TOPIC_ACTIONS, UNDO, Decision, DecisionStore,
+                                       ReviewState, decisions_path)
+from pinlanding.vocab.workbench import (SOURCES, TOPIC_SORTS, VALUE_SORTS, Outcome, TopicFilter, ValueFilter,
+                                        feed_outcomes, number, value_products, value_sources)
 
 TOKEN_COOKIE, REVIEWER_COOKIE = "pl_review_token", "pl_reviewer"
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 PAGE_SIZE = 100
+PRODUCT_PAGE = 48  # products per preview page
+BULK_MAX = 20_000  # decisions one bulk action may record
 MAX_FORM_BYTES = 16_384
 MIN_TOKEN_CHARS = 16  # a shorter token is guessable
 HEADERS = {"Content-Security-Policy": "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
@@ -69,15 +81,17 @@ class ReviewData:
     variants: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     rejected: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    images: dict[str, tuple[str, str]] = field(default_factory=dict)  # product_id -> (image_path, title)
+    images: dict[str, tuple[str, str]] = field(default_factory=dict)  # product_id -> (image_path, title), whole catalogue
     topics: list[dict[str, Any]] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # topic_id -> what the last feeds run made of it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _files(self) -> list[Path]:
         folder = self.layout.root / "vocabulary"
         return [self.layout.root / "catalog" / "products.parquet", folder / "vocabulary.parquet",
                 folder / "merges.parquet", folder / "dropped.parquet", folder / "attributes.parquet",
-                self.layout.root / "topics" / "topics.parquet"]
+                self.layout.root / "topics" / "topics.parquet", self.layout.feeds,
+                self.layout.dir("feeds") / "dropped.parquet"]
 
     def refresh(self) -> "ReviewData":
         """Reload everything if any artifact changed; one thread at a time, and readers see whole snapshots."""
@@ -89,7 +103,7 @@ class ReviewData:
         return self
 
     def _load(self) -> None:
-        products, vocab_file, merges_file, dropped_file, curated_file, topics_file = self._files()
+        products, vocab_file, merges_file, dropped_file, curated_file, topics_file = self._files()[:6]
         if not vocab_file.exists():
             raise FileNotFoundError(f"{vocab_file} does not exist; run `pinlanding stage vocab --out {self.layout.root}`")
         values: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -110,15 +124,16 @@ class ReviewData:
             table = read_part(products, name, PRODUCTS, ["product_id", "image_path", "title"]).to_pydict()
             part_images = {pid: (path or "", title or "") for pid, path, title in
                            zip(table["product_id"], table["image_path"], table["title"])}
+            images.update(part_images)
             cur = read_part(curated_file, name, ATTRIBUTES, ["product_id", "key", "value"]).to_pydict()
             for pid, key, value in zip(cur["product_id"], cur["key"], cur["value"]):
                 bucket = examples[(key, value)]
                 if len(bucket) < self.samples and pid in part_images and part_images[pid][0]:
                     bucket.append(pid)
-                    images[pid] = part_images[pid]
         topics = read_table(topics_file, TOPICS).to_pylist() if topics_file.exists() else []
         self.images, self.values, self.variants, self.rejected, self.examples, self.topics = (
             images, values, variants, rejected, examples, topics)
+        self.outcomes = feed_outcomes(self.layout)
 
 
 def create_app(layout: RunLayout, token: str | None = None, decisions_file: str | Path | None = None,
@@ -129,10 +144,13 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
     data = ReviewData(layout, samples if samples is not None else default_samples)
     env = Environment(loader=PackageLoader("pinlanding.vocab", "templates"), autoescape=select_autoescape(default=True))
     env.filters["q"] = lambda params: urlencode(params)
+    env.filters["num"] = number
     secret = secrets.token_bytes(32)
     csrf = hmac.new(secret, b"csrf", hashlib.sha256).hexdigest()
     app = FastAPI(title="pinlanding review", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
+    if (layout.root / "site").is_dir():  # the run's landing pages, linked from each topic
+        app.mount("/site", StaticFiles(directory=str(layout.root / "site"), html=True), name="site")
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -166,24 +184,75 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
                       decisions_file=str(store.path), skipped=store.skipped_)
 
     @app.get("/values", response_class=HTMLResponse)
-    def values(request: Request, key: str):
+    def values(request: Request, key: str, q: str = "", status: str = "", sort: str = "products"):
         d = data.refresh()
         if key not in d.values and key not in d.rejected:
             return render("message.html", request, title="Unknown key", message=f"No key named {key!r}.", code=404)
-        rows = d.values.get(key, [])
+        every = d.values.get(key, [])
+        flt = ValueFilter(q, status, sort)
+        rows = flt.apply(every)
         held = {r["value"]: json.loads(r["provenance"] or "{}").get("review_reason") for r in rows
                 if r["status"] == "needs_review"}  # why the value waits for an approval
-        return render("values.html", request, key=key, rows=rows, variants=d.variants, held=held,
+        return render("values.html", request, key=key, rows=rows, total=len(every), variants=d.variants, held=held,
                       examples=d.examples, images=d.images, rejected=d.rejected.get(key, []),
-                      all_values=[r["value"] for r in rows])
+                      all_values=[r["value"] for r in every], flt=flt, sorts=list(VALUE_SORTS),
+                      statuses=sorted({r["status"] for r in every}), sources=value_sources)
+
+    @app.get("/value", response_class=HTMLResponse)
+    def value(request: Request, key: str, value: str, source: str = "", min_confidence: str = "", offset: int = 0):
+        d = data.refresh()
+        row = next((r for r in d.values.get(key, []) if r["value"] == value), None)
+        if row is None:
+            return render("message.html", request, title="Unknown value", message=f"No value {value!r} of {key!r}.",
+                          code=404)
+        try:
+            floor = float(min_confidence) if min_confidence.strip() else None
+        except ValueError:
+            return render("message.html", request, title="Bad filter", code=400,
+                          message=f"min_confidence must be a number, not {min_confidence!r}")
+        products = value_products(layout, key, value, source if source in SOURCES else "", floor)
+        offset = max(0, offset)
+        return render("value.html", request, key=key, row=row, products=products[offset:offset + PRODUCT_PAGE],
+                      total=len(products), offset=offset, page=PRODUCT_PAGE, images=d.images, sources=SOURCES,
+                      source=source, min_confidence=min_confidence, by_source=value_sources(row["provenance"]))
 
     @app.get("/topics", response_class=HTMLResponse)
-    def topics(request: Request, status: str = "", offset: int = 0):
+    def topics(request: Request, offset: int = 0):
         d = data.refresh()
-        rows = [t for t in d.topics if not status or t["status"] == status]
+        try:
+            flt = TopicFilter.parse(dict(request.query_params))
+        except ValueError as exc:
+            return render("message.html", request, title="Bad filter", message=str(exc), code=400)
+        rows = flt.apply(d.topics, d.outcomes)
         offset = max(0, offset)
-        return render("topics.html", request, rows=rows[offset:offset + PAGE_SIZE], total=len(rows), status=status,
-                      offset=offset, page=PAGE_SIZE, json=json)
+        keys = sorted({a["key"] for t in d.topics for a in t["attributes"] or []})
+        return render("topics.html", request, rows=rows[offset:offset + PAGE_SIZE], total=len(rows), flt=flt,
+                      offset=offset, page=PAGE_SIZE, outcomes=d.outcomes, keys=keys, sorts=list(TOPIC_SORTS))
+
+    @app.get("/topic", response_class=HTMLResponse)
+    def topic(request: Request, id: str):
+        d = data.refresh()
+        t = next((t for t in d.topics if t["topic_id"] == id), None)
+        if t is None:
+            return render("message.html", request, title="Unknown topic", message=id, code=404)
+        outcome = d.outcomes.get(id)
+        state = ReviewState.from_decisions(store.read())
+        rules = state.merch.get(id)
+        preview = list(outcome.products) if outcome else []
+        if rules is not None and not rules.empty():  # what the next feeds run will publish
+            preview = apply_to_products(preview, rules, set(d.images))
+        page = f"c/{safe_name(outcome.slug)}.html" if outcome and outcome.published else ""
+        has_page = bool(page) and (layout.root / "site" / page).is_file()
+        log = [x for x in store.read() if x.topic_id == id]
+        return render("topic.html", request, t=t, outcome=outcome, preview=preview, rules=rules, images=d.images,
+                      page=page if has_page else "", log=log[::-1])
+
+    @app.get("/history", response_class=HTMLResponse)
+    def history(request: Request, offset: int = 0, who: str = "", action: str = ""):
+        entries = [x for x in store.read() if (not who or x.who == who) and (not action or x.action == action)][::-1]
+        offset = max(0, offset)
+        return render("history.html", request, entries=entries[offset:offset + PAGE_SIZE], total=len(entries),
+                      offset=offset, page=PAGE_SIZE, who=who, action=action)
 
     @app.get("/image")
     def image(pid: str):
@@ -193,11 +262,30 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
             return Response("no image", status_code=404, media_type="text/plain")
         return FileResponse(path, media_type=IMAGE_TYPES[path.suffix.lower()])
 
-    @app.post("/reviewer")
-    async def set_reviewer(request: Request):
+    async def checked_form(request: Request) -> dict[str, str] | Response:
         form = await _form(request)
         if form is None or not hmac.compare_digest(form.get("csrf_token", ""), csrf):
             return Response("bad form or form token; reload the page", status_code=403, media_type="text/plain")
+        return form
+
+    async def decision_form(request: Request) -> tuple[dict[str, str], str] | Response:
+        """(form, reviewer name) of a decision's post, or the response refusing it (bad form token, no name)."""
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
+        who = request.cookies.get(REVIEWER_COOKIE, "")
+        return (form, who) if who else render(
+            "message.html", request, title="Who are you?", code=400,
+            message="Enter your name on the start page first: every decision records who made it.")
+
+    def client(request: Request) -> str:
+        return request.client.host if request.client else ""
+
+    @app.post("/reviewer")
+    async def set_reviewer(request: Request):
+        form = await checked_form(request)
+        if isinstance(form, Response):
+            return form
         who = " ".join(form.get("who", "").split())[:80]
         response = RedirectResponse("/", status_code=303)
         if who:
@@ -206,31 +294,110 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
 
     @app.post("/decide")
     async def decide(request: Request):
-        form = await _form(request)
-        if form is None or not hmac.compare_digest(form.get("csrf_token", ""), csrf):
-            return Response("bad form or form token; reload the page", status_code=403, media_type="text/plain")
-        who = request.cookies.get(REVIEWER_COOKIE, "")
-        if not who:
-            return render("message.html", request, title="Who are you?", code=400,
-                          message="Enter your name on the start page first: every decision records who made it.")
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
         action, topic_id = form.get("action", ""), form.get("topic_id", "")
         key, value, target = form.get("key", ""), form.get("value", ""), form.get("target", "")
-        if action in TOPIC_ACTIONS:
+        if action in TOPIC_ACTIONS + MERCH_ACTIONS:
             topic = next((t for t in data.refresh().topics if t["topic_id"] == topic_id), None)
             if topic is None:
                 return render("message.html", request, title="Unknown topic", message=topic_id, code=404)
-            value = topic["title"] or ""
-            target = json.dumps([[a["key"], a["value"]] for a in topic["attributes"]], ensure_ascii=False)
+            if action in TOPIC_ACTIONS:
+                value = topic["title"] or ""
+                target = _topic_tuple(topic)
+            elif action in ("pin", "exclude") and value not in data.images:
+                return render("message.html", request, title="Not recorded", code=400,
+                              message=f"No product {value!r} in the catalogue.")
+        elif action == UNDO:
+            return render("message.html", request, title="Not recorded", message="undo from the history page", code=400)
         try:
             store.append(Decision(action=action, who=who, key=key, value=value, target=target, topic_id=topic_id,
-                                  note=form.get("note", ""), client=request.client.host if request.client else ""))
+                                  note=form.get("note", ""), client=client(request)))
         except ValueError as exc:
             return render("message.html", request, title="Not recorded", message=str(exc), code=400)
-        back = form.get("back", "/")
-        safe_back = back if back.startswith("/") and not back.startswith("//") and "\\" not in back else "/"
-        return RedirectResponse(safe_back, status_code=303)
+        return RedirectResponse(_safe_back(form.get("back", "/")), status_code=303)
+
+    @app.post("/undo")
+    async def undo(request: Request):
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
+        state = ReviewState.from_decisions(store.read())
+        old = state.by_id.get(form.get("id", ""))
+        if old is None or not state.undoable(old):
+            return render("message.html", request, title="Not recorded", code=400,
+                          message="That decision does not exist or is already undone.")
+        store.append(Decision(action=UNDO, who=who, key=old.key, value=old.value, topic_id=old.topic_id,
+                              target=old.target, undoes=old.id, note=f"undo {old.action}", client=client(request)))
+        return RedirectResponse(_safe_back(form.get("back", "/history")), status_code=303)
+
+    @app.get("/bulk", response_class=HTMLResponse)
+    def bulk_confirm(request: Request):
+        params = dict(request.query_params)
+        try:
+            selection, _ = _selection(data.refresh(), params)
+        except ValueError as exc:
+            return render("message.html", request, title="Bad selection", message=str(exc), code=400)
+        return render("bulk.html", request, params=params, selection=selection, count=len(selection),
+                      action=params.get("action", ""), limit=BULK_MAX)
+
+    @app.post("/bulk")
+    async def bulk(request: Request):
+        checked = await decision_form(request)
+        if isinstance(checked, Response):
+            return checked
+        form, who = checked
+        try:
+            selection, decisions_of = _selection(data.refresh(), form)
+            if str(len(selection)) != form.get("count", ""):
+                raise ValueError(f"the selection now has {len(selection)} rows, not the {form.get('count')} you "
+                                 "confirmed (the run changed); review it again")
+            if len(selection) > BULK_MAX:
+                raise ValueError(f"{len(selection)} rows is over the limit of {BULK_MAX} per bulk decision")
+            note = " ".join(("bulk " + form.get("note", "")).split())[:200]
+            store.extend(decisions_of(who, note, client(request)))
+        except ValueError as exc:
+            return render("message.html", request, title="Not recorded", message=str(exc), code=400)
+        return render("message.html", request, title="Recorded",
+                      message=f"{len(selection)} {form.get('action')} decisions recorded by {who}.")
 
     return app
+
+
+def _topic_tuple(topic: dict[str, Any]) -> str:
+    """A topic decision's ``target``: the topic's (key, value) pairs as JSON."""
+    return json.dumps([[a["key"], a["value"]] for a in topic["attributes"]], ensure_ascii=False)
+
+
+def _safe_back(back: str) -> str:
+    """A local path to return to after a form (never another site)."""
+    return back if back.startswith("/") and not back.startswith("//") and "\\" not in back else "/"
+
+
+def _selection(d: ReviewData, params: dict[str, str]) -> tuple[list[dict[str, Any]], Any]:
+    """The rows a bulk action selects (the filters of the page it came from) and a function making its decisions."""
+    action, kind = params.get("action", ""), params.get("kind", "")
+    if kind == "topics" and action in TOPIC_ACTIONS:
+        rows = TopicFilter.parse(params).apply(d.topics, d.outcomes)
+
+        def make(who: str, note: str, client: str) -> list[Decision]:
+            return [Decision(action=action, who=who, topic_id=t["topic_id"], value=t["title"] or "", note=note,
+                             client=client, target=_topic_tuple(t)) for t in rows]
+    elif kind == "values" and action in ("approve", "reject"):
+        key = params.get("key", "")
+        if key not in d.values:
+            raise ValueError(f"no key named {key!r}")
+        rows = ValueFilter(params.get("q", ""), params.get("status", ""), params.get("sort", "products")).apply(d.values[key])
+
+        def make(who: str, note: str, client: str) -> list[Decision]:
+            return [Decision(action=action, who=who, key=key, value=r["value"], note=note, client=client) for r in rows]
+    else:
+        raise ValueError(f"bulk {action!r} of {kind!r} is not available (topics: accept, reject_topic; values: "
+                         "approve, reject)")
+    return rows, make
 
 
 async def _form(request) -> dict[str, str] | None:

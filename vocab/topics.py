@@ -346,10 +346,10 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
         if j.score is None:
             row.update(status="rejected", _why="judge error", reason=f"judge error: {j.error}")
         elif j.score >= cfg.judge.keep_threshold:
-            row.update(status="kept", reason=f"{j.reason}; score {j.score:.2f} >= {cfg.judge.keep_threshold}")
+            row.update(status="kept", reason=f"{j.reason}; score {j.score:g} >= {cfg.judge.keep_threshold}")
         else:
             row.update(status="rejected", _why="judge score",
-                       reason=f"{j.reason}; score {j.score:.2f} < {cfg.judge.keep_threshold}")
+                       reason=f"{j.reason}; score {j.score:g} < {cfg.judge.keep_threshold}")
     judged_status = Counter(r["status"] for r in rows)
     for row in rows:
         d = review.topics.get(row["topic_id"]) or review.topics.get(
