@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
@@ -56,11 +56,15 @@ def read_tensors(path: AnyPath) -> tuple[dict[str, torch.Tensor], dict[str, Any]
 
 
 def read_meta(path: AnyPath) -> dict[str, Any]:
-    """The JSON document of a file written by :func:`write_tensors`, reading only its header."""
+    """The JSON document of a file written by :func:`write_tensors`, reading only its header (the layout
+    :func:`read_tensors` describes), from a local or an object-store path."""
     try:
-        with safe_open(str(as_path(path)), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})[_META])
-    except (OSError, KeyError, ValueError, SafetensorError) as exc:
+        with as_path(path).open("rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 0 < size <= _HEADER_LIMIT:
+                raise ValueError("no safetensors header")
+            meta = json.loads(json.loads(f.read(size))["__metadata__"][_META])
+    except (OSError, KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"{path} is not a pinlanding tensor file: {type(exc).__name__}") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path} is not a pinlanding tensor file: its metadata is not a JSON object")

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from feedkit import mean_colour, published_run, with_visual_index
-from pinlanding.feeds.api import create_app, serve_in_thread
+from pinlanding.feeds.api import create_app
+from serving import serve_in_thread
 from pinlanding.feeds.config import ServeConfig
 
 SIZE = (8, 6)  # the photos of feedkit's products

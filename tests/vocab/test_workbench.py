@@ -3,13 +3,10 @@ previews, bulk decisions and the history, over HTTP."""
 from __future__ import annotations
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).parent))
 from test_review import _login, base_run, run  # noqa: E402,F401  (fixtures: a curated tiny run, a private copy)
 
 from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path, family_digest  # noqa: E402

@@ -4,12 +4,10 @@ decisions is checked in tests/feeds/test_merch.py. ``PINLANDING_SHOTS=DIR`` save
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 from test_review_browser import browser, served  # noqa: E402,F401  (fixtures: Chromium, a served tiny run)
 
 from pinlanding.vocab.decisions import DecisionStore, ReviewState, decisions_path  # noqa: E402
