@@ -79,7 +79,7 @@ def make_run(root: Path, topics: pa.Table | None = None, **feeds: object) -> Sta
     write_table(topics if topics is not None else synthetic_topics(), layout.topics, TOPICS)
     cfg = PipelineConfig.model_validate({
         "spark": {"master": "local[1]", "shuffle_partitions": 2, "driver_memory": "1g"},
-        "feeds": {"min_feed_size": 2, "category_key": "category", **feeds},
+        "feeds": {"min_feed_size": 2, "category_key": "category", "min_confidence": 0.0, **feeds},
     })
     return StageContext(cfg, layout)
 

@@ -54,7 +54,7 @@ def capped_feeds() -> list[dict]:
 
 
 def build(layout: RunLayout, **site: Any) -> dict[str, Any]:
-    return run_site(StageContext(PipelineConfig.model_validate({"site": site}), layout))
+    return run_site(StageContext(PipelineConfig.model_validate({"site": site, "feeds": {"min_confidence": 0.0}}), layout))
 
 
 def set_feeds(layout: RunLayout, feeds: list[dict]) -> None:
