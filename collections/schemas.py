@@ -149,6 +149,17 @@ VISUAL_INDEX = pa.schema(
     ]
 )
 
+# RUN/site.similar.parquet (beside the site, never in it): each shown product's similar products, as the site
+# stage last computed them from the visual index; reused while the index, the shown products and ``k`` are the same
+# (schema metadata ``pinlanding.similar_key``).
+SIMILAR = pa.schema(
+    [
+        pa.field("product_id", pa.string(), nullable=False),
+        pa.field("similar", pa.list_(pa.string())),
+        pa.field("score", pa.list_(pa.float64())),
+    ]
+)
+
 # variants: ids of near-identical products (same brand and normalized title, or the same photo) shown as this card
 FEED_PRODUCT = pa.struct([("product_id", pa.string()), ("score", pa.float64()), ("variants", pa.list_(pa.string()))])
 

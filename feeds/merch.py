@@ -74,18 +74,21 @@ def apply_rules(feeds: list[dict[str, Any]], state: ReviewState, today: date, ca
 
 def url_changes(previous: Iterable[dict[str, Any]], feeds: list[dict[str, Any]], moved: dict[str, str],
                 gone_before: Iterable[str] = (), merged: dict[str, str] | None = None) -> dict[str, Any]:
-    """What happened to the previous run's URLs: ``moved`` (old topic id -> new topic id, from rename/merge
-    decisions) puts an old slug on its successor's ``aliases`` (or, when the successor was merged into another
-    feed as a duplicate, ``merged``: its topic id -> its slug, on that feed's); any other slug that is no longer
-    published or aliased becomes a tombstone (``gone``), and stays one until a collection takes the slug again."""
+    """What happened to the previous run's URLs. Each old slug (a feed's own or one of its aliases) that is no
+    longer published or aliased goes, as an alias, to the old feed's successor (``moved``: old topic id -> new
+    topic id, from rename/merge decisions; when the successor was merged into another feed as a duplicate,
+    ``merged``: its topic id -> its slug, on that feed's), else to the feed still published at the old feed's own
+    slug (an alias keeps redirecting where it did). Any other old slug becomes a tombstone (``gone``), and stays
+    one until a collection takes the slug again."""
     by_id = {f["topic_id"]: f for f in feeds}
+    by_slug = {f["slug"]: f for f in feeds}
     owner = {a: f for f in feeds for a in f.get("aliases") or []}
-    live = {f["slug"] for f in feeds} | set(owner)
+    live = set(by_slug) | set(owner)
     aliased: dict[str, str] = {}
     for old in previous:
         successor = moved.get(old["topic_id"], "")
-        new = by_id.get(successor) or owner.get((merged or {}).get(successor, ""))
-        if old["slug"] in live or new is None:
+        new = by_id.get(successor) or owner.get((merged or {}).get(successor, "")) or by_slug.get(old["slug"])
+        if new is None:
             continue
         for slug in [old["slug"], *(old.get("aliases") or [])]:
             if slug not in live:

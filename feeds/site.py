@@ -41,10 +41,11 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_remote, json_digest, list_files,
-                                              make_dirs, read_json, tree_digest, write_text)
+                                              make_dirs, read_json, read_schema, read_table, tree_digest, write_table,
+                                              write_text)
 from pinlanding.collections.ingest import clean_url
 from pinlanding.collections.parts import is_parted, list_parts, read_part, select_rows
-from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS
+from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, SIMILAR
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import FeedsConfig, SiteConfig
 
@@ -964,21 +965,40 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
                             "url"]).to_pylist()
     matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
                            ctx.cfg.feeds)
-    similar = similar_products(ctx.layout, shown, ctx.cfg.site.similar)
+    similar = similar_products(ctx.layout, shown, ctx.cfg.site.similar, cache=ctx.layout.root / "site.similar.parquet")
     changes = read_json(ctx.layout.dir("feeds") / "changes.json", default={}) or {}
     return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched,
                       similar=similar, gone=changes.get("gone") or [])
 
 
-def similar_products(layout: Any, shown: set[str], k: int) -> dict[str, list[tuple[str, float]]]:
+SIMILAR_KEY = b"pinlanding.similar_key"
+
+
+def similar_products(layout: Any, shown: set[str], k: int, cache: AnyPath | None = None
+                     ) -> dict[str, list[tuple[str, float]]]:
     """Product id -> its ``k`` most similar products among ``shown`` (the products the site publishes), from the
-    run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage)."""
+    run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage).
+
+    The all-pairs search is most of a site build, and its answer depends only on the index, ``shown`` and ``k``:
+    ``cache`` keeps the last answer with a digest of the three, so a rebuild whose feeds changed (a merchandiser's
+    decision) reuses it while they are the same."""
     from pinlanding.encoders.visual import VisualIndex
 
     folder = layout.visual_index
     if k <= 0 or not shown or not is_parted(folder):
         return {}
+    key = json_digest([tree_digest(folder), sorted(shown), k]).encode()
+    if cache is not None and as_path(cache).exists():
+        if (read_schema(cache, SIMILAR).metadata or {}).get(SIMILAR_KEY) == key:
+            table = read_table(cache, SIMILAR)
+            return {pid: list(zip(ids, scores)) for pid, ids, scores in
+                    zip(*(table.column(c).to_pylist() for c in ("product_id", "similar", "score")))}
     index = VisualIndex.load(folder, keep=shown)
     ids = [str(pid) for pid in index.ids_]
     hits = index.search(index.vectors_, k, ids)
-    return {pid: found for pid, found in zip(ids, hits) if found}
+    found = {pid: [(str(q), float(s)) for q, s in hit] for pid, hit in zip(ids, hits) if hit}
+    if cache is not None:
+        table = pa.table({"product_id": list(found), "similar": [[q for q, _ in v] for v in found.values()],
+                          "score": [[s for _, s in v] for v in found.values()]}, schema=SIMILAR)
+        write_table(table, cache, SIMILAR.with_metadata({SIMILAR_KEY: key}))
+    return found

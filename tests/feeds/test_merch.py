@@ -61,6 +61,11 @@ def test_url_changes_alias_moved_slugs_and_tombstone_dropped_ones():
     changes = url_changes([{"topic_id": "b", "slug": "red-dresses", "aliases": []}], feeds, {"b": "b2"},
                           merged={"b2": "crimson-dresses"})
     assert changes["aliased"] == {"red-dresses": "dresses"} and changes["gone"] == []
+    # a feed still published keeps the old aliases it lost (a renamed duplicate no longer merges into it)
+    feeds = [{"topic_id": "x", "slug": "dresses", "aliases": ["crimson-dresses"]}]
+    changes = url_changes([{"topic_id": "x", "slug": "dresses", "aliases": ["red-dresses"]}], feeds, {"x": "x"})
+    assert feeds[0]["aliases"] == ["crimson-dresses", "red-dresses"]
+    assert changes["aliased"] == {"red-dresses": "dresses"} and changes["gone"] == []
 
 
 def _decide(layout, *decisions: Decision) -> None:

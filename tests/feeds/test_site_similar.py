@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from feedkit import with_visual_index
 from sitekit import build, capped_feeds, page, site_run
+
+from pinlanding.encoders.visual import VisualIndex
+from pinlanding.feeds.site import similar_products
 
 
 def test_cards_link_to_small_similar_items_pages(tmp_path):
@@ -36,3 +40,21 @@ def test_cards_link_to_small_similar_items_pages(tmp_path):
     counts = build(layout, similar=0)
     assert counts["similar_pages"] == 0 and not list((site / "s").iterdir())
     assert 'class="similar"' not in (site / "c" / "red-dress.html").read_text()
+
+
+def test_similar_products_are_reused_while_the_index_shown_products_and_k_stay(tmp_path, monkeypatch):
+    layout = with_visual_index(site_run(tmp_path, capped_feeds()))
+    shown = {p["product_id"] for f in capped_feeds() for p in f["products"]}
+    cache = layout.root / "site.similar.parquet"
+    first = similar_products(layout, shown, 3, cache=cache)
+    assert first and cache.exists()
+
+    def searched_again(*args, **kwargs):
+        raise AssertionError("the visual index was searched again")
+
+    monkeypatch.setattr(VisualIndex, "load", searched_again)
+    assert similar_products(layout, shown, 3, cache=cache) == first  # read back exactly
+    with pytest.raises(AssertionError, match="searched again"):
+        similar_products(layout, shown, 2, cache=cache)
+    with pytest.raises(AssertionError, match="searched again"):
+        similar_products(layout, shown - {"p000"}, 3, cache=cache)
