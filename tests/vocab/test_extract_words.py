@@ -30,6 +30,15 @@ def test_a_fibre_mix_is_named_for_its_dominant_fibre() -> None:
     assert [v for v, _ in material_mentions("Material and Care\n95% cotton and 5% spandex\nMachine wash")] == ["cotton"]
 
 
+def test_blend_names_a_fabric_only_in_a_fabric_phrase() -> None:
+    assert is_blend("Blue check shirt made of cotton-polyester blend fabric, has a tipped collar")
+    assert is_blend("Material and Care\nBlended fabric\nHand wash")
+    assert is_blend("Fabric: Blended")
+    assert not is_blend("These bags are a perfect blend of comfort and style with the leather strap")
+    assert not is_blend("Material and Care\nCotton blend\nMachine wash")  # one named fibre: cotton
+    assert not is_blend("Blended cotton\nHand wash")
+
+
 def test_watch_displays_are_features_and_praise_is_no_style() -> None:
     assert match("feature", "titan analog chronograph watch") == [("analog", "analog"), ("chronograph", "chronograph")]
     assert match("style", "a classic analog watch") == []

@@ -59,13 +59,28 @@ def match(key: str, text: str) -> list[tuple[str, str]]:
 _PERCENT = re.compile(r"(\d{1,3})\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
 
 
+_BLEND = re.compile(r"\bblend(?:ed)?\b", re.IGNORECASE)
+_BLEND_NOUNS = {"fabric", "fabrics", "fibre", "fibres", "fiber", "fibers", "yarn", "yarns", "material", "materials"}
+
+
 def is_blend(description: str) -> bool:
     """Whether the text gives a fibre mix with no dominant fibre ("60% cotton, 40% polyester"; "95% cotton,
-    5% elastane" is cotton) or says blend."""
+    5% elastane" is cotton) or names a blend of fabrics: two or more fibres with "blend" in one phrase
+    ("cotton-polyester blend"), "blended fabric", or "Blended" alone as the material. One named fibre is that
+    fibre ("cotton blend"), and "a blend of comfort and style" names no fabric."""
     shares = fibre_shares(description)
     if len(shares) >= 2 and max(shares.values()) < 100 * DOMINANT_FIBRE_SHARE:
         return True
-    return bool(re.search(r"\bblend(?:ed)?\b", description, re.IGNORECASE))
+    for m in _BLEND.finditer(description):
+        start = max(description.rfind(c, 0, m.start()) for c in "\n.;:") + 1
+        ends = [i for i in (description.find(c, m.end()) for c in "\n.;") if i >= 0]
+        phrase = description[start:min(ends, default=len(description))]
+        fibres = sum(value != "blended" for value, _ in match("material", phrase))  # the lexicon knows "blend" too
+        following = _NEXT_WORD.match(description.lower(), m.end())
+        if fibres >= 2 or (fibres == 0 and ((following and following.group(1) in _BLEND_NOUNS)
+                                            or phrase.strip().lower() == m.group(0).lower())):
+            return True
+    return False
 
 
 def fibre_shares(description: str) -> dict[str, int]:
