@@ -101,6 +101,9 @@ def parse_record(labels: Labels, record: dict[str, Any]) -> None:
         for family, names in ARTICLE_ATTRIBUTES.items():
             for name in names:
                 labels.add(pid, family, attrs.get(name))
+    fibres = labels.values.get("material", {}).get(pid, set()) - {"blended"}
+    if len(fibres) >= 2:  # labels naming two or more fibres describe a blend: a "blended" row is right there
+        labels.values["material"][pid].add("blended")
     age = str(record.get("ageGroup") or "")
     if age.lower().startswith("kids"):
         labels.add(pid, "gender", "kid")

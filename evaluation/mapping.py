@@ -192,7 +192,7 @@ _NARROWER: dict[str, dict[str, set[str]]] = {
                "yellow": {"mustard"}, "purple": {"lavender", "mauve"}, "pink": {"magenta", "peach"}},
     "material": {"cotton": {"pure cotton", "cotton blend", "cotton linen"}, "silk": {"pure silk", "dupion silk",
                                                                                     "silk blend"},
-                 "leather": {"patent leather"}, "synthetic": {"synthetic leather", "synthetic suede", "polyester",
+                 "leather": {"patent leather"}, "blended": {"cotton blend", "silk blend"}, "synthetic": {"synthetic leather", "synthetic suede", "polyester",
                                                               "nylon"}},
     "pattern": {"printed": {"floral", "graphic", "typography", "abstract", "geometric", "animal", "polka dot",
                             "camouflage", "paisley", "conversational", "ethnic motif", "tie dye"},

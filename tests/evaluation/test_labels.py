@@ -40,3 +40,13 @@ def test_one_graph_row_is_judged_by_the_collection_mapping():
     assert labels.judge_row("7", "sleeve", "short") is True and labels.judge_row("7", "sleeve", "long") is False
     assert labels.judge_row("7", "material", "cotton") is None  # no fabric label: cannot judge
     assert labels.judge_row("8", "category", "t-shirt") is None and labels.judge_row("7", "style", "x") is None
+
+
+def test_labels_naming_two_fibres_are_a_blend():
+    labels = Labels()
+    parse_record(labels, {"id": 1, "articleAttributes": {"Fabric": "Cotton", "Fabric 2": "Polyester", "Fabric 3": "NA"}})
+    parse_record(labels, {"id": 2, "articleAttributes": {"Fabric": "Cotton", "Fabric 2": "NA"}})
+    parse_record(labels, {"id": 3, "articleAttributes": {"Fabric": "Cotton Blend"}})
+    assert labels.judge_row("1", "material", "blended") is True and labels.judge_row("1", "material", "cotton") is True
+    assert labels.judge_row("2", "material", "blended") is False
+    assert labels.judge_row("3", "material", "blended") is True and labels.judge_row("3", "material", "cotton") is True
