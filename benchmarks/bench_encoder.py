@@ -115,7 +115,8 @@ def _recall_at_precision(conf: np.ndarray, correct: np.ndarray, total: int, targ
 
 def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | None = None) -> dict:
     from pinlanding.encoders.data import ProductSet, decode_images, mask_values
-    from pinlanding.encoders.train import TrainingImages, combine_texts
+    from pinlanding.encoders.images import TrainingImages
+    from pinlanding.encoders.validate import combine_texts
     from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
     from pinlanding.evaluation.labels import read_labels
     from pinlanding.evaluation.mapping import family_of

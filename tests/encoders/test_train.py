@@ -110,7 +110,7 @@ def test_value_words_are_masked_whatever_their_spelling():
 
 def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     from pinlanding.encoders.data import decode_images
-    from pinlanding.encoders.train import masked_scores
+    from pinlanding.encoders.validate import masked_scores
 
     bundle = load_bundle(trained_run.dir("encoder"), device="cpu")
     texts = ["Acme Women Red Dress", "Acme Women Dress"]  # the second names no colour: nothing to mask
