@@ -24,12 +24,6 @@ _SEPARATORS = re.compile(r"[\s\-_/.,'’`\"()&+]+")
 _SPACES = re.compile(r"\s+")
 
 
-def normalize_key(key: str) -> str:
-    """``" Sleeve Length"`` -> ``"sleeve_length"``."""
-    key = unicodedata.normalize("NFKC", strip_controls(str(key))).casefold().strip()
-    return re.sub(r"[\s\-]+", "_", key)
-
-
 def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
     """Return ``(clean value, None)`` or ``("", reason)`` for a value that cannot be a vocabulary term.
 

@@ -35,8 +35,9 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import Part, commit_parts, count_rows, part_names, read_part, write_part
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.categories import CategoryRules, Verdict, head_fragments, words_of
-from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_key,
-                                         normalize_value, sanitize_value)
+from pinlanding.collections.text import key_form
+from pinlanding.vocab.clustering import (EmbeddingCache, ValueClusterer, attach, lexically_distinct, normalize_value,
+                                         sanitize_value)
 from pinlanding.vocab.config import ClusterConfig, EvidenceConfig, VocabConfig
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 
@@ -130,7 +131,7 @@ def value_stats(table: pa.Table) -> ValueStats:
 def prepare(attributes: pa.Table, max_value_chars: int, fold_plurals: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Normalized keys and sanitized values: (usable rows with ``clean`` and ``norm``, dropped rows with ``reason``)."""
     df = attributes.select(["product_id", "key", "value", "source", "confidence"]).to_pandas()
-    df["key"] = [normalize_key(k) for k in df["key"]]
+    df["key"] = [key_form(k) for k in df["key"]]
     uniq = {v: sanitize_value(v, max_value_chars) for v in pd.unique(df["value"])}
     df["clean"] = [uniq[v][0] for v in df["value"]]
     df["reason"] = [uniq[v][1] for v in df["value"]]
