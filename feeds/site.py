@@ -895,9 +895,6 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
                                                                              similar).items()]
             + [(path, ctx, render_gone) for path, ctx in tombstone_contexts(gone or [], cfg).items()
                if path not in pages and path not in redirects])
-    legacy = out / "pages.json"  # where older versions published their digests
-    if legacy.exists():
-        legacy.unlink()
     previous = state.get("pages", {})
     current: dict[str, dict[str, str]] = {}
     written = 0
@@ -972,7 +969,7 @@ def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str,
 
 def similar_products(layout: Any, shown: set[str], k: int) -> dict[str, list[tuple[str, float]]]:
     """Product id -> its ``k`` most similar products among ``shown`` (the products the site publishes), from the
-    run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage)."""
+    run's visual index; empty when ``k`` is 0 or the run has no index."""
     from pinlanding.encoders.visual import VisualIndex
 
     folder = layout.visual_index

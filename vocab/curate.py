@@ -751,8 +751,6 @@ def curate(cfg: VocabConfig, layout: RunLayout,
                            embedder, _value_scorer(cfg), cfg.category_key, cfg.evidence).fit(raw, count_rows(layout.products))
     embedder.save()
     out = as_path(layout.curated_attributes)
-    if out.is_file():  # a single-file output of an older run: the part folder replaces it
-        out.unlink()
     written = map_parts(partial(_curate_part, layout.attributes, out, _Transform(curator)), names, ray_cfg,
                         desc="vocab: curate")
     commit_parts(out, [part for part, _ in written], ATTRIBUTES)

@@ -56,11 +56,6 @@ def topic_id(attrs: Attrs) -> str:
     return json_digest(sorted(canonical_attribute(k, v) for k, v in attrs))[:16]
 
 
-def legacy_topic_id(attrs: Attrs) -> str:
-    """The id earlier versions gave a tuple (its pairs as spelled): reviewers' decisions made under it still apply."""
-    return json_digest(sorted([k, v] for k, v in attrs))[:16]
-
-
 def count_values(product_attrs: dict[str, set[tuple[str, str]]]) -> Counter:
     """Products carrying each (key, value)."""
     return Counter(a for attrs in product_attrs.values() for a in attrs)
@@ -352,8 +347,7 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
                        reason=f"{j.reason}; score {j.score:g} < {cfg.judge.keep_threshold}")
     judged_status = Counter(r["status"] for r in rows)
     for row in rows:
-        d = review.topics.get(row["topic_id"]) or review.topics.get(
-            legacy_topic_id(tuple((a["key"], a["value"]) for a in row["attributes"])))
+        d = review.topics.get(row["topic_id"])
         if d is not None:
             verdict = "kept" if d.action == "accept" else "rejected"
             row.update(status=verdict, _why="review", reason=f"{'accepted' if verdict == 'kept' else 'rejected'} in review by "
