@@ -32,7 +32,7 @@ from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
 from pinlanding.evaluation.mapping import family_of, normalize
-from pinlanding.vocab.config import TopicsConfig, VocabConfig
+from pinlanding.vocab.config import JudgeConfig, TopicsConfig
 from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
@@ -281,12 +281,11 @@ def _check(tc: TopicsConfig) -> None:
         raise ValueError(f"topics.min_support and topics.max_arity must be >= 1, got {tc.min_support}, {tc.max_arity}")
 
 
-def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries: QueryIndex | None,
-                 review: ReviewState, cache: JudgeCache, spellings: dict[str, str] | None = None,
-                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def build_topics(tc: TopicsConfig, judge_cfg: JudgeConfig, counts: TupleCounts, n_products: int,
+                 queries: QueryIndex | None, review: ReviewState, cache: JudgeCache,
+                 spellings: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Candidate topics with their judgement and status; returns (rows, report). ``spellings`` (from
     :func:`brand_spellings`) gives brand values the catalogue's casing in titles."""
-    tc = cfg.topics
     _check(tc)
     support = Counter(counts.support)
     anchors = set(tc.anchor_keys) & counts.keys
@@ -330,21 +329,21 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
                 to_judge.append((row, Candidate(attrs, query, n)))
             else:
                 row.update(status="rejected", _why="not judged",
-                           reason=f"not judged: beyond vocab.topics.max_candidates={tc.max_candidates}")
+                           reason=f"not judged: beyond topics.max_candidates={tc.max_candidates}")
         rows.append(row)
     stats = CooccurrenceStats(n_products, dict(support))
-    context = JudgeContext(stats=stats, queries=queries, weights=cfg.judge.weights, anchor_keys=tuple(sorted(anchors)))
-    judge = create_judge(cfg.judge.backend, context, cfg.judge.params)
+    context = JudgeContext(stats=stats, queries=queries, weights=judge_cfg.weights, anchor_keys=tuple(sorted(anchors)))
+    judge = create_judge(judge_cfg.backend, context, judge_cfg.params)
     judgements: list[Judgement] = cache.judge(judge, [c for _, c in to_judge]) if to_judge else []
     for (row, _), j in zip(to_judge, judgements):
         row["judge_score"] = j.score
         if j.score is None:
             row.update(status="rejected", _why="judge error", reason=f"judge error: {j.error}")
-        elif j.score >= cfg.judge.keep_threshold:
-            row.update(status="kept", reason=f"{j.reason}; score {j.score:g} >= {cfg.judge.keep_threshold}")
+        elif j.score >= judge_cfg.keep_threshold:
+            row.update(status="kept", reason=f"{j.reason}; score {j.score:g} >= {judge_cfg.keep_threshold}")
         else:
             row.update(status="rejected", _why="judge score",
-                       reason=f"{j.reason}; score {j.score:g} < {cfg.judge.keep_threshold}")
+                       reason=f"{j.reason}; score {j.score:g} < {judge_cfg.keep_threshold}")
     judged_status = Counter(r["status"] for r in rows)
     for row in rows:
         d = review.topics.get(row["topic_id"])
@@ -399,14 +398,14 @@ def _md(text: Any) -> str:
 
 def run_topics(ctx: Any) -> dict[str, Any]:
     """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json."""
-    cfg: VocabConfig = ctx.cfg.vocab
+    cfg, tc = ctx.cfg.vocab, ctx.cfg.topics
     layout: RunLayout = ctx.layout
-    _check(cfg.topics)
+    _check(tc)
     n_products = count_rows(layout.products)
     review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
     # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
     counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
-                         cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
+                         tc.min_support, tc.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
                          min_confidence=ctx.cfg.feeds.min_confidence,
                          products=layout.products if ctx.cfg.feeds.variants else None)
     spellings = brand_spellings(b for _, part in iter_parts(layout.products, PRODUCTS, ["brand"])
@@ -415,7 +414,7 @@ def run_topics(ctx: Any) -> dict[str, Any]:
         if cfg.judge.backend == "cooccurrence" else None
     folder = layout.dir("topics")
     cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
-    rows, report = build_topics(cfg, counts, n_products, queries, review, cache, spellings)
+    rows, report = build_topics(tc, cfg.judge, counts, n_products, queries, review, cache, spellings)
     report["min_confidence"] = ctx.cfg.feeds.min_confidence
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)
