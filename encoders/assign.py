@@ -40,8 +40,7 @@ import pyarrow.compute as pc
 
 from pinlanding.collections.artifacts import AnyPath, as_path, location, write_table
 from pinlanding.collections.config import RayConfig
-from pinlanding.collections.parts import (Part, commit_parts, count_rows, is_parted, part_names, read_part, select_rows,
-                                          write_part)
+from pinlanding.collections.parts import Part, commit_parts, count_rows, is_parted, part_names, read_part, write_part
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer

@@ -12,7 +12,8 @@ from pinlanding.collections.artifacts import read_json, read_table
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED
 from pinlanding.collections.text import key_form
 from pinlanding.vocab.clustering import ValueClusterer, attach, lexically_distinct, normalize_value, sanitize_value
-from pinlanding.vocab.curate import diff_vocabularies, run_vocab
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.versions import diff_vocabularies
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
 
 
