@@ -7,6 +7,7 @@
 - :func:`key_form`: the spelling of an attribute key (``" Sleeve Length"`` -> ``"sleeve_length"``), no
   synonyms: a key written by a person names exactly the key stored in the vocabulary. The extractors'
   synonym mapping (``sleeve_length`` -> ``sleeve``) is :func:`pinlanding.vocab.parsing.canonical_key`.
+- :func:`split_words`: the words of a value, title or query.
 - :func:`singular`: the one plural rule of the pipeline.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _LINE_SPACES = re.compile(r"[ \t\u00a0]+")
 _WHITESPACE = re.compile(r"\s+")
+_WORD = re.compile(r"[^\W_]+")  # a run of letters or digits, any script
 _KEY_SEPARATORS = re.compile(r"[\s\-/]+")
 _TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]*>")
 _LOOSE_TAG = re.compile(r"<[^>]{0,500}>")  # anything in angle brackets, malformed tags too ("< b>")
@@ -102,6 +104,13 @@ def key_form(key: Any) -> str:
     each run of spaces, hyphens and slashes one underscore). No synonyms: see the module docstring."""
     key = unicodedata.normalize("NFKC", strip_controls(str(key))).casefold()
     return _KEY_SEPARATORS.sub("_", key).strip("_")
+
+
+def split_words(text: Any, fold_plurals: bool = False) -> list[str]:
+    """Casefolded words (NFKC; runs of letters or digits of any script): ``"T-Shirts"`` -> ``["t", "shirts"]``,
+    with ``fold_plurals`` each one :func:`singular` (``["t", "shirt"]``)."""
+    found = _WORD.findall(unicodedata.normalize("NFKC", str(text)).casefold())
+    return [singular(w) for w in found] if fold_plurals else found
 
 
 def singular(word: str) -> str:

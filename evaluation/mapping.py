@@ -17,11 +17,14 @@ space of ``(family, canonical value)`` pairs; search queries are parsed into the
 :mod:`pinlanding.evaluation.intent`. This module is label-free: only :func:`accepted_values` is given
 label values, by the caller.
 
-Evaluation keeps its own lexicon and normalisation on purpose, apart from the pipeline's
-(:mod:`pinlanding.collections.text`, :mod:`pinlanding.vocab.extractors.lexicon`): the pipeline must not
-grade itself, so a change to how the pipeline folds text cannot also move the yardstick. The two plural
-rules differ where it matters to grading: labels name ``Kurtis`` and ``Capris``, which :func:`singular`
-folds to ``kurti`` and ``capri`` while the pipeline keeps ``-is`` words as they are (``levis``).
+Evaluation keeps its own lexicon and plural rule on purpose, apart from the text forms extraction and
+curation use (:mod:`pinlanding.collections.text`, :mod:`pinlanding.vocab.extractors.lexicon`): a change
+to how the pipeline extracts or curates cannot also move the yardstick. The two plural rules differ where
+grading needs it: labels name ``Kurtis`` and ``Capris``, which :func:`singular` folds to ``kurti`` and
+``capri``, while the pipeline keeps ``-is`` words as they are (``levis``). Two parts of the pipeline do
+read this module, so that they land in the space evaluation measures: topic ids
+(:func:`pinlanding.vocab.topics.canonical_attribute`) and the feed API's query matching
+(:mod:`pinlanding.feeds.matching`, :mod:`pinlanding.feeds.api`).
 """
 from __future__ import annotations
 

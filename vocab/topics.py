@@ -31,6 +31,7 @@ from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.collections.text import split_words
 from pinlanding.evaluation.mapping import family_of, normalize
 from pinlanding.vocab.config import JudgeConfig, TopicsConfig
 from pinlanding.vocab.curate import catalog_parts
@@ -83,11 +84,6 @@ def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: in
     return support
 
 
-def _words(text: str) -> list[str]:
-    """Lowercase words of a phrase, punctuation-insensitive ("T-shirt" -> ["t", "shirt"])."""
-    return re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKC", text).lower())
-
-
 def _ordered(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
     """Attributes in query order: ``query_order`` keys as listed; unknown keys just before the anchor (the noun)."""
     order = {k: i for i, k in enumerate(cfg.query_order)}
@@ -101,7 +97,7 @@ def shown_attributes(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
     with the same words the anchor (product noun) stays."""
     ranked = _ordered(attrs, cfg)
     anchors = set(cfg.anchor_keys)
-    words = [set(_words(v)) - _SMALL_WORDS for _, v in ranked]
+    words = [set(split_words(v)) - _SMALL_WORDS for _, v in ranked]
 
     def covered(i: int) -> bool:
         return bool(words[i]) and any(
@@ -116,7 +112,7 @@ def repeated_words(attrs: Attrs, cfg: TopicsConfig) -> list[str]:
     stutters however it is ordered. Repeats inside one value (a brand's own name) are the catalogue's spelling."""
     seen: Counter = Counter()
     for _, value in shown_attributes(attrs, cfg):
-        seen.update(set(_words(value)) - _SMALL_WORDS)
+        seen.update(set(split_words(value)) - _SMALL_WORDS)
     return sorted(w for w, n in seen.items() if n > 1)
 
 
@@ -140,7 +136,7 @@ def title_of(query: str, first: bool = True) -> str:
 
 def spelling_key(text: str) -> str:
     """Case- and punctuation-insensitive key of a name: "U.S. Polo Assn." and "u.s. polo assn" -> "uspoloassn"."""
-    return "".join(_words(text))
+    return "".join(split_words(text))
 
 
 def brand_spellings(brands: Iterable[str | None]) -> dict[str, str]:
