@@ -85,8 +85,10 @@ def canonical_key(key: Any) -> str | None:
     return k if _KEY_OK.match(k) else None
 
 
-def normalize_value(key: str, value: Any) -> str | None:
-    """Lowercase normalized value text, or None when empty or over-long after cleaning."""
+def canonical_value(key: str, value: Any) -> str | None:
+    """Lowercase value text with the extractors' colour and gender synonyms (``"Gray"`` -> ``"grey"``), or None
+    when empty or over-long after cleaning. Curation's grouping form is another thing:
+    :func:`pinlanding.vocab.clustering.normalize_value` (``"T-Shirts"`` -> ``"tshirt"``)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float) and value.is_integer():
@@ -185,7 +187,7 @@ def parse_model_output(text: Any, default_confidence: float = 0.7, source: str =
             if isinstance(raw, (dict, list)):
                 notes.append(f"dropped nested value under {key!r}")
                 continue
-            value = normalize_value(key, raw)
+            value = canonical_value(key, raw)
             if value is None:
                 if raw not in (None, "", False):
                     notes.append(f"dropped value under {key!r}")
