@@ -12,6 +12,7 @@ from pinlanding.collections.artifacts import as_path
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import STAGE_NAMES, Pipeline, get_stage
+from pinlanding.collections.terminal import quiet_terminal, run_log
 
 app = typer.Typer(help="pinlanding: content-first shopping collections.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -35,11 +36,12 @@ def _run(stages: list[str] | None, catalog: Path | None, run_folder: str, config
     try:
         cfg = load_config(config, overrides)
         pipe = Pipeline(cfg, RunLayout(out), catalog=catalog.resolve() if catalog else None, force=force)
-        manifest = pipe.run(stages)
+        with quiet_terminal(run_log(out)) as log:  # Ray's and Spark's own lines go to the log, not the terminal
+            manifest = pipe.run(stages)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         _fail(exc)
         return
-    console.print(f"[bold green]done[/]: artifacts under {out}/, manifest {out}/manifest.json")
+    console.print(f"[bold green]done[/]: artifacts under {out}/, manifest {out}/manifest.json, engine logs {log}")
     site = out / "site" / "index.html"
     if site.exists():
         console.print(f"open {site} in a browser, or `pinlanding serve --run {out}` for the feed API")

@@ -15,7 +15,7 @@ from pinlanding.collections.strict import StrictModel
 from pinlanding.encoders.config import AssignConfig, EncoderConfig
 from pinlanding.evaluation.config import EvaluationConfig
 from pinlanding.feeds.config import FeedsConfig, ServeConfig, SiteConfig
-from pinlanding.vocab.config import ExtractConfig, VocabConfig
+from pinlanding.vocab.config import ExtractConfig, TopicsConfig, VocabConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 DEFAULT_CONFIG = CONF_DIR / "default.yaml"
@@ -67,6 +67,7 @@ class PipelineConfig(StrictModel):
     spark: SparkConfig = SparkConfig()
     extract: ExtractConfig = ExtractConfig()
     vocab: VocabConfig = VocabConfig()
+    topics: TopicsConfig = TopicsConfig()
     encoder: EncoderConfig = EncoderConfig()
     assign: AssignConfig = AssignConfig()
     feeds: FeedsConfig = FeedsConfig()

@@ -7,7 +7,6 @@ dropped silently; the stage summary counts both.
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import json
 import math
@@ -15,10 +14,8 @@ import re
 import shutil
 import sqlite3
 import tempfile
-import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,27 +28,10 @@ from pinlanding.collections.artifacts import write_json, write_table
 from pinlanding.collections.catalog import RawRecord, read_catalog
 from pinlanding.collections.config import CatalogConfig
 from pinlanding.collections.parts import commit_parts, part_name, write_part
+from pinlanding.collections.text import plain_text
 
 RAW_PREVIEW_CHARS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_SPACES = re.compile(r"[ \t\u00a0]+")
-_TAG = re.compile(r"<[/!?]?[A-Za-z][^<>]*>")
 _REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")  # an object's repr: its address changes every run
-_MARKUP_PASSES = 4  # entity layers decoded (``&amp;lt;b&amp;gt;``); deeper nesting is left to the last strip
-
-
-class _DropFormat(dict):
-    """``str.translate`` table dropping Unicode format characters (category Cf: bidi overrides and isolates,
-    zero-width spaces and joiners, BOM, soft hyphen), which can make a title read otherwise than it says;
-    filled as characters are met (the standard library's re has no Unicode category classes)."""
-
-    def __missing__(self, code: int) -> int | None:
-        self[code] = None if unicodedata.category(chr(code)) == "Cf" else code
-        return self[code]
-
-
-_FORMAT = _DropFormat()
-
 
 class InvalidRecord(ValueError):
     """A record that cannot be accepted; ``reason`` is a stable code for the quarantine table."""
@@ -61,44 +41,9 @@ class InvalidRecord(ValueError):
         self.reason = reason
         self.detail = detail
 
-
-class _TextExtractor(HTMLParser):
-    """Collects the text content of an HTML fragment (stdlib parser; markup in feeds is common)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-    def handle_starttag(self, tag: str, attrs: Any) -> None:
-        if tag in ("br", "p", "li", "div"):
-            self.parts.append("\n")
-
-
-def strip_markup(text: str) -> str:
-    """Plain text of an HTML fragment. Entities are decoded before tags are stripped, layer after layer, so
-    ``&lt;script&gt;`` (or ``&amp;lt;script&amp;gt;``) goes the way of ``<script>``; a fragment nested
-    deeper than the passes allow loses whatever still looks like a tag."""
-    for _ in range(_MARKUP_PASSES):
-        if "<" not in text and "&" not in text:
-            return text
-        parser = _TextExtractor()
-        parser.feed(html.unescape(text))
-        parser.close()
-        plain = "".join(parser.parts)
-        if plain == text:
-            return text
-        text = plain
-    return _TAG.sub("", text)
-
-
-def clean_text(value: Any, field: str) -> str:
-    """Plain, NFC-normalized text: markup removed, control characters dropped, whitespace collapsed.
-
-    Invalid UTF-8 (decoded with ``surrogateescape`` by the readers) raises :class:`InvalidRecord`.
-    """
+def field_text(value: Any, field: str) -> str:
+    """A record field as stored text (:func:`~pinlanding.collections.text.plain_text`); a field that is not
+    text, or invalid UTF-8 (decoded with ``surrogateescape`` by the readers), raises :class:`InvalidRecord`."""
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
@@ -110,13 +55,7 @@ def clean_text(value: Any, field: str) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise InvalidRecord("bad_encoding", f"{field} is not valid UTF-8 (byte at position {exc.start})") from None
-    text = strip_markup(text)
-    if not text.isascii():
-        text = text.translate(_FORMAT).replace("\u2028", "\n").replace("\u2029", "\n")
-    text = unicodedata.normalize("NFC", _CONTROL.sub(" ", text))
-    lines = [_SPACES.sub(" ", line).strip() for line in text.replace("\r", "\n").split("\n")]
-    return "\n".join(line for line in lines if line).strip()
-
+    return plain_text(text)
 
 def parse_price(value: Any) -> float | None:
     """A non-negative finite price, ``None`` when absent; anything else is :class:`InvalidRecord`."""
@@ -132,7 +71,6 @@ def parse_price(value: Any) -> float | None:
         raise InvalidRecord("bad_price", f"price {price!r} is not a non-negative finite number")
     return price
 
-
 def parse_tags(value: Any, separator: str, max_tags: int) -> list[str]:
     """Merchant tags from a list or a separator-joined string: cleaned, de-duplicated, order kept."""
     if value is None:
@@ -142,13 +80,12 @@ def parse_tags(value: Any, separator: str, max_tags: int) -> list[str]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(separator)
     tags: list[str] = []
     for item in items:
-        tag = clean_text(item, "merchant_tags")
+        tag = field_text(item, "merchant_tags")
         if tag and tag not in tags:
             tags.append(tag)
     if len(tags) > max_tags:
         raise InvalidRecord("too_many_tags", f"{len(tags)} merchant tags, more than catalog.max_tags={max_tags}")
     return tags
-
 
 def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Path) -> dict[str, Any]:
     """Validate one record's fields; return the normalized product (without hash) or raise InvalidRecord.
@@ -159,22 +96,22 @@ def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Pat
     pid = fields.get("product_id")
     if pid is not None and (isinstance(pid, bool) or not isinstance(pid, (str, int))):
         raise InvalidRecord("bad_id", f"product_id is a {type(pid).__name__}, not a string or an integer")
-    pid = clean_text(pid, "product_id") if pid is not None else ""
+    pid = field_text(pid, "product_id") if pid is not None else ""
     if not pid:
         raise InvalidRecord("missing_id", "product_id is missing or empty")
     if len(pid) > 200:
         raise InvalidRecord("bad_id", f"product_id is {len(pid)} characters long")
-    title = clean_text(fields.get("title"), "title").replace("\n", " ")
+    title = field_text(fields.get("title"), "title").replace("\n", " ")
     if not title:
         raise InvalidRecord("empty_title", "title is missing or empty")
     if len(title) > cfg.max_title_chars:
         raise InvalidRecord("title_too_long", f"title is {len(title)} characters, more than {cfg.max_title_chars}")
-    description = clean_text(fields.get("description"), "description")
+    description = field_text(fields.get("description"), "description")
     if len(description) > cfg.max_description_chars:
         description = description[: cfg.max_description_chars].rsplit(" ", 1)[0]
     required = images_required(cfg, "image_path" in fields)
     image = fields.get("image_path")
-    image = clean_text(image, "image_path") if image is not None else ""
+    image = field_text(image, "image_path") if image is not None else ""
     if not image and required:
         raise InvalidRecord("missing_image", "no image path")
     return {
@@ -182,19 +119,17 @@ def normalize_fields(fields: dict[str, Any], cfg: CatalogConfig, image_root: Pat
         "title": title,
         "description": description,
         "merchant_tags": parse_tags(fields.get("merchant_tags"), cfg.tags_separator, cfg.max_tags),
-        "brand": clean_text(fields.get("brand"), "brand").replace("\n", " ") or None,
+        "brand": field_text(fields.get("brand"), "brand").replace("\n", " ") or None,
         "price": parse_price(fields.get("price")),
-        "currency": clean_text(fields.get("currency"), "currency") or cfg.currency,
+        "currency": field_text(fields.get("currency"), "currency") or cfg.currency,
         "image_path": resolve_image(image, image_root, cfg.allow_external_images) if image else None,
         "image_optional": not required,
         "url": clean_url(fields.get("url")),
     }
 
-
 def images_required(cfg: CatalogConfig, has_image_field: bool) -> bool:
     """``catalog.require_images``; unset, a photo is required wherever the record has an image field."""
     return has_image_field if cfg.require_images is None else cfg.require_images
-
 
 def resolve_image(image: str, image_root: Path, allow_external: bool) -> str:
     """The absolute, link-free path of an image; it must lie inside ``image_root`` (absolute paths, ``..``
@@ -205,7 +140,6 @@ def resolve_image(image: str, image_root: Path, allow_external: bool) -> str:
         raise InvalidRecord("image_outside_catalog", f"image {image} resolves outside {root} "
                                                      "(catalog.allow_external_images is false)")
     return str(path)
-
 
 def clean_url(value: Any) -> str | None:
     """An absolute http(s) URL without whitespace, or None: anything else (``javascript:``, relative, bad
@@ -220,7 +154,6 @@ def clean_url(value: Any) -> str | None:
     except UnicodeEncodeError:
         return None
     return text
-
 
 def image_digest(path: str, verify: bool) -> str:
     """SHA-256 of an image file's bytes, after checking that it decodes (when ``verify``).
@@ -244,13 +177,11 @@ def image_digest(path: str, verify: bool) -> str:
                                                  f"{type(exc).__name__}: {reason}") from None
     return hashlib.sha256(data).hexdigest()
 
-
 def content_hash(product: dict[str, Any], image_sha: str) -> str:
     """Fingerprint of everything a later stage may read: normalized fields and the image bytes."""
     fields = {k: product[k] for k in ("product_id", "title", "description", "merchant_tags", "brand", "price", "currency")}
     payload = json.dumps(fields, sort_keys=True, ensure_ascii=False) + "\x00" + image_sha  # "": no photo
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
 
 @dataclass
 class IngestResult:
@@ -265,13 +196,11 @@ class IngestResult:
         return {"format": self.format, "products": self.products.num_rows,
                 "quarantined": self.quarantine.num_rows, "quarantine_reasons": dict(sorted(reasons.items()))}
 
-
 def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[str, Any]:
     raw = rec.raw.encode("utf-8", errors="backslashreplace").decode("utf-8")
     pid_text = None if pid in (None, "") else str(pid).encode("utf-8", errors="backslashreplace").decode()[:200]
     return {"source_row": rec.source_row, "product_id": pid_text, "reason": reason, "detail": detail,
             "raw": raw[:RAW_PREVIEW_CHARS]}
-
 
 def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True,
                   scratch: Path | None = None) -> tuple[str, Iterator[IngestResult]]:
@@ -284,7 +213,6 @@ def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8, progre
     """
     fmt, image_root, records = read_catalog(path, cfg)
     return fmt, _chunks(fmt, image_root, records, cfg, workers, progress, scratch)
-
 
 class SeenIds:
     """The product ids seen so far, each with its first source row, in a scratch folder of its own.
@@ -312,7 +240,6 @@ class SeenIds:
         if self._db.execute("INSERT OR IGNORE INTO ids VALUES (?, ?)", (product_id, row)).rowcount:
             return row
         return self._db.execute("SELECT row FROM ids WHERE id = ?", (product_id,)).fetchone()[0]
-
 
 def _chunks(fmt: str, image_root: Path, records: Iterator[RawRecord], cfg: CatalogConfig, workers: int,
             progress: bool, scratch: Path | None = None) -> Iterator[IngestResult]:
@@ -342,7 +269,6 @@ def _chunks(fmt: str, image_root: Path, records: Iterator[RawRecord], cfg: Catal
         if candidates or quarantined:
             yield _check_images(candidates, quarantined, cfg, pool, fmt)
 
-
 def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantined: list[dict[str, Any]],
                   cfg: CatalogConfig, pool: ThreadPoolExecutor, fmt: str) -> IngestResult:
     """Hash (and verify) the images of one chunk; accepted products get their content hash."""
@@ -370,7 +296,6 @@ def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantine
     return IngestResult(products=pa.Table.from_pylist(products, schema=schemas.PRODUCTS),
                         quarantine=pa.Table.from_pylist(quarantined, schema=schemas.QUARANTINE), format=fmt)
 
-
 def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True) -> IngestResult:
     """The whole catalogue in one result (tests, small catalogues); the stage writes chunk by chunk."""
     fmt, chunks = ingest_chunks(path, cfg, workers, progress)
@@ -380,7 +305,6 @@ def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: boo
         quarantine=(pa.concat_tables([r.quarantine for r in results]) if results
                     else schemas.QUARANTINE.empty_table()),
         format=fmt)
-
 
 def run_ingest(ctx) -> dict[str, Any]:
     """Pipeline stage: ingest ``ctx.catalog`` into ``catalog/``."""

@@ -93,7 +93,7 @@ def write_parts(folder: str | AnyPath, tables: dict[str, pa.Table], schema: pa.S
 
 def list_parts(folder: str | AnyPath) -> list[Part]:
     """The committed parts of ``folder``, in name order. A single Parquet file (an artifact written
-    whole, as small fixtures and older runs are) reads as one part, ``part-00000``."""
+    whole, as small test fixtures are) reads as one part, ``part-00000``."""
     folder = as_path(folder)
     if folder.is_file():
         return [Part(part_name(0), "", pq.ParquetFile(*_source(folder)).metadata.num_rows)]

@@ -79,7 +79,8 @@ STAGES: tuple[Stage, ...] = (
           ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)",
           external=("vocab.judge.queries", "vocab.decisions_path"), review=("value",)),
     Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "review"), ("topics",),
-          ("vocab", "feeds"), "generate candidate topics and judge them",  # support uses the feeds' filter
+          ("topics", "vocab", "feeds"), "generate candidate topics and judge them",  # vocab: its judge and decisions;
+          # feeds: support is counted with the feeds' confidence filter
           external=("vocab.judge.queries", "vocab.decisions_path"), review=("value", "topic")),
     # a vocabulary change that only rejects, renames or merges values keeps the encoder and maps the assignments
     Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),

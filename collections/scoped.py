@@ -18,7 +18,8 @@ import pyarrow as pa
 from pinlanding.collections.artifacts import is_remote, read_json, read_table, tree_digest, write_json
 from pinlanding.collections.parts import commit_parts, iter_parts, list_parts, write_part
 from pinlanding.collections.schemas import ASSIGNMENTS, VOCAB
-from pinlanding.vocab.clustering import normalize_key, normalize_value
+from pinlanding.collections.text import key_form
+from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,10 +35,10 @@ def value_map(state: ReviewState, vocabulary: set[Pair], fold: bool = True) -> C
     def norm_of(value: str) -> str:
         return normalize_value(value, fold)
 
-    by_norm = {(normalize_key(k), norm_of(v)): v for k, v in vocabulary}
+    by_norm = {(key_form(k), norm_of(v)): v for k, v in vocabulary}
 
     def mapped(key: str, value: str) -> str | None:
-        nk = normalize_key(key)
+        nk = key_form(key)
         for _ in range(MAX_CHAIN):
             norm = norm_of(value)
             if state.rejected(nk, norm):

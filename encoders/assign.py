@@ -16,8 +16,7 @@ ones included), committed when every part is written. ``failures.parquet`` stays
 only the products whose image could not be read, a handful.
 
 Products whose ``content_hash`` and the model version are unchanged reuse their stored embedding, read
-from the same part of the previous ``embeddings.parquet`` (its listed files stay until this run commits;
-an older run's single file is moved aside first, since the part folder takes its path). An unreadable
+from the same part of the previous ``embeddings.parquet`` (its listed files stay until this run commits). An unreadable
 image never stops the job: the product is embedded from its text alone and recorded in
 ``assignments/failures.parquet``. The graph fuses the curated extraction and the encoder's calibrated
 predictions per (product, key, value) (``merge_graph``): agreement raises a confidence, a contradiction on
@@ -41,8 +40,7 @@ import pyarrow.compute as pc
 
 from pinlanding.collections.artifacts import AnyPath, as_path, location, write_table
 from pinlanding.collections.config import RayConfig
-from pinlanding.collections.parts import (Part, commit_parts, count_rows, is_parted, part_names, read_part, select_rows,
-                                          write_part)
+from pinlanding.collections.parts import Part, commit_parts, count_rows, is_parted, part_names, read_part, write_part
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
@@ -53,8 +51,6 @@ from pinlanding.encoders.index import embedding_matrix
 from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
 
 FAILURES_FILE = "failures.parquet"
-STALE_FILES = ("index_hamming.npz",)  # written by older versions of this stage; removed so nothing reads them
-PREVIOUS_EMBEDDINGS = ".embeddings-previous.parquet"  # an older run's single-file embeddings, moved aside
 EMBED_COLUMNS = ["product_id", "content_hash", "title", "merchant_tags", "image_path"]
 KEY_COLUMNS = ["product_id", "content_hash", "model_version"]
 
@@ -192,12 +188,7 @@ class Sources:
 
     def reusable(self, name: str, products: pa.Table, columns: list[str] | None = None) -> pa.Table:
         """Stored embeddings of this model version whose product (of ``products``, part ``name``) is unchanged."""
-        if self.stored is None:
-            old = EMBEDDINGS.empty_table()
-        elif is_parted(self.stored):
-            old = read_part(self.stored, name, EMBEDDINGS)
-        else:  # an older run's single file: its rows of this part
-            old = select_rows(self.stored, EMBEDDINGS, "product_id", products["product_id"].to_pylist())
+        old = EMBEDDINGS.empty_table() if self.stored is None else read_part(self.stored, name, EMBEDDINGS)
         old = old.filter(pc.and_(pc.equal(old["model_version"], self.version),
                                  pc.is_in(_content_keys(old), value_set=_content_keys(products))))
         return old.select(columns) if columns else old
@@ -318,30 +309,16 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
     return graph.sort_values(pair, kind="stable").reset_index(drop=True)
 
 
-def _previous_embeddings(path: AnyPath) -> AnyPath | None:
-    """The embeddings an earlier run stored at ``path``, readable until this run commits its own. A part
-    folder stays where it is (the commit removes its old files); an older run's single file is moved
-    aside, since the part folder takes its path."""
-    aside = path.parent / PREVIOUS_EMBEDDINGS
-    if path.is_file():
-        path.rename(aside)
-    if is_parted(path):
-        return path
-    return aside if aside.exists() else None
-
-
 def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, cfg: AssignConfig, ray_cfg: RayConfig,
                     curated: AnyPath | None, embeddings_path: AnyPath) -> dict[str, Any]:
     """Embed and score the catalogue at ``products`` part by part; write embeddings, assignments and failures."""
     t0 = time.perf_counter()
     products, out_dir, embeddings_path = as_path(products), as_path(out_dir), as_path(embeddings_path)
     bundle = load_bundle(encoder_dir, device="cpu")  # driver-side: spec, vocabulary, scoring of reused rows
-    previous = _previous_embeddings(embeddings_path)
+    previous = embeddings_path if is_parted(embeddings_path) else None  # readable until this run commits its own
     sources = Sources(products, curated if cfg.include_extraction else None, previous if cfg.incremental else None,
                       bundle.version, stored_rows(as_path(encoder_dir) / FEATURES_FILE, feature_digest(bundle.model)))
     assignments_path = out_dir / "assignments.parquet"
-    if assignments_path.is_file():  # an older run's single file: the part folder takes its path
-        assignments_path.unlink()
     writer = PartWriter(sources, bundle, cfg, embeddings_path, assignments_path)
     names = part_names(products)
     expected, from_store = {}, 0
@@ -362,8 +339,6 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
     visual = build_visual_index(embeddings_path, products, out_dir / INDEX_NAME, assignments_path)
     failures = pd.concat(writer.failures) if writer.failures else pd.DataFrame(columns=EXTRACTION_FAILURES.names)
     write_table(pa.Table.from_pandas(failures, preserve_index=False), out_dir / FAILURES_FILE, EXTRACTION_FAILURES)
-    for stale in [out_dir / f for f in STALE_FILES] + [embeddings_path.parent / PREVIOUS_EMBEDDINGS]:
-        stale.unlink(missing_ok=True)
     n = max(1, count_rows(products))
     rows = sum(writer.by_source.values())
     extraction = writer.by_source["extraction"] + writer.by_source["extraction+encoder"]

@@ -16,6 +16,15 @@ The vocabulary side and the label side go through the same :func:`canonical`, so
 space of ``(family, canonical value)`` pairs; search queries are parsed into the same space by
 :mod:`pinlanding.evaluation.intent`. This module is label-free: only :func:`accepted_values` is given
 label values, by the caller.
+
+Evaluation keeps its own lexicon and plural rule on purpose, apart from the text forms extraction and
+curation use (:mod:`pinlanding.collections.text`, :mod:`pinlanding.vocab.extractors.lexicon`): a change
+to how the pipeline extracts or curates cannot also move the yardstick. The two plural rules differ where
+grading needs it: labels name ``Kurtis`` and ``Capris``, which :func:`singular` folds to ``kurti`` and
+``capri``, while the pipeline keeps ``-is`` words as they are (``levis``). Two parts of the pipeline do
+read this module, so that they land in the space evaluation measures: topic ids
+(:func:`pinlanding.vocab.topics.canonical_attribute`) and the feed API's query matching
+(:mod:`pinlanding.feeds.matching`, :mod:`pinlanding.feeds.api`).
 """
 from __future__ import annotations
 
@@ -56,11 +65,8 @@ _IRREGULAR = {"scarves": "scarf", "knives": "knife", "wolves": "wolf", "leaves":
 
 
 def singular(word: str) -> str:
-    """English singular of one lowercase word.
-
-    Hand-written rather than a dependency (no maintained inflection library is installed here):
-    catalogue and query words need only the regular suffix rules plus the exceptions above.
-    """
+    """English singular of one lowercase word: the exceptions above, then suffix rules (evaluation's own,
+    on purpose: see the module docstring)."""
     if word in _IRREGULAR:
         return _IRREGULAR[word]
     if len(word) <= 3 or word in _KEEP or word.endswith(("ss", "us")):

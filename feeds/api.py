@@ -8,8 +8,8 @@
   confidence. ``POST /search/batch`` maps up to ``serve.max_batch`` queries at once.
 * ``GET /topics`` lists collections with filters (``?color=red&category=dress&min_size=20``), ``/topics/{slug}``
   and ``/topics/{slug}/feed`` read one (feed items carry image and product URLs where the catalogue has
-  them; ``/images/{product_id}`` serves the catalogue's photo). An old slug (a merged duplicate's, one
-  from a recorded earlier version, or a topic id from before ids were canonical) answers 301.
+  them; ``/images/{product_id}`` serves the catalogue's photo). An old slug (a merged duplicate's, or one
+  from a recorded earlier version) answers 301.
 * Every response carries the run id (``X-Run-Id``: a digest of the published feeds, :mod:`.versions`);
   cacheable ones also ``ETag``, ``Last-Modified`` and ``Cache-Control``, and a request whose
   ``If-None-Match`` holds the current ETag (or whose ``If-Modified-Since`` is not older than the feeds)
@@ -299,8 +299,6 @@ class FeedStore:
     """Published feeds held in memory: lookups by slug or topic id, old keys to redirect, filters, versions."""
 
     def __init__(self, layout: RunLayout, cfg: ServeConfig, feeds: list[dict[str, Any]] | None = None):
-        from pinlanding.vocab.topics import legacy_topic_id
-
         self.feeds = read_feeds(layout) if feeds is None else feeds
         shown = {p["product_id"] for f in self.feeds for p in f["products"]}
         self.products = _read_products(layout, shown) if shown else {}
@@ -319,12 +317,9 @@ class FeedStore:
             except OSError as exc:  # a read-only run folder still serves; /changes then knows fewer versions
                 print(f"warning: could not record feed version {self.run_id} in {self.versions_dir}: {exc}")
         self.by_key = {f["topic_id"]: f for f in self.feeds} | {f["slug"]: f for f in self.feeds}
-        # old keys -> the current slug: merged duplicates' slugs, slugs of earlier recorded versions, old topic ids
+        # old keys -> the current slug: merged duplicates' slugs, slugs of earlier recorded versions
         self.redirects: dict[str, str] = {}
         for f in self.feeds:
-            legacy = legacy_topic_id(tuple((a["key"], a["value"]) for a in f["attributes"] or []))
-            if legacy not in self.by_key:
-                self.redirects[legacy] = f["slug"]
             for alias in f.get("aliases") or []:
                 if alias not in self.by_key:
                     self.redirects[alias] = f["slug"]

@@ -896,9 +896,6 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
                                                                              similar).items()]
             + [(path, ctx, render_gone) for path, ctx in tombstone_contexts(gone or [], cfg).items()
                if path not in pages and path not in redirects])
-    legacy = out / "pages.json"  # where older versions published their digests
-    if legacy.exists():
-        legacy.unlink()
     previous = state.get("pages", {})
     current: dict[str, dict[str, str]] = {}
     written = 0
@@ -977,7 +974,7 @@ SIMILAR_KEY = b"pinlanding.similar_key"
 def similar_products(layout: Any, shown: set[str], k: int, cache: AnyPath | None = None
                      ) -> dict[str, list[tuple[str, float]]]:
     """Product id -> its ``k`` most similar products among ``shown`` (the products the site publishes), from the
-    run's visual index; empty when ``k`` is 0 or the run has no index (an older run's assign stage).
+    run's visual index; empty when ``k`` is 0 or the run has no index.
 
     The all-pairs search is most of a site build, and its answer depends only on the index, ``shown`` and ``k``:
     ``cache`` keeps the last answer with a digest of the three, so a rebuild whose feeds changed (a merchandiser's

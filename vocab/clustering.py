@@ -17,17 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import AnyPath, arrow_source, as_path
-from pinlanding.collections.text import singular, strip_controls
+from pinlanding.collections.text import singular, split_words, strip_controls
 
 _MARKUP = re.compile(r"<\s*/?\s*[a-zA-Z!][^>]*>|&(?:#\d+|#x[0-9a-fA-F]+|[a-zA-Z]+);")
 _SEPARATORS = re.compile(r"[\s\-_/.,'’`\"()&+]+")
 _SPACES = re.compile(r"\s+")
-
-
-def normalize_key(key: str) -> str:
-    """``" Sleeve Length"`` -> ``"sleeve_length"``."""
-    key = unicodedata.normalize("NFKC", strip_controls(str(key))).casefold().strip()
-    return re.sub(r"[\s\-]+", "_", key)
 
 
 def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
@@ -50,15 +44,6 @@ def sanitize_value(value: str | None, max_chars: int) -> tuple[str, str | None]:
     return clean, None
 
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-def value_tokens(text: str, fold_plurals: bool = True) -> list[str]:
-    """Casefolded word tokens, a trailing plural "s" folded (``"T-Shirts"`` -> ``["t", "shirt"]``)."""
-    out = []
-    for tok in _WORD.findall(unicodedata.normalize("NFKC", str(text)).casefold()):
-        out.append(singular(tok) if fold_plurals else tok)
-    return out
-
-
 def lexically_distinct(a: str, b: str) -> bool:
     """True when two values name different things however close their embeddings are.
 
@@ -66,7 +51,7 @@ def lexically_distinct(a: str, b: str) -> bool:
     "Shirt" / "Striped Shirt"), so a merge is refused when one value's words are a strict subset of the
     other's (a modifier was added) or when they carry different numbers ("3 Socks" / "5 Socks").
     """
-    ta, tb = set(value_tokens(a)), set(value_tokens(b))
+    ta, tb = set(split_words(a, fold_plurals=True)), set(split_words(b, fold_plurals=True))
     if ta != tb and (ta < tb or tb < ta):
         return True
     return {t for t in ta if t.isdigit()} != {t for t in tb if t.isdigit()}

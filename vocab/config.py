@@ -149,5 +149,4 @@ class VocabConfig(StrictModel):
     category_key: str | None = "category"  # its values must be product types (vocab/categories.py); None: off
     evidence: EvidenceConfig = EvidenceConfig()
     cluster: ClusterConfig = ClusterConfig()
-    topics: TopicsConfig = TopicsConfig()
-    judge: JudgeConfig = JudgeConfig()
+    judge: JudgeConfig = JudgeConfig()  # its queries score values here; the topics stage judges with all of it

@@ -19,7 +19,8 @@ from typing import Iterable
 
 from pinlanding.collections.artifacts import AnyPath, as_path, atomic_path, is_remote
 from pinlanding.collections.layout import RunLayout
-from pinlanding.vocab.clustering import normalize_key, normalize_value
+from pinlanding.collections.text import key_form
+from pinlanding.vocab.clustering import normalize_value
 
 VALUE_ACTIONS = ("approve", "reject", "rename", "merge", "split")
 TOPIC_ACTIONS = ("accept", "reject_topic")
@@ -227,7 +228,7 @@ class ReviewState:
         if d.action in MERCH_ACTIONS:
             return (d.action, d.topic_id)
         kind = "status" if d.action in ("approve", "reject") else "mapping"
-        return (kind, normalize_key(d.key), normalize_value(d.value, fold_plurals))
+        return (kind, key_form(d.key), normalize_value(d.value, fold_plurals))
 
     def _apply(self, d: Decision, fold_plurals: bool, undo: bool = False) -> None:
         """Put ``d`` in force, or (``undo``) clear its slot back to pending if ``d`` is still what is in force there."""

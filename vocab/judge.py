@@ -19,8 +19,8 @@ from pinlanding.collections.artifacts import AnyPath, as_path, json_digest, read
 from pinlanding.collections.layout import resolve_data_path
 from pinlanding.collections.queries import read_queries
 from pinlanding.collections.registry import Registry
+from pinlanding.collections.text import split_words
 from pinlanding.llm import GenerationError, LanguageModel, create_model
-from pinlanding.vocab.clustering import value_tokens
 
 Attrs = tuple[tuple[str, str], ...]
 
@@ -65,7 +65,7 @@ JUDGES: Registry[Judge] = Registry("judge")
 
 def query_tokens(text: str) -> list[str]:
     """Word tokens of a query or value, folded the same way as vocabulary values."""
-    return value_tokens(text)
+    return split_words(text, fold_plurals=True)
 
 
 class QueryIndex:

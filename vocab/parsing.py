@@ -10,15 +10,14 @@ NFKC, markup and emoji removed); out-of-schema keys are kept when they look like
 from __future__ import annotations
 
 import ast
-import html
 import json
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from pinlanding.collections.text import key_form, one_line
 from pinlanding.vocab.extractors.lexicon import COLOR_SYNONYMS, GENDER, KEY_SYNONYMS
 
 MAX_RAW_CHARS = 20_000
@@ -26,7 +25,6 @@ MAX_VALUE_CHARS = 60
 MAX_VALUES_PER_KEY = 8
 MAX_KEYS = 40
 
-_TAG = re.compile(r"<[^>]{0,500}>")
 _KEY_OK = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _VALUE_DROP = re.compile(r"[^\w\s&'/.%+\-]", re.UNICODE)
 _SPACES = re.compile(r"\s+")
@@ -74,33 +72,28 @@ class _ListForm(BaseModel):
 _FLAT = TypeAdapter(dict[str, Any])
 
 
-def clean_text(text: Any) -> str:
-    """NFKC, markup removed, entities decoded, whitespace collapsed (keeps case)."""
-    if text is None:
-        return ""
-    text = unicodedata.normalize("NFKC", html.unescape(str(text)))
-    text = _TAG.sub(" ", text)
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
-    return _SPACES.sub(" ", text).strip()
+def canonical_key(key: Any) -> str | None:
+    """``"Sleeve Length"`` -> ``"sleeve"``; None when it does not look like an attribute name.
 
-
-def normalize_key(key: Any) -> str | None:
-    """``"Sleeve Length"`` -> ``"sleeve"``; None when it does not look like an attribute name."""
+    :func:`~pinlanding.collections.text.key_form` plus the extractors' key synonyms: model output is
+    open-vocabulary, so ``fabric`` and ``material`` must meet in one key before curation.
+    """
     if not isinstance(key, str):
         return None
-    k = clean_text(key).lower()
-    k = re.sub(r"[\s\-/]+", "_", k).strip("_")
+    k = key_form(one_line(key))
     k = KEY_SYNONYMS.get(k, k)
     return k if _KEY_OK.match(k) else None
 
 
-def normalize_value(key: str, value: Any) -> str | None:
-    """Lowercase normalized value text, or None when empty or over-long after cleaning."""
+def canonical_value(key: str, value: Any) -> str | None:
+    """Lowercase value text with the extractors' colour and gender synonyms (``"Gray"`` -> ``"grey"``), or None
+    when empty or over-long after cleaning. Curation's grouping form is another thing:
+    :func:`pinlanding.vocab.clustering.normalize_value` (``"T-Shirts"`` -> ``"tshirt"``)."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    v = clean_text(value).lower()
+    v = one_line(value).lower()
     v = _VALUE_DROP.sub(" ", v)  # emoji, symbols, brackets
     v = _SPACES.sub(" ", v).strip(" -_./&'")
     if not v or len(v) > MAX_VALUE_CHARS:
@@ -185,7 +178,7 @@ def parse_model_output(text: Any, default_confidence: float = 0.7, source: str =
     seen: set[tuple[str, str]] = set()
     per_key: dict[str, int] = {}
     for raw_key, raw_value, conf in pairs:
-        key = normalize_key(raw_key)
+        key = canonical_key(raw_key)
         if key is None:
             notes.append(f"dropped key {str(raw_key)[:40]!r}")
             continue
@@ -194,7 +187,7 @@ def parse_model_output(text: Any, default_confidence: float = 0.7, source: str =
             if isinstance(raw, (dict, list)):
                 notes.append(f"dropped nested value under {key!r}")
                 continue
-            value = normalize_value(key, raw)
+            value = canonical_value(key, raw)
             if value is None:
                 if raw not in (None, "", False):
                     notes.append(f"dropped value under {key!r}")

@@ -42,7 +42,8 @@ from pinlanding.collections.net import is_loopback
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.feeds.merch import apply_to_products
 from pinlanding.feeds.site import safe_name
-from pinlanding.vocab.clustering import normalize_key, normalize_value
+from pinlanding.collections.text import key_form
+from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.decisions import (MERCH_ACTIONS, TOPIC_ACTIONS, UNDO, Decision, DecisionStore,
                                        ReviewState, decisions_path)
 from pinlanding.vocab.workbench import (SOURCES, TOPIC_SORTS, VALUE_SORTS, Outcome, TopicFilter, ValueFilter,
@@ -419,7 +420,7 @@ async def _form(request) -> dict[str, str] | None:
 
 def _decision_for(state: ReviewState, key: str, value: str) -> list[Decision]:
     """The decisions in force about one value (status and mapping), latest first."""
-    target = (normalize_key(key), normalize_value(value))
+    target = (key_form(key), normalize_value(value))
     found = [d for d in (state.status.get(target), state.mapping.get(target)) if d is not None]
     return sorted(found, key=lambda d: d.at, reverse=True)
 

@@ -31,8 +31,9 @@ from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.collections.text import split_words
 from pinlanding.evaluation.mapping import family_of, normalize
-from pinlanding.vocab.config import TopicsConfig, VocabConfig
+from pinlanding.vocab.config import JudgeConfig, TopicsConfig
 from pinlanding.vocab.curate import catalog_parts
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
 from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
@@ -54,11 +55,6 @@ def topic_id(attrs: Attrs) -> str:
     digits. Respelling a value or a key keeps the id (the slug, made from the spelling, may change: old slugs
     are redirected by the feed API)."""
     return json_digest(sorted(canonical_attribute(k, v) for k, v in attrs))[:16]
-
-
-def legacy_topic_id(attrs: Attrs) -> str:
-    """The id earlier versions gave a tuple (its pairs as spelled): reviewers' decisions made under it still apply."""
-    return json_digest(sorted([k, v] for k, v in attrs))[:16]
 
 
 def count_values(product_attrs: dict[str, set[tuple[str, str]]]) -> Counter:
@@ -88,11 +84,6 @@ def count_tuples(product_attrs: dict[str, set[tuple[str, str]]], min_support: in
     return support
 
 
-def _words(text: str) -> list[str]:
-    """Lowercase words of a phrase, punctuation-insensitive ("T-shirt" -> ["t", "shirt"])."""
-    return re.findall(r"[a-z0-9]+", unicodedata.normalize("NFKC", text).lower())
-
-
 def _ordered(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
     """Attributes in query order: ``query_order`` keys as listed; unknown keys just before the anchor (the noun)."""
     order = {k: i for i, k in enumerate(cfg.query_order)}
@@ -106,7 +97,7 @@ def shown_attributes(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
     with the same words the anchor (product noun) stays."""
     ranked = _ordered(attrs, cfg)
     anchors = set(cfg.anchor_keys)
-    words = [set(_words(v)) - _SMALL_WORDS for _, v in ranked]
+    words = [set(split_words(v)) - _SMALL_WORDS for _, v in ranked]
 
     def covered(i: int) -> bool:
         return bool(words[i]) and any(
@@ -121,7 +112,7 @@ def repeated_words(attrs: Attrs, cfg: TopicsConfig) -> list[str]:
     stutters however it is ordered. Repeats inside one value (a brand's own name) are the catalogue's spelling."""
     seen: Counter = Counter()
     for _, value in shown_attributes(attrs, cfg):
-        seen.update(set(_words(value)) - _SMALL_WORDS)
+        seen.update(set(split_words(value)) - _SMALL_WORDS)
     return sorted(w for w, n in seen.items() if n > 1)
 
 
@@ -145,7 +136,7 @@ def title_of(query: str, first: bool = True) -> str:
 
 def spelling_key(text: str) -> str:
     """Case- and punctuation-insensitive key of a name: "U.S. Polo Assn." and "u.s. polo assn" -> "uspoloassn"."""
-    return "".join(_words(text))
+    return "".join(split_words(text))
 
 
 def brand_spellings(brands: Iterable[str | None]) -> dict[str, str]:
@@ -286,12 +277,11 @@ def _check(tc: TopicsConfig) -> None:
         raise ValueError(f"topics.min_support and topics.max_arity must be >= 1, got {tc.min_support}, {tc.max_arity}")
 
 
-def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries: QueryIndex | None,
-                 review: ReviewState, cache: JudgeCache, spellings: dict[str, str] | None = None,
-                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def build_topics(tc: TopicsConfig, judge_cfg: JudgeConfig, counts: TupleCounts, n_products: int,
+                 queries: QueryIndex | None, review: ReviewState, cache: JudgeCache,
+                 spellings: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Candidate topics with their judgement and status; returns (rows, report). ``spellings`` (from
     :func:`brand_spellings`) gives brand values the catalogue's casing in titles."""
-    tc = cfg.topics
     _check(tc)
     support = Counter(counts.support)
     anchors = set(tc.anchor_keys) & counts.keys
@@ -335,25 +325,24 @@ def build_topics(cfg: VocabConfig, counts: TupleCounts, n_products: int, queries
                 to_judge.append((row, Candidate(attrs, query, n)))
             else:
                 row.update(status="rejected", _why="not judged",
-                           reason=f"not judged: beyond vocab.topics.max_candidates={tc.max_candidates}")
+                           reason=f"not judged: beyond topics.max_candidates={tc.max_candidates}")
         rows.append(row)
     stats = CooccurrenceStats(n_products, dict(support))
-    context = JudgeContext(stats=stats, queries=queries, weights=cfg.judge.weights, anchor_keys=tuple(sorted(anchors)))
-    judge = create_judge(cfg.judge.backend, context, cfg.judge.params)
+    context = JudgeContext(stats=stats, queries=queries, weights=judge_cfg.weights, anchor_keys=tuple(sorted(anchors)))
+    judge = create_judge(judge_cfg.backend, context, judge_cfg.params)
     judgements: list[Judgement] = cache.judge(judge, [c for _, c in to_judge]) if to_judge else []
     for (row, _), j in zip(to_judge, judgements):
         row["judge_score"] = j.score
         if j.score is None:
             row.update(status="rejected", _why="judge error", reason=f"judge error: {j.error}")
-        elif j.score >= cfg.judge.keep_threshold:
-            row.update(status="kept", reason=f"{j.reason}; score {j.score:g} >= {cfg.judge.keep_threshold}")
+        elif j.score >= judge_cfg.keep_threshold:
+            row.update(status="kept", reason=f"{j.reason}; score {j.score:g} >= {judge_cfg.keep_threshold}")
         else:
             row.update(status="rejected", _why="judge score",
-                       reason=f"{j.reason}; score {j.score:g} < {cfg.judge.keep_threshold}")
+                       reason=f"{j.reason}; score {j.score:g} < {judge_cfg.keep_threshold}")
     judged_status = Counter(r["status"] for r in rows)
     for row in rows:
-        d = review.topics.get(row["topic_id"]) or review.topics.get(
-            legacy_topic_id(tuple((a["key"], a["value"]) for a in row["attributes"])))
+        d = review.topics.get(row["topic_id"])
         if d is not None:
             verdict = "kept" if d.action == "accept" else "rejected"
             row.update(status=verdict, _why="review", reason=f"{'accepted' if verdict == 'kept' else 'rejected'} in review by "
@@ -405,14 +394,14 @@ def _md(text: Any) -> str:
 
 def run_topics(ctx: Any) -> dict[str, Any]:
     """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json."""
-    cfg: VocabConfig = ctx.cfg.vocab
+    cfg, tc = ctx.cfg.vocab, ctx.cfg.topics
     layout: RunLayout = ctx.layout
-    _check(cfg.topics)
+    _check(tc)
     n_products = count_rows(layout.products)
     review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
     # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
     counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
-                         cfg.topics.min_support, cfg.topics.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
+                         tc.min_support, tc.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
                          min_confidence=ctx.cfg.feeds.min_confidence,
                          products=layout.products if ctx.cfg.feeds.variants else None)
     spellings = brand_spellings(b for _, part in iter_parts(layout.products, PRODUCTS, ["brand"])
@@ -421,7 +410,7 @@ def run_topics(ctx: Any) -> dict[str, Any]:
         if cfg.judge.backend == "cooccurrence" else None
     folder = layout.dir("topics")
     cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
-    rows, report = build_topics(cfg, counts, n_products, queries, review, cache, spellings)
+    rows, report = build_topics(tc, cfg.judge, counts, n_products, queries, review, cache, spellings)
     report["min_confidence"] = ctx.cfg.feeds.min_confidence
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)

@@ -13,7 +13,7 @@ from testlib import make_image, require_myntra, write_jsonl
 
 from pinlanding.collections import schemas
 from pinlanding.collections.config import CatalogConfig
-from pinlanding.collections.ingest import clean_text, ingest
+from pinlanding.collections.ingest import field_text, ingest
 
 
 def _row(pid: str, tmp: Path, **over) -> dict:
@@ -203,9 +203,9 @@ def test_unknown_layout_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_clean_text_keeps_other_scripts_and_drops_controls() -> None:
-    assert clean_text("  Kurta\u00a0 कुर्ता \x07 ", "title") == "Kurta कुर्ता"
-    assert clean_text("Tom &amp; Jerry", "title") == "Tom & Jerry"
-    assert clean_text(None, "title") == ""
+    assert field_text("  Kurta\u00a0 कुर्ता \x07 ", "title") == "Kurta कुर्ता"
+    assert field_text("Tom &amp; Jerry", "title") == "Tom & Jerry"
+    assert field_text(None, "title") == ""
 
 
 @pytest.mark.slow

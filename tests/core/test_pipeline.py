@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from testlib import make_image
 from typer.testing import CliRunner
 
@@ -180,3 +181,15 @@ def test_an_unknown_stage_is_an_error_not_a_skip(tiny_catalog: Path, tmp_path: P
     with pytest.raises(ValueError, match=r"unknown stages \['nope'\]; known: \['ingest'"):
         _pipeline(tiny_catalog, tmp_path / "run").run(["ingest", "nope"])
     assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
+    def fingerprints(*overrides: str) -> dict[str, str]:
+        pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(tmp_path / "run"))
+        return {name: pipeline.fingerprint(get_stage(name)) for name in ("vocab", "topics")}
+
+    base, changed = fingerprints(), fingerprints("topics.min_support=20")
+    assert changed["vocab"] == base["vocab"] and changed["topics"] != base["topics"]
+    assert fingerprints("vocab.judge.keep_threshold=0.9")["topics"] != base["topics"]  # topics judges with it
+    with pytest.raises(ValidationError, match=r"vocab\.topics\s+Extra inputs are not permitted"):
+        load_config(overrides=["vocab.topics.min_support=20"])

@@ -44,7 +44,7 @@ OVERRIDES = [
     "catalog.part_rows=100",  # three parts: per-part steps and co-partitioned joins are exercised
     "extract.batch_size=25", "extract.actors=2",
     "assign.batch_size=32", "assign.decode_batch_size=32", "assign.actors=2",
-    "vocab.topics.min_support=5", "feeds.min_feed_size=3",
+    "topics.min_support=5", "feeds.min_feed_size=3",
     "spark.shuffle_partitions=2", "ray.object_store_memory=200000000",
     f"spark.conf={{spark.executor.memory: 512m, spark.pyspark.python: {sys.executable}}}",
 ]

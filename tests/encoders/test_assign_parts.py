@@ -9,11 +9,11 @@ import pytest
 from testlib import split_into_parts
 
 from pinlanding.collections import parts
-from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
-from pinlanding.encoders.assign import PREVIOUS_EMBEDDINGS, collect_parts, run_assign
+from pinlanding.encoders.assign import collect_parts, run_assign
 from pinlanding.encoders.index import embedding_matrix
 
 from .conftest import tiny_config
@@ -95,14 +95,13 @@ def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(tra
         again = run_assign(StageContext(cfg, parted))
     assert again["embedded"] == 0 and again["reused"] == 48 and set(_rows(parted)) == set(want)
 
-    # an older run's single-file embeddings are reused too, and replaced by a part folder
-    legacy = read_table(parted.embeddings, EMBEDDINGS)
-    shutil.rmtree(parted.embeddings)
-    changed = legacy["product_id"][3].as_py()
-    mask = pc.equal(legacy["product_id"], changed)
-    write_table(legacy.set_column(1, "content_hash", pc.if_else(mask, "stale", legacy["content_hash"])),
-                parted.embeddings, EMBEDDINGS)
+    # a product whose content changed is embedded again; the rest of its part is reused
+    stored = parts.list_parts(parted.embeddings)
+    table = parts.read_part(parted.embeddings, stored[0].name, EMBEDDINGS)
+    mask = pc.equal(table["product_id"], table["product_id"][0])
+    table = table.set_column(1, "content_hash", pc.if_else(mask, "stale", table["content_hash"]))
+    parts.commit_parts(parted.embeddings, [parts.write_part(parted.embeddings, stored[0].name, table, EMBEDDINGS),
+                                           *stored[1:]], EMBEDDINGS)
     third = run_assign(StageContext(cfg, parted))
     assert third["reused"] == 47 and third["embedded"] == 1
     assert parts.part_names(parted.embeddings) == names and _vectors(parted).keys() == a.keys()
-    assert not (parted.dir("assignments") / PREVIOUS_EMBEDDINGS).exists()

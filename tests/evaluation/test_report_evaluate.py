@@ -80,6 +80,7 @@ def test_evaluate_hand_computed(run, cfg, labels_path):
     html = (run.root / "report" / "evaluation.html").read_text()
     assert "<b>bold</b>" not in html and "&lt;b&gt;bold&lt;/b&gt;" in html and "<script>alert" not in html
     assert 'class="item match"' in html and 'class="item miss"' in html
+    assert " object at 0x" not in html  # every cell shows a value, never a Python object's repr
 
 
 def test_cli_evaluate_prints_and_writes(run, labels_path, queries_path):
@@ -105,3 +106,17 @@ def test_report_on_parted_artifacts_equals_the_whole_one(run, cfg, monkeypatch):
     monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
     parted, _ = build_report(cfg.evaluation, run)
     assert parted == whole and parted["extraction"]["per_product"]["median"] == 2.0
+
+
+def test_measure_computes_without_writing(run, cfg, labels_path):
+    from pinlanding.evaluation.labels import read_labels
+    from pinlanding.evaluation.measure import measure
+    from pinlanding.evaluation.report import load_artifacts
+
+    tables, _ = load_artifacts(run)
+    before = sorted(p.relative_to(run.root) for p in run.root.rglob("*"))
+    ev = measure(tables, read_labels(labels_path), [], cfg.evaluation, cfg.feeds.min_feed_size,
+                 cfg.feeds.min_confidence)
+    assert sorted(p.relative_to(run.root) for p in run.root.rglob("*")) == before
+    assert ev.metrics["collections"] == run_evaluate(cfg, run, labels_path)["collections"]
+    assert len(ev.collections) == ev.metrics["collections"]["collections"] == 5

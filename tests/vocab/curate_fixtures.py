@@ -16,7 +16,6 @@ from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
-from pinlanding.vocab.config import VocabConfig
 
 HOSTILE = ["", "   ", "x" * 500, "<script>alert(1)</script>", "🙂🙂", "&lt;b&gt;", "\x00\x07"]
 
@@ -95,19 +94,19 @@ def write_queries(path: Path, queries: list[str] = QUERIES) -> Path:
 def context(layout: RunLayout, queries: Path, **overrides: Any) -> StageContext:
     """A stage context for tiny data: floors of 3 products, the given shopper queries file.
 
-    Only the vocab section is built (from its defaults plus ``overrides`` like ``vocab.topics.min_support``),
-    so these tests do not depend on other sections of conf/default.yaml.
+    The config is built from the models' defaults plus these settings and ``overrides`` (like
+    ``topics.min_support``), so these tests do not depend on conf/default.yaml.
     """
-    sets = {"vocab.min_product_share": 0.05, "vocab.min_products": 3, "vocab.topics.min_support": 3,
+    sets = {"vocab.min_product_share": 0.05, "vocab.min_products": 3, "topics.min_support": 3,
             "vocab.judge.queries": str(queries), **overrides}
     tree: dict[str, Any] = {}
     for dotted, value in sets.items():
         node = tree
-        *parents, leaf = dotted.split(".")[1:]
+        *parents, leaf = dotted.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return StageContext(PipelineConfig(vocab=VocabConfig.model_validate(tree)), layout)
+    return StageContext(PipelineConfig.model_validate(tree), layout)
 
 
 # --- the real catalogue ---------------------------------------------------------------------------

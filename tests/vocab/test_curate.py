@@ -10,9 +10,10 @@ from curate_fixtures import HOSTILE, context, tiny_attributes, write_queries, wr
 
 from pinlanding.collections.artifacts import read_json, read_table
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED
-from pinlanding.vocab.clustering import (ValueClusterer, attach, lexically_distinct, normalize_key,
-                                         normalize_value, sanitize_value)
-from pinlanding.vocab.curate import diff_vocabularies, run_vocab
+from pinlanding.collections.text import key_form
+from pinlanding.vocab.clustering import ValueClusterer, attach, lexically_distinct, normalize_value, sanitize_value
+from pinlanding.vocab.curate import run_vocab
+from pinlanding.vocab.versions import diff_vocabularies
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
 
 
@@ -42,7 +43,7 @@ def test_normalize_groups_spelling_variants_but_not_different_words():
     assert normalize_value("Chinos") == "chino" and normalize_value("Bus") == "bus"
     assert normalize_value("Ladies") == normalize_value("Lady") and normalize_value("Sizes") == "size"  # one plural rule
     assert normalize_value("Shoes", fold_plurals=False) != normalize_value("Shoe", fold_plurals=False)
-    assert normalize_key(" Sleeve Length") == "sleeve_length"
+    assert key_form(" Sleeve Length") == "sleeve_length"
 
 
 def test_lexical_guard_refuses_modifier_and_number_merges():

@@ -20,7 +20,7 @@ from pinlanding.vocab.topics import run_topics, topic_id
 N_PRODUCTS = 70  # p60..p69 carry no attributes: the last part of 10 has none
 RARE = [["category", "Sports Shoes"], ["gender", "Women"]]  # on 11 products (p40..p50), spread over two parts
 AT = "2025-01-01T00:00:00+00:00"
-SETTINGS = {"vocab.topics.min_support": 12}
+SETTINGS = {"topics.min_support": 12}
 
 
 def _run(root: Path, rows_per_part: int | None):

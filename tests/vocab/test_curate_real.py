@@ -22,7 +22,7 @@ def test_real_titles_curate_into_a_compact_vocabulary_and_judged_topics(tmp_path
         pytest.skip(f"shopper queries not found at {queries}")
     layout = real_run(tmp_path / "run", myntra, limit=3000)
     ctx = context(layout, queries, **{"vocab.min_product_share": 0.002, "vocab.min_products": 5,
-                                      "vocab.topics.min_support": 10})
+                                      "topics.min_support": 10})
     run_vocab(ctx)
     report = read_json(layout.dir("vocabulary") / "report.json")
     raw, cur = report["raw"], report["curated"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pinlanding.vocab.parsing import OutputError, normalize_key, normalize_value, parse_model_output
+from pinlanding.vocab.parsing import OutputError, canonical_key, canonical_value, parse_model_output
 
 
 def pairs(text: str) -> set[tuple[str, str]]:
@@ -78,6 +78,8 @@ def test_values_per_key_are_capped_and_deduplicated() -> None:
 
 
 def test_normalizers() -> None:
-    assert normalize_key("  Fabric ") == "material" and normalize_key(12) is None
-    assert normalize_value("color", "Gray") == "grey" and normalize_value("gender", "MEN'S") == "men"
-    assert normalize_value("x", "  ") is None and normalize_value("x", False) is None
+    assert canonical_key("  Fabric ") == "material" and canonical_key(12) is None
+    assert canonical_key("Sleeve Length") == "sleeve"  # synonyms, unlike key_form's "sleeve_length"
+    assert canonical_key("<b>Size/Fit</b>") == "size_fit"
+    assert canonical_value("color", "Gray") == "grey" and canonical_value("gender", "MEN'S") == "men"
+    assert canonical_value("x", "  ") is None and canonical_value("x", False) is None

@@ -111,7 +111,7 @@ def test_accepted_topic_below_min_support_is_kept(curated_run):
     store = DecisionStore(decisions_path(layout))
     store.append(Decision(action="accept", who="merch", topic_id=topic_id(tuple(map(tuple, attrs))), target=json.dumps(attrs)))
     store.append(Decision(action="accept", who="merch", topic_id=tid, target=json.dumps(rare)))
-    run_topics(context(layout, queries, **{"vocab.topics.min_support": 20}))
+    run_topics(context(layout, queries, **{"topics.min_support": 20}))
     topics = {t["topic_id"]: t for t in read_table(layout.topics, TOPICS).to_pylist()}
     assert topics[tid]["status"] == "kept" and topics[tid]["support"] == 11  # with the attached "Sport Shoes"
     assert topic_id(tuple(map(tuple, attrs))) not in topics
@@ -149,7 +149,7 @@ from pinlanding.vocab.topics import (brand_spellings, count_parts, repeated_word
 
 def _shipped_topics_config() -> TopicsConfig:
     """The topics settings of conf/default.yaml, the order titles are published in."""
-    return load_config().vocab.topics
+    return load_config().topics
 
 
 def test_title_leaves_out_a_modifier_the_category_already_names():
@@ -220,7 +220,7 @@ def test_run_topics_rejects_stutters_and_titles_already_taken(tmp_path):
             rows += [(f"p{i}", "brand", "red tape"), (f"p{i}", "color", "red" if i < 12 else "white")]
     curated = [{"product_id": p, "key": k, "value": v, "source": "title", "confidence": 0.9, "raw": v} for p, k, v in rows]
     write_table(pa.Table.from_pylist(curated, schema=ATTRIBUTES), layout.curated_attributes, ATTRIBUTES)
-    ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"vocab.topics.min_support": 10})
+    ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"topics.min_support": 10})
     run_topics(ctx)
     topics = _topics(layout)
     casual = topics[(("category", "casual shoes"), ("occasion", "casual"))]

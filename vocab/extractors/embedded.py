@@ -22,7 +22,7 @@ import numpy as np
 from pinlanding.vocab.extractors import rules
 from pinlanding.vocab.extractors.base import EXTRACTORS, Outcome, batch_rows, outcomes_to_batch
 from pinlanding.vocab.extractors.catalogue import CatalogueRefiner, encode
-from pinlanding.vocab.parsing import Attribute, normalize_value
+from pinlanding.vocab.parsing import Attribute, canonical_value
 
 _RULE_FILES = ("lexicon.py", "rules.py", "pixels.py", "embedded.py")
 # Where each key is looked for, with the confidence a match gets there.
@@ -54,7 +54,7 @@ def rules_version() -> str:
 
 def _add(found: dict[tuple[str, str], Attribute], key: str, value: str, source: str, conf: float,
          raw: str = "") -> None:
-    value = normalize_value(key, value)
+    value = canonical_value(key, value)
     if not value:
         return
     old = found.get((key, value))

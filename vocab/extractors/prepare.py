@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pinlanding.vocab.extractors.base import batch_rows
-from pinlanding.vocab.parsing import clean_text
+from pinlanding.collections.text import one_line
 
 PRODUCT_COLUMNS = ("product_id", "content_hash", "title", "description", "merchant_tags", "brand", "price",
                    "currency", "image_path")
@@ -24,7 +24,7 @@ PRODUCT_COLUMNS = ("product_id", "content_hash", "title", "description", "mercha
 def _tags(value: Any) -> list[str]:
     if value is None:
         return []
-    return [clean_text(t) for t in list(value) if t is not None and clean_text(t)]
+    return [one_line(t) for t in list(value) if t is not None and one_line(t)]
 
 
 def _image(path: Any, mode: str, max_side: int) -> tuple[str, bytes, str]:
@@ -56,13 +56,13 @@ def prepare_batch(batch: dict[str, Any], image_mode: str = "pixels", max_side: i
     for row in batch_rows(batch):
         out["product_id"].append(str(row["product_id"]))
         out["content_hash"].append(str(row["content_hash"]))
-        out["title"].append(clean_text(row.get("title")))
-        out["description"].append(clean_text(row.get("description"))[:max_description_chars])
+        out["title"].append(one_line(row.get("title")))
+        out["description"].append(one_line(row.get("description"))[:max_description_chars])
         out["merchant_tags"].append(json.dumps(_tags(row.get("merchant_tags")), ensure_ascii=False))
-        out["brand"].append(clean_text(row.get("brand")))
+        out["brand"].append(one_line(row.get("brand")))
         price = row.get("price")
         out["price"].append(float(price) if price is not None and price == price else float("nan"))
-        out["currency"].append(clean_text(row.get("currency")))
+        out["currency"].append(one_line(row.get("currency")))
         out["image_path"].append(str(row.get("image_path") or ""))
         colors, jpeg, error = _image(row.get("image_path"), image_mode, max_side)
         out["image_colors"].append(colors)
