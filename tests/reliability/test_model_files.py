@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pinlanding.collections.pipeline import StageContext
+from pinlanding.encoders import fit as fit_module
 from pinlanding.encoders import train as train_module
 from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
 
@@ -49,13 +50,13 @@ def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: P
 def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # product texts through MiniLM: its dropout draws from the torch RNG at every step
     cfg = fixtures.tiny_config(epochs=3, checkpoint_every=1, product_text="transformer")
-    real_loss, steps = train_module.multi_positive_clip_loss, []
+    real_loss, steps = fit_module.multi_positive_clip_loss, []
 
     def counted(*args, **kwargs):
         steps.append(1)
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "multi_positive_clip_loss", counted)
+    monkeypatch.setattr(fit_module, "multi_positive_clip_loss", counted)
     straight = fixtures.build_run(tmp_path / "a", n=24)
     train_module.run_train(StageContext(cfg, straight))
     per_epoch = len(steps) // 3
@@ -67,7 +68,7 @@ def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch
         return real_loss(*args, **kwargs)
 
     resumed = fixtures.build_run(tmp_path / "b", n=24)
-    monkeypatch.setattr(train_module, "multi_positive_clip_loss", killed_in_epoch_3)
+    monkeypatch.setattr(fit_module, "multi_positive_clip_loss", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train_module.run_train(StageContext(cfg, resumed))
     monkeypatch.undo()
