@@ -182,7 +182,8 @@ def _resident_forward(bundle, pixels: np.ndarray, has_image: np.ndarray, tokens:
     import torch
 
     try:
-        batches = [tuple(torch.as_tensor(a[i:i + batch_size], device=bundle.device) for a in (pixels, has_image, tokens))
+        batches = [tuple(torch.as_tensor(a[i:i + batch_size], device=bundle.device)
+                         for a in (pixels, has_image, tokens))
                    for i in range(0, len(pixels), batch_size)]
     except torch.OutOfMemoryError:
         return 0.0

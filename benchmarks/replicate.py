@@ -40,7 +40,8 @@ def replicate(base: pa.Table, n: int) -> pa.Table:
 
 def write_catalogue(products: pa.Table, out: Path, part_rows: int) -> int:
     """Write ``products`` as a part folder of ``part_rows`` rows a part; return the number of parts."""
-    tables = {f"part-{i // part_rows:05d}": products.slice(i, part_rows) for i in range(0, products.num_rows, part_rows)}
+    tables = {f"part-{i // part_rows:05d}": products.slice(i, part_rows)
+              for i in range(0, products.num_rows, part_rows)}
     write_parts(out, tables, PRODUCTS)
     return len(tables)
 
