@@ -1,0 +1,62 @@
+"""A large catalogue from a small one: its products copied with fresh ids, fresh content hashes and jittered text.
+
+    python benchmarks/replicate.py --products RUN/catalog/products.parquet --out BIG/catalog/products.parquet \
+        --products-out 1000000 [--part-rows 50000]
+
+For scale runs on a machine that has only the dev catalogue's photos (the copies reuse them). Copy ``r``
+of product ``p`` is ``p-r``; its description ends with a lot number, so its content hash (and every
+cache keyed by it) is its own and nothing is reused between copies. Titles, tags and photos stay as they
+are, so per-product work (decoding, rules, MiniLM) is the dev catalogue's, repeated.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.parts import write_parts
+from pinlanding.collections.schemas import PRODUCTS
+
+
+def replicate(base: pa.Table, n: int) -> pa.Table:
+    """The first ``n`` rows of ``base`` copied ``ceil(n / len(base))`` times, each copy with fresh keys."""
+    copies = []
+    for r in range(math.ceil(n / base.num_rows)):
+        suffix = pa.scalar(f"-{r}")
+        desc = pc.binary_join_element_wise(pc.fill_null(base["description"], ""), pa.scalar(f" Lot {r}."), "")
+        hashes = pa.array([hashlib.sha256(f"{h}:{r}".encode()).hexdigest() for h in base["content_hash"].to_pylist()],
+                          pa.string())
+        copy = base.set_column(base.schema.get_field_index("product_id"), "product_id",
+                               pc.binary_join_element_wise(base["product_id"], suffix, ""))
+        copy = copy.set_column(copy.schema.get_field_index("description"), "description", desc)
+        copies.append(copy.set_column(copy.schema.get_field_index("content_hash"), "content_hash", hashes))
+    return pa.concat_tables(copies).slice(0, n)
+
+
+def write_catalogue(products: pa.Table, out: Path, part_rows: int) -> int:
+    """Write ``products`` as a part folder of ``part_rows`` rows a part; return the number of parts."""
+    tables = {f"part-{i // part_rows:05d}": products.slice(i, part_rows)
+              for i in range(0, products.num_rows, part_rows)}
+    write_parts(out, tables, PRODUCTS)
+    return len(tables)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--products", type=Path, required=True, help="the catalogue to copy (a run's products.parquet)")
+    ap.add_argument("--out", type=Path, required=True, help="products.parquet to write (a part folder)")
+    ap.add_argument("--products-out", type=int, required=True, help="products in the new catalogue")
+    ap.add_argument("--part-rows", type=int, default=50_000)
+    args = ap.parse_args()
+    big = replicate(read_table(args.products, PRODUCTS), args.products_out)
+    parts = write_catalogue(big, args.out, args.part_rows)
+    print(f"wrote {big.num_rows} products in {parts} parts to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
