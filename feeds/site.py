@@ -153,6 +153,7 @@ def render_all(context: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
+@lru_cache(maxsize=1 << 18)  # a build names each product's pages and photos many times over
 def safe_name(text: str, limit: int = 80) -> str:
     """A filename-safe, collision-free name: lowercase ASCII words joined by '-', plus a hash if anything changed."""
     base = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")[:limit].strip("-")

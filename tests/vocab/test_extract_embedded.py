@@ -14,6 +14,7 @@ from pinlanding.collections.schemas import ATTRIBUTES
 from pinlanding.vocab.extract import explode
 from pinlanding.vocab.extractors import RESULT_SCHEMA
 from pinlanding.vocab.extractors.base import refine_table
+from pinlanding.feeds.config import FeedsConfig
 from pinlanding.vocab.extractors.embedded import EmbeddedExtractor, text_attributes
 from pinlanding.vocab.extractors.pixels import color_shares
 from pinlanding.vocab.extractors.prepare import prepare_batch
@@ -127,3 +128,15 @@ def test_pixel_colour_only_corroborates_a_colour_the_text_names(tmp_path: Path) 
     colour = {a.value: a for a in seen if a.key == "color"}
     assert set(colour) == {"red"} and "image" in colour["red"].source
     assert colour["red"].confidence > next(a.confidence for a in unseen if a.key == "color")
+
+
+def test_a_material_only_the_description_names_needs_confirmation_to_be_published(tmp_path: Path) -> None:
+    """Description evidence of a material stays below the feeds' confidence floor; the title's reaches it."""
+    floor = FeedsConfig().min_confidence
+    for title, want_published in (("Men Black Sneakers", False), ("Men Black Canvas Sneakers", True)):
+        batch = prepared([{"title": title, "brand": "", "description": "Upper made of canvas, rubber outsole.",
+                           "image_path": product_image(tmp_path / "a.jpg", (10, 10, 10))}])
+        attrs, _ = text_attributes({k: v[0] for k, v in batch.items()})
+        material = {a.value: a.confidence for a in attrs if a.key == "material"}
+        assert set(material) == {"canvas"}  # "rubber outsole" is the sole's material
+        assert (material["canvas"] >= floor) is want_published
