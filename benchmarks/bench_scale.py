@@ -73,7 +73,7 @@ def core_rates(manifests: list[Path], cores: int) -> list[StageRate]:
         for name, entry in todo.items():
             rates[name] = StageRate(name, entry["seconds"] * cores / products,
                                     f"{shown}: {entry['seconds']:.1f} s x {cores} cores / {products:,} products")
-    order = ("ingest", "extract", "vocab", "topics", "train", "assign", "feeds", "site", "report")
+    order = ("ingest", "extract", "vocab", "train", "assign", "topics", "feeds", "site", "report")
     return sorted(rates.values(), key=lambda r: order.index(r.stage) if r.stage in order else len(order))
 
 
@@ -162,7 +162,7 @@ def main() -> None:
     print("measured per core:")
     for r in rates:
         print(f"  {r.stage:<8} {r.core_s_per_product * 1000:9.3f} core-ms/product  ({r.source})")
-    missing = [s for s in ("ingest", "extract", "vocab", "topics", "train", "assign", "feeds", "site", "report")
+    missing = [s for s in ("ingest", "extract", "vocab", "train", "assign", "topics", "feeds", "site", "report")
                if s not in {r.stage for r in rates}]
     if missing:
         print(f"  not in the manifest (not counted below): {missing}")

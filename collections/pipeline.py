@@ -78,16 +78,16 @@ STAGES: tuple[Stage, ...] = (
     Stage("vocab", "pinlanding.vocab.curate:run_vocab", ("catalog", "attributes", "review"), ("vocabulary",),
           ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)",
           external=("vocab.judge.queries", "vocab.decisions_path"), review=("value",)),
-    Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "review"), ("topics",),
-          ("topics", "vocab", "feeds"), "generate candidate topics and judge them",  # vocab: its judge and decisions;
-          # feeds: support is counted with the feeds' confidence filter
-          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value", "topic")),
     # a vocabulary change that only rejects, renames or merges values keeps the encoder and maps the assignments
     Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),
           ("encoder", "run"), "train and calibrate the dual encoder", reuse="pinlanding.collections.scoped:reuse_encoder"),
     Stage("assign", "pinlanding.encoders.assign:run_assign", ("catalog", "vocabulary", "encoder"), ("assignments",),
           ("assign", "ray"), "assign vocabulary attributes catalogue-wide",
           reuse="pinlanding.collections.scoped:map_assignments"),
+    # topics count the attribute graph the feeds stage scores, with its confidence filter: a kept topic is a page
+    Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "assignments", "review"),
+          ("topics",), ("topics", "vocab", "feeds"), "generate candidate topics and judge them",  # vocab: its judge
+          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value", "topic")),
     Stage("feeds", "pinlanding.feeds.build:run_feeds", ("catalog", "topics", "assignments", "review"), ("feeds",),
           ("feeds", "spark"), "score topics against products with Spark", review=("merch",)),
     Stage("site", "pinlanding.feeds.site:run_site", ("catalog", "feeds", "assignments"), ("site",), ("site", "feeds"),

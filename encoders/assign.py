@@ -20,7 +20,8 @@ from the same part of the previous ``embeddings.parquet`` (its listed files stay
 image never stops the job: the product is embedded from its text alone and recorded in
 ``assignments/failures.parquet``. The graph fuses the curated extraction and the encoder's calibrated
 predictions per (product, key, value) (``merge_graph``): agreement raises a confidence, a contradiction on
-a single-valued key lowers it, and the encoder adds values wherever its held-out precision allows.
+a single-valued key lowers it, and the encoder adds values wherever its held-out precision allows, at a
+confidence scaled by how often the extraction it was calibrated against is right on that key (``key_trust``).
 
 The stage also writes the run's visual search index, ``assignments/visual_index.parquet`` (exact vectors,
 binarized codes and variant keys, part by part: :mod:`pinlanding.encoders.visual`), reusing the previous
@@ -38,9 +39,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pinlanding.collections.artifacts import AnyPath, as_path, location, write_table
+from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
 from pinlanding.collections.config import RayConfig
-from pinlanding.collections.parts import Part, commit_parts, count_rows, is_parted, part_names, read_part, write_part
+from pinlanding.collections.parts import (Part, commit_parts, count_rows, is_parted, iter_parts, part_names, read_part,
+                                         write_part)
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
@@ -222,6 +224,8 @@ class PartWriter:
     embeddings_dir: AnyPath
     assignments_dir: AnyPath
 
+    trust: dict[str, float] = field(default_factory=dict)  # see key_trust
+
     def __post_init__(self) -> None:
         self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, self.cfg.top_k,
                              self.cfg.min_confidence)
@@ -249,7 +253,8 @@ class PartWriter:
         rows = _encoder_rows(np.concatenate(ids) if ids else np.array([], object),
                              np.concatenate(idx) if idx else np.zeros((0, 1), np.int32),
                              np.concatenate(conf) if conf else np.zeros((0, 1), np.float32), self.bundle.vocab)
-        graph = merge_graph(rows, self.sources.extraction(name, products), self.bundle.exclusive_keys, self.cfg.fill)
+        graph = merge_graph(rows, self.sources.extraction(name, products), self.bundle.exclusive_keys, self.cfg.fill,
+                            self.trust, self.cfg.min_confidence)
         self.written["embeddings"].append(write_part(self.embeddings_dir, name, embeddings, EMBEDDINGS))
         self.written["assignments"].append(write_part(self.assignments_dir, name,
                                                       pa.Table.from_pandas(graph, preserve_index=False), ASSIGNMENTS))
@@ -270,15 +275,37 @@ def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarra
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
+def key_trust(curated: AnyPath | None) -> dict[str, float]:
+    """Per key, the mean confidence of the curated extraction's rows, read part by part: how often the reference
+    the encoder was trained and calibrated against is itself right (extraction confidences are calibrated priors:
+    a title's colour 0.9, a material only the description names 0.6)."""
+    if curated is None or not as_path(curated).exists():
+        return {}
+    cols = ["key", "confidence"]
+    tables = ((t for _, t in iter_parts(curated, ATTRIBUTES, cols)) if is_parted(curated)
+              else [read_table(curated, ATTRIBUTES).select(cols)])
+    total: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for part in tables:
+        sums = (part.set_column(1, "confidence", pc.fill_null(part["confidence"], 1.0))
+                .group_by("key").aggregate([("confidence", "sum"), ("confidence", "count")]))
+        for key, conf, n in zip(*(sums[c].to_pylist() for c in ("key", "confidence_sum", "confidence_count"))):
+            total[key] += conf
+            count[key] += n
+    return {key: total[key] / count[key] for key in sorted(count)}
+
+
 def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive: list[str],
-                fill: str = "all") -> pd.DataFrame:
+                fill: str = "all", trust: dict[str, float] | None = None, min_confidence: float = 0.0) -> pd.DataFrame:
     """The attribute graph: one row per (product, key, value) with a confidence fused from the extraction
     (what the text says) and the encoder (what the image and text model says).
 
     * both give the value: confidences pooled (raised), ``source=extraction+encoder``;
     * a single-valued key where the encoder's best value contradicts the extraction: the extraction's value
       stays alone, its confidence lowered by the encoder's; no second value is added;
-    * the encoder alone: its calibrated confidence, ``source=encoder`` (a single-valued key: its best value);
+    * the encoder alone: its calibrated confidence, ``source=encoder`` (a single-valued key: its best value),
+      times ``trust[key]`` when given: the encoder's confidence is that the extraction would agree, and the
+      extraction is right on that key about ``trust[key]`` of the time; rows then below ``min_confidence`` go;
     * ``fill="gaps"``: the encoder adds values only to keys the extraction left empty for the product.
     """
     ext = extraction.assign(source="extraction")
@@ -305,6 +332,10 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
                                                   agree=False)
     ext = ext.drop(columns=["_enc", "_rival", "_rival_conf"])
     new = enc[~(covered & enc["key"].isin(exclusive).to_numpy())]  # never a second value of a single-valued key
+    if trust:
+        factor = np.fromiter((trust.get(k, 1.0) for k in new["key"]), np.float32, len(new))
+        new = new.assign(confidence=(new["confidence"].to_numpy(np.float32) * factor))
+        new = new[new["confidence"] >= min_confidence]
     graph = pd.concat([ext, new], ignore_index=True).drop_duplicates(pair, keep="first")  # agreeing rows: extraction's
     return graph.sort_values(pair, kind="stable").reset_index(drop=True)
 
@@ -319,7 +350,7 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
     sources = Sources(products, curated if cfg.include_extraction else None, previous if cfg.incremental else None,
                       bundle.version, stored_rows(as_path(encoder_dir) / FEATURES_FILE, feature_digest(bundle.model)))
     assignments_path = out_dir / "assignments.parquet"
-    writer = PartWriter(sources, bundle, cfg, embeddings_path, assignments_path)
+    writer = PartWriter(sources, bundle, cfg, embeddings_path, assignments_path, key_trust(curated))
     names = part_names(products)
     expected, from_store = {}, 0
     for name in names:

@@ -1,14 +1,16 @@
 """The topics stage: attribute tuples with enough products, phrased as shopper queries and judged.
 
 Recipe (:func:`build_topics`): count every tuple of up to ``max_arity`` values of distinct keys over
-the curated attributes (Apriori: only values that alone reach ``min_support``) -> keep tuples naming an
+the attribute graph (Apriori: only values that alone reach ``min_support``) -> keep tuples naming an
 anchor key (the product noun) -> generate query, title and slug -> reject tuples whose products are
 exactly those of a shorter tuple -> judge the rest (cached) -> apply reviewers' accept/reject.
 
-Support is counted as the feeds stage will build the feed: attributes below ``feeds.min_confidence`` are
-ignored and near-identical products (same brand and normalized title) count once, so a kept topic is a page.
+Support is counted as the feeds stage will build the feed: over the same attribute graph
+(``assignments/assignments.parquet``: extraction fused with the encoder), attributes below
+``feeds.min_confidence`` ignored, and near-identical products (same brand and normalized title) once, so a
+kept topic is a page.
 
-Counting runs part by part over ``vocabulary/attributes.parquet`` (:func:`count_parts`): the parts' single
+Counting runs part by part over the graph (:func:`count_parts`): the parts' single
 values, merged on the driver, give the frequent values; a second pass counts their tuples per part. The
 driver holds the merged counters (bounded by the distinct tuples of frequent values), never the products.
 """
@@ -30,7 +32,7 @@ from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS
+from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, TOPICS
 from pinlanding.collections.text import split_words
 from pinlanding.evaluation.mapping import family_of, normalize
 from pinlanding.vocab.config import JudgeConfig, TopicsConfig
@@ -168,13 +170,13 @@ def slugify(text: str) -> str:
     return slug or "topic"
 
 
-def _product_attrs(curated: pa.Table, min_confidence: float = 0.0) -> dict[str, set[tuple[str, str]]]:
+def _product_attrs(graph: pa.Table, min_confidence: float = 0.0) -> dict[str, set[tuple[str, str]]]:
     """Product -> its (key, value) pairs of confidence >= ``min_confidence`` (no confidence counts as 1.0, as the
     feeds stage's ``clean_assignments`` reads it)."""
     out: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    confidence = (curated.column("confidence").to_pylist() if "confidence" in curated.column_names
-                  else [None] * curated.num_rows)
-    for pid, key, value, conf in zip(*(curated.column(c).to_pylist() for c in ("product_id", "key", "value")), confidence):
+    confidence = (graph.column("confidence").to_pylist() if "confidence" in graph.column_names
+                  else [None] * graph.num_rows)
+    for pid, key, value, conf in zip(*(graph.column(c).to_pylist() for c in ("product_id", "key", "value")), confidence):
         if (1.0 if conf is None else conf) >= min_confidence:
             out[pid].add((key, value))
     return out
@@ -210,22 +212,22 @@ def _by_variant(product_attrs: dict[str, set[tuple[str, str]]], products: pa.Tab
     return out
 
 
-def _read_part_attrs(curated: AnyPath, min_confidence: float, products: AnyPath | None,
+def _read_part_attrs(graph: AnyPath, min_confidence: float, products: AnyPath | None,
                      name: str) -> dict[str, set[tuple[str, str]]]:
-    attrs = _product_attrs(read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value", "confidence"]),
+    attrs = _product_attrs(read_part(graph, name, ASSIGNMENTS, ["product_id", "key", "value", "confidence"]),
                            min_confidence)
     if products is None:
         return attrs
     return _by_variant(attrs, read_part(products, name, PRODUCTS, ["product_id", "brand", "title"]))
 
 
-def _part_values(curated: AnyPath, min_confidence: float, products: AnyPath | None, name: str) -> Counter:
-    return count_values(_read_part_attrs(curated, min_confidence, products, name))
+def _part_values(graph: AnyPath, min_confidence: float, products: AnyPath | None, name: str) -> Counter:
+    return count_values(_read_part_attrs(graph, min_confidence, products, name))
 
 
-def _part_tuples(curated: AnyPath, min_confidence: float, products: AnyPath | None, frequent: frozenset,
+def _part_tuples(graph: AnyPath, min_confidence: float, products: AnyPath | None, frequent: frozenset,
                  max_arity: int, accepted: tuple[Attrs, ...], name: str) -> tuple[Counter, Counter]:
-    product_attrs = _read_part_attrs(curated, min_confidence, products, name)
+    product_attrs = _read_part_attrs(graph, min_confidence, products, name)
     carried = Counter({a: n for a in accepted if (n := sum(1 for s in product_attrs.values() if set(a) <= s))})
     return count_combinations(product_attrs, frequent, max_arity), carried
 
@@ -237,7 +239,7 @@ def _merge(counters: Iterable[Counter]) -> Counter:
     return total
 
 
-def count_parts(curated: AnyPath, names: list[str], min_support: int, max_arity: int, accepted: Iterable[Attrs],
+def count_parts(graph: AnyPath, names: list[str], min_support: int, max_arity: int, accepted: Iterable[Attrs],
                 ray_cfg: RayConfig | None = None, min_confidence: float = 0.0,
                 products: AnyPath | None = None) -> TupleCounts:
     """Two passes over the parts (products never span parts, so their counts add up): single values, then the
@@ -247,10 +249,10 @@ def count_parts(curated: AnyPath, names: list[str], min_support: int, max_arity:
     confidence >= ``min_confidence`` (``feeds.min_confidence``), and, given the co-partitioned ``products``,
     near-identical products (same brand and normalized title) once, as the one card a feed shows for them
     (within a part; the feeds stage also merges same-photo products, which this count cannot see)."""
-    singles = _merge(map_parts(partial(_part_values, curated, min_confidence, products), names, ray_cfg,
+    singles = _merge(map_parts(partial(_part_values, graph, min_confidence, products), names, ray_cfg,
                                desc="topics: values"))
     frequent = frozenset(a for a, n in singles.items() if n >= min_support)
-    task = partial(_part_tuples, curated, min_confidence, products, frequent, max_arity,
+    task = partial(_part_tuples, graph, min_confidence, products, frequent, max_arity,
                    tuple(dict.fromkeys(accepted)))
     combos, carried = zip(*map_parts(task, names, ray_cfg, desc="topics: tuples")) if names else ((), ())
     support: Counter = Counter({(a,): n for a, n in singles.items() if a in frequent})
@@ -400,7 +402,7 @@ def run_topics(ctx: Any) -> dict[str, Any]:
     n_products = count_rows(layout.products)
     review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
     # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
-    counts = count_parts(layout.curated_attributes, catalog_parts(layout, layout.curated_attributes),
+    counts = count_parts(layout.assignments, catalog_parts(layout, layout.assignments),
                          tc.min_support, tc.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
                          min_confidence=ctx.cfg.feeds.min_confidence,
                          products=layout.products if ctx.cfg.feeds.variants else None)

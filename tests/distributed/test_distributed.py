@@ -34,7 +34,7 @@ from run_compare import differences, duplicated
 pytestmark = pytest.mark.slow
 
 # The stages that use an engine, and those they need. site/report use neither Ray nor Spark.
-STAGES = ("ingest", "extract", "vocab", "topics", "train", "assign", "feeds")
+STAGES = ("ingest", "extract", "vocab", "train", "assign", "topics", "feeds")
 RAY_STAGES = {"extract": "EmbeddedExtractor", "assign": "EmbedAndScore"}  # stage -> its model actor class
 SLICE = 300
 

@@ -134,6 +134,30 @@ def test_merge_graph_gaps_mode_fills_only_the_keys_extraction_left_empty():
     assert ("a", "material", "linen") in set(zip(every.product_id, every.key, every.value))
 
 
+def test_an_encoder_only_value_is_trusted_as_far_as_the_extraction_it_learned_from(tmp_path):
+    import pandas as pd
+
+    from pinlanding.collections.artifacts import write_table
+    from pinlanding.collections.schemas import ATTRIBUTES
+    from pinlanding.encoders.assign import key_trust
+
+    curated = tmp_path / "attributes.parquet"
+    rows = [("a", "color", "red", 0.9), ("b", "color", "blue", 0.9), ("a", "material", "cotton", 0.6),
+            ("b", "material", "silk", 0.5), ("c", "material", "wool", None)]
+    write_table(pa.Table.from_pylist([{"product_id": p, "key": k, "value": v, "source": "description", "confidence": c,
+                                       "raw": v} for p, k, v, c in rows], schema=ATTRIBUTES), curated, ATTRIBUTES)
+    trust = key_trust(curated)
+    assert trust == {"color": pytest.approx(0.9), "material": pytest.approx((0.6 + 0.5 + 1.0) / 3)}
+    ext = pd.DataFrame({"product_id": ["a"], "key": ["material"], "value": ["cotton"], "confidence": [0.6]})
+    enc = pd.DataFrame({"product_id": ["a", "d", "d"], "key": ["material", "material", "color"],
+                        "value": ["cotton", "linen", "black"], "confidence": [0.9, 0.9, 0.9]})
+    g = merge_graph(enc, ext, exclusive=["color"], trust=trust, min_confidence=0.7)
+    rows = {(p, k, v): (s, c) for p, k, v, s, c in zip(g.product_id, g.key, g.value, g.source, g.confidence)}
+    assert rows[("a", "material", "cotton")][0] == "extraction+encoder"  # agreement is pooled as before
+    assert rows[("d", "color", "black")] == ("encoder", pytest.approx(0.81))
+    assert ("d", "material", "linen") not in rows  # 0.9 x 0.7 falls under min_confidence
+
+
 def test_pooled_evidence_is_symmetric_and_monotone():
     from pinlanding.encoders.assign import pool_evidence
 

@@ -11,11 +11,13 @@ from typing import Any, Iterable
 import pyarrow as pa
 from PIL import Image
 
-from pinlanding.collections.artifacts import write_table
+from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import StageContext
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
+from pinlanding.collections.parts import is_parted, part_names, read_part, write_parts
+from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, PRODUCTS
+from pinlanding.vocab.topics import run_topics
 
 HOSTILE = ["", "   ", "x" * 500, "<script>alert(1)</script>", "🙂🙂", "&lt;b&gt;", "\x00\x07"]
 
@@ -145,3 +147,24 @@ def real_run(root: Path, myntra: Path, limit: int) -> RunLayout:
             if rec.get("brandName"):
                 attrs.append((pid, "brand", str(rec["brandName"])))
     return write_run(root, attrs, len(titles), titles)
+
+
+def _as_graph(curated: pa.Table) -> pa.Table:
+    rows = curated.select(["product_id", "key", "value", "confidence"])
+    return rows.append_column("source", pa.array(["extraction"] * rows.num_rows, pa.string())).cast(ASSIGNMENTS)
+
+
+def write_graph(layout: RunLayout) -> None:
+    """The curated attributes as the attribute graph: what the assign stage writes when the encoder adds and
+    contradicts nothing (the graph is what topics count; these tests train no encoder)."""
+    if is_parted(layout.curated_attributes):
+        write_parts(layout.assignments, {n: _as_graph(read_part(layout.curated_attributes, n, ATTRIBUTES))
+                                         for n in part_names(layout.curated_attributes)}, ASSIGNMENTS)
+    else:
+        write_table(_as_graph(read_table(layout.curated_attributes, ATTRIBUTES)), layout.assignments, ASSIGNMENTS)
+
+
+def topics_over_curated(ctx: StageContext) -> dict[str, Any]:
+    """``run_topics`` over the curated attributes as the attribute graph (:func:`write_graph`)."""
+    write_graph(ctx.layout)
+    return run_topics(ctx)

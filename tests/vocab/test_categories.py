@@ -15,9 +15,8 @@ from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
 from pinlanding.vocab.extract import run_extract
-from pinlanding.vocab.topics import run_topics
 
-from .curate_fixtures import context, range_adder, write_queries, write_run
+from .curate_fixtures import context, range_adder, write_queries, write_run, topics_over_curated
 from .extract_fixtures import write_products
 
 CATEGORIES = ["watch", "dial watch", "jacket", "winter jacket", "t-shirt", "tee", "tank top", "tank", "kurta",
@@ -117,7 +116,7 @@ def test_values_of_a_thinly_stated_key_wait_for_review_and_stay_out_of_topics(tm
     report = read_json(layout.dir("vocabulary") / "report.json")
     assert [(h["key"], h["value"]) for h in report["needs_review"]] == [("season", "winter")]
     assert "Values held for review: 1" in (layout.dir("vocabulary") / "report.md").read_text()
-    run_topics(ctx)
+    topics_over_curated(ctx)
     topics = read_table(layout.topics, TOPICS).to_pylist()
     assert topics and not any("winter" in t["query"] for t in topics)
     # a merchandiser's approval releases it into the curated attributes, hence into topics
@@ -125,7 +124,7 @@ def test_values_of_a_thinly_stated_key_wait_for_review_and_stay_out_of_topics(tm
     run_vocab(ctx)
     assert {r["value"]: r["status"] for r in read_table(layout.vocabulary, VOCAB).to_pylist()}["winter"] == "approved"
     assert ("season", "winter") in _by_product(layout)["p35"]
-    run_topics(ctx)
+    topics_over_curated(ctx)
     assert any("winter" in t["query"] for t in read_table(layout.topics, TOPICS).to_pylist())
 
 
@@ -187,6 +186,6 @@ def test_review_app_shows_why_a_value_waits(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "run", _category_rows(), 60)
     ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"vocab.evidence.min_key_coverage": 0.25})
     run_vocab(ctx)
-    run_topics(ctx)
+    topics_over_curated(ctx)
     page = TestClient(create_app(layout)).get("/values", params={"key": "season"}).text
     assert "needs_review" in page and 'data-testid="review-reason"' in page and "season for 20.0%" in page

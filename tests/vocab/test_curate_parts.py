@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from curate_fixtures import context, tiny_attributes, write_queries, write_run
+from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated, write_graph
 from testlib import split_into_parts
 
 from pinlanding.collections import parts
@@ -47,7 +47,7 @@ def test_parted_run_gives_the_same_vocabulary_curated_attributes_and_topics(tmp_
     assert len(names) == 7
     for ctx in (one_ctx, many_ctx):
         run_vocab(ctx)
-        run_topics(ctx)
+        topics_over_curated(ctx)
     vocab = one.dir("vocabulary")
     for rel, schema in (("vocabulary.parquet", VOCAB), ("merges.parquet", VOCAB_MERGES),
                         ("dropped.parquet", VOCAB_DROPPED)):
@@ -93,11 +93,12 @@ def test_stages_read_per_product_inputs_one_part_at_a_time(tmp_path, monkeypatch
     monkeypatch.setattr(parts, "read_table", read_one_part)
     run_vocab(ctx)
     assert reads == {"attributes": 2 * len(names)}  # a counting pass and a curating pass; the catalogue's listing only
+    write_graph(layout)
     reads.clear()
     run_topics(ctx)
-    # the curated attributes for single values, then tuples; the catalogue's brand and title in both passes
+    # the attribute graph for single values, then tuples; the catalogue's brand and title in both passes
     # (near-identical products count once) and its brands once more for their spelling: all part by part
-    assert reads == {"vocabulary": 2 * len(names), "catalog": 3 * len(names)}
+    assert reads == {"assignments": 2 * len(names), "catalog": 3 * len(names)}
 
 
 def test_attributes_parted_unlike_the_catalogue_are_refused(tmp_path):

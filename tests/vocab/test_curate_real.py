@@ -4,13 +4,12 @@ from __future__ import annotations
 import pytest
 
 from testlib import DATASETS, require_myntra
-from curate_fixtures import context, real_run
+from curate_fixtures import context, real_run, topics_over_curated
 
 from pinlanding.collections.artifacts import read_json, read_table
 from pinlanding.collections.schemas import TOPICS, VOCAB, VOCAB_MERGES
 from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.curate import run_vocab
-from pinlanding.vocab.topics import run_topics
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +37,7 @@ def test_real_titles_curate_into_a_compact_vocabulary_and_judged_topics(tmp_path
     assert all(v["product_count"] >= report["threshold"] for v in vocab)
     assert all(v["judge_score"] is not None for v in vocab)
 
-    run_topics(ctx)
+    topics_over_curated(ctx)
     topics = read_table(layout.topics, TOPICS).to_pylist()
     kept = [t for t in topics if t["status"] == "kept"]
     assert len(kept) > 20

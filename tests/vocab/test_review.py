@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from curate_fixtures import context, tiny_attributes, write_queries, write_run
+from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated
 
 from pinlanding.collections.artifacts import write_table
 from pinlanding.collections.layout import RunLayout
@@ -19,7 +19,6 @@ from pinlanding.collections.schemas import VOCAB
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path
 from pinlanding.vocab.review import create_app, is_loopback, serve_review
-from pinlanding.vocab.topics import run_topics
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -78,7 +77,7 @@ def base_run(tmp_path_factory):
     layout = write_run(root / "run", tiny_attributes(), 60)
     queries = write_queries(root / "queries.tsv")
     run_vocab(context(layout, queries))
-    run_topics(context(layout, queries))
+    topics_over_curated(context(layout, queries))
     return layout
 
 

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from curate_fixtures import context, tiny_attributes, write_queries, write_run
+from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated
 
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import DecisionStore, decisions_path
 from pinlanding.vocab.review import create_app
-from pinlanding.vocab.topics import run_topics
 
 CHROMIUM = os.environ.get("PINLANDING_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -41,7 +40,7 @@ def served(tmp_path):
     layout = write_run(tmp_path / "run", tiny_attributes(), 60)
     queries = write_queries(tmp_path / "queries.tsv")
     run_vocab(context(layout, queries))
-    run_topics(context(layout, queries))
+    topics_over_curated(context(layout, queries))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -103,13 +102,13 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
     assert "approved" in page.locator('tr[data-value="Red"]').inner_text()
 
     # a topic decision from the topics page (topics regenerated from the renamed vocabulary first)
-    run_topics(context(layout, queries))
+    topics_over_curated(context(layout, queries))
     page.goto(base + "/topics?status=kept")
     first = page.locator("tr[data-topic]").first
     title = first.locator("td a").first.inner_text()  # the title links to the topic page
     with page.expect_navigation():  # a form post: wait for its redirect before going on
         first.get_by_role("button", name="reject").click()
-    run_topics(context(layout, queries))
+    topics_over_curated(context(layout, queries))
     page.goto(base + "/topics?status=rejected")
     assert "rejected in review by Ana Merch" in page.locator("tr[data-topic]", has_text=title).first.inner_text()
     page.close()

@@ -5,14 +5,14 @@ import json
 
 import pytest
 
-from curate_fixtures import context, tiny_attributes, write_queries, write_run
+from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated
 
 from pinlanding.collections.artifacts import read_json, read_table
 from pinlanding.collections.schemas import TOPICS
 from pinlanding.vocab.config import TopicsConfig
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
-from pinlanding.vocab.topics import count_tuples, phrase, run_topics, slugify, title_of, topic_id
+from pinlanding.vocab.topics import count_tuples, phrase, slugify, title_of, topic_id
 
 
 def test_count_tuples_counts_frequent_values_with_distinct_keys():
@@ -60,7 +60,7 @@ def _topics(layout):
 
 def test_run_topics_generates_judges_and_explains(curated_run):
     layout, queries = curated_run
-    counts = run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    counts = topics_over_curated(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
     topics = _topics(layout)
     assert counts["candidates"] == len(topics) > 0 and counts["kept"] > 0
     # every topic names a category (the anchor), has enough support and a reason
@@ -84,12 +84,12 @@ def test_run_topics_generates_judges_and_explains(curated_run):
     assert report["kept"] == counts["kept"] and report["judge"] == "cooccurrence"
     assert "not a language model" in (layout.dir("topics") / "report.md").read_text()
     # judgements are cached: a second run asks the judge about nothing
-    assert run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))["judge_cache_hits"] == len(judged)
+    assert topics_over_curated(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))["judge_cache_hits"] == len(judged)
 
 
 def test_reviewers_accept_and_reject_topics(curated_run):
     layout, queries = curated_run
-    run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    topics_over_curated(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
     topics = _topics(layout)
     victim = next(t for t in topics.values() if t["status"] == "kept")
     rescued = next(t for t in topics.values() if t["status"] == "rejected" and t["judge_score"] is not None)
@@ -97,7 +97,7 @@ def test_reviewers_accept_and_reject_topics(curated_run):
     for t, action in ((victim, "reject_topic"), (rescued, "accept")):
         target = json.dumps([[a["key"], a["value"]] for a in t["attributes"]])
         store.append(Decision(action=action, who="merch", topic_id=t["topic_id"], value=t["title"], target=target))
-    run_topics(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
+    topics_over_curated(context(layout, queries, **{"vocab.judge.keep_threshold": 0.8}))
     after = {t["topic_id"]: t for t in read_table(layout.topics, TOPICS).to_pylist()}
     assert after[victim["topic_id"]]["status"] == "rejected" and "rejected in review by merch" in after[victim["topic_id"]]["reason"]
     assert after[rescued["topic_id"]]["status"] == "kept" and "accepted in review by merch" in after[rescued["topic_id"]]["reason"]
@@ -111,7 +111,7 @@ def test_accepted_topic_below_min_support_is_kept(curated_run):
     store = DecisionStore(decisions_path(layout))
     store.append(Decision(action="accept", who="merch", topic_id=topic_id(tuple(map(tuple, attrs))), target=json.dumps(attrs)))
     store.append(Decision(action="accept", who="merch", topic_id=tid, target=json.dumps(rare)))
-    run_topics(context(layout, queries, **{"topics.min_support": 20}))
+    topics_over_curated(context(layout, queries, **{"topics.min_support": 20}))
     topics = {t["topic_id"]: t for t in read_table(layout.topics, TOPICS).to_pylist()}
     assert topics[tid]["status"] == "kept" and topics[tid]["support"] == 11  # with the attached "Sport Shoes"
     assert topic_id(tuple(map(tuple, attrs))) not in topics
@@ -130,7 +130,7 @@ def test_llm_judge_errors_reject_with_reason(curated_run, monkeypatch):
              transport=httpx.MockTransport(lambda r: httpx.Response(200, text="garbage")))
 
     monkeypatch.setattr(OpenAIChat, "__init__", init)
-    run_topics(context(layout, queries, **{"vocab.judge.backend": "openai"}))
+    topics_over_curated(context(layout, queries, **{"vocab.judge.backend": "openai"}))
     topics = read_table(layout.topics, TOPICS).to_pylist()
     judged = [t for t in topics if not t["reason"].startswith("redundant")]
     assert judged and all(t["status"] == "rejected" and t["reason"].startswith("judge error") for t in judged)
@@ -142,7 +142,7 @@ import pyarrow as pa  # noqa: E402
 
 from pinlanding.collections.artifacts import write_table  # noqa: E402
 from pinlanding.collections.config import load_config  # noqa: E402
-from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS  # noqa: E402
+from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, PRODUCTS  # noqa: E402
 from pinlanding.vocab.topics import (brand_spellings, count_parts, repeated_words, shown_attributes,  # noqa: E402
                                      topic_title)
 
@@ -194,13 +194,13 @@ def test_brand_casing_comes_from_the_catalogue():
 
 
 def test_support_counts_only_attributes_feeds_would_match(tmp_path):
-    rows = [{"product_id": f"p{i}", "key": "category", "value": "dress", "source": "title", "confidence": 0.95, "raw": ""}
+    rows = [{"product_id": f"p{i}", "key": "category", "value": "dress", "source": "title", "confidence": 0.95}
             for i in range(6)]
     rows += [{"product_id": f"p{i}", "key": "color", "value": "red", "source": "image",
-              "confidence": 0.9 if i < 2 else 0.5, "raw": ""} for i in range(6)]
-    rows.append({"product_id": "p0", "key": "gender", "value": "women", "source": "x", "confidence": None, "raw": ""})
-    path = tmp_path / "attributes.parquet"
-    write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), path, ATTRIBUTES)
+              "confidence": 0.9 if i < 2 else 0.5} for i in range(6)]
+    rows.append({"product_id": "p0", "key": "gender", "value": "women", "source": "x", "confidence": None})
+    path = tmp_path / "assignments.parquet"
+    write_table(pa.Table.from_pylist(rows, schema=ASSIGNMENTS), path, ASSIGNMENTS)
     names = ["part-00000"]
     everything = count_parts(path, names, min_support=1, max_arity=2, accepted=[])
     confident = count_parts(path, names, min_support=1, max_arity=2, accepted=[], min_confidence=0.7)
@@ -221,7 +221,7 @@ def test_run_topics_rejects_stutters_and_titles_already_taken(tmp_path):
     curated = [{"product_id": p, "key": k, "value": v, "source": "title", "confidence": 0.9, "raw": v} for p, k, v in rows]
     write_table(pa.Table.from_pylist(curated, schema=ATTRIBUTES), layout.curated_attributes, ATTRIBUTES)
     ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"topics.min_support": 10})
-    run_topics(ctx)
+    topics_over_curated(ctx)
     topics = _topics(layout)
     casual = topics[(("category", "casual shoes"), ("occasion", "casual"))]
     assert casual["status"] == "rejected" and casual["reason"].startswith("same title: 'casual shoes'")
@@ -232,16 +232,16 @@ def test_run_topics_rejects_stutters_and_titles_already_taken(tmp_path):
 
 
 def test_support_counts_near_identical_products_once(tmp_path):
-    rows = [{"product_id": f"p{i}", "key": "category", "value": "watch", "source": "title", "confidence": 0.9, "raw": ""}
+    rows = [{"product_id": f"p{i}", "key": "category", "value": "watch", "source": "title", "confidence": 0.9}
             for i in range(5)]
     products = pa.Table.from_pylist(
         [{"product_id": f"p{i}", "title": t, "brand": b, "content_hash": str(i)} for i, (t, b) in enumerate([
             ("Q&Q Men Black Dial Watch", "Q&Q"), ("q&q men black dial-watch", "Q&Q"), ("Q&Q Men Black Dial Watch", "Titan"),
             ("Q&Q Men White Dial Watch", "Q&Q"), ("Q&Q Men Black Dial Watch", "Q&Q")])], schema=PRODUCTS)
     write_table(products, tmp_path / "products.parquet", PRODUCTS)
-    write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), tmp_path / "attributes.parquet", ATTRIBUTES)
-    counts = count_parts(tmp_path / "attributes.parquet", ["part-00000"], min_support=1, max_arity=1, accepted=[],
+    write_table(pa.Table.from_pylist(rows, schema=ASSIGNMENTS), tmp_path / "assignments.parquet", ASSIGNMENTS)
+    counts = count_parts(tmp_path / "assignments.parquet", ["part-00000"], min_support=1, max_arity=1, accepted=[],
                          products=tmp_path / "products.parquet")
     assert counts.support[(("category", "watch"),)] == 3  # p0, p1, p4 are one card; another brand or title is not
-    assert count_parts(tmp_path / "attributes.parquet", ["part-00000"], min_support=1, max_arity=1,
+    assert count_parts(tmp_path / "assignments.parquet", ["part-00000"], min_support=1, max_arity=1,
                        accepted=[]).support[(("category", "watch"),)] == 5
