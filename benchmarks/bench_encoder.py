@@ -296,6 +296,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--actors", default="1", help="throughput: model actors, a comma list runs one pipeline each")
     ap.add_argument("--repeat", type=int, default=1, help="throughput: run over the catalogue this many times")
+    ap.add_argument("--ceiling-products", type=int, default=200_000,
+                    help="throughput: products the forward-only ceiling is timed on")
     ap.add_argument("--image-root", type=Path, default=None, help="sees: the photos are in this folder instead")
     ap.add_argument("--assign-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="throughput: an assign setting for the pipeline, e.g. decode_concurrency=12")
@@ -306,7 +308,8 @@ def main() -> None:
         result = quality(args.run, args.labels)
     else:
         overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.assign_set)}
-        result = throughput(args.run, args.batch_size, [int(a) for a in args.actors.split(",")], args.repeat, overrides)
+        result = throughput(args.run, args.batch_size, [int(a) for a in args.actors.split(",")], args.repeat, overrides,
+                            args.ceiling_products)
     print(json.dumps(result, indent=2))
 
 

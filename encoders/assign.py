@@ -81,9 +81,9 @@ class Preprocess:
                "image_path": batch["image_path"], "feature_row": rows, "token_ids": self.tokenizer(texts),
                **_part_tag(batch)}
         if self.ship_bytes:
-            read = [(b"", None) if r >= 0 else read_image_bytes(p) for p, r in zip(batch["image_path"], rows)]
-            errors = [e for _, e in read]
-            out["image_bytes"] = np.array([bytes(d) if e is None and len(d) else b"" for d, e in read], dtype=object)
+            read = [(None, None) if r >= 0 else read_image_bytes(p) for p, r in zip(batch["image_path"], rows)]
+            errors = [e for _, e in read]  # an unreadable file's bytes are empty
+            out["image_bytes"] = np.array([b"" if d is None else d.numpy().tobytes() for d, _ in read], dtype=object)
         else:
             blank = np.zeros((*self.image_size, 3), np.uint8)
             decoded = [(blank, None) if r >= 0 else decode_image(p, self.image_size)

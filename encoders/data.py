@@ -5,10 +5,8 @@ import hashlib
 import re
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -123,23 +121,12 @@ def decode_image_bytes(data: torch.Tensor, size: tuple[int, int]) -> tuple[np.nd
         return np.zeros((*size, 3), np.uint8), _unreadable(exc)
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` inside the block, restored after. Around a pool of decoding
-    threads: each thread's resize would otherwise start its own intra-op threads and oversubscribe the
-    cores (measured on an H100 host: 16 decoding threads ran slower than one)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def decode_images(paths: list[str | None], size: tuple[int, int], threads: int = 2
                   ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Decode many images on ``threads`` threads (the decoders release the GIL): pixels, has-image mask, errors."""
-    with torch_threads(1), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    """Decode many images on ``threads`` threads: pixels, has-image mask, errors. Threads do not scale on a
+    many-core host (an H200 host: 16 threads 2.2-3.7k photos/s, one thread 3.3-5.1k, with or without torch's
+    intra-op threads limited to one; benchmarks/RESULTS.md): parallel decoding needs processes."""
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(pool.map(lambda p: decode_image(p, size), paths, chunksize=256))
     pixels = np.stack([r[0] for r in results]) if results else np.zeros((0, *size, 3), np.uint8)
     errors = [r[1] for r in results]

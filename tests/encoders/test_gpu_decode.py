@@ -9,8 +9,7 @@ from PIL import Image
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.schemas import PRODUCTS
 from pinlanding.encoders.assign import EmbedAndScore, Preprocess
-from pinlanding.encoders.data import (decode_image, decode_images, decode_jpegs_batched, read_image_bytes,
-                                      torch_threads)
+from pinlanding.encoders.data import decode_image, decode_jpegs_batched, read_image_bytes
 
 
 def _photo(path, size=(60, 80), seed=0, fmt="JPEG"):
@@ -35,17 +34,6 @@ def test_batched_decode_matches_the_cpu_path_and_words_failures_alike(tmp_path):
             assert np.abs(pixels[i].numpy().astype(int) - want.astype(int)).max() <= 1
         assert errors[:5] == [None] * 5
         assert all(e.startswith("unreadable image: ") for e in errors[5:])
-
-
-def test_decoding_threads_leave_torch_threads_as_they_were(tmp_path):
-    paths = [_photo(tmp_path / f"{i}.jpg", seed=i) for i in range(4)]
-    before = torch.get_num_threads()
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    pixels, has_image, errors = decode_images(paths + [None], (32, 24), threads=3)
-    assert torch.get_num_threads() == before
-    assert pixels.shape == (5, 32, 24, 3) and has_image.tolist() == [True] * 4 + [False]
-    assert errors[-1] == "no image path" and np.array_equal(pixels[0], decode_image(paths[0], (32, 24))[0])
 
 
 def test_actor_gives_the_same_embeddings_and_quarantine_from_bytes(trained_run, tmp_path):
