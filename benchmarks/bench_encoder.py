@@ -12,13 +12,15 @@ Hamming index's recall against exact search. The benchmark reads the labels; sta
 the text (its extracted values and its label's words), the encoder's best value per key against the
 labels: recall at >= 0.85 precision, and precision / recall at the calibrated thresholds; then the
 attribute graph by source, its confidence reliability and its colour mix against the labels.
-``throughput`` times the model's forward pass alone on pre-decoded batches (the ceiling) and the
-whole Ray Data assignment pipeline (decode + tokenize + embed + score) over every product.
+``throughput`` times photo decoding (CPU threads, and batched on the GPU), the model's forward pass alone
+on pre-decoded batches (the ceiling) and the whole Ray Data assignment pipeline (decode + tokenize + embed
++ score) over every product, once per number of model actors (``--actors 1,2,3``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from typing import Callable
@@ -200,9 +202,37 @@ def _resident_forward(bundle, pixels: np.ndarray, has_image: np.ndarray, tokens:
     return rate
 
 
-def throughput(run: Path, batch_size: int, actors: int, repeat: int, assign_overrides: dict | None = None) -> dict:
-    """Forward-only ceiling vs the Ray pipeline on every product of the run (``repeat`` times over):
-    ``assign_overrides`` are assign settings for the pipeline (e.g. ``decode_concurrency``)."""
+def decode_rates(paths: list[str | None], size: tuple[int, int], device: str, threads: tuple[int, ...] = (1, 16),
+                 batch_size: int = 1024) -> dict:
+    """Photos/s of decoding + resizing ``paths`` to ``size``: on the CPU (``decode_images`` on each number of
+    ``threads``) and, on a GPU, batched on it from the files' bytes already in memory (the model actor's path)."""
+    import torch
+
+    from pinlanding.encoders.data import decode_images, decode_jpegs_batched, read_image_bytes
+
+    out: dict = {"photos": len(paths)}
+    for n in threads:
+        t = time.perf_counter()
+        decode_images(paths, size, threads=n)
+        out[f"cpu_{n}_threads_photos_per_s"] = round(len(paths) / (time.perf_counter() - t), 1)
+    if device.startswith("cuda"):
+        data = [read_image_bytes(p)[0] for p in paths]
+        decode_jpegs_batched(data[:batch_size], size, device)  # warm-up (nvJPEG handles)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for i in range(0, len(data), batch_size):
+            decode_jpegs_batched(data[i:i + batch_size], size, device)
+        torch.cuda.synchronize()
+        out[f"gpu_batched_{batch_size}_photos_per_s"] = round(len(data) / (time.perf_counter() - t), 1)
+    return out
+
+
+def throughput(run: Path, batch_size: int, actors: list[int], repeat: int, assign_overrides: dict | None = None,
+               ceiling_products: int = 200_000, decode_sample: int = 20_000) -> dict:
+    """Forward-only ceiling vs the Ray pipeline on every product of the run (``repeat`` times over), once per
+    number of model ``actors``, in one process: ``assign_overrides`` are assign settings for the pipeline
+    (e.g. ``decode_concurrency``). The ceiling is timed on the first ``ceiling_products`` (its rate does not
+    depend on how many); decoding rates on the first ``decode_sample`` photos."""
     assign_overrides = assign_overrides or {}
     import pyarrow as pa
     import torch
@@ -216,7 +246,8 @@ def throughput(run: Path, batch_size: int, actors: int, repeat: int, assign_over
     products = pa.concat_tables([base.set_column(0, "product_id", pc.binary_join_element_wise(
         base.column("product_id"), pa.scalar(f"-{r}"), "")) for r in range(repeat)]) if repeat > 1 else base
     bundle = load_bundle(layout.dir("encoder"), device="auto")
-    ps = ProductSet.from_table(products)
+    ps = ProductSet.from_table(products.slice(0, ceiling_products))
+    decoding = decode_rates(ps.image_paths[:decode_sample], bundle.model.image_size, bundle.device)
     t = time.perf_counter()
     pixels, has_image, _ = decode_images(ps.image_paths, bundle.model.image_size, threads=16)
     tokens = bundle.model.tokenize(ps.texts)
@@ -230,26 +261,31 @@ def throughput(run: Path, batch_size: int, actors: int, repeat: int, assign_over
     host_batches = len(pixels) / (time.perf_counter() - t)
     resident = _resident_forward(bundle, pixels, has_image, tokens, batch_size, sync)
     ceiling = max(host_batches, resident)
-    acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": actors,
-                                         "gpus_per_actor": 1.0 / actors,  # the actors share one GPU
-                                         **assign_overrides})
+    del pixels, has_image, tokens
+    out = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+           "products": products.num_rows, "batch_size": batch_size, "decoding": decoding,
+           "ceiling_products": len(ps.ids), "single_process_decode_tokenize_seconds": round(decode_s, 2),
+           "forward_only_host_batches_products_per_s": round(host_batches, 1),
+           "forward_only_gpu_resident_products_per_s": round(resident, 1),
+           "forward_only_products_per_s": round(ceiling, 1), "pipelines": []}
     with tempfile.TemporaryDirectory() as tmp:
         catalogue = write_table(products, Path(tmp) / "products.parquet", PRODUCTS)  # one part
-        counts = assign_products(catalogue, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
-                                 Path(tmp) / "embeddings.parquet")
-    steady = counts["steady_products_per_s"]
-    return {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "products": len(pixels), "batch_size": batch_size, "actors": actors,
-            "single_process_decode_tokenize_seconds": round(decode_s, 2),
-            "forward_only_host_batches_products_per_s": round(host_batches, 1),
-            "forward_only_gpu_resident_products_per_s": round(resident, 1),
-            "forward_only_products_per_s": round(ceiling, 1),
-            "decode_workers": acfg.decode_concurrency, "decode_batch_size": acfg.decode_batch_size,
-            "pipeline_steady_products_per_s": round(steady, 1),
-            "pipeline_vs_ceiling": round(steady / ceiling, 3),
-            "pipeline_seconds_total": counts["pipeline_seconds"],
-            "pipeline_first_batch_seconds": counts["first_batch_seconds"],
-            "stage_seconds_incl_ray_start": counts["embed_seconds"]}
+        for n in actors:
+            acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": n,
+                                                 "gpus_per_actor": 1.0 / n,  # the actors share one GPU
+                                                 **assign_overrides})
+            counts = assign_products(catalogue, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
+                                     Path(tmp) / "embeddings.parquet")
+            steady = counts["steady_products_per_s"]
+            out["pipelines"].append({
+                "actors": n, "gpu_decode": acfg.gpu_decode, "decode_workers": acfg.decode_concurrency,
+                "decode_batch_size": acfg.decode_batch_size, "image_failures": counts["image_failures"],
+                "pipeline_steady_products_per_s": round(steady, 1), "pipeline_vs_ceiling": round(steady / ceiling, 3),
+                "pipeline_seconds_total": counts["pipeline_seconds"],
+                "pipeline_first_batch_seconds": counts["first_batch_seconds"],
+                "stage_seconds_incl_ray_start": counts["embed_seconds"]})
+            print(json.dumps(out["pipelines"][-1]), file=sys.stderr, flush=True)  # a figure per pipeline as it ends
+    return out
 
 
 def main() -> None:
@@ -258,8 +294,10 @@ def main() -> None:
     ap.add_argument("--run", type=Path, required=True)
     ap.add_argument("--labels", type=Path, default=None, help="Myntra folder (dev labels) for precision figures")
     ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--actors", type=int, default=1)
+    ap.add_argument("--actors", default="1", help="throughput: model actors, a comma list runs one pipeline each")
     ap.add_argument("--repeat", type=int, default=1, help="throughput: run over the catalogue this many times")
+    ap.add_argument("--ceiling-products", type=int, default=200_000,
+                    help="throughput: products the forward-only ceiling is timed on")
     ap.add_argument("--image-root", type=Path, default=None, help="sees: the photos are in this folder instead")
     ap.add_argument("--assign-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="throughput: an assign setting for the pipeline, e.g. decode_concurrency=12")
@@ -270,7 +308,8 @@ def main() -> None:
         result = quality(args.run, args.labels)
     else:
         overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.assign_set)}
-        result = throughput(args.run, args.batch_size, args.actors, args.repeat, overrides)
+        result = throughput(args.run, args.batch_size, [int(a) for a in args.actors.split(",")], args.repeat, overrides,
+                            args.ceiling_products)
     print(json.dumps(result, indent=2))
 
 

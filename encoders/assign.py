@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import torch
 
 from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
 from pinlanding.collections.config import RayConfig
@@ -47,7 +48,7 @@ from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, 
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
 from pinlanding.encoders.config import AssignConfig
-from pinlanding.encoders.data import decode_image, product_text
+from pinlanding.encoders.data import decode_image, decode_jpegs_batched, product_text, read_image_bytes
 from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
 from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
@@ -63,30 +64,42 @@ def _part_tag(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class Preprocess:
-    """CPU stage: decode and resize each image, tokenize each product text (a bad image -> error string)."""
+    """CPU stage: decode and resize each image, tokenize each product text (a bad image -> error string).
 
-    def __init__(self, spec: dict[str, Any], image_size: tuple[int, int]) -> None:
+    With ``ship_bytes`` (the model actor has a GPU) it reads each photo's compressed bytes instead of
+    decoding them: a few KB per product through the object store rather than the decoded pixels, and the
+    actor decodes the batch on its GPU (:func:`pinlanding.encoders.data.decode_jpegs_batched`)."""
+
+    def __init__(self, spec: dict[str, Any], image_size: tuple[int, int], ship_bytes: bool = False) -> None:
         self.tokenizer = build_tokenizer(spec)
         self.image_size = tuple(image_size)
+        self.ship_bytes = ship_bytes
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         # >= 0: the model stage takes the photo's features from the store (absent: decode every photo)
         rows = np.asarray(batch.get("feature_row", np.full(len(batch["image_path"]), -1)))
-        blank = np.zeros((*self.image_size, 3), np.uint8)
-        decoded = [(blank, None) if r >= 0 else decode_image(p, self.image_size) for p, r in zip(batch["image_path"], rows)]
         texts = [product_text(t, list(g) if g is not None else []) for t, g in zip(batch["title"], batch["merchant_tags"])]
-        return {
-            "product_id": batch["product_id"], "content_hash": batch["content_hash"],
-            "pixels": np.stack([d[0] for d in decoded]),
-            "has_image": np.array([d[1] is None for d in decoded]),
-            "image_error": np.array([d[1] or "" for d in decoded], dtype=object),
-            "image_path": batch["image_path"], "feature_row": rows,
-            "token_ids": self.tokenizer(texts), **_part_tag(batch),
-        }
+        out = {"product_id": batch["product_id"], "content_hash": batch["content_hash"],
+               "image_path": batch["image_path"], "feature_row": rows, "token_ids": self.tokenizer(texts),
+               **_part_tag(batch)}
+        if self.ship_bytes:
+            read = [(None, None) if r >= 0 else read_image_bytes(p) for p, r in zip(batch["image_path"], rows)]
+            errors = [e for _, e in read]  # an unreadable file's bytes are empty
+            out["image_bytes"] = np.array([b"" if d is None else d.numpy().tobytes() for d, _ in read], dtype=object)
+        else:
+            blank = np.zeros((*self.image_size, 3), np.uint8)
+            decoded = [(blank, None) if r >= 0 else decode_image(p, self.image_size)
+                       for p, r in zip(batch["image_path"], rows)]
+            errors = [e for _, e in decoded]
+            out["pixels"] = np.stack([d for d, _ in decoded])
+        out["has_image"] = np.array([e is None for e in errors])
+        out["image_error"] = np.array([e or "" for e in errors], dtype=object)
+        return out
 
 
 class EmbedAndScore:
-    """Model stage (Ray actor): product embeddings and their top-k calibrated attributes."""
+    """Model stage (Ray actor): product embeddings and their top-k calibrated attributes. Takes decoded
+    ``pixels``, or compressed ``image_bytes`` that it decodes on its own device in one batch."""
 
     def __init__(self, encoder_dir: str, device: str = "auto", top_k: int = 20, min_confidence: float = 0.0) -> None:
         self.bundle = load_bundle(as_path(encoder_dir), device=device)
@@ -94,12 +107,30 @@ class EmbedAndScore:
         self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence,
                              device=self.bundle.device)
 
+    def _pixels(self, batch: dict[str, np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(pixels, has_image, image_error) of the batch, decoding its ``image_bytes`` when it has them."""
+        if "image_bytes" not in batch:
+            return batch["pixels"], batch["has_image"], batch["image_error"]
+        has_image, errors = np.array(batch["has_image"], dtype=bool), np.array(batch["image_error"], dtype=object)
+        todo = [i for i, b in enumerate(batch["image_bytes"]) if len(b)]
+        size = tuple(self.bundle.model.image_size)
+        pixels = torch.zeros((len(has_image), *size, 3), dtype=torch.uint8, device=self.bundle.device)
+        if todo:
+            data = [torch.frombuffer(bytearray(batch["image_bytes"][i]), dtype=torch.uint8) for i in todo]
+            decoded, failed = decode_jpegs_batched(data, size, self.bundle.device)
+            pixels[todo] = decoded
+            for i, error in zip(todo, failed):
+                if error is not None:
+                    has_image[i], errors[i] = False, error
+        return pixels, has_image, errors
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        emb = self.bundle.embed_batch(batch["pixels"], batch["has_image"], batch["token_ids"],
-                                      batch.get("feature_row"), self.store).float()
+        pixels, has_image, errors = self._pixels(batch)
+        emb = self.bundle.embed_batch(pixels, has_image, batch["token_ids"], batch.get("feature_row"),
+                                      self.store).float()
         idx, conf = self.scorer.score(emb)  # on the model's device
         return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb.cpu().numpy(),
-                "attr_idx": idx, "attr_conf": conf, "image_error": batch["image_error"],
+                "attr_idx": idx, "attr_conf": conf, "image_error": errors,
                 "image_path": batch["image_path"], **_part_tag(batch)}
 
 
@@ -123,7 +154,8 @@ def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: Encod
         # a fixed pool: decoding is the bottleneck, and scaling up from one worker costs seconds per step
         decoders = ray.data.ActorPoolStrategy(size=cfg.decode_concurrency or cpus)
         ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"spec": bundle.model.spec,
-                                                               "image_size": bundle.model.image_size},
+                                                               "image_size": bundle.model.image_size,
+                                                               "ship_bytes": use_gpu and cfg.gpu_decode},
                             batch_size=cfg.decode_batch_size, batch_format="numpy", compute=decoders, num_cpus=1)
         ds = ds.map_batches(EmbedAndScore, fn_constructor_kwargs={
             "encoder_dir": location(encoder_dir, absolute=True), "device": "cuda" if use_gpu else "cpu",

@@ -129,6 +129,10 @@ class AssignConfig(StrictModel):
     gpus_per_actor: float = 1.0  # when the cluster has GPUs; 0.5 puts two actors on each GPU
     decode_concurrency: int | None = None  # image-decoding workers (None: every CPU but one per model actor)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # on a GPU: ship each photo's compressed bytes to the model actor, which decodes and resizes the batch
+    # there (nvJPEG); false, or on CPU: the decoding workers decode and resize. Off by default: on an H200
+    # it was no faster (1 actor 11.0k vs 10.1k products/s, 3 actors 13.6k vs 17.2k; benchmarks/RESULTS.md)
+    gpu_decode: bool = False
     top_k: int = 20  # at most this many encoder attributes per product
     # all: the encoder adds values to any key where its calibrated thresholds allow (on single-valued keys it
     # confirms or contradicts the extraction instead of adding a second value); gaps: only to keys the

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 import torchvision.io as tv_io
 import torchvision.transforms.v2.functional as tv_f
 
@@ -83,6 +85,10 @@ def heldout_mask(product_ids: list[str], val_fraction: float, block: int, seed: 
                      for p in product_ids], dtype=bool)
 
 
+def _unreadable(exc: Exception) -> str:
+    return f"unreadable image: {type(exc).__name__}: {exc}"[:500]
+
+
 def decode_image(path: str | None, size: tuple[int, int]) -> tuple[np.ndarray, str | None]:
     """uint8 ``[H, W, 3]`` at ``size`` (height, width), or zeros and the reason it could not be read.
 
@@ -90,26 +96,82 @@ def decode_image(path: str | None, size: tuple[int, int]) -> tuple[np.ndarray, s
     five times faster than PIL's open/convert/resize on the catalogue's small JPEGs (decoding is the
     CPU stage that bounds GPU assignment throughput).
     """
-    h, w = size
+    data, error = read_image_bytes(path)
+    return decode_image_bytes(data, size) if error is None else (np.zeros((*size, 3), np.uint8), error)
+
+
+def read_image_bytes(path: str | None) -> tuple[torch.Tensor, str | None]:
+    """The file's bytes as a uint8 tensor (empty when it cannot be read, with the reason)."""
     if not path:
-        return np.zeros((h, w, 3), np.uint8), "no image path"
+        return torch.empty(0, dtype=torch.uint8), "no image path"
     try:
-        img = tv_io.decode_image(tv_io.read_file(str(path)), mode=tv_io.ImageReadMode.RGB)
-        if tuple(img.shape[1:]) != (h, w):
-            img = tv_f.resize(img, [h, w], antialias=True)
-        return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), None
+        return tv_io.read_file(str(path)), None
     except Exception as exc:  # any unreadable file is recorded, never fatal
-        return np.zeros((h, w, 3), np.uint8), f"unreadable image: {type(exc).__name__}: {exc}"[:500]
+        return torch.empty(0, dtype=torch.uint8), _unreadable(exc)
+
+
+def decode_image_bytes(data: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, str | None]:
+    """:func:`decode_image` of a file's bytes (a uint8 tensor) on the CPU."""
+    try:
+        img = tv_io.decode_image(data, mode=tv_io.ImageReadMode.RGB)
+        if tuple(img.shape[1:]) != tuple(size):
+            img = tv_f.resize(img, list(size), antialias=True)
+        return np.ascontiguousarray(img.permute(1, 2, 0).numpy()), None
+    except Exception as exc:  # any undecodable file is recorded, never fatal
+        return np.zeros((*size, 3), np.uint8), _unreadable(exc)
 
 
 def decode_images(paths: list[str | None], size: tuple[int, int], threads: int = 2
                   ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """Decode many images on ``threads`` threads (the decoders release the GIL): pixels, has-image mask, errors."""
+    """Decode many images on ``threads`` threads: pixels, has-image mask, errors. Threads do not scale on a
+    many-core host (an H200 host: 16 threads 2.2-3.7k photos/s, one thread 3.3-5.1k, with or without torch's
+    intra-op threads limited to one; benchmarks/RESULTS.md): parallel decoding needs processes."""
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(pool.map(lambda p: decode_image(p, size), paths, chunksize=256))
     pixels = np.stack([r[0] for r in results]) if results else np.zeros((0, *size, 3), np.uint8)
     errors = [r[1] for r in results]
     return pixels, np.array([e is None for e in errors], dtype=bool), errors
+
+
+_JPEG_MAGIC = (0xFF, 0xD8, 0xFF)
+
+
+def decode_jpegs_batched(data: list[torch.Tensor], size: tuple[int, int], device: str
+                         ) -> tuple[torch.Tensor, list[str | None]]:
+    """Decode and resize many files' bytes on ``device`` (nvJPEG on a GPU) in one batch: uint8
+    ``[N, H, W, 3]`` on ``device`` and each file's error (None: decoded).
+
+    JPEGs are decoded together by ``torchvision.io.decode_jpeg``, then resized per input size with the
+    same antialiased resize as the CPU path (on a GPU it interpolates in float, so a pixel may differ by
+    one level from :func:`decode_image`). A batch call fails as a whole on one bad file, so the JPEGs are
+    then retried one by one; whatever still fails, and every other format, goes through
+    :func:`decode_image_bytes` on the CPU, which decodes PNG/WebP and words the error as the CPU path does.
+    """
+    out = torch.zeros((len(data), 3, *size), dtype=torch.uint8, device=device)
+    errors: list[str | None] = [None] * len(data)
+    jpeg = [i for i, d in enumerate(data) if len(d) > 3 and tuple(d[:3].tolist()) == _JPEG_MAGIC]
+    cpu = sorted(set(range(len(data))) - set(jpeg))
+    decoded: dict[int, torch.Tensor] = {}
+    if jpeg:
+        try:
+            decoded = dict(zip(jpeg, tv_io.decode_jpeg([data[i] for i in jpeg], mode=tv_io.ImageReadMode.RGB,
+                                                       device=device)))
+        except Exception:  # one bad file fails the whole batched call
+            for i in jpeg:
+                try:
+                    decoded[i] = tv_io.decode_jpeg(data[i], mode=tv_io.ImageReadMode.RGB, device=device)
+                except Exception:  # the CPU decoder below gives the reason
+                    cpu.append(i)
+    by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for i, img in decoded.items():
+        by_shape[tuple(img.shape)].append(i)
+    for shape, rows in by_shape.items():
+        batch = torch.stack([decoded[i] for i in rows])
+        out[rows] = batch if shape[1:] == tuple(size) else tv_f.resize(batch, list(size), antialias=True)
+    for i in cpu:
+        pixels, errors[i] = decode_image_bytes(data[i], size)
+        out[i] = torch.from_numpy(pixels).permute(2, 0, 1).to(device)
+    return out.permute(0, 2, 3, 1), errors
 
 
 def choose_image_size(paths: list[str | None], max_pixels: int | None, min_pixels: int | None = None,
