@@ -260,6 +260,20 @@ def count_parts(graph: AnyPath, names: list[str], min_support: int, max_arity: i
     return TupleCounts(support, {k for k, _ in singles}, _merge(carried))
 
 
+def held_out_values(graph: AnyPath, names: list[str], min_support: int, min_confidence: float,
+                    ray_cfg: RayConfig | None = None, products: AnyPath | None = None) -> list[dict[str, Any]]:
+    """Values that ``min_support`` products carry but fewer than that with confidence >= ``min_confidence``: no
+    topic can name them until their evidence is confirmed (the title or the encoder) or a reviewer accepts a
+    topic. Most carried first; counted as :func:`count_parts` counts (near-identical products once)."""
+    def singles(floor: float) -> Counter:
+        return _merge(map_parts(partial(_part_values, graph, floor, products), names, ray_cfg, desc="topics: evidence"))
+
+    carried, confident = singles(0.0), singles(min_confidence)
+    held = [(a, n) for a, n in carried.items() if n >= min_support and confident[a] < min_support]
+    return [{"key": k, "value": v, "products": n, "confident": confident[(k, v)]}
+            for (k, v), n in sorted(held, key=lambda x: (-x[1], x[0]))]
+
+
 def accepted_tuples(review: ReviewState) -> dict[str, Attrs]:
     """Reviewer-accepted topics that parse: topic id -> its sorted (key, value) tuple."""
     out = {}
@@ -382,6 +396,15 @@ def _report_markdown(rep: dict[str, Any]) -> str:
         lines += ["The judge is the offline co-occurrence scorer, not a language model: coherence is the lift of "
                   "each attribute given the others in this catalogue, plausibility is how often real shoppers "
                   "name the values, phrasing is how many of the query's word pairs real shoppers type.", ""]
+    if rep.get("held_out"):
+        lines += [f"## Values held out of topics ({len(rep['held_out'])})", "",
+                  f"Carried by at least {rep['min_support']} products, but with confidence >= {rep['min_confidence']} "
+                  "by fewer: their evidence is weak (e.g. a material only the description names) and nothing "
+                  "confirmed it. A reviewer's accepted topic publishes them.", "",
+                  "| key | value | products | confident |", "| --- | --- | ---: | ---: |"]
+        lines += [f"| {_md(r['key'])} | {_md(r['value'])} | {r['products']} | {r['confident']} |"
+                  for r in rep["held_out"][:50]]
+        lines.append("")
     for title, items in (("Kept (best first)", rep["kept_examples"]), ("Rejected by the judge", rep["rejected_examples"])):
         lines += [f"## {title}", "", "| title | query | products | score | reason |", "| --- | --- | ---: | ---: | --- |"]
         lines += [f"| {_md(r['title'])} | {_md(r['query'])} | {r['support']} | {r['judge_score']} | {_md(r['reason'])} |"
@@ -414,6 +437,9 @@ def run_topics(ctx: Any) -> dict[str, Any]:
     cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
     rows, report = build_topics(tc, cfg.judge, counts, n_products, queries, review, cache, spellings)
     report["min_confidence"] = ctx.cfg.feeds.min_confidence
+    report["held_out"] = held_out_values(layout.assignments, catalog_parts(layout, layout.assignments), tc.min_support,
+                                         ctx.cfg.feeds.min_confidence, ctx.cfg.ray,
+                                         layout.products if ctx.cfg.feeds.variants else None)
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", _report_markdown(report))

@@ -245,3 +245,19 @@ def test_support_counts_near_identical_products_once(tmp_path):
     assert counts.support[(("category", "watch"),)] == 3  # p0, p1, p4 are one card; another brand or title is not
     assert count_parts(tmp_path / "assignments.parquet", ["part-00000"], min_support=1, max_arity=1,
                        accepted=[]).support[(("category", "watch"),)] == 5
+
+
+def test_the_report_names_values_whose_evidence_is_too_weak_for_a_topic(tmp_path):
+    layout = write_run(tmp_path / "run", [], 24)
+    rows = [(f"p{i}", "category", "dress", 0.9) for i in range(24)]
+    rows += [(f"p{i}", "material", "silk", 0.6) for i in range(12)]  # named only where the feeds will not look
+    rows += [(f"p{i}", "material", "cotton", 0.9) for i in range(12, 24)]
+    curated = [{"product_id": p, "key": k, "value": v, "source": "description", "confidence": c, "raw": v}
+               for p, k, v, c in rows]
+    write_table(pa.Table.from_pylist(curated, schema=ATTRIBUTES), layout.curated_attributes, ATTRIBUTES)
+    topics_over_curated(context(layout, write_queries(tmp_path / "q.tsv"), **{"topics.min_support": 10}))
+    report = read_json(layout.dir("topics") / "report.json")
+    assert report["held_out"] == [{"key": "material", "value": "silk", "products": 12, "confident": 0}]
+    assert not any(("material", "silk") in {(a["key"], a["value"]) for a in t["attributes"]}
+                   for t in read_table(layout.topics, TOPICS).to_pylist())
+    assert "| material | silk | 12 | 0 |" in (layout.dir("topics") / "report.md").read_text()
