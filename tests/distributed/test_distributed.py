@@ -154,12 +154,13 @@ def s3_run(s3) -> str:
 
 def test_run_folder_on_s3_resumes_after_a_crash(catalog, local_run, s3, s3_run, monkeypatch) -> None:
     """A crash in the middle of ``vocab`` (its tables uploaded, its version file not) on an ``s3://`` run folder:
-    the rerun reuses ``extract``, redoes ``vocab``, goes on, and the artifacts equal the local run's."""
+    the rerun reuses ``extract``, redoes ``vocab``, and the artifacts equal the local run's (the next test goes on
+    from there)."""
     from upath import UPath
 
     import pinlanding.vocab.curate as curate
 
-    present = ["ingest", "extract", "vocab", "topics"]
+    present = ["ingest", "extract", "vocab"]
 
     def crash(*args, **kwargs):
         raise RuntimeError("driver killed mid-stage")
@@ -174,7 +175,7 @@ def test_run_folder_on_s3_resumes_after_a_crash(catalog, local_run, s3, s3_run, 
     monkeypatch.undo()
     manifest = Pipeline(s3_config(s3), layout, catalog=catalog).run(present)
     assert manifest["stages"]["extract"]["finished_at"] == before["extract"]["finished_at"]  # reused
-    assert {"vocab", "topics"} <= set(manifest["stages"])
+    assert "vocab" in manifest["stages"]
     assert differences(local_run, layout.root, present) == {}
     fs = UPath(s3_run).fs
     fs.invalidate_cache()
