@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = train_encoder(cfg, sample.products, vocab, sample.positives, args.out or Path(tmp),
-                               exclusive=sample.exclusive_keys(cfg.exclusive_share), seed=0)
+                               exclusive=sample.exclusive_keys(cfg.exclusive_share, cfg.single_valued_keys), seed=0)
         total = time.perf_counter() - start
     m = result.metrics
     print(json.dumps({

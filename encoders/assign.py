@@ -307,6 +307,24 @@ def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarra
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
+def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
+    """The extraction's rows with the values of each single-valued key ranked by confidence, each value's
+    confidence times the probability that no value ranked above it is the product's: ``c_i * prod_{j<i}(1 - c_j)``.
+    A product has one colour; a second colour word after the title's first names a trim or a print, and keeping
+    its own prior made it as confident as the first."""
+    single = extraction["key"].isin(exclusive).to_numpy()
+    if not single.any():
+        return extraction
+    part = extraction[single].assign(confidence=extraction.loc[single, "confidence"].fillna(1.0).astype(np.float64))
+    part = part.sort_values(["product_id", "key", "confidence", "value"], ascending=[True, True, False, True],
+                            kind="stable")
+    groups = [part["product_id"], part["key"]]
+    rest = (1.0 - part["confidence"].clip(upper=1.0)).groupby(groups).cumprod()
+    above = rest.groupby(groups).shift(1, fill_value=1.0)
+    part = part.assign(confidence=(part["confidence"] * above).astype(np.float32))
+    return pd.concat([extraction[~single], part])
+
+
 def key_trust(curated: AnyPath | None) -> dict[str, float]:
     """Per key, the mean confidence of the curated extraction's rows, read part by part: how often the reference
     the encoder was trained and calibrated against is itself right (extraction confidences are calibrated priors:
@@ -339,8 +357,10 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
       times ``trust[key]`` when given: the encoder's confidence is that the extraction would agree, and the
       extraction is right on that key about ``trust[key]`` of the time; rows then below ``min_confidence`` go;
     * ``fill="gaps"``: the encoder adds values only to keys the extraction left empty for the product.
+
+    First, on a single-valued key the extraction's values share one unit of probability (:func:`one_value`).
     """
-    ext = extraction.assign(source="extraction")
+    ext = one_value(extraction, exclusive).assign(source="extraction")
     enc = encoder_rows.assign(source="encoder")
     if not len(enc):
         return ext.sort_values(["product_id", "key", "value"], kind="stable").reset_index(drop=True)

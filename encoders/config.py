@@ -105,6 +105,9 @@ class EncoderConfig(StrictModel):
     min_heldout_positives: int = 3  # attributes with fewer held-out positives are never assigned by the encoder
     min_key_recall: float = 0.2  # keys whose held-out recall at the thresholds is lower are not assigned by the encoder
     exclusive_share: float = 0.95  # a key is single-valued when this share of its products has one value
+    # keys a product has one value of whatever the text names (a second colour word is a trim's or a print's),
+    # single-valued beside those the data shows (exclusive_share)
+    single_valued_keys: list[str] = ["category", "color"]
 
     def resolved(self, field: str) -> Any:
         """The explicit value of ``field`` or, when unset, the preset's ("none" and -1 mean unset-by-choice)."""

@@ -40,9 +40,11 @@ class TrainingSample:
         self.key_counts.update(other.key_counts)
         self.single_counts.update(other.single_counts)
 
-    def exclusive_keys(self, share: float) -> list[str]:
-        """Keys where at least ``share`` of the products that have the key have exactly one value (e.g. colour)."""
-        return sorted(k for k, n in self.key_counts.items() if n and self.single_counts[k] / n >= share)
+    def exclusive_keys(self, share: float, declared: tuple[str, ...] | list[str] = ()) -> list[str]:
+        """Keys where at least ``share`` of the products that have the key have exactly one value, and the
+        ``declared`` single-valued keys the sample has."""
+        return sorted({k for k, n in self.key_counts.items() if n and self.single_counts[k] / n >= share}
+                      | (set(declared) & set(self.key_counts)))
 
 
 def sampled(product_id: str, share: float, seed: int) -> bool:

@@ -127,7 +127,7 @@ def run_train(ctx) -> dict[str, Any]:
     sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products,
                              ctx.cfg.run.seed, ctx.cfg.ray)
     result = train_encoder(cfg, sample.products, vocab, sample.positives, layout.dir("encoder"),
-                           exclusive=sample.exclusive_keys(cfg.exclusive_share), seed=ctx.cfg.run.seed,
+                           exclusive=sample.exclusive_keys(cfg.exclusive_share, cfg.single_valued_keys), seed=ctx.cfg.run.seed,
                            device=ctx.cfg.run.device)
     h = result.metrics["heldout"]
     return {"epochs": len(result.history), "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,

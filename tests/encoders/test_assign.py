@@ -122,6 +122,25 @@ def test_merge_graph_fuses_agreement_and_contradiction_without_second_values():
     assert rows[("b", "color", "green")][0] == "encoder"
 
 
+def test_values_of_a_single_valued_key_share_one_unit_of_probability():
+    import pandas as pd
+
+    from pinlanding.encoders.assign import one_value
+
+    ext = pd.DataFrame({"product_id": ["a", "a", "a", "a", "b"], "key": ["color", "color", "color", "pattern", "color"],
+                        "value": ["white", "navy", "red", "striped", "red"], "confidence": [0.8, 0.9, 0.4, 0.6, 0.5]})
+    got = one_value(ext, ["color"])
+    rows = {(p, k, v): c for p, k, v, c in zip(got.product_id, got.key, got.value, got.confidence)}
+    assert rows[("a", "color", "navy")] == pytest.approx(0.9)  # the most confident value keeps its confidence
+    assert rows[("a", "color", "white")] == pytest.approx(0.8 * 0.1)  # the title's second colour word
+    assert rows[("a", "color", "red")] == pytest.approx(0.4 * 0.1 * 0.2)
+    assert rows[("a", "pattern", "striped")] == pytest.approx(0.6)  # a key that may hold several values: untouched
+    assert rows[("b", "color", "red")] == pytest.approx(0.5)  # a product's only value: untouched
+    assert len(got) == len(ext)  # lowered, never dropped
+    g = merge_graph(pd.DataFrame(columns=["product_id", "key", "value", "confidence"]), ext, exclusive=["color"])
+    assert float(g[(g.product_id == "a") & (g.value == "white")].confidence.iloc[0]) == pytest.approx(0.08)
+
+
 def test_merge_graph_gaps_mode_fills_only_the_keys_extraction_left_empty():
     import pandas as pd
 

@@ -27,6 +27,8 @@ def test_sample_from_parts_equals_the_whole_catalogue(tmp_path: Path, monkeypatc
     assert got.positives == expected.positives
     assert got.positives == load_positives(whole.curated_attributes, vocab)
     assert got.exclusive_keys(0.9) == expected.exclusive_keys(0.9) == ["category", "color", "gender"]
+    # a declared single-valued key joins them where the sample has it, whatever its extracted values
+    assert got.exclusive_keys(1.01, ["color", "season"]) == ["color"]
 
 
 def test_a_large_catalogue_is_hash_sampled_to_the_bound(tmp_path: Path) -> None:
