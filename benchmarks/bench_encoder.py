@@ -117,7 +117,8 @@ def _recall_at_precision(conf: np.ndarray, correct: np.ndarray, total: int, targ
 
 
 def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | None = None) -> dict:
-    from pinlanding.encoders.data import ProductSet, decode_images, mask_values
+    from pinlanding.encoders.data import ProductSet, mask_values
+    from pinlanding.encoders.features import FEATURES_FILE, feature_digest, read_features
     from pinlanding.encoders.images import TrainingImages
     from pinlanding.encoders.validate import combine_texts
     from pinlanding.evaluation.graph import by_source, colour_mix, judged_rows, reliability
@@ -136,8 +137,10 @@ def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | 
     held = data.take(val)
     if image_root:  # the photos copied to another folder (same file names)
         held.image_paths = [str(image_root / Path(p).name) if p else None for p in held.image_paths]
-    pixels, has_image, _ = decode_images(held.image_paths, model.image_size, threads=4)
-    visual = TrainingImages(model, pixels, bundle.device).visual_embeddings(np.arange(len(pixels)), has_image)
+    images = TrainingImages(model, held, bundle.device, read_features(layout.dir("encoder") / FEATURES_FILE,
+                                                                      feature_digest(model)), threads=4)
+    has_image = images.has_image
+    visual = images.visual_embeddings(np.arange(len(held.ids)), has_image)
     attr = bundle.attribute_embeddings()
     out: dict = {"heldout_products": len(val), "with_photo": int(has_image.sum()), "target_precision": target, "keys": {}}
     for key in SEES_KEYS:
