@@ -128,7 +128,11 @@ class TopicsConfig(StrictModel):
         "neck", "category", "gender"])
     phrase_templates: dict[str, str] = Field(default_factory=lambda: {"gender": "for {value}"})
     max_candidates: int = 20000  # highest-support candidates sent to the judge (bounds LLM cost)
-    drop_redundant: bool = True  # reject a tuple with exactly the products of a shorter one
+    # reject a tuple whose products are at least this share of a shorter candidate's (1: exactly its products).
+    # 0.8 on the dev catalogue: P@10 0.912 -> 0.917 but 2,759 -> 2,327 collections, as a support share also
+    # rejects tuples whose ranked first page differs from the shorter one's (the feeds stage merges the true
+    # duplicates: feeds.duplicate_share); 0 keeps them all
+    redundant_share: float = 1.0
 
 
 class EvidenceConfig(StrictModel):

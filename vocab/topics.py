@@ -312,6 +312,7 @@ def build_topics(tc: TopicsConfig, judge_cfg: JudgeConfig, counts: TupleCounts, 
     candidates.sort(key=lambda an: (-an[1], len(an[0]), an[0]))
     rows, slugs, to_judge = [], set(), []
     queries_seen: dict[str, str] = {}  # query -> the (better supported) topic that says it first
+    seen: dict[Attrs, dict[str, Any]] = {}  # the rows of the candidates so far
     for attrs, n in candidates:
         query = phrase(attrs, tc)
         tid = topic_id(attrs)
@@ -330,12 +331,17 @@ def build_topics(tc: TopicsConfig, judge_cfg: JudgeConfig, counts: TupleCounts, 
             row.update(status="rejected", _why="same title",
                        reason=f"same title: '{query}' already names {queries_seen[query]}, which has more products")
         queries_seen.setdefault(query, tid)
-        if row["status"] is None and tc.drop_redundant and len(attrs) > 1:
-            same = [sub for sub in combinations(attrs, len(attrs) - 1)
-                    if support.get(sub) == n and _anchored(sub, anchors)]
-            if same:
+        if row["status"] is None and tc.redundant_share > 0 and len(attrs) > 1:
+            # candidates come by falling support, so every shorter tuple that carries these products is seen
+            covering = [sub for r in range(len(attrs) - 1, 0, -1) for sub in combinations(attrs, r)
+                        if sub in seen and seen[sub]["status"] != "rejected"
+                        and n >= tc.redundant_share * seen[sub]["support"]]
+            if covering:
+                m, name = seen[covering[0]]["support"], phrase(covering[0], tc)
                 row.update(status="rejected", _why="redundant",
-                           reason=f"redundant: the same {n} products as '{phrase(same[0], tc)}'")
+                           reason=f"redundant: the same {n} products as '{name}'" if m == n else
+                           f"redundant: {n} products, {n / m:.0%} of the {m} of '{name}'")
+        seen[attrs] = row
         if row["status"] is None:
             if len(to_judge) < tc.max_candidates:
                 to_judge.append((row, Candidate(attrs, query, n)))

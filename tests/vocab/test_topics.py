@@ -261,3 +261,30 @@ def test_the_report_names_values_whose_evidence_is_too_weak_for_a_topic(tmp_path
     assert not any(("material", "silk") in {(a["key"], a["value"]) for a in t["attributes"]}
                    for t in read_table(layout.topics, TOPICS).to_pylist())
     assert "| material | silk | 12 | 0 |" in (layout.dir("topics") / "report.md").read_text()
+
+
+def test_a_tuple_carrying_most_of_a_shorter_ones_products_is_redundant(tmp_path):
+    layout = write_run(tmp_path / "run", [], 50)
+    rows = []
+    for i in range(50):
+        rows.append((f"p{i}", "category", "kurta"))
+        if i < 45:
+            rows.append((f"p{i}", "gender", "women"))  # 90% of the kurtas: "kurta for women" repeats "kurta"
+        if 15 <= i < 45:
+            rows.append((f"p{i}", "color", "red"))  # 60%: a page of its own; all of them women's
+    curated = [{"product_id": p, "key": k, "value": v, "source": "title", "confidence": 0.9, "raw": v} for p, k, v in rows]
+    write_table(pa.Table.from_pylist(curated, schema=ATTRIBUTES), layout.curated_attributes, ATTRIBUTES)
+    queries = write_queries(tmp_path / "q.tsv")
+    topics_over_curated(context(layout, queries, **{"topics.min_support": 10, "vocab.judge.keep_threshold": 0.0,
+                                                    "topics.redundant_share": 0.8}))
+    topics = _topics(layout)
+    women = topics[(("category", "kurta"), ("gender", "women"))]
+    assert women["status"] == "rejected" and women["reason"] == "redundant: 45 products, 90% of the 50 of 'kurta'"
+    red = topics[(("category", "kurta"), ("color", "red"))]
+    assert red["status"] == "kept"
+    # measured against the red kurtas, still a page, not against the rejected "kurta for women"
+    red_women = topics[(("category", "kurta"), ("color", "red"), ("gender", "women"))]
+    assert red_women["status"] == "rejected" and red_women["reason"] == "redundant: the same 30 products as 'red kurta'"
+    topics_over_curated(context(layout, queries, **{"topics.min_support": 10, "vocab.judge.keep_threshold": 0.0,
+                                                    "topics.redundant_share": 0.0}))
+    assert all(t["status"] == "kept" for t in _topics(layout).values())
