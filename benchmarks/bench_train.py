@@ -42,7 +42,8 @@ def main() -> None:
     layout = RunLayout(args.run)
     vocab = load_vocabulary(layout.vocabulary)
     cfg = EncoderConfig(preset=args.preset, **{"epochs": args.epochs, **overrides})
-    sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products, 0, RayConfig())
+    sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products, 0, RayConfig(),
+                             cfg.single_valued_keys)
     if args.image_root:
         sample.products.image_paths = [str(args.image_root / Path(p).name) if p else None
                                        for p in sample.products.image_paths]

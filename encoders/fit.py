@@ -68,6 +68,7 @@ def fit(model: torch.nn.Module, spec: dict[str, Any], cfg: EncoderConfig, ts: Tr
     setup = json_digest({"spec": spec, "lr": cfg.resolved("lr"), "wd": cfg.weight_decay, "bs": batch_size,
                          "seed": seed, "drop": cfg.image_dropout, "text_mask": cfg.resolved("text_mask"), "key_loss": cfg.key_loss_weight,
                          "train": [data.ids[i] for i in train_idx],
+                         "positives": [ts.positives[data.ids[i]] for i in train_idx],  # the targets, not only the ids
                          "vocab": vocab})
     history: list[dict[str, float]] = []
     start_epoch = 0

@@ -12,6 +12,7 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -54,14 +55,29 @@ def sampled(product_id: str, share: float, seed: int) -> bool:
     return int(hashlib.sha256(f"sample:{seed}:{product_id}".encode()).hexdigest()[:8], 16) < share * 0x100000000
 
 
+def top_values(attrs: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Table:
+    """``attrs`` (ATTRIBUTES rows) with only the most confident value of each product's ``keys`` (single-valued:
+    a product has one colour, and a second colour word names a trim); ties go to the first value in order."""
+    if not keys or not attrs.num_rows:
+        return attrs
+    df = attrs.to_pandas()
+    single = df["key"].isin(list(keys))
+    top = (df[single].assign(_c=df.loc[single, "confidence"].fillna(1.0))
+           .sort_values(["product_id", "key", "_c", "value"], ascending=[True, True, False, True], kind="stable")
+           .drop_duplicates(["product_id", "key"]).drop(columns="_c"))
+    rows = pd.concat([df[~single], top]).sort_index(kind="stable")
+    return pa.Table.from_pandas(rows, schema=attrs.schema, preserve_index=False)
+
+
 def sample_part(name: str, products: AnyPath, curated: AnyPath, vocab: list[tuple[str, str]], share: float,
-                seed: int) -> TrainingSample:
-    """One catalog part's contribution to the training sample."""
-    attrs = read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value"])
+                seed: int, single_valued: tuple[str, ...] = ()) -> TrainingSample:
+    """One catalog part's contribution to the training sample; a product's positives on a ``single_valued`` key
+    are its most confident value alone."""
+    attrs = read_part(curated, name, ATTRIBUTES, ["product_id", "key", "value", "confidence"])
     per = attrs.group_by(["product_id", "key"]).aggregate([("value", "count_distinct")])
     single = per.filter(pc.equal(per["value_count_distinct"], 1))
     out = TrainingSample(key_counts=Counter(per["key"].to_pylist()), single_counts=Counter(single["key"].to_pylist()))
-    positives = positives_of(attrs, vocab)
+    positives = positives_of(top_values(attrs, single_valued), vocab)
     table = read_part(products, name, PRODUCTS, ["product_id", "content_hash", "title", "merchant_tags", "image_path"])
     keep = [pid in positives and sampled(pid, share, seed) for pid in table["product_id"].to_pylist()]
     out.products = ProductSet.from_table(table.filter(pa.array(keep, pa.bool_())))
@@ -70,12 +86,15 @@ def sample_part(name: str, products: AnyPath, curated: AnyPath, vocab: list[tupl
 
 
 def training_sample(products: AnyPath, curated: AnyPath, vocab: list[tuple[str, str]], max_products: int | None,
-                    seed: int = 0, ray_cfg: RayConfig | None = None) -> TrainingSample:
+                    seed: int = 0, ray_cfg: RayConfig | None = None,
+                    single_valued: tuple[str, ...] | list[str] = ()) -> TrainingSample:
     """The products with curated attributes, hash-sampled to about ``max_products`` (all when None), in
-    catalogue order, with their positives and the per-key counts of every product."""
+    catalogue order, with their positives (on a ``single_valued`` key: the most confident value) and the
+    per-key counts of every product."""
     n = count_rows(products)
     share = 1.0 if not max_products or n <= max_products else max_products / n
-    fn = functools.partial(sample_part, products=products, curated=curated, vocab=vocab, share=share, seed=seed)
+    fn = functools.partial(sample_part, products=products, curated=curated, vocab=vocab, share=share, seed=seed,
+                           single_valued=tuple(single_valued))
     total = TrainingSample()
     for part in map_parts(fn, part_names(products), ray_cfg, desc="training sample"):
         total.extend(part)

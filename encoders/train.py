@@ -125,7 +125,7 @@ def run_train(ctx) -> dict[str, Any]:
     layout = ctx.layout
     vocab = load_vocabulary(layout.vocabulary)
     sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products,
-                             ctx.cfg.run.seed, ctx.cfg.ray)
+                             ctx.cfg.run.seed, ctx.cfg.ray, cfg.single_valued_keys)
     result = train_encoder(cfg, sample.products, vocab, sample.positives, layout.dir("encoder"),
                            exclusive=sample.exclusive_keys(cfg.exclusive_share, cfg.single_valued_keys), seed=ctx.cfg.run.seed,
                            device=ctx.cfg.run.device)

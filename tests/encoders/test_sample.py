@@ -42,3 +42,21 @@ def test_a_large_catalogue_is_hash_sampled_to_the_bound(tmp_path: Path) -> None:
     assert first.products.ids != other.products.ids
     assert set(first.positives) == set(first.products.ids)
     assert first.key_counts["color"] == 400  # key statistics still cover every product, not just the sample
+
+
+def test_a_single_valued_key_trains_on_the_products_most_confident_value() -> None:
+    import pyarrow as pa
+
+    from pinlanding.encoders.sample import top_values
+
+    rows = [("a", "color", "white", 0.8), ("a", "color", "navy", 0.9), ("a", "pattern", "striped", 0.6),
+            ("a", "pattern", "printed", 0.5), ("b", "color", "red", None), ("b", "color", "blue", 0.4),
+            ("c", "color", "pink", 0.5), ("c", "color", "green", 0.5)]
+    attrs = pa.Table.from_pylist([{"product_id": p, "key": k, "value": v, "confidence": c} for p, k, v, c in rows],
+                                 schema=pa.schema([ATTRIBUTES.field(c) for c in ("product_id", "key", "value", "confidence")]))
+    got = top_values(attrs, ["color"])
+    assert sorted(zip(*(got[c].to_pylist() for c in ("product_id", "key", "value")))) == [
+        ("a", "color", "navy"), ("a", "pattern", "printed"), ("a", "pattern", "striped"),  # several patterns stay
+        ("b", "color", "red"),  # no confidence: stated by the merchant
+        ("c", "color", "green")]  # a tie goes to the first value in order
+    assert top_values(attrs, []) is attrs
