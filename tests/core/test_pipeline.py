@@ -24,7 +24,7 @@ from pinlanding.collections.pipeline import Pipeline, Stage, get_stage
 
 import core._stages as fake  # noqa: E402  (tests/ is on the test path)
 
-STAGES = (get_stage("ingest"), Stage("ids", "core._stages:ids_stage", ("catalog",), ("report",), ("evaluation",)))
+STAGES = (get_stage("ingest"), Stage("ids", "core._stages:ids_stage"))
 
 
 def _pipeline(catalog: Path, out: Path, **kw) -> Pipeline:
