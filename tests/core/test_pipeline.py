@@ -193,3 +193,39 @@ def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
     assert fingerprints("vocab.judge.keep_threshold=0.9")["topics"] != base["topics"]  # topics judges with it
     with pytest.raises(ValidationError, match=r"vocab\.topics\s+Extra inputs are not permitted"):
         load_config(overrides=["vocab.topics.min_support=20"])
+
+
+def test_editing_an_external_file_reruns_exactly_the_stages_that_declare_it(tiny_catalog: Path, tmp_path: Path) -> None:
+    log = tmp_path / "queries.tsv"
+    log.write_text("English query\nred dress\n")
+    cfg = load_config(overrides=[f"evaluation.queries={log}"])
+    stages = (*STAGES, Stage("queries", "core._stages:queries_stage"))
+    fake.CALLS.clear()
+    Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries"]
+    Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries"]  # nothing changed: both reused
+    log.write_text("English query\nblue shirt\n")  # same path, same settings, new content
+    manifest = Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries", "queries"]
+    assert (tmp_path / "run" / "topics" / "queries.txt").read_text().endswith("blue shirt\n")
+    assert manifest["stages"]["queries"]["counts"] == {"bytes": log.stat().st_size}
+
+
+def test_a_stage_reads_only_the_folders_its_inputs_type_declares(tiny_catalog: Path, tmp_path: Path) -> None:
+    stages = (*STAGES[:1], Stage("undeclared", "core._stages:undeclared_stage"))
+    with pytest.raises(ValueError, match=r"'topics' is not among this stage's folders \['catalog', 'report'\]"):
+        Pipeline(load_config(), RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert get_stage("vocab").inputs == ("catalog", "attributes", "review")  # from VocabInputs' fields
+    assert get_stage("vocab").outputs == ("vocabulary",)
+
+
+def test_a_runtime_section_is_given_to_the_stage_but_not_fingerprinted(tmp_path: Path) -> None:
+    def fingerprints(*overrides: str) -> dict[str, str]:
+        pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(tmp_path / "run"))
+        return {name: pipeline.fingerprint(get_stage(name)) for name in ("extract", "vocab")}
+
+    base, more_cpus = fingerprints(), fingerprints("ray.num_cpus=3")
+    assert more_cpus["vocab"] == base["vocab"] and more_cpus["extract"] != base["extract"]
+    assert get_stage("vocab").sections == ("vocab",) and get_stage("extract").sections == ("extract", "ray")
+    assert "ray_cfg" in get_stage("vocab").signature.sections  # vocab still receives the Ray settings
