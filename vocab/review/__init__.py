@@ -30,7 +30,7 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.net import is_loopback
 from pinlanding.vocab.decisions import DecisionStore, decisions_path
 from pinlanding.vocab.review import decide, pages
-from pinlanding.vocab.review.auth import MIN_TOKEN_CHARS, new_form_token, token_guard
+from pinlanding.vocab.review.auth import MIN_TOKEN_CHARS, Refused, new_form_token, refused, token_guard
 from pinlanding.vocab.review.context import Review
 from pinlanding.vocab.review.data import ReviewData, run_settings
 
@@ -49,6 +49,7 @@ def create_app(layout: RunLayout, token: str | None = None, decisions_file: str 
     if (layout.root / "site").is_dir():  # the run's landing pages, linked from each topic
         app.mount("/site", StaticFiles(directory=str(layout.root / "site"), html=True), name="site")
     app.middleware("http")(token_guard(token))
+    app.add_exception_handler(Refused, refused)
     app.include_router(pages.router)
     app.include_router(decide.router)
     return app

@@ -48,16 +48,29 @@ def _headers(response: Response) -> Response:
     return response
 
 
+class Refused(Exception):
+    """A post the app does not act on; ``response`` says why (the app returns it: :func:`refused`)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def refused(request: Request, exc: Refused) -> Response:
+    """The app's handler of :class:`Refused`."""
+    return exc.response
+
+
 def new_form_token() -> str:
     """A form (CSRF) token for one app instance: every form carries it and every post must return it."""
     return hmac.new(secrets.token_bytes(32), b"csrf", hashlib.sha256).hexdigest()
 
 
-async def checked_form(request: Request, form_token: str) -> dict[str, str] | Response:
-    """The posted form, or a 403 response when it is not a small urlencoded form carrying ``form_token``."""
+async def checked_form(request: Request, form_token: str) -> dict[str, str]:
+    """The posted form; :class:`Refused` (403) when it is not a small urlencoded form carrying ``form_token``."""
     form = await read_form(request)
     if form is None or not hmac.compare_digest(form.get("csrf_token", ""), form_token):
-        return Response("bad form or form token; reload the page", status_code=403, media_type="text/plain")
+        raise Refused(Response("bad form or form token; reload the page", status_code=403, media_type="text/plain"))
     return form
 
 

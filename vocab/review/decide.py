@@ -6,14 +6,14 @@ it). Decisions are appended to the run's :class:`~pinlanding.vocab.decisions.Dec
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pinlanding.vocab.decisions import MERCH_ACTIONS, TOPIC_ACTIONS, UNDO, Decision, ReviewState
-from pinlanding.vocab.review.auth import REVIEWER_COOKIE, checked_form, safe_back
-from pinlanding.vocab.review.context import Review, ReviewDep
+from pinlanding.vocab.review.auth import REVIEWER_COOKIE, Refused, checked_form, safe_back
+from pinlanding.vocab.review.context import ReviewDep
 from pinlanding.vocab.review.data import ReviewData
 from pinlanding.vocab.workbench import TopicFilter, ValueFilter
 
@@ -22,11 +22,26 @@ BULK_MAX = 20_000  # decisions one bulk action may record
 router = APIRouter()
 
 
-@router.post("/reviewer")
-async def set_reviewer(request: Request, rv: ReviewDep):
+async def _form(request: Request, rv: ReviewDep) -> dict[str, str]:
+    return await checked_form(request, rv.form_token)
+
+
+async def _decision_form(request: Request, rv: ReviewDep) -> tuple[dict[str, str], str]:
+    """(form, reviewer name) of a decision's post; :class:`Refused` for a bad form token or no name."""
     form = await checked_form(request, rv.form_token)
-    if isinstance(form, Response):
-        return form
+    who = request.cookies.get(REVIEWER_COOKIE, "")
+    if not who:
+        raise Refused(rv.render("message.html", request, title="Who are you?", code=400,
+                                message="Enter your name on the start page first: every decision records who made it."))
+    return form, who
+
+
+Form = Annotated[dict[str, str], Depends(_form)]  # a route's parameter: the posted form, its form token checked
+DecisionForm = Annotated[tuple[dict[str, str], str], Depends(_decision_form)]  # the same, and who posts it
+
+
+@router.post("/reviewer")
+async def set_reviewer(form: Form):
     who = " ".join(form.get("who", "").split())[:80]
     response = RedirectResponse("/", status_code=303)
     if who:
@@ -35,11 +50,8 @@ async def set_reviewer(request: Request, rv: ReviewDep):
 
 
 @router.post("/decide")
-async def decide(request: Request, rv: ReviewDep):
-    checked = await _decision_form(request, rv)
-    if isinstance(checked, Response):
-        return checked
-    form, who = checked
+async def decide(request: Request, rv: ReviewDep, posted: DecisionForm):
+    form, who = posted
     action, topic_id = form.get("action", ""), form.get("topic_id", "")
     key, value, target = form.get("key", ""), form.get("value", ""), form.get("target", "")
     if action in TOPIC_ACTIONS + MERCH_ACTIONS:
@@ -63,11 +75,8 @@ async def decide(request: Request, rv: ReviewDep):
 
 
 @router.post("/undo")
-async def undo(request: Request, rv: ReviewDep):
-    checked = await _decision_form(request, rv)
-    if isinstance(checked, Response):
-        return checked
-    form, who = checked
+async def undo(request: Request, rv: ReviewDep, posted: DecisionForm):
+    form, who = posted
     state = ReviewState.from_decisions(rv.store.read())
     old = state.by_id.get(form.get("id", ""))
     if old is None or not state.undoable(old):
@@ -91,12 +100,9 @@ def bulk_confirm(request: Request, rv: ReviewDep):
 
 
 @router.post("/bulk")
-async def bulk(request: Request, rv: ReviewDep):
+async def bulk(request: Request, rv: ReviewDep, posted: DecisionForm):
     """One decision per selected row, refused when the selection no longer has the confirmed count."""
-    checked = await _decision_form(request, rv)
-    if isinstance(checked, Response):
-        return checked
-    form, who = checked
+    form, who = posted
     try:
         selection, decisions_of = _selection(rv.data.refresh(), form)
         if str(len(selection)) != form.get("count", ""):
@@ -110,17 +116,6 @@ async def bulk(request: Request, rv: ReviewDep):
         return rv.render("message.html", request, title="Not recorded", message=str(exc), code=400)
     return rv.render("message.html", request, title="Recorded",
                      message=f"{len(selection)} {form.get('action')} decisions recorded by {who}.")
-
-
-async def _decision_form(request: Request, rv: Review) -> tuple[dict[str, str], str] | Response:
-    """(form, reviewer name) of a decision's post, or the response refusing it (bad form token, no name)."""
-    form = await checked_form(request, rv.form_token)
-    if isinstance(form, Response):
-        return form
-    who = request.cookies.get(REVIEWER_COOKIE, "")
-    return (form, who) if who else rv.render(
-        "message.html", request, title="Who are you?", code=400,
-        message="Enter your name on the start page first: every decision records who made it.")
 
 
 def _client(request: Request) -> str:
