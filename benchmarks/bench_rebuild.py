@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from pinlanding.collections.artifacts import read_json, read_table, tree_digest, write_json
+from pinlanding.collections.artifacts import read_json, read_table, tree_digest, tree_digest_or_absent, write_json
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import STAGE_NAMES, Pipeline, get_stage
@@ -54,7 +54,7 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
     layout = pipeline.layout
     for name in names:
         stage = get_stage(name)
-        digest = {n: tree_digest(layout.root / n) if (layout.root / n).exists() else "absent"
+        digest = {n: tree_digest_or_absent(layout.root / n)
                   for n in stage.inputs + stage.outputs if n != "review"}
         pipeline.manifest["stages"][name].update(
             fingerprint=pipeline.fingerprint(stage), outputs={n: digest[n] for n in stage.outputs},

@@ -32,8 +32,8 @@ import yaml
 from rich.console import Console
 
 from pinlanding import __version__
-from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, read_json, tree_digest, write_json,
-                                              write_text)
+from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, read_json, tree_digest_or_absent,
+                                              write_json, write_text)
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.engines import ray_session
 from pinlanding.collections.layout import RunLayout
@@ -112,11 +112,6 @@ def code_digest(entry: str) -> str:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                    and p.suffix in (".py", ".html", ".css", ".js", ".yaml", ".json", ".txt"))
     return json_digest([(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
-
-
-def _folder_digest(layout: RunLayout, name: str) -> str:
-    path = layout.root / name
-    return tree_digest(path) if path.exists() else "absent"
 
 
 def call_stage(fn: Callable[..., R], cfg: PipelineConfig, layout: RunLayout, catalog: Path | None = None,
@@ -249,7 +244,7 @@ class Pipeline:
         parts = self._fingerprint_parts(stage)
         fp = json_digest(parts)
         previous = self.manifest["stages"].get(stage.name, {})
-        outputs_now = {name: _folder_digest(self.layout, name) for name in stage.outputs}
+        outputs_now = {name: tree_digest_or_absent(self.layout.root / name) for name in stage.outputs}
         unchanged = previous.get("fingerprint") == fp and previous.get("outputs") == outputs_now
         inputs_now = {name: digest for name, digest in parts["inputs"].items() if name != "review"}
         basis = _basis(parts) if stage.reuse else None
@@ -265,7 +260,7 @@ class Pipeline:
         counts = reused if reused is not None else call_stage(stage.load(), self.cfg, self.layout, self.catalog)
         entry = {
             "fingerprint": fp,
-            "outputs": {name: _folder_digest(self.layout, name) for name in stage.outputs},
+            "outputs": {name: tree_digest_or_absent(self.layout.root / name) for name in stage.outputs},
             "inputs": inputs_now,
             "basis": basis,
             "seconds": round(time.perf_counter() - start, 3),

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from pinlanding.collections.artifacts import is_remote, read_json, read_table, tree_digest, write_json
+from pinlanding.collections.artifacts import is_remote, read_json, read_table, tree_digest_or_absent, write_json
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import commit_parts, iter_parts, list_parts, write_part
@@ -69,18 +69,13 @@ def current_names(cfg: PipelineConfig, layout: RunLayout) -> Callable[[str, str]
 
 def _same_inputs(layout: RunLayout, previous: dict[str, Any], names: tuple[str, ...]) -> bool:
     seen = previous.get("inputs") or {}
-    return all(name in seen and seen[name] == _digest(layout, name) for name in names)
-
-
-def _digest(layout: RunLayout, name: str) -> str:
-    path = layout.root / name
-    return tree_digest(path) if path.exists() else "absent"
+    return all(name in seen and seen[name] == tree_digest_or_absent(layout.root / name) for name in names)
 
 
 def reuse_encoder(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Counts for the manifest when the trained encoder still covers the vocabulary (see module doc)."""
     if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog",)) \
-            or (previous.get("outputs") or {}).get("encoder") != _digest(layout, "encoder"):
+            or (previous.get("outputs") or {}).get("encoder") != tree_digest_or_absent(layout.root / "encoder"):
         return None
     trained = {(r["key"], r["value"]) for r in read_json(layout.root / "encoder" / "thresholds.json", default=[]) or []}
     now = vocabulary_pairs(layout)
@@ -97,11 +92,11 @@ def reuse_encoder(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, An
 def map_assignments(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Rewrite the encoder's assignments through the decisions when the encoder and catalogue are unchanged."""
     if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog", "encoder")) \
-            or (previous.get("outputs") or {}).get("assignments") != _digest(layout, "assignments"):
+            or (previous.get("outputs") or {}).get("assignments") != tree_digest_or_absent(layout.root / "assignments"):
         return None
     base = layout.root / "scoped" / "assignments.parquet"
     marker = layout.root / "scoped" / "encoder.json"
-    encoder = _digest(layout, "encoder")
+    encoder = tree_digest_or_absent(layout.root / "encoder")
     if (read_json(marker, default={}) or {}).get("encoder") != encoder:
         if (previous.get("counts") or {}).get("mapped"):
             return None  # the assignments on disk are already mapped ones and the encoder's own are gone

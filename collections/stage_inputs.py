@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, ClassVar, Literal, TypeVar
 
-from pinlanding.collections.artifacts import AnyPath, as_path, is_remote, json_digest, tree_digest
+from pinlanding.collections.artifacts import AnyPath, as_path, is_remote, json_digest, tree_digest_or_absent
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout, resolve_data_path
 
@@ -74,9 +74,7 @@ class Read:
             return family_digest(value, self.families)
         if self.kind == "catalog":
             return catalog_digest(value)
-        if value is None:
-            return None
-        return tree_digest(value) if value.exists() else "absent"
+        return None if value is None else tree_digest_or_absent(value)
 
 
 def artifact(folder: str) -> Any:
