@@ -1,6 +1,6 @@
 """What a stage takes, stated once: its config sections and a typed inputs object.
 
-A stage is a function such as ``run_vocab(cfg: VocabConfig, ray: Runtime[RayConfig], inputs: VocabInputs)``.
+A stage is a function such as ``run_vocab(cfg: VocabConfig, ray_cfg: Runtime[RayConfig], inputs: VocabInputs)``.
 Each parameter annotated with a section's model (a field type of ``PipelineConfig``) receives that section,
 and the section is in the stage's fingerprint unless it is marked :data:`Runtime` (how to run, not what comes
 out). The parameter annotated with a :class:`StageInputs` subclass receives the inputs object: a frozen
@@ -169,7 +169,8 @@ def _section_types() -> dict[type, str]:
 
 @lru_cache(maxsize=None)
 def signature(fn: Callable[..., Any]) -> StageSignature:
-    """Read a stage function's sections and inputs type; errors name the parameter that is neither."""
+    """Read a stage function's config sections and inputs type from its annotations (parameters of other types
+    are left to their defaults); a TypeError when it takes no inputs object."""
     sections, runtime, inputs = {}, set(), None
     by_type = _section_types()
     hints = typing.get_type_hints(fn, include_extras=True)
@@ -186,4 +187,3 @@ def signature(fn: Callable[..., Any]) -> StageSignature:
     if inputs is None:
         raise TypeError(f"stage function {fn.__qualname__} has no parameter typed with a StageInputs subclass")
     return StageSignature(sections, frozenset(runtime), inputs[0], inputs[1])
-
