@@ -183,14 +183,18 @@ def test_an_unknown_stage_is_an_error_not_a_skip(tiny_catalog: Path, tmp_path: P
     assert not (tmp_path / "run" / "manifest.json").exists()
 
 
-def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
-    def fingerprints(*overrides: str) -> dict[str, str]:
-        pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(tmp_path / "run"))
-        return {name: pipeline.fingerprint(get_stage(name)) for name in ("vocab", "topics")}
+def _fingerprints(out: Path, names: tuple[str, ...], *overrides: str) -> dict[str, str]:
+    """The named stages' fingerprints on ``out`` under the default config with ``overrides``."""
+    pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(out))
+    return {name: pipeline.fingerprint(get_stage(name)) for name in names}
 
-    base, changed = fingerprints(), fingerprints("topics.min_support=20")
+
+def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
+    names = ("vocab", "topics")
+    base, changed = _fingerprints(tmp_path, names), _fingerprints(tmp_path, names, "topics.min_support=20")
     assert changed["vocab"] == base["vocab"] and changed["topics"] != base["topics"]
-    assert fingerprints("vocab.judge.keep_threshold=0.9")["topics"] != base["topics"]  # topics judges with it
+    judged = _fingerprints(tmp_path, names, "vocab.judge.keep_threshold=0.9")
+    assert judged["topics"] != base["topics"]  # topics judges with it
     with pytest.raises(ValidationError, match=r"vocab\.topics\s+Extra inputs are not permitted"):
         load_config(overrides=["vocab.topics.min_support=20"])
 
@@ -221,11 +225,8 @@ def test_a_stage_reads_only_the_folders_its_inputs_type_declares(tiny_catalog: P
 
 
 def test_a_runtime_section_is_given_to_the_stage_but_not_fingerprinted(tmp_path: Path) -> None:
-    def fingerprints(*overrides: str) -> dict[str, str]:
-        pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(tmp_path / "run"))
-        return {name: pipeline.fingerprint(get_stage(name)) for name in ("extract", "vocab")}
-
-    base, more_cpus = fingerprints(), fingerprints("ray.num_cpus=3")
+    names = ("extract", "vocab")
+    base, more_cpus = _fingerprints(tmp_path, names), _fingerprints(tmp_path, names, "ray.num_cpus=3")
     assert more_cpus["vocab"] == base["vocab"] and more_cpus["extract"] != base["extract"]
     assert get_stage("vocab").sections == ("vocab",) and get_stage("extract").sections == ("extract", "ray")
     assert "ray_cfg" in get_stage("vocab").signature.sections  # vocab still receives the Ray settings
