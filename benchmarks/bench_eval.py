@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import STAGE_DIRS, RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.evaluation.evaluate import run_evaluate
 from pinlanding.evaluation.labels import read_labels
 from pinlanding.evaluation.report import run_report
@@ -31,7 +31,7 @@ def main(run: Path, labels: Path) -> None:
                 os.symlink((run / name).resolve(), Path(tmp) / name)
         layout = RunLayout(tmp)
         t = time.perf_counter()
-        counts = run_report(StageContext(cfg, layout))
+        counts = call_stage(run_report, cfg, layout)
         report_s = time.perf_counter() - t
         t = time.perf_counter()
         lab = read_labels(labels)

@@ -32,7 +32,7 @@ from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import count_rows
-from pinlanding.collections.pipeline import Pipeline, StageContext
+from pinlanding.collections.pipeline import Pipeline, call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
 from pinlanding.evaluation.labels import Labels, read_labels
 from pinlanding.evaluation.mapping import family_of
@@ -139,14 +139,13 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     print(f"extract benchmark: backend={cfg.extract.backend} engine={cfg.extract.engine} products={n} "
           f"device={device} batch_size={cfg.extract.batch_size} actors={cfg.extract.actors}")
-    ctx = StageContext(cfg, layout)
     t0 = time.perf_counter()
-    counts = run_extract(ctx)
+    counts = call_stage(run_extract, cfg, layout)
     cold = time.perf_counter() - t0
     print(f"cold run : {cold:7.1f} s  {n / cold:8.1f} products/s  (Ray start and model load included) {counts}")
     if not args.no_warm:
         t0 = time.perf_counter()
-        counts = run_extract(ctx)
+        counts = call_stage(run_extract, cfg, layout)
         warm = time.perf_counter() - t0
         print(f"warm run : {warm:7.1f} s  {n / warm:8.1f} products/s  (all cached) {counts}")
     summary = json.loads((layout.dir("attributes") / "summary.json").read_text())

@@ -30,7 +30,7 @@ import standins as synthetic
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig, SparkConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
 
@@ -106,7 +106,7 @@ def bench_real(source: Path, work: Path) -> RunLayout:
     print(f"real catalogue ({origin}); spark {cfg.spark.master} on {os.cpu_count()} cores")
     for name, fn, budget in (("feeds", run_feeds, 180), ("site", run_site, 60), ("site again", run_site, 60)):
         start = time.perf_counter()
-        counts = fn(StageContext(cfg, layout))
+        counts = call_stage(fn, cfg, layout)
         seconds = time.perf_counter() - start
         print(f"  {name} stage: {seconds:.1f} s wall (budget {budget} s) {counts}")
     feeds = read_table(layout.feeds, FEEDS)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.feeds.site import run_site
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def main() -> int:
         cfg_file = args.run / "config.yaml"
         cfg = load_config(cfg_file if cfg_file.exists() else None, [f"site.base_url={base}"])
         start = time.perf_counter()
-        counts = run_site(StageContext(cfg, RunLayout(args.run)), out=site)
+        counts = call_stage(run_site, cfg, RunLayout(args.run), out=site)
         print(f"site rebuilt under {base} in {time.perf_counter() - start:.1f} s: {counts}")
         pages = pick_pages(site)
         results: dict = {"run": str(args.run), "pages": pages, "lighthouse": {}, "counts": counts}

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import yaml
 
-from pinlanding.collections.artifacts import read_json, read_table, tree_digest, write_json
+from pinlanding.collections.artifacts import read_json, read_table, tree_digest, tree_digest_or_absent, write_json
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import STAGE_NAMES, Pipeline, StageContext, get_stage
+from pinlanding.collections.pipeline import STAGE_NAMES, Pipeline, get_stage
 from pinlanding.collections.schemas import FEEDS
 from pinlanding.collections.scoped import reuse_encoder
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
@@ -54,7 +54,7 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
     layout = pipeline.layout
     for name in names:
         stage = get_stage(name)
-        digest = {n: tree_digest(layout.root / n) if (layout.root / n).exists() else "absent"
+        digest = {n: tree_digest_or_absent(layout.root / n)
                   for n in stage.inputs + stage.outputs if n != "review"}
         pipeline.manifest["stages"][name].update(
             fingerprint=pipeline.fingerprint(stage), outputs={n: digest[n] for n in stage.outputs},
@@ -66,10 +66,9 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
 def settle(layout: RunLayout, cfg: PipelineConfig, catalog: Path) -> None:
     """See the module docstring; exits when the run's encoder does not cover this code's vocabulary."""
     Pipeline(cfg, layout, catalog=catalog).run(["ingest", "vocab"])  # an older run's catalogue may lack columns
-    ctx = StageContext(cfg, layout, catalog)
     encoder = {"inputs": {"catalog": tree_digest(layout.root / "catalog")},
                "outputs": {"encoder": tree_digest(layout.root / "encoder")}}
-    if reuse_encoder(ctx, encoder) is None:
+    if reuse_encoder(cfg, layout, encoder) is None:
         sys.exit(f"{layout.root}: this code curates values the run's encoder never learned; use a run of this code")
     adopt(Pipeline(cfg, layout, catalog=catalog), ("ingest", "extract", "vocab", "train", "assign"))
     Pipeline(cfg, layout, catalog=catalog).run(["topics", "feeds", "site", "report"])

@@ -20,14 +20,14 @@ from pathlib import Path
 from pinlanding.collections.artifacts import read_json
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.topics import run_topics
 
 
-def _timed(fn, ctx) -> tuple[float, dict]:
+def _timed(fn, cfg, layout) -> tuple[float, dict]:
     start = time.perf_counter()
-    counts = fn(ctx)
+    counts = call_stage(fn, cfg, layout)
     return time.perf_counter() - start, counts
 
 
@@ -46,11 +46,10 @@ def main() -> None:
         shutil.copytree(args.run / "catalog", layout.root / "catalog")
         layout.dir("attributes")
         (shutil.copytree if source.attributes.is_dir() else shutil.copy2)(source.attributes, layout.attributes)
-        ctx = StageContext(cfg, layout)
         figures = {}
         for phase in ("cold", "warm"):
-            t_vocab, vocab_counts = _timed(run_vocab, ctx)
-            t_topics, topic_counts = _timed(run_topics, ctx)
+            t_vocab, vocab_counts = _timed(run_vocab, cfg, layout)
+            t_topics, topic_counts = _timed(run_topics, cfg, layout)
             figures[phase] = {"vocab_s": round(t_vocab, 2), "topics_s": round(t_topics, 2),
                               "total_s": round(t_vocab + t_topics, 2)}
         report = read_json(layout.dir("vocabulary") / "report.json")

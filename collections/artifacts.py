@@ -233,6 +233,12 @@ def tree_digest(path: str | AnyPath) -> str:
     return h.hexdigest()
 
 
+def tree_digest_or_absent(path: str | AnyPath) -> str:
+    """:func:`tree_digest`, or ``"absent"`` when nothing is at ``path``."""
+    path = as_path(path)
+    return tree_digest(path) if path.exists() else "absent"
+
+
 _CHECKSUM_FIELDS = ("ETag", "etag", "md5Hash", "md5", "crc32c")
 
 

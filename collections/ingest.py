@@ -17,7 +17,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypedDict
 
 import pyarrow as pa
 from PIL import Image
@@ -28,6 +28,7 @@ from pinlanding.collections.artifacts import write_json, write_table
 from pinlanding.collections.catalog import RawRecord, read_catalog
 from pinlanding.collections.config import CatalogConfig
 from pinlanding.collections.parts import commit_parts, part_name, write_part
+from pinlanding.collections.stage_inputs import StageInputs, source_catalog
 from pinlanding.collections.text import plain_text
 
 RAW_PREVIEW_CHARS = 2000
@@ -306,28 +307,43 @@ def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: boo
                     else schemas.QUARANTINE.empty_table()),
         format=fmt)
 
-def run_ingest(ctx) -> dict[str, Any]:
-    """Pipeline stage: ingest ``ctx.catalog`` into ``catalog/``."""
-    if ctx.catalog is None:
-        raise ValueError("the ingest stage needs --catalog PATH")
+@dataclass(frozen=True)
+class IngestInputs(StageInputs):
+    """The ingest stage reads the input catalogue only."""
+
+    outputs = ("catalog",)
+    source: Path = source_catalog()
+
+
+class IngestCounts(TypedDict):
+    format: str
+    products: int
+    quarantined: int
+    quarantine_reasons: dict[str, int]
+    parts: int
+
+
+def run_ingest(cfg: CatalogConfig, inputs: IngestInputs) -> IngestCounts:
+    """Pipeline stage: ingest ``inputs.source`` into ``catalog/``."""
+    layout = inputs.layout
     scratch = None
-    if not ctx.layout.remote:  # in the run folder, emptied here: what a killed ingest left does not pile up in /tmp
-        scratch = ctx.layout.root / ".ingest-tmp"
+    if not layout.remote:  # in the run folder, emptied here: what a killed ingest left does not pile up in /tmp
+        scratch = layout.root / ".ingest-tmp"
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-    fmt, chunks = ingest_chunks(ctx.catalog, ctx.cfg.catalog, scratch=scratch)
+    fmt, chunks = ingest_chunks(inputs.source, cfg, scratch=scratch)
     parts, quarantine = [], []
     for chunk in chunks:  # one part per chunk, written as soon as it is checked
         if chunk.products.num_rows:
-            parts.append(write_part(ctx.layout.products, part_name(len(parts)), chunk.products, schemas.PRODUCTS))
+            parts.append(write_part(layout.products, part_name(len(parts)), chunk.products, schemas.PRODUCTS))
         quarantine.append(chunk.quarantine)  # quarantined records are few: kept until the end
-    commit_parts(ctx.layout.products, parts, schemas.PRODUCTS)
+    commit_parts(layout.products, parts, schemas.PRODUCTS)
     result = IngestResult(products=schemas.PRODUCTS.empty_table(), format=fmt,
                           quarantine=pa.concat_tables(quarantine) if quarantine else schemas.QUARANTINE.empty_table())
-    write_table(result.quarantine, ctx.layout.quarantine, schemas.QUARANTINE)
-    summary = {**result.summary(), "products": sum(p.rows for p in parts), "parts": len(parts)}
-    write_json(ctx.layout.dir("catalog") / "summary.json", summary)
+    write_table(result.quarantine, layout.quarantine, schemas.QUARANTINE)
+    summary: IngestCounts = {**result.summary(), "products": sum(p.rows for p in parts), "parts": len(parts)}
+    write_json(layout.dir("catalog") / "summary.json", summary)
     if summary["products"] == 0:
-        raise ValueError(f"no valid product in {ctx.catalog}: all {summary['quarantined']} records quarantined "
-                         f"({summary['quarantine_reasons']}); see {ctx.layout.quarantine}")
+        raise ValueError(f"no valid product in {inputs.source}: all {summary['quarantined']} records quarantined "
+                         f"({summary['quarantine_reasons']}); see {layout.quarantine}")
     return summary

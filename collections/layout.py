@@ -27,14 +27,20 @@ STAGE_DIRS = ("catalog", "attributes", "vocabulary", "topics", "encoder", "assig
 
 @dataclass(frozen=True)
 class RunLayout:
-    """Paths of every artifact of a run rooted at ``root``."""
+    """Paths of every artifact of a run rooted at ``root``; ``folders``, when given, are the only artifact
+    folders it hands out (a stage's layout: the folders its inputs declare and those it writes)."""
 
     root: AnyPath
+    folders: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         root = as_path(self.root)
         # absolute, so that paths handed to Ray tasks and Spark executors (other working directories) still resolve
         object.__setattr__(self, "root", root if is_remote(root) else root.absolute())
+
+    def narrowed(self, folders: tuple[str, ...]) -> "RunLayout":
+        """The same run folder, handing out only ``folders``."""
+        return RunLayout(self.root, frozenset(folders))
 
     @property
     def remote(self) -> bool:
@@ -45,6 +51,9 @@ class RunLayout:
         """The folder of one stage's artifacts (created on demand; object stores have no folders to create)."""
         if name not in STAGE_DIRS:
             raise ValueError(f"unknown artifact folder '{name}'; known: {list(STAGE_DIRS)}")
+        if self.folders is not None and name not in self.folders:
+            raise ValueError(f"'{name}' is not among this stage's folders {sorted(self.folders)}: declare it in "
+                             "the stage's inputs type")
         path = self.root / name
         make_dirs(path)
         return path

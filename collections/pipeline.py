@@ -1,13 +1,12 @@
 """Run orchestration: the ordered stages, their fingerprints, skipping unchanged work, the manifest.
 
-A stage is a function ``run_x(ctx: StageContext) -> dict`` (counts for the manifest) that reads
-its input folders and writes its output folders under the run root with atomic writes. A stage is
-skipped when its fingerprint (package version, its config sections, digests of its inputs) matches
-the one recorded in ``manifest.json`` and its outputs are still what that run left. A stage that
-died halfway has no manifest entry, so it simply runs again; per-item caches inside the stages make
-that rerun cheap. Files a stage reads from outside the run folder (shopper queries, a custom decisions
-file) are named in its ``external`` config keys and fingerprinted by content too. One run at a time per
-folder: :class:`RunLock`.
+A stage is a function of its config sections and a typed inputs object that returns its counts for the
+manifest (:mod:`pinlanding.collections.stage_inputs`); it reads the folders and files its inputs type
+declares and writes its output folders under the run root with atomic writes. A stage is skipped when
+its fingerprint (package version, code, its config sections, digests of everything its inputs type
+lists) matches the one recorded in ``manifest.json`` and its outputs are still what that run left. A
+stage that died halfway has no manifest entry, so it simply runs again; per-item caches inside the
+stages make that rerun cheap. One run at a time per folder: :class:`RunLock`.
 """
 from __future__ import annotations
 
@@ -27,74 +26,73 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import yaml
 from rich.console import Console
 
 from pinlanding import __version__
-from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, read_json, tree_digest, write_json,
-                                              write_text)
+from pinlanding.collections.artifacts import (as_path, is_remote, json_digest, read_json, tree_digest_or_absent,
+                                              write_json, write_text)
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.engines import ray_session
-from pinlanding.collections.layout import RunLayout, resolve_data_path
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.stage_inputs import StageSignature, catalog_digest, signature
 
 console = Console(stderr=True)
-
-
-@dataclass(frozen=True)
-class StageContext:
-    """What a stage function receives."""
-
-    cfg: PipelineConfig
-    layout: RunLayout
-    catalog: Path | None = None  # the input catalogue (ingest reads it; nothing else should)
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Stage:
+    """A stage of the pipeline: its function, and when to reuse its outputs instead of running it. What it
+    reads, writes and is configured by comes from the function's signature (:attr:`signature`)."""
+
     name: str
     target: str  # "module:function"
-    inputs: tuple[str, ...]  # artifact folders read
-    outputs: tuple[str, ...]  # artifact folders written
-    sections: tuple[str, ...]  # config sections that change its result
     description: str = ""
     always_run: bool = False  # cheap stages whose inputs live outside the run (the catalogue) always rerun
-    external: tuple[str, ...] = ()  # dotted config keys naming files it reads from outside the run folder
-    review: tuple[str, ...] = ()  # decision families (vocab.decisions.FAMILIES) it reads from the "review" input
     reuse: str = ""  # "module:function" that may stand in for a rerun (returns counts, or None to run the stage)
 
-    def load(self) -> Callable[[StageContext], dict[str, Any]]:
+    def load(self) -> Callable[..., dict[str, Any]]:
         return _load(self.target)
+
+    @property
+    def signature(self) -> StageSignature:
+        return signature(self.load())
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The run folders it reads (``review``: the decisions)."""
+        return self.signature.inputs.folders()
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.signature.inputs.outputs
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The config sections that change its result."""
+        return self.signature.fingerprinted
 
 
 STAGES: tuple[Stage, ...] = (
     # ingest reruns every time (about 10 s per 30k products): images may live anywhere, and its output is
     # byte-identical when nothing changed, so the stages after it are still reused.
-    Stage("ingest", "pinlanding.collections.ingest:run_ingest", (), ("catalog",), ("catalog",),
+    Stage("ingest", "pinlanding.collections.ingest:run_ingest",
           "read and normalize the catalogue, quarantine bad records", always_run=True),
-    Stage("extract", "pinlanding.vocab.extract:run_extract", ("catalog",), ("attributes",), ("extract", "ray"),
-          "extract key-value attributes per product"),
-    Stage("vocab", "pinlanding.vocab.curate:run_vocab", ("catalog", "attributes", "review"), ("vocabulary",),
-          ("vocab",), "curate the vocabulary (frequency, clustering, review decisions)",
-          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value",)),
+    Stage("extract", "pinlanding.vocab.extract:run_extract", "extract key-value attributes per product"),
+    Stage("vocab", "pinlanding.vocab.curate:run_vocab",
+          "curate the vocabulary (frequency, clustering, review decisions)"),
     # a vocabulary change that only rejects, renames or merges values keeps the encoder and maps the assignments
-    Stage("train", "pinlanding.encoders.train:run_train", ("catalog", "vocabulary"), ("encoder",),
-          ("encoder", "run"), "train and calibrate the dual encoder", reuse="pinlanding.collections.scoped:reuse_encoder"),
-    Stage("assign", "pinlanding.encoders.assign:run_assign", ("catalog", "vocabulary", "encoder"), ("assignments",),
-          ("assign", "ray"), "assign vocabulary attributes catalogue-wide",
+    Stage("train", "pinlanding.encoders.train:run_train", "train and calibrate the dual encoder",
+          reuse="pinlanding.collections.scoped:reuse_encoder"),
+    Stage("assign", "pinlanding.encoders.assign:run_assign", "assign vocabulary attributes catalogue-wide",
           reuse="pinlanding.collections.scoped:map_assignments"),
-    # topics count the attribute graph the feeds stage scores, with its confidence filter: a kept topic is a page
-    Stage("topics", "pinlanding.vocab.topics:run_topics", ("catalog", "vocabulary", "assignments", "review"),
-          ("topics",), ("topics", "vocab", "feeds"), "generate candidate topics and judge them",  # vocab: its judge
-          external=("vocab.judge.queries", "vocab.decisions_path"), review=("value", "topic")),
-    Stage("feeds", "pinlanding.feeds.build:run_feeds", ("catalog", "topics", "assignments", "review"), ("feeds",),
-          ("feeds", "spark"), "score topics against products with Spark", review=("merch",)),
-    Stage("site", "pinlanding.feeds.site:run_site", ("catalog", "feeds", "assignments"), ("site",), ("site", "feeds"),
-          "render the landing pages"),  # assignments + feeds settings: how many products match each collection
-    Stage("report", "pinlanding.evaluation.report:run_report",
-          ("catalog", "attributes", "vocabulary", "topics", "assignments", "feeds"), ("report",), ("evaluation",),
-          "attribute statistics and search-demand coverage", external=("evaluation.queries",)),
+    Stage("topics", "pinlanding.vocab.topics:run_topics", "generate candidate topics and judge them"),
+    Stage("feeds", "pinlanding.feeds.build:run_feeds", "score topics against products with Spark"),
+    Stage("site", "pinlanding.feeds.site:run_site", "render the landing pages"),
+    Stage("report", "pinlanding.evaluation.report:run_report", "attribute statistics and search-demand coverage"),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 
@@ -104,14 +102,6 @@ def get_stage(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise ValueError(f"unknown stage '{name}'; known: {list(STAGE_NAMES)}")
-
-
-def catalog_digest(path: Path) -> str:
-    """A cheap fingerprint of the input catalogue: names, sizes and modification times of its files."""
-    path = Path(path)
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    return json_digest([(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                        for p in files])
 
 
 @lru_cache(maxsize=None)
@@ -124,25 +114,11 @@ def code_digest(entry: str) -> str:
     return json_digest([(str(p.relative_to(folder)), hashlib.sha256(p.read_bytes()).hexdigest()) for p in files])
 
 
-def _folder_digest(layout: RunLayout, name: str, cfg: PipelineConfig | None = None, families: tuple[str, ...] = ()) -> str:
-    if name == "review" and cfg is not None:  # only the decisions the stage reads
-        from pinlanding.vocab.decisions import decisions_path, family_digest
-
-        return family_digest(decisions_path(layout, cfg.vocab.decisions_path), families)
-    path = layout.root / name
-    return tree_digest(path) if path.exists() else "absent"
-
-
-def external_digest(cfg: PipelineConfig, key: str) -> str | None:
-    """Content digest of the file a dotted config key names (None when unset, "absent" when missing),
-    resolved the way the stages resolve it (as given, else from the repository root)."""
-    value: Any = cfg
-    for part in key.split("."):
-        value = getattr(value, part)
-    if not value:
-        return None
-    path = as_path(value) if is_remote(value) else resolve_data_path(value)
-    return tree_digest(path) if path.exists() else "absent"
+def call_stage(fn: Callable[..., R], cfg: PipelineConfig, layout: RunLayout, catalog: Path | None = None,
+               **extra: Any) -> R:
+    """Call a stage function on a run folder: its config sections from ``cfg``, its inputs object built over
+    ``layout`` (``catalog``: the input catalogue, for ingest). Tests and benchmarks call stages this way too."""
+    return fn(**signature(fn).arguments(cfg, layout, catalog), **extra)
 
 
 def resolved_config(cfg: PipelineConfig) -> dict[str, Any]:
@@ -239,22 +215,18 @@ class Pipeline:
     def basis(self, stage: Stage) -> str:
         """The fingerprint without the input folders (code, settings, external files): a ``reuse`` hook may
         stand in for a rerun only while this is unchanged."""
-        return json_digest({k: v for k, v in self._fingerprint_parts(stage).items() if k != "inputs"})
+        return _basis(self._fingerprint_parts(stage))
 
     def _fingerprint_parts(self, stage: Stage) -> dict[str, Any]:
-        parts: dict[str, Any] = {
+        """Everything the fingerprint covers; ``inputs``: the digests of the run folders (and decisions) read."""
+        inputs = stage.signature.inputs.build(self.cfg, self.layout, self.catalog)
+        return {
             "version": __version__,
             "code": code_digest(stage.target),
             "config": {s: getattr(self.cfg, s).model_dump(mode="json") for s in stage.sections},
-            "inputs": {name: _folder_digest(self.layout, name, self.cfg, stage.review) for name in stage.inputs},
+            "inputs": {},
+            **inputs.digests(),
         }
-        if stage.external:
-            parts["external"] = {key: external_digest(self.cfg, key) for key in stage.external}
-        if stage.name == "ingest":
-            if self.catalog is None:
-                raise ValueError("the ingest stage needs --catalog PATH")
-            parts["catalog"] = catalog_digest(self.catalog)
-        return parts
 
     def _save(self) -> None:
         self.manifest.update(
@@ -269,12 +241,13 @@ class Pipeline:
 
     def run_stage(self, stage: Stage) -> dict[str, Any]:
         """Run one stage unless its recorded fingerprint and outputs are unchanged."""
-        fp = self.fingerprint(stage)
+        parts = self._fingerprint_parts(stage)
+        fp = json_digest(parts)
         previous = self.manifest["stages"].get(stage.name, {})
-        outputs_now = {name: _folder_digest(self.layout, name) for name in stage.outputs}
+        outputs_now = {name: tree_digest_or_absent(self.layout.root / name) for name in stage.outputs}
         unchanged = previous.get("fingerprint") == fp and previous.get("outputs") == outputs_now
-        inputs_now = {name: _folder_digest(self.layout, name) for name in stage.inputs if name != "review"}
-        basis = self.basis(stage) if stage.reuse else None
+        inputs_now = {name: digest for name, digest in parts["inputs"].items() if name != "review"}
+        basis = _basis(parts) if stage.reuse else None
         if unchanged and not (self.force or stage.always_run):
             console.print(f"[dim]= {stage.name}: unchanged, reusing {', '.join(stage.outputs)}[/]")
             previous.update(inputs=inputs_now, basis=basis)  # what a reuse hook compares against next time
@@ -282,13 +255,12 @@ class Pipeline:
         console.print(f"[bold cyan]> {stage.name}[/]: {stage.description}")
         self.manifest["stages"].pop(stage.name, None)
         start = time.perf_counter()
-        ctx = StageContext(self.cfg, self.layout, self.catalog)
         hook = stage.reuse and previous.get("basis") == basis and not self.force
-        reused = _load(stage.reuse)(ctx, previous) if hook else None
-        counts = reused if reused is not None else stage.load()(ctx) or {}
+        reused = _load(stage.reuse)(self.cfg, self.layout, previous) if hook else None
+        counts = reused if reused is not None else call_stage(stage.load(), self.cfg, self.layout, self.catalog)
         entry = {
             "fingerprint": fp,
-            "outputs": {name: _folder_digest(self.layout, name) for name in stage.outputs},
+            "outputs": {name: tree_digest_or_absent(self.layout.root / name) for name in stage.outputs},
             "inputs": inputs_now,
             "basis": basis,
             "seconds": round(time.perf_counter() - start, 3),
@@ -318,6 +290,10 @@ class Pipeline:
                 self.run_stage(stage)
         self._save()
         return self.manifest
+
+
+def _basis(parts: dict[str, Any]) -> str:
+    return json_digest({k: v for k, v in parts.items() if k != "inputs"})
 
 
 def _load(target: str) -> Callable[..., Any]:

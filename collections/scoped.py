@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pyarrow as pa
 
-from pinlanding.collections.artifacts import is_remote, read_json, read_table, tree_digest, write_json
+from pinlanding.collections.artifacts import is_remote, read_json, read_table, tree_digest_or_absent, write_json
+from pinlanding.collections.config import PipelineConfig
+from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import commit_parts, iter_parts, list_parts, write_part
 from pinlanding.collections.schemas import ASSIGNMENTS, VOCAB
 from pinlanding.collections.text import key_form
 from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pinlanding.collections.pipeline import StageContext
 
 Pair = tuple[str, str]
 MAX_CHAIN = 20  # rename of a rename ...: longer chains (or cycles) stop here
@@ -52,46 +51,37 @@ def value_map(state: ReviewState, vocabulary: set[Pair], fold: bool = True) -> C
     return mapped
 
 
-def vocabulary_pairs(ctx: "StageContext") -> set[Pair]:
+def vocabulary_pairs(layout: RunLayout) -> set[Pair]:
     """The run's current vocabulary as (key, value) pairs (empty before the vocab stage)."""
-    path = ctx.layout.root / "vocabulary" / "vocabulary.parquet"
+    path = layout.root / "vocabulary" / "vocabulary.parquet"
     if not path.exists():
         return set()
     table = read_table(path, VOCAB)
     return set(zip(table.column("key").to_pylist(), table.column("value").to_pylist()))
 
 
-def review_state(ctx: "StageContext") -> ReviewState:
-    """The run's review decisions in force, normalized as the vocab stage normalizes them."""
-    return load_review_state(decisions_path(ctx.layout, ctx.cfg.vocab.decisions_path), ctx.cfg.vocab.cluster.fold_plurals)
-
-
-def current_names(ctx: "StageContext") -> Callable[[str, str], str | None]:
+def current_names(cfg: PipelineConfig, layout: RunLayout) -> Callable[[str, str], str | None]:
     """:func:`value_map` for the run's decisions and current vocabulary."""
-    return value_map(review_state(ctx), vocabulary_pairs(ctx), ctx.cfg.vocab.cluster.fold_plurals)
+    fold = cfg.vocab.cluster.fold_plurals
+    return value_map(load_review_state(decisions_path(layout, cfg.vocab.decisions_path), fold),
+                     vocabulary_pairs(layout), fold)
 
 
-def _same_inputs(ctx: "StageContext", previous: dict[str, Any], names: tuple[str, ...]) -> bool:
+def _same_inputs(layout: RunLayout, previous: dict[str, Any], names: tuple[str, ...]) -> bool:
     seen = previous.get("inputs") or {}
-    return all(name in seen and seen[name] == _digest(ctx, name) for name in names)
+    return all(name in seen and seen[name] == tree_digest_or_absent(layout.root / name) for name in names)
 
 
-def _digest(ctx: "StageContext", name: str) -> str:
-    path = ctx.layout.root / name
-    return tree_digest(path) if path.exists() else "absent"
-
-
-def reuse_encoder(ctx: "StageContext", previous: dict[str, Any]) -> dict[str, Any] | None:
+def reuse_encoder(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Counts for the manifest when the trained encoder still covers the vocabulary (see module doc)."""
-    layout = ctx.layout
-    if is_remote(layout.root) or not _same_inputs(ctx, previous, ("catalog",)) \
-            or (previous.get("outputs") or {}).get("encoder") != _digest(ctx, "encoder"):
+    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog",)) \
+            or (previous.get("outputs") or {}).get("encoder") != tree_digest_or_absent(layout.root / "encoder"):
         return None
     trained = {(r["key"], r["value"]) for r in read_json(layout.root / "encoder" / "thresholds.json", default=[]) or []}
-    now = vocabulary_pairs(ctx)
+    now = vocabulary_pairs(layout)
     if not trained or not now:
         return None
-    mapped = current_names(ctx)
+    mapped = current_names(cfg, layout)
     covered = {(k, mapped(k, v)) for k, v in trained}
     if not now <= covered:
         return None
@@ -99,22 +89,21 @@ def reuse_encoder(ctx: "StageContext", previous: dict[str, Any]) -> dict[str, An
             f"and merges of trained values ({len(trained - now)} trained values now mapped or dropped)"}
 
 
-def map_assignments(ctx: "StageContext", previous: dict[str, Any]) -> dict[str, Any] | None:
+def map_assignments(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Rewrite the encoder's assignments through the decisions when the encoder and catalogue are unchanged."""
-    layout = ctx.layout
-    if is_remote(layout.root) or not _same_inputs(ctx, previous, ("catalog", "encoder")) \
-            or (previous.get("outputs") or {}).get("assignments") != _digest(ctx, "assignments"):
+    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog", "encoder")) \
+            or (previous.get("outputs") or {}).get("assignments") != tree_digest_or_absent(layout.root / "assignments"):
         return None
     base = layout.root / "scoped" / "assignments.parquet"
     marker = layout.root / "scoped" / "encoder.json"
-    encoder = _digest(ctx, "encoder")
+    encoder = tree_digest_or_absent(layout.root / "encoder")
     if (read_json(marker, default={}) or {}).get("encoder") != encoder:
         if (previous.get("counts") or {}).get("mapped"):
             return None  # the assignments on disk are already mapped ones and the encoder's own are gone
         shutil.rmtree(base, ignore_errors=True)
         shutil.copytree(layout.assignments, base)
         write_json(marker, {"encoder": encoder})
-    mapped = current_names(ctx)
+    mapped = current_names(cfg, layout)
     parts, rows, changed = [], 0, 0
     for name, table in iter_parts(base, ASSIGNMENTS):
         best: dict[tuple[str, str, str], list[Any]] = {}

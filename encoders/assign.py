@@ -32,7 +32,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ import torch
 
 from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
 from pinlanding.collections.config import RayConfig
+from pinlanding.collections.stage_inputs import StageInputs, artifact
 from pinlanding.collections.parts import (Part, commit_parts, count_rows, is_parted, iter_parts, part_names, read_part,
                                          write_part)
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
@@ -447,9 +448,42 @@ def _encoder_rows(ids: np.ndarray, idx: np.ndarray, conf: np.ndarray, vocab: lis
                          "value": pairs[chosen, 1] if len(chosen) else [], "confidence": conf[r, c]})
 
 
-def run_assign(ctx) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AssignInputs(StageInputs):
+    """The assign stage reads the catalogue, the curated vocabulary's attributes and the encoder."""
+
+    outputs = ("assignments",)
+    catalog: AnyPath = artifact("catalog")
+    vocabulary: AnyPath = artifact("vocabulary")
+    encoder: AnyPath = artifact("encoder")
+
+
+class AssignCounts(TypedDict, total=False):
+    """:func:`assign_products`'s counts; the timings are there only when products were embedded."""
+
+    products: int
+    parts: int
+    embedded: int
+    stored_image_features: int
+    reused: int
+    image_failures: int
+    extraction_rows: int
+    encoder_rows: int
+    confirmed_rows: int
+    attributes_per_product: float
+    extraction_per_product: float
+    embed_seconds: float
+    model_version: str
+    visual_index_rows: int
+    visual_index_reused: int
+    pipeline_seconds: float
+    first_batch_seconds: float
+    steady_products_per_s: float
+
+
+def run_assign(cfg: AssignConfig, ray_cfg: RayConfig, inputs: AssignInputs) -> AssignCounts:
     """Stage entry: assign the curated vocabulary to every product of the catalogue."""
-    layout = ctx.layout
+    layout = inputs.layout
     curated = layout.curated_attributes if layout.curated_attributes.exists() else None
-    return assign_products(layout.products, layout.dir("encoder"), layout.dir("assignments"), ctx.cfg.assign,
-                           ctx.cfg.ray, curated, layout.embeddings)
+    return assign_products(layout.products, layout.dir("encoder"), layout.dir("assignments"), cfg, ray_cfg,
+                           curated, layout.embeddings)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
 from pinlanding.collections.artifacts import AnyPath, as_path, write_json
+from pinlanding.collections.config import RayConfig, RunConfig
 from pinlanding.collections.engines import torch_device
+from pinlanding.collections.stage_inputs import Runtime, StageInputs, artifact
 from pinlanding.encoders.bundle import MODEL_FILE, EncoderBundle, save_bundle
 from pinlanding.encoders.calibrate import Calibration
 from pinlanding.encoders.checkpoint import seed_all
@@ -119,16 +121,30 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
     return TrainResult(bundle, history, metrics, cal, checked.scores, checked.positive, [data.ids[i] for i in val_idx])
 
 
-def run_train(ctx) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainInputs(StageInputs):
+    """The train stage reads the catalogue and the curated vocabulary with its attributes."""
+
+    outputs = ("encoder",)
+    catalog: AnyPath = artifact("catalog")
+    vocabulary: AnyPath = artifact("vocabulary")
+
+
+TrainCounts = TypedDict("TrainCounts", {
+    "epochs": int, "final_loss": float | None, "train_products": int, "heldout_products": int,
+    "attr_to_product_recall@10": float, "product_to_attr_recall@10": float, "assignable_attributes": int,
+    "model_version": str})
+
+
+def run_train(cfg: EncoderConfig, run: RunConfig, ray_cfg: Runtime[RayConfig], inputs: TrainInputs) -> TrainCounts:
     """Stage entry: read the catalogue and curated attributes, train, write ``encoder/``."""
-    cfg: EncoderConfig = ctx.cfg.encoder
-    layout = ctx.layout
+    layout = inputs.layout
     vocab = load_vocabulary(layout.vocabulary)
     sample = training_sample(layout.products, layout.curated_attributes, vocab, cfg.sample_products,
-                             ctx.cfg.run.seed, ctx.cfg.ray, cfg.single_valued_keys)
+                             run.seed, ray_cfg, cfg.single_valued_keys)
     result = train_encoder(cfg, sample.products, vocab, sample.positives, layout.dir("encoder"),
-                           exclusive=sample.exclusive_keys(cfg.exclusive_share, cfg.single_valued_keys), seed=ctx.cfg.run.seed,
-                           device=ctx.cfg.run.device)
+                           exclusive=sample.exclusive_keys(cfg.exclusive_share, cfg.single_valued_keys),
+                           seed=run.seed, device=run.device)
     h = result.metrics["heldout"]
     return {"epochs": len(result.history), "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,
             "train_products": result.metrics["train_products"], "heldout_products": result.metrics["heldout_products"],

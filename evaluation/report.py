@@ -12,7 +12,7 @@ import io
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -22,9 +22,9 @@ from pinlanding.collections import schemas
 from pinlanding.collections.artifacts import AnyPath, read_table, write_json, write_text
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
-from pinlanding.collections.layout import RunLayout, resolve_data_path
+from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import count_rows, part_names, read_part, select_rows
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.stage_inputs import Runtime, StageInputs, artifact, external
 from pinlanding.evaluation import plots
 from pinlanding.evaluation.config import EvaluationConfig
 from pinlanding.collections.queries import read_queries
@@ -209,10 +209,10 @@ def topic_stats(topics: pa.Table | None) -> dict[str, Any]:
                                   df.loc[df["status"] == "rejected", "reason"].value_counts().head(10).items()}}
 
 
-def search_demand(cfg: EvaluationConfig, vocab: pa.Table | None, feeds: pa.Table | None) -> dict[str, Any] | None:
-    """Search-intent analysis of the configured query log against the feeds; None when there is no log."""
-    path = resolve_data_path(cfg.queries)
-    if not path.exists():
+def search_demand(cfg: EvaluationConfig, path: AnyPath | None, vocab: pa.Table | None,
+                  feeds: pa.Table | None) -> dict[str, Any] | None:
+    """Search-intent analysis of the query log at ``path`` against the feeds; None when there is no log."""
+    if path is None or not path.exists():
         return None
     queries, skipped = read_queries(path, cfg.query_column)
     lexicon = Lexicon.build(vocab.to_pylist() if vocab is not None else [])
@@ -232,9 +232,10 @@ def _csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
     return buf.getvalue()
 
 
-def build_report(cfg: EvaluationConfig, layout: RunLayout,
+def build_report(cfg: EvaluationConfig, layout: RunLayout, queries: AnyPath | None,
                  ray_cfg: RayConfig | None = None) -> tuple[dict[str, Any], dict[str, pa.Table | None]]:
-    """Compute the report's figures (no writes), and the small artifacts they came from.
+    """Compute the report's figures (no writes), and the small artifacts they came from; ``queries``: the
+    search log (``evaluation.queries``, resolved), None for none.
 
     Per-product artifacts (products, attributes, assignments) are read part by part into mergeable
     counts; only the vocabulary, topics and feeds are held whole.
@@ -255,7 +256,7 @@ def build_report(cfg: EvaluationConfig, layout: RunLayout,
         "vocabulary": vocabulary_stats(tables["vocabulary"]),
         "topics": topic_stats(tables["topics"]),
         "feeds": feed_stats(tables["feeds"], layout.products if layout.products.exists() else None, cfg.k),
-        "search": search_demand(cfg, tables["vocabulary"], tables["feeds"]),
+        "search": search_demand(cfg, queries, tables["vocabulary"], tables["feeds"]),
     }, tables
 
 
@@ -284,12 +285,34 @@ def _charts(report: dict[str, Any]) -> dict[str, str]:
     return charts
 
 
-def run_report(ctx: StageContext) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ReportInputs(StageInputs):
+    """The report reads every per-product artifact, the vocabulary, topics and feeds, and the search log."""
+
+    outputs = ("report",)
+    catalog: AnyPath = artifact("catalog")
+    attributes: AnyPath = artifact("attributes")
+    vocabulary: AnyPath = artifact("vocabulary")
+    topics: AnyPath = artifact("topics")
+    assignments: AnyPath = artifact("assignments")
+    feeds: AnyPath = artifact("feeds")
+    queries: AnyPath | None = external("evaluation.queries")
+
+
+class ReportCounts(TypedDict):
+    products: int
+    collections: int
+    covered_share: float
+    queries: int
+    uncovered_query_share: float | None
+
+
+def run_report(cfg: EvaluationConfig, ray_cfg: Runtime[RayConfig], inputs: ReportInputs) -> ReportCounts:
     """Pipeline stage: write the label-free report under ``RUN/report/``."""
     start = time.perf_counter()
-    cfg = ctx.cfg.evaluation
-    report, tables = build_report(cfg, ctx.layout, ctx.cfg.ray)
-    out = ctx.layout.dir("report")
+    layout = inputs.layout
+    report, tables = build_report(cfg, layout, inputs.queries, ray_cfg)
+    out = layout.dir("report")
     search = report["search"]
     if search:
         write_text(out / "demand.csv", _csv(search["keys"], list(search["keys"][0]) if search["keys"] else ["key"]))
@@ -302,7 +325,7 @@ def run_report(ctx: StageContext) -> dict[str, Any]:
                       key=lambda r: (-(r["size"] or 0), r["slug"]))
         shown = [{"title": r["title"] or r["slug"], "slug": r["slug"], "size": r["size"], "attributes": feed_attrs(r),
                   "product_ids": [p["product_id"] for p in r["products"] or []]} for r in spread(rows, cfg.sample_collections)]
-        products = select_rows(ctx.layout.products, schemas.PRODUCTS, "product_id",
+        products = select_rows(layout.products, schemas.PRODUCTS, "product_id",
                                {p for c in shown for p in c["product_ids"][:cfg.k]}, ["product_id", "title", "image_path"])
         samples = sample_cards(shown, product_lookup(products), per=cfg.k)
     # the full per-query table is in uncovered_queries.csv; report.json keeps the summaries

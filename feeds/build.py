@@ -14,7 +14,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -24,15 +24,18 @@ import pyarrow.parquet as pq
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, is_remote, location, read_schema,
                                               read_table, write_json, write_table, write_text)
 from pinlanding.collections.parts import iter_parts, part_files, select_rows
+from pinlanding.collections.config import SparkConfig
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
+from pinlanding.collections.stage_inputs import StageInputs, artifact, decisions
 from pinlanding.encoders.visual import image_digest  # the visual index groups variants by the same digest
 from pinlanding.feeds import merch, scoring
 from pinlanding.feeds.config import FeedsConfig
+from pinlanding.vocab.config import VocabConfig
+from pinlanding.vocab.decisions import load_review_state
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyspark.sql import DataFrame, SparkSession
 
-    from pinlanding.collections.pipeline import StageContext
 
 REASONS = ("missing_id", "duplicate_topic", "duplicate_slug", "no_attributes", "thin_feed", "category_nonconformity",
            "duplicate_feed", merch.WINDOW_REASON)
@@ -309,21 +312,58 @@ def _read_row_groups(batches: Iterator[pa.RecordBatch], protocol: str, options: 
             yield from table.replace_schema_metadata(None).cast(schema).to_batches()
 
 
-def run_feeds(ctx: "StageContext") -> dict[str, Any]:
-    """Stage entry point: topics + assignments (+ embeddings) -> feeds/ (see module docstring)."""
+@dataclass(frozen=True)
+class FeedsInputs(StageInputs):
+    """The feeds stage reads the catalogue, the topics, the attribute graph (and embeddings) of ``assignments/``,
+    the merchandising decisions, and the vocabulary with the value decisions (to follow renamed collections)."""
+
+    outputs = ("feeds",)
+    catalog: AnyPath = artifact("catalog")
+    topics: AnyPath = artifact("topics")
+    assignments: AnyPath = artifact("assignments")
+    vocabulary: AnyPath = artifact("vocabulary")
+    decisions: AnyPath = decisions("value", "merch")
+
+
+class FeedsCounts(TypedDict, total=False):
+    """The feeds' counts; the scoring and merchandising counts are there when there was something to score or
+    merchandise."""
+
+    topics_in: int
+    feeds: int
+    dropped: int
+    dropped_by_reason: dict[str, int]
+    products_per_feed_median: float
+    distinct_products: int
+    variants_collapsed: int
+    distinct_products_with_variants: int
+    aliases: int
+    matching: str
+    pruning: bool
+    seconds: float
+    ann_pairs: int
+    merchandised: int
+    outside_window: int
+    urls_aliased: int
+    urls_gone: int
+
+
+def run_feeds(cfg: FeedsConfig, spark_cfg: SparkConfig, vocab: VocabConfig, inputs: FeedsInputs) -> FeedsCounts:
+    """Stage entry point: topics + assignments (+ embeddings) -> feeds/ (see module docstring); ``vocab``: how the
+    review decisions are normalized."""
     with warnings.catch_warnings():  # pyspark warns about pandas 3 on every Arrow transfer; it works here
         warnings.filterwarnings("ignore", message=".*pandas >= 3.0.0.*", category=FutureWarning)
-        return _run_feeds(ctx)
+        return _run_feeds(cfg, spark_cfg, vocab, inputs)
 
 
-def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
+def _run_feeds(cfg: FeedsConfig, spark_cfg: SparkConfig, vocab: VocabConfig, inputs: FeedsInputs) -> FeedsCounts:
     from pinlanding.collections.engines import spark_session
 
-    cfg, layout = ctx.cfg.feeds, ctx.layout
+    layout = inputs.layout
     start = time.perf_counter()
     topic_set = validate_topics(read_table(layout.topics, TOPICS))
     embeddings = layout.embeddings if cfg.matching == "ann" and layout.embeddings.exists() else None
-    spark = spark_session(ctx.cfg.spark)
+    spark = spark_session(spark_cfg)
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     assignments = load_assignments(spark, layout, cfg).cache()
     if topic_set.topics:
@@ -341,10 +381,13 @@ def _run_feeds(ctx: "StageContext") -> dict[str, Any]:
         conform = pd.DataFrame({"topic_id": [], "conformity": []})
     spark.catalog.clearCache()
     feeds, dropped = assemble(topic_set.topics, ranked, conform, cfg)
-    feeds, scheduled, merch_counts = merch.merchandise(ctx, feeds)  # pins, exclusions, titles, publish windows
+    review = load_review_state(inputs.decisions, vocab.cluster.fold_plurals)
+    # pins, exclusions, titles, publish windows
+    feeds, scheduled, merch_counts = merch.merchandise(feeds, review, layout.products, cfg.max_products)
     feeds, merged = merge_duplicates(feeds, cfg.duplicate_page, cfg.duplicate_share)
     dropped = topic_set.dropped + dropped + scheduled + merged
-    merch_counts.update(merch.record_changes(ctx, feeds, merged))  # old slugs -> aliases, gone ones -> tombstones
+    # old slugs -> aliases, gone ones -> tombstones
+    merch_counts.update(merch.record_changes(layout, review, vocab.cluster.fold_plurals, feeds, merged))
     write_feeds(layout, feeds, dropped)
     reasons = {r: sum(d["reason"] == r for d in dropped) for r in REASONS}
     sizes = [f["size"] for f in feeds]

@@ -8,15 +8,13 @@ with the same function. A feed outside its publish window is dropped with reason
 from __future__ import annotations
 
 from datetime import date
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-from pinlanding.collections.artifacts import read_json, read_table, write_json
+from pinlanding.collections.artifacts import AnyPath, read_json, read_table, write_json
+from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import iter_parts
 from pinlanding.collections.schemas import FEEDS, PRODUCTS
 from pinlanding.vocab.decisions import Merchandising, ReviewState
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pinlanding.collections.pipeline import StageContext
 
 WINDOW_REASON = "outside_window"
 
@@ -100,32 +98,32 @@ def url_changes(previous: Iterable[dict[str, Any]], feeds: list[dict[str, Any]],
     return {"aliased": aliased, "gone": gone, "added": sorted({f["slug"] for f in feeds} - old_slugs)}
 
 
-def merchandise(ctx: "StageContext", feeds: list[dict[str, Any]]) -> tuple[list[dict], list[dict], dict[str, Any]]:
-    """The feeds stage's step: the run's merchandising decisions applied (see :func:`apply_rules`)."""
-    from pinlanding.collections.scoped import review_state
-
-    state = review_state(ctx)
+def merchandise(feeds: list[dict[str, Any]], state: ReviewState, products: AnyPath,
+                max_products: int) -> tuple[list[dict], list[dict], dict[str, Any]]:
+    """The feeds stage's step: the merchandising decisions in ``state`` applied to the feeds of the catalogue
+    ``products`` (see :func:`apply_rules`)."""
     if not any(not r.empty() for r in state.merch.values()):
         return feeds, [], {}
     catalogue: set[str] = set()
-    for _, part in iter_parts(ctx.layout.products, PRODUCTS, ["product_id"]):
+    for _, part in iter_parts(products, PRODUCTS, ["product_id"]):
         catalogue.update(part.column("product_id").to_pylist())
-    kept, dropped, changed = apply_rules(feeds, state, date.today(), catalogue, ctx.cfg.feeds.max_products)
+    kept, dropped, changed = apply_rules(feeds, state, date.today(), catalogue, max_products)
     return kept, dropped, {"merchandised": changed, "outside_window": len(dropped)}
 
 
-def record_changes(ctx: "StageContext", feeds: list[dict[str, Any]], dropped: list[dict[str, Any]]) -> dict[str, Any]:
+def record_changes(layout: RunLayout, state: ReviewState, fold: bool, feeds: list[dict[str, Any]],
+                   dropped: list[dict[str, Any]]) -> dict[str, Any]:
     """Compare with the feeds the last run published (still on disk) and write ``feeds/changes.json``;
+    ``state`` and ``fold``: the review decisions (renames and merges since then) and ``vocab.cluster.fold_plurals``;
     ``dropped``: this run's dropped records (duplicates name the slug they were merged under)."""
-    from pinlanding.collections.scoped import current_names
+    from pinlanding.collections.scoped import value_map, vocabulary_pairs
     from pinlanding.vocab.topics import topic_id
 
-    layout = ctx.layout
     previous = read_table(layout.feeds, FEEDS).to_pylist() if layout.feeds.exists() else []
     before = read_json(layout.dir("feeds") / "changes.json", default={}) or {}
     moved: dict[str, str] = {}
     if previous:
-        mapped = current_names(ctx)
+        mapped = value_map(state, vocabulary_pairs(layout), fold)
         for old in previous:
             pairs = [(a["key"], mapped(a["key"], a["value"])) for a in old["attributes"] or []]
             if pairs and all(v is not None for _, v in pairs):

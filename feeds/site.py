@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypedDict
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
@@ -46,11 +46,9 @@ from pinlanding.collections.artifacts import (AnyPath, as_path, atomic_path, is_
 from pinlanding.collections.ingest import clean_url
 from pinlanding.collections.parts import is_parted, list_parts, read_part, select_rows
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, SIMILAR
+from pinlanding.collections.stage_inputs import StageInputs, artifact
 from pinlanding.feeds.build import read_feeds
 from pinlanding.feeds.config import FeedsConfig, SiteConfig
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pinlanding.collections.pipeline import StageContext
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".gif", ".webp"}
@@ -865,7 +863,7 @@ def state_path(out: AnyPath) -> AnyPath:
 def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out: str | AnyPath,
                cfg: SiteConfig, matched: list[int | None] | None = None, now: str | None = None,
                similar: dict[str, list[tuple[str, float]]] | None = None,
-               gone: list[str] | None = None) -> dict[str, int]:
+               gone: list[str] | None = None) -> SiteCounts:
     """Write (incrementally) the site for ``feeds`` under ``out``; returns counts of what changed.
 
     ``matched``: per feed, how many products match (see :func:`match_counts`); ``now``: the ``lastmod`` of
@@ -953,19 +951,50 @@ def build_site(feeds: list[dict[str, Any]], products: list[dict[str, Any]], out:
             "matched_known": sum(1 for c in cols if c.matched is not None)}
 
 
-def run_site(ctx: "StageContext", out: str | AnyPath | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class SiteInputs(StageInputs):
+    """The site stage reads the feeds, the catalogue, and ``assignments/`` (match counts, the visual index)."""
+
+    outputs = ("site",)
+    catalog: AnyPath = artifact("catalog")
+    feeds: AnyPath = artifact("feeds")
+    assignments: AnyPath = artifact("assignments")
+
+
+class SiteCounts(TypedDict):
+    collections: int
+    hubs: int
+    pages: int
+    redirects: int
+    tombstones: int
+    pages_written: int
+    pages_unchanged: int
+    pages_removed: int
+    similar_pages: int
+    sitemap_urls: int
+    sitemaps: int
+    images: int
+    images_removed: int
+    larger_photos: int
+    missing_images: int
+    matched_known: int
+
+
+def run_site(cfg: SiteConfig, feeds_cfg: FeedsConfig, inputs: SiteInputs,
+             out: str | AnyPath | None = None) -> SiteCounts:
     """Stage entry point: feeds + catalogue (+ assignments, for the match counts) -> site/ (see module docstring);
-    ``out``: build the site in another folder instead (benchmarks: the same run under another base URL)."""
-    feeds = read_feeds(ctx.layout)
+    ``feeds_cfg``: how the feeds stage matched products; ``out``: build the site in another folder instead
+    (benchmarks: the same run under another base URL)."""
+    layout = inputs.layout
+    feeds = read_feeds(layout)
     shown = {p["product_id"] for f in feeds for p in f["products"]}  # the catalogue is read part by part for these
-    products = select_rows(ctx.layout.products, PRODUCTS, "product_id", shown,
+    products = select_rows(layout.products, PRODUCTS, "product_id", shown,
                            ["product_id", "title", "brand", "price", "currency", "image_path", "content_hash",
                             "url"]).to_pylist()
-    matched = match_counts(ctx.layout.root / "assignments" / "assignments.parquet", ctx.layout.products, feeds,
-                           ctx.cfg.feeds)
-    similar = similar_products(ctx.layout, shown, ctx.cfg.site.similar, cache=ctx.layout.root / "site.similar.parquet")
-    changes = read_json(ctx.layout.dir("feeds") / "changes.json", default={}) or {}
-    return build_site(feeds, products, out if out is not None else ctx.layout.dir("site"), ctx.cfg.site, matched,
+    matched = match_counts(inputs.assignments / "assignments.parquet", layout.products, feeds, feeds_cfg)
+    similar = similar_products(layout, shown, cfg.similar, cache=layout.root / "site.similar.parquet")
+    changes = read_json(layout.dir("feeds") / "changes.json", default={}) or {}
+    return build_site(feeds, products, out if out is not None else layout.dir("site"), cfg, matched,
                       similar=similar, gone=changes.get("gone") or [])
 
 

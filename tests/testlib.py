@@ -4,9 +4,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from PIL import Image
+
+from pinlanding.collections.config import PipelineConfig
+from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import call_stage
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,6 +20,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = (REPO / ".." / "shared" / "datasets").resolve()
 MYNTRA = DATASETS / "myntra"
+
+
+class Run(NamedTuple):
+    """A config and a run folder: ``call_stage(run_x, *run)`` runs a stage on it as the pipeline does."""
+
+    cfg: PipelineConfig
+    layout: RunLayout
 
 
 def require_myntra() -> Path:

@@ -8,9 +8,10 @@ counts (:mod:`.curator`), each part is mapped to canonical values and written as
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
-from typing import Any, Callable
+from typing import Callable, TypedDict
 
 import pyarrow as pa
 
@@ -20,22 +21,45 @@ from pinlanding.collections.engines import map_parts
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import Part, commit_parts, count_rows, part_names, read_part, write_part
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
+from pinlanding.collections.stage_inputs import Runtime, StageInputs, artifact, decisions, external
 from pinlanding.vocab.clustering import EmbeddingCache
 from pinlanding.vocab.config import VocabConfig
 from pinlanding.vocab.counts import CuratedCounts, RawCounts, ValueStats, canonicalize, count_raw, merge_counts
 from pinlanding.vocab.curator import VocabCurator
-from pinlanding.vocab.decisions import decisions_path, load_review_state
+from pinlanding.vocab.decisions import load_review_state
 from pinlanding.vocab.report import build_report, report_markdown
 from pinlanding.vocab.versions import write_version
 
 
-def _value_scorer(cfg: VocabConfig) -> Callable[[str, str], float | None] | None:
+@dataclass(frozen=True)
+class VocabInputs(StageInputs):
+    """The vocab stage reads the catalogue, the raw attributes, the value decisions and the shopper queries."""
+
+    outputs = ("vocabulary",)
+    catalog: AnyPath = artifact("catalog")
+    attributes: AnyPath = artifact("attributes")
+    decisions: AnyPath = decisions("value")
+    queries: AnyPath | None = external("vocab.judge.queries")
+
+
+class VocabCounts(TypedDict):
+    version: str
+    values: int
+    raw_distinct: int
+    merged_clusters: int
+    dropped: int
+    curated_rows: int
+    decisions_applied: int
+
+
+def _value_scorer(cfg: VocabConfig, queries: AnyPath | None) -> Callable[[str, str], float | None] | None:
     """Value judge scores: share of shopper queries naming the value, log-scaled to [0, 1] (1 = 100+ queries)."""
-    from pinlanding.collections.layout import resolve_data_path
     from pinlanding.vocab.judge import QueryIndex
 
+    if queries is None:
+        return None
     try:
-        index = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column)
+        index = QueryIndex.from_tsv(queries, cfg.judge.query_column)
     except (FileNotFoundError, ValueError):
         return None
     return lambda key, value: round(min(1.0, math.log1p(index.mentions(value)) / math.log1p(100)), 4)
@@ -72,20 +96,22 @@ def catalog_parts(layout: RunLayout, per_product: AnyPath) -> list[str]:
     return names
 
 
-def curate(cfg: VocabConfig, layout: RunLayout,
+def curate(cfg: VocabConfig, inputs: VocabInputs,
            ray_cfg: RayConfig | None = None) -> tuple[VocabCurator, ValueStats, ValueStats]:
     """Fit the curator on the run's raw attributes (counted part by part), write the curated attributes part by
     part; return the curator and the raw and curated statistics."""
+    layout = inputs.layout
     names = catalog_parts(layout, layout.attributes)
     fold = cfg.cluster.fold_plurals
     weak = tuple(cfg.evidence.weak_sources)
     raw = merge_counts(map_parts(partial(_count_part, layout.attributes, cfg.max_value_chars, fold, weak), names,
                                  ray_cfg, desc="vocab: count"), RawCounts())
-    review = load_review_state(decisions_path(layout, cfg.decisions_path), fold)
+    review = load_review_state(inputs.decisions, fold)
     embedder = EmbeddingCache(cfg.cluster.model, layout.dir("vocabulary") / ".embedding_cache.parquet",
                               cfg.cluster.batch_size)
     curator = VocabCurator(cfg.min_product_share, cfg.min_products, cfg.max_value_chars, cfg.cluster, review,
-                           embedder, _value_scorer(cfg), cfg.category_key, cfg.evidence).fit(raw, count_rows(layout.products))
+                           embedder, _value_scorer(cfg, inputs.queries), cfg.category_key,
+                           cfg.evidence).fit(raw, count_rows(layout.products))
     embedder.save()
     out = as_path(layout.curated_attributes)
     written = map_parts(partial(_curate_part, layout.attributes, out, _Transform(curator)), names, ray_cfg,
@@ -95,11 +121,10 @@ def curate(cfg: VocabConfig, layout: RunLayout,
     return curator.build(curated), raw.stats, curated.stats
 
 
-def run_vocab(ctx: Any) -> dict[str, Any]:
+def run_vocab(cfg: VocabConfig, ray_cfg: Runtime[RayConfig], inputs: VocabInputs) -> VocabCounts:
     """Stage entry point: writes vocabulary/{vocabulary,attributes,merges,dropped}.parquet, versions, report."""
-    cfg: VocabConfig = ctx.cfg.vocab
-    layout: RunLayout = ctx.layout
-    curator, raw, curated = curate(cfg, layout, ctx.cfg.ray)
+    layout = inputs.layout
+    curator, raw, curated = curate(cfg, inputs, ray_cfg)
     folder = layout.dir("vocabulary")
     vocab = pa.Table.from_pylist(curator.vocab_, schema=VOCAB)
     write_table(vocab, layout.vocabulary, VOCAB)

@@ -18,7 +18,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, TypedDict
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,7 @@ from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, at
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
+from pinlanding.collections.stage_inputs import StageInputs, artifact
 from pinlanding.vocab.config import ExtractConfig
 from pinlanding.vocab.extractors import create_extractor, extractor_params, load_backends
 from pinlanding.vocab.extractors.base import RESULT_SCHEMA, TRANSIENT_ERRORS, Extractor, RefineInput, Refiner
@@ -303,10 +304,27 @@ def _clear(run: _Run) -> None:
             f.unlink(missing_ok=True)
 
 
-def run_extract(ctx: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ExtractInputs(StageInputs):
+    """The extract stage reads the catalogue."""
+
+    outputs = ("attributes",)
+    catalog: AnyPath = artifact("catalog")
+
+
+class ExtractCounts(TypedDict):
+    products: int
+    attributes: int
+    failures: int
+    extracted: int  # products sent to the backend this run
+    cached: int  # products whose result came from the cache
+    backend: str
+    parts: int
+
+
+def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -> ExtractCounts:
     """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring)."""
-    cfg: ExtractConfig = ctx.cfg.extract
-    layout = ctx.layout
+    layout = inputs.layout
     start = time.perf_counter()
     extractor = create_extractor(cfg)
     out = layout.dir("attributes")
@@ -316,7 +334,7 @@ def run_extract(ctx: Any) -> dict[str, Any]:
     _clear(run)
     for sub in ("todo", "fresh", "results"):
         make_dirs(run.folder(sub))
-    planned = map_parts(partial(_plan_part, run), names, ctx.cfg.ray, desc="cache lookup")
+    planned = map_parts(partial(_plan_part, run), names, ray_cfg, desc="cache lookup")
     n_products, cached, extracted = (sum(p[i] for p in planned) for i in range(3))
 
     def sink(batch: pa.Table) -> None:
@@ -326,18 +344,18 @@ def run_extract(ctx: Any) -> dict[str, Any]:
     todo = list_files(run.folder("todo"))
     if todo:
         if cfg.engine == "ray":
-            extract_ray(todo, extractor, cfg, ctx.cfg.ray, sink)
+            extract_ray(todo, extractor, cfg, ray_cfg, sink)
         else:
             extract_local(todo, extractor, cfg, sink)
     run.cache.compact(cfg.compact_after_parts)
     extract_seconds = time.perf_counter() - start
 
-    map_parts(partial(_resolve_part, run), names, ctx.cfg.ray, desc="resolve results")
+    map_parts(partial(_resolve_part, run), names, ray_cfg, desc="resolve results")
     refiner = extractor.refiner()
     for step in range(refiner.rounds if refiner is not None else 0):
-        refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ctx.cfg.ray,
+        refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ray_cfg,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))
-    written = map_parts(partial(_write_part, run, refiner), names, ctx.cfg.ray, desc="refine and write")
+    written = map_parts(partial(_write_part, run, refiner), names, ray_cfg, desc="refine and write")
     parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
     failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()
     write_table(failures, out / "failures.parquet", EXTRACTION_FAILURES)

@@ -23,21 +23,22 @@ from collections import Counter, defaultdict
 from itertools import combinations
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Iterable
+from typing import Any, Iterable, TypedDict
 
 import pyarrow as pa
 
 from pinlanding.collections.artifacts import AnyPath, json_digest, write_json, write_table, write_text
 from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
-from pinlanding.collections.layout import RunLayout, resolve_data_path
 from pinlanding.collections.parts import count_rows, iter_parts, read_part
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, TOPICS
+from pinlanding.collections.stage_inputs import Runtime, StageInputs, artifact, decisions, external
 from pinlanding.collections.text import split_words
 from pinlanding.evaluation.mapping import family_of, normalize
-from pinlanding.vocab.config import JudgeConfig, TopicsConfig
+from pinlanding.feeds.config import FeedsConfig
+from pinlanding.vocab.config import JudgeConfig, TopicsConfig, VocabConfig
 from pinlanding.vocab.curate import catalog_parts
-from pinlanding.vocab.decisions import ReviewState, decisions_path, load_review_state
+from pinlanding.vocab.decisions import ReviewState, load_review_state
 from pinlanding.vocab.judge import (Attrs, Candidate, CooccurrenceStats, JudgeCache, JudgeContext, Judgement,
                                     QueryIndex, create_judge)
 
@@ -423,29 +424,51 @@ def _md(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def run_topics(ctx: Any) -> dict[str, Any]:
-    """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json."""
-    cfg, tc = ctx.cfg.vocab, ctx.cfg.topics
-    layout: RunLayout = ctx.layout
+@dataclass(frozen=True)
+class TopicsInputs(StageInputs):
+    """The topics stage reads the catalogue, the attribute graph (assignments), the value and topic decisions
+    and the shopper queries its judge scores phrasing against."""
+
+    outputs = ("topics",)
+    catalog: AnyPath = artifact("catalog")
+    assignments: AnyPath = artifact("assignments")
+    decisions: AnyPath = decisions("value", "topic")
+    queries: AnyPath | None = external("vocab.judge.queries")
+
+
+class TopicsCounts(TypedDict):
+    candidates: int
+    kept: int
+    rejected: int
+    judge: str
+    judge_cache_hits: int
+
+
+def run_topics(tc: TopicsConfig, vocab: VocabConfig, feeds: FeedsConfig, ray_cfg: Runtime[RayConfig],
+               inputs: TopicsInputs) -> TopicsCounts:
+    """Stage entry point: writes topics/topics.parquet, topics/report.{json,md}, topics/.judge_cache.json.
+    ``vocab``: the vocabulary settings its judge and the decisions use; ``feeds``: the feeds stage's confidence
+    floor and variant grouping, so that a kept topic's support is its feed's size."""
+    layout = inputs.layout
     _check(tc)
     n_products = count_rows(layout.products)
-    review = load_review_state(decisions_path(layout, cfg.decisions_path), cfg.cluster.fold_plurals)
+    review = load_review_state(inputs.decisions, vocab.cluster.fold_plurals)
     # support counted with the feeds stage's confidence floor: a kept topic is a feed of that many products
     counts = count_parts(layout.assignments, catalog_parts(layout, layout.assignments),
-                         tc.min_support, tc.max_arity, accepted_tuples(review).values(), ctx.cfg.ray,
-                         min_confidence=ctx.cfg.feeds.min_confidence,
-                         products=layout.products if ctx.cfg.feeds.variants else None)
+                         tc.min_support, tc.max_arity, accepted_tuples(review).values(), ray_cfg,
+                         min_confidence=feeds.min_confidence,
+                         products=layout.products if feeds.variants else None)
     spellings = brand_spellings(b for _, part in iter_parts(layout.products, PRODUCTS, ["brand"])
                                 for b in part.column("brand").to_pylist())
-    queries = QueryIndex.from_tsv(resolve_data_path(cfg.judge.queries), cfg.judge.query_column) \
-        if cfg.judge.backend == "cooccurrence" else None
+    queries = QueryIndex.from_tsv(inputs.queries, vocab.judge.query_column) \
+        if vocab.judge.backend == "cooccurrence" else None
     folder = layout.dir("topics")
-    cache = JudgeCache(folder / ".judge_cache.json" if cfg.judge.cache else None)
-    rows, report = build_topics(tc, cfg.judge, counts, n_products, queries, review, cache, spellings)
-    report["min_confidence"] = ctx.cfg.feeds.min_confidence
+    cache = JudgeCache(folder / ".judge_cache.json" if vocab.judge.cache else None)
+    rows, report = build_topics(tc, vocab.judge, counts, n_products, queries, review, cache, spellings)
+    report["min_confidence"] = feeds.min_confidence
     report["held_out"] = held_out_values(layout.assignments, catalog_parts(layout, layout.assignments), tc.min_support,
-                                         ctx.cfg.feeds.min_confidence, ctx.cfg.ray,
-                                         layout.products if ctx.cfg.feeds.variants else None)
+                                         feeds.min_confidence, ray_cfg,
+                                         layout.products if feeds.variants else None)
     write_table(pa.Table.from_pylist(rows, schema=TOPICS), layout.topics, TOPICS)
     write_json(folder / "report.json", report)
     write_text(folder / "report.md", _report_markdown(report))

@@ -24,7 +24,7 @@ from pinlanding.collections.pipeline import Pipeline, Stage, get_stage
 
 import core._stages as fake  # noqa: E402  (tests/ is on the test path)
 
-STAGES = (get_stage("ingest"), Stage("ids", "core._stages:ids_stage", ("catalog",), ("report",), ("evaluation",)))
+STAGES = (get_stage("ingest"), Stage("ids", "core._stages:ids_stage"))
 
 
 def _pipeline(catalog: Path, out: Path, **kw) -> Pipeline:
@@ -183,13 +183,50 @@ def test_an_unknown_stage_is_an_error_not_a_skip(tiny_catalog: Path, tmp_path: P
     assert not (tmp_path / "run" / "manifest.json").exists()
 
 
-def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
-    def fingerprints(*overrides: str) -> dict[str, str]:
-        pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(tmp_path / "run"))
-        return {name: pipeline.fingerprint(get_stage(name)) for name in ("vocab", "topics")}
+def _fingerprints(out: Path, names: tuple[str, ...], *overrides: str) -> dict[str, str]:
+    """The named stages' fingerprints on ``out`` under the default config with ``overrides``."""
+    pipeline = Pipeline(load_config(overrides=list(overrides)), RunLayout(out))
+    return {name: pipeline.fingerprint(get_stage(name)) for name in names}
 
-    base, changed = fingerprints(), fingerprints("topics.min_support=20")
+
+def test_a_topics_setting_reruns_topics_not_vocab(tmp_path: Path) -> None:
+    names = ("vocab", "topics")
+    base, changed = _fingerprints(tmp_path, names), _fingerprints(tmp_path, names, "topics.min_support=20")
     assert changed["vocab"] == base["vocab"] and changed["topics"] != base["topics"]
-    assert fingerprints("vocab.judge.keep_threshold=0.9")["topics"] != base["topics"]  # topics judges with it
+    judged = _fingerprints(tmp_path, names, "vocab.judge.keep_threshold=0.9")
+    assert judged["topics"] != base["topics"]  # topics judges with it
     with pytest.raises(ValidationError, match=r"vocab\.topics\s+Extra inputs are not permitted"):
         load_config(overrides=["vocab.topics.min_support=20"])
+
+
+def test_editing_an_external_file_reruns_exactly_the_stages_that_declare_it(tiny_catalog: Path, tmp_path: Path) -> None:
+    log = tmp_path / "queries.tsv"
+    log.write_text("English query\nred dress\n")
+    cfg = load_config(overrides=[f"evaluation.queries={log}"])
+    stages = (*STAGES, Stage("queries", "core._stages:queries_stage"))
+    fake.CALLS.clear()
+    Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries"]
+    Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries"]  # nothing changed: both reused
+    log.write_text("English query\nblue shirt\n")  # same path, same settings, new content
+    manifest = Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert fake.CALLS == ["ids", "queries", "queries"]
+    assert (tmp_path / "run" / "topics" / "queries.txt").read_text().endswith("blue shirt\n")
+    assert manifest["stages"]["queries"]["counts"] == {"bytes": log.stat().st_size}
+
+
+def test_a_stage_reads_only_the_folders_its_inputs_type_declares(tiny_catalog: Path, tmp_path: Path) -> None:
+    stages = (*STAGES[:1], Stage("undeclared", "core._stages:undeclared_stage"))
+    with pytest.raises(ValueError, match=r"'topics' is not among this stage's folders \['catalog', 'report'\]"):
+        Pipeline(load_config(), RunLayout(tmp_path / "run"), catalog=tiny_catalog, stages=stages).run()
+    assert get_stage("vocab").inputs == ("catalog", "attributes", "review")  # from VocabInputs' fields
+    assert get_stage("vocab").outputs == ("vocabulary",)
+
+
+def test_a_runtime_section_is_given_to_the_stage_but_not_fingerprinted(tmp_path: Path) -> None:
+    names = ("extract", "vocab")
+    base, more_cpus = _fingerprints(tmp_path, names), _fingerprints(tmp_path, names, "ray.num_cpus=3")
+    assert more_cpus["vocab"] == base["vocab"] and more_cpus["extract"] != base["extract"]
+    assert get_stage("vocab").sections == ("vocab",) and get_stage("extract").sections == ("extract", "ray")
+    assert "ray_cfg" in get_stage("vocab").signature.sections  # vocab still receives the Ray settings

@@ -8,7 +8,7 @@ from pinlanding.collections.artifacts import tree_digest, write_json, write_tabl
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.parts import read_all, write_parts
-from pinlanding.collections.pipeline import Pipeline, StageContext, get_stage
+from pinlanding.collections.pipeline import Pipeline, get_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, VOCAB
 from pinlanding.collections.scoped import map_assignments, reuse_encoder, value_map
 from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path
@@ -20,7 +20,7 @@ def _vocab(layout: RunLayout, values: list[str]) -> None:
                 layout.root / "vocabulary" / "vocabulary.parquet", VOCAB)
 
 
-def _run(tmp_path) -> tuple[StageContext, dict, dict]:
+def _run(tmp_path) -> tuple[PipelineConfig, RunLayout, dict, dict]:
     layout = RunLayout(tmp_path / "run")
     (layout.root / "catalog").mkdir(parents=True)
     (layout.root / "catalog" / "products.parquet").write_bytes(b"stand-in")
@@ -36,7 +36,7 @@ def _run(tmp_path) -> tuple[StageContext, dict, dict]:
     train = {"inputs": {"catalog": digest["catalog"]}, "outputs": {"encoder": digest["encoder"]}, "counts": {}}
     assign = {"inputs": {"catalog": digest["catalog"], "encoder": digest["encoder"]},
               "outputs": {"assignments": digest["assignments"]}, "counts": {}}
-    return StageContext(PipelineConfig(), layout), train, assign
+    return PipelineConfig(), layout, train, assign
 
 
 def _decide(layout: RunLayout, *decisions: Decision) -> None:
@@ -52,34 +52,34 @@ def test_value_map_follows_renames_and_merges_and_drops_rejects():
 
 
 def test_rename_reject_merge_keep_the_encoder_and_map_its_assignments(tmp_path):
-    ctx, train, assign = _run(tmp_path)
-    _decide(ctx.layout, Decision(action="merge", who="m", key="color", value="Navy", target="Blue"),
+    cfg, layout, train, assign = _run(tmp_path)
+    _decide(layout, Decision(action="merge", who="m", key="color", value="Navy", target="Blue"),
             Decision(action="rename", who="m", key="color", value="Blue", target="Sky"))
-    _vocab(ctx.layout, ["Red", "Sky"])  # what the vocab stage makes of the decisions
-    assert "encoder kept" in reuse_encoder(ctx, train)["reused"]
-    counts = map_assignments(ctx, assign)
+    _vocab(layout, ["Red", "Sky"])  # what the vocab stage makes of the decisions
+    assert "encoder kept" in reuse_encoder(cfg, layout, train)["reused"]
+    counts = map_assignments(cfg, layout, assign)
     rows = sorted((r["product_id"], r["value"], round(r["confidence"], 2), r["source"])
-                  for r in read_all(ctx.layout.assignments, ASSIGNMENTS).to_pylist())
+                  for r in read_all(layout.assignments, ASSIGNMENTS).to_pylist())
     assert rows == [("p1", "Red", 0.9, "encoder"), ("p1", "Sky", 0.7, "extraction+encoder"),
                     ("p2", "Sky", 0.8, "extraction+encoder"), ("p3", "Red", 0.6, "extraction")]
     assert counts["mapped"] == 3 and counts["assignments"] == 4
     # undoing the rename maps again from the encoder's own assignments, kept aside: Blue comes back
-    decisions = DecisionStore(decisions_path(ctx.layout)).read()
-    _decide(ctx.layout, Decision(action="undo", who="m", undoes=decisions[1].id, key="color", value="Blue"))
-    _vocab(ctx.layout, ["Red", "Blue"])
-    assign = {**assign, "outputs": {"assignments": tree_digest(ctx.layout.root / "assignments")}, "counts": counts}
-    assert map_assignments(ctx, assign) is not None
-    assert {r["value"] for r in read_all(ctx.layout.assignments, ASSIGNMENTS).to_pylist()} == {"Red", "Blue"}
+    decisions = DecisionStore(decisions_path(layout)).read()
+    _decide(layout, Decision(action="undo", who="m", undoes=decisions[1].id, key="color", value="Blue"))
+    _vocab(layout, ["Red", "Blue"])
+    assign = {**assign, "outputs": {"assignments": tree_digest(layout.root / "assignments")}, "counts": counts}
+    assert map_assignments(cfg, layout, assign) is not None
+    assert {r["value"] for r in read_all(layout.assignments, ASSIGNMENTS).to_pylist()} == {"Red", "Blue"}
 
 
 def test_a_new_value_or_another_catalogue_retrains(tmp_path):
-    ctx, train, assign = _run(tmp_path)
-    _vocab(ctx.layout, ["Red", "Blue", "Navy", "Green"])  # Green: the encoder never learned it
-    assert reuse_encoder(ctx, train) is None
-    _vocab(ctx.layout, ["Red"])
-    (ctx.layout.root / "catalog" / "products.parquet").write_bytes(b"another catalogue")
-    assert reuse_encoder(ctx, train) is None and map_assignments(ctx, assign) is None
-    assert reuse_encoder(ctx, {}) is None
+    cfg, layout, train, assign = _run(tmp_path)
+    _vocab(layout, ["Red", "Blue", "Navy", "Green"])  # Green: the encoder never learned it
+    assert reuse_encoder(cfg, layout, train) is None
+    _vocab(layout, ["Red"])
+    (layout.root / "catalog" / "products.parquet").write_bytes(b"another catalogue")
+    assert reuse_encoder(cfg, layout, train) is None and map_assignments(cfg, layout, assign) is None
+    assert reuse_encoder(cfg, layout, {}) is None
 
 
 def test_fingerprints_read_only_their_decisions(tmp_path):

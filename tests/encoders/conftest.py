@@ -67,9 +67,9 @@ def tiny_run(tmp_path: Path) -> RunLayout:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory) -> RunLayout:
     """A tiny run with a trained encoder (trained once per test session; copy it before writing to it)."""
-    from pinlanding.collections.pipeline import StageContext
+    from pinlanding.collections.pipeline import call_stage
     from pinlanding.encoders.train import run_train
 
     layout = build_run(tmp_path_factory.mktemp("trained"))
-    run_train(StageContext(tiny_config(), layout))
+    call_stage(run_train, tiny_config(), layout)
     return layout

@@ -9,9 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from testlib import Run
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.collections.parts import part_names
 from pinlanding.encoders.assign import EmbedAndScore, Preprocess, merge_graph, run_assign
@@ -36,8 +38,8 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     rows[20]["content_hash"] = hashlib.sha256(b"corrupted photo").hexdigest()  # as ingest hashes the new bytes
     write_table(pa.Table.from_pylist(rows, schema=PRODUCTS), run_copy.products, PRODUCTS)
     products = read_table(run_copy.products, PRODUCTS)
-    ctx = StageContext(tiny_config(), run_copy)
-    counts = run_assign(ctx)
+    ctx = Run(tiny_config(), run_copy)
+    counts = call_stage(run_assign, *ctx)
     # the other photos' frozen features come from the train stage's store; the changed one is decoded
     assert counts["stored_image_features"] == 47
 
@@ -68,7 +70,7 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     assert part_names(run_copy.assignments) == part_names(run_copy.embeddings) == ["part-00000"]
 
     # incremental: nothing changed -> nothing re-embedded, same graph
-    again = run_assign(ctx)
+    again = call_stage(run_assign, *ctx)
     assert again["embedded"] == 0 and again["reused"] == 48
     assert read_table(run_copy.assignments, ASSIGNMENTS).equals(graph)
 
@@ -77,7 +79,7 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     changed[5]["title"] = "Acme Men Green Shirt"
     changed[5]["content_hash"] = hashlib.sha256(b"changed").hexdigest()
     write_table(pa.Table.from_pylist(changed, schema=PRODUCTS), run_copy.products, PRODUCTS)
-    third = run_assign(ctx)
+    third = call_stage(run_assign, *ctx)
     assert third["embedded"] == 1 and third["reused"] == 47
     new = read_table(run_copy.embeddings, EMBEDDINGS)
     row = new.filter(pc.equal(new.column("product_id"), changed[5]["product_id"]))

@@ -11,7 +11,7 @@ from testlib import split_into_parts
 from pinlanding.collections import parts
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
 from pinlanding.encoders.assign import collect_parts, run_assign
 from pinlanding.encoders.index import embedding_matrix
@@ -60,7 +60,7 @@ def _refuse_whole_reads(monkeypatch) -> None:
 def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(trained_run, tmp_path, monkeypatch):
     one, parted = (RunLayout(shutil.copytree(trained_run.root, tmp_path / name)) for name in ("one", "parted"))
     cfg = tiny_config()
-    single = run_assign(StageContext(cfg, one))
+    single = call_stage(run_assign, cfg, one)
 
     names = split_into_parts(parted.products, 20, (parted.curated_attributes, ATTRIBUTES))
     empty = parts.write_part(parted.products, "part-00003", PRODUCTS.empty_table(), PRODUCTS)
@@ -68,7 +68,7 @@ def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(tra
     names.append("part-00003")
     with monkeypatch.context() as m:
         _refuse_whole_reads(m)
-        counts = run_assign(StageContext(cfg, parted))
+        counts = call_stage(run_assign, cfg, parted)
     assert counts["parts"] == 4 and counts["embedded"] == 48 and counts["reused"] == 0
     for key in ("products", "extraction_rows", "encoder_rows", "attributes_per_product", "image_failures"):
         assert counts[key] == single[key], key
@@ -92,7 +92,7 @@ def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(tra
     # incremental, part by part: every stored embedding is reused (no Ray job), same graph
     with monkeypatch.context() as m:
         _refuse_whole_reads(m)
-        again = run_assign(StageContext(cfg, parted))
+        again = call_stage(run_assign, cfg, parted)
     assert again["embedded"] == 0 and again["reused"] == 48 and set(_rows(parted)) == set(want)
 
     # a product whose content changed is embedded again; the rest of its part is reused
@@ -102,6 +102,6 @@ def test_assign_on_a_parted_catalogue_matches_one_part_and_is_co_partitioned(tra
     table = table.set_column(1, "content_hash", pc.if_else(mask, "stale", table["content_hash"]))
     parts.commit_parts(parted.embeddings, [parts.write_part(parted.embeddings, stored[0].name, table, EMBEDDINGS),
                                            *stored[1:]], EMBEDDINGS)
-    third = run_assign(StageContext(cfg, parted))
+    third = call_stage(run_assign, cfg, parted)
     assert third["reused"] == 47 and third["embedded"] == 1
     assert parts.part_names(parted.embeddings) == names and _vectors(parted).keys() == a.keys()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.features import (FEATURES_FILE, as_stored, batch_features, feature_digest, read_features,
                                           stored_rows, write_features)
@@ -69,11 +69,11 @@ def test_stored_and_computed_features_give_the_same_batch(tmp_path, lite0, image
 def test_retraining_takes_the_photos_features_from_the_store(tmp_path) -> None:
     layout = build_run(tmp_path, n=16)
     cfg = tiny_config(epochs=1, resume=False, vision_tuned_stages=0)  # every block stage frozen
-    run_train(StageContext(cfg, layout))
+    call_stage(run_train, cfg, layout)
     first = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert (layout.dir("encoder") / FEATURES_FILE).is_file()
     assert first["image_features"]["computed"] > 0
-    run_train(StageContext(cfg, layout))
+    call_stage(run_train, cfg, layout)
     second = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert second["image_features"] == {"stored": first["image_features"]["computed"], "computed": 0}
     assert second["model_version"] == first["model_version"]

@@ -12,7 +12,7 @@ import pytest
 
 from pinlanding.collections.artifacts import write_table
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB
 from pinlanding.encoders.assign import EmbedAndScore, Preprocess
 from pinlanding.encoders.train import run_train
@@ -60,7 +60,7 @@ def _real_run(root: Path, n: int = 400) -> RunLayout:
 
 def test_real_products_train_and_embed(tmp_path):
     layout = _real_run(tmp_path / "run")
-    counts = run_train(StageContext(tiny_config(epochs=4, batch_size=64, val_fraction=0.2), layout))
+    counts = call_stage(run_train, tiny_config(epochs=4, batch_size=64, val_fraction=0.2), layout)
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     losses = [h["loss"] for h in metrics["history"]]
     assert losses[-1] < losses[0]

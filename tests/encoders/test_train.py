@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
 from pinlanding.encoders.clip import build_encoder, clip_loss_reference, key_softmax_loss, multi_positive_clip_loss
 from pinlanding.encoders.data import heldout_mask
@@ -33,9 +33,9 @@ def test_training_lowers_the_loss_and_writes_the_model(trained_run):
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
     layout = build_run(tmp_path, n=24)
-    run_train(StageContext(tiny_config(epochs=2), layout))
+    call_stage(run_train, tiny_config(epochs=2), layout)
     first = json.loads((layout.dir("encoder") / "metrics.json").read_text())["history"]
-    run_train(StageContext(tiny_config(epochs=3), layout))
+    call_stage(run_train, tiny_config(epochs=3), layout)
     second = json.loads((layout.dir("encoder") / "metrics.json").read_text())["history"]
     assert [h["epoch"] for h in second] == [1, 2, 3]
     assert second[:2] == first  # epochs 1-2 were not rerun
@@ -44,7 +44,7 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
 def test_same_seed_same_model(tmp_path):
     a, b = build_run(tmp_path / "a", n=16), build_run(tmp_path / "b", n=16)
     for layout in (a, b):
-        run_train(StageContext(tiny_config(epochs=1, resume=False), layout))
+        call_stage(run_train, tiny_config(epochs=1, resume=False), layout)
     ha = json.loads((a.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
     hb = json.loads((b.dir("encoder") / "metrics.json").read_text())["history"][0]["loss"]
     assert ha == pytest.approx(hb, rel=1e-5)
@@ -56,7 +56,7 @@ def test_same_seed_same_model(tmp_path):
 def test_too_few_labelled_products_is_a_clear_error(tmp_path):
     layout = build_run(tmp_path, n=3)
     with pytest.raises(ValueError, match="at least 4"):
-        run_train(StageContext(tiny_config(), layout))
+        call_stage(run_train, tiny_config(), layout)
 
 
 def test_multi_positive_loss_equals_open_clip_loss_with_one_positive_each():
@@ -93,7 +93,7 @@ def test_unknown_backend_lists_the_choices():
 
 def test_time_budget_stops_training_early(tmp_path):
     layout = build_run(tmp_path, n=16)
-    run_train(StageContext(tiny_config(epochs=5, max_train_seconds=0.0), layout))
+    call_stage(run_train, tiny_config(epochs=5, max_train_seconds=0.0), layout)
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert len(metrics["history"]) == 1 and metrics["stopped_early"] is True
     assert (layout.dir("encoder") / MODEL_FILE).exists()  # still calibrated and saved
@@ -135,7 +135,7 @@ def test_the_pretrained_tower_trains_on_its_frozen_features_and_reloads(tmp_path
     layout = build_run(tmp_path, n=16)
     cfg = tiny_config(epochs=2, vision_model="efficientnet_lite0", vision_pretrained="packaged",
                       vision_tuned_stages=0, colour_bins=4)
-    run_train(StageContext(cfg, layout))
+    call_stage(run_train, cfg, layout)
     bundle = load_bundle(layout.dir("encoder"), device="cpu")  # safetensors load of the saved model
     trunk = bundle.model.visual.trunk
     assert bundle.model.frozen_stages == len(trunk.blocks) and bundle.model.spec["vision_pretrained"] == "packaged"

@@ -7,13 +7,13 @@ import pytest
 from typer.testing import CliRunner
 
 from pinlanding.collections.cli import app
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.evaluation.evaluate import run_evaluate
 from pinlanding.evaluation.report import run_report
 
 
 def test_report_stage_writes_label_free_report(run, cfg):
-    counts = run_report(StageContext(cfg, run))
+    counts = call_stage(run_report, cfg, run)
     out = run.root / "report"
     report = json.loads((out / "report.json").read_text())
     assert counts["products"] == 7 and counts["collections"] == 5 and counts["queries"] == 7
@@ -39,7 +39,7 @@ def test_report_stage_writes_label_free_report(run, cfg):
 def test_report_without_queries_or_feeds(run, cfg, tmp_path):
     (run.feeds).unlink()
     cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"queries": str(tmp_path / "x")})})
-    counts = run_report(StageContext(cfg, run))
+    counts = call_stage(run_report, cfg, run)
     assert counts["collections"] == 0 and counts["queries"] == 0
     assert "No search log" in (run.root / "report" / "index.html").read_text()
 
@@ -97,14 +97,16 @@ def test_report_on_parted_artifacts_equals_the_whole_one(run, cfg, monkeypatch):
     from testlib import split_into_parts
 
     from pinlanding.collections import parts, schemas
+    from pinlanding.collections.layout import resolve_data_path
     from pinlanding.evaluation.report import build_report
 
-    whole, _ = build_report(cfg.evaluation, run)
+    queries = resolve_data_path(cfg.evaluation.queries)
+    whole, _ = build_report(cfg.evaluation, run, queries)
     names = split_into_parts(run.products, 3, (run.attributes, schemas.ATTRIBUTES),
                              (run.assignments, schemas.ASSIGNMENTS))
     assert len(names) == 3
     monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
-    parted, _ = build_report(cfg.evaluation, run)
+    parted, _ = build_report(cfg.evaluation, run, queries)
     assert parted == whole and parted["extraction"]["per_product"]["median"] == 2.0
 
 

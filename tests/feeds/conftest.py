@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from feedkit import make_run
+from testlib import Run
 
 from pinlanding.collections.config import SparkConfig
-from pinlanding.collections.pipeline import StageContext
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +18,5 @@ def spark():
 
 
 @pytest.fixture
-def run_ctx(tmp_path, spark) -> StageContext:
+def run_ctx(tmp_path, spark) -> Run:
     return make_run(tmp_path)

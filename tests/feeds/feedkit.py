@@ -8,10 +8,11 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
+from testlib import Run
+
 from pinlanding.collections.artifacts import write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, TOPICS
 
 DATASETS = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
@@ -71,7 +72,7 @@ def synthetic_topics() -> pa.Table:
     return pa.Table.from_pylist(rows, schema=TOPICS)
 
 
-def make_run(root: Path, topics: pa.Table | None = None, **feeds: object) -> StageContext:
+def make_run(root: Path, topics: pa.Table | None = None, **feeds: object) -> Run:
     layout = RunLayout(root / "run")
     products = synthetic_products(root)
     write_table(products, layout.products, PRODUCTS)
@@ -81,7 +82,7 @@ def make_run(root: Path, topics: pa.Table | None = None, **feeds: object) -> Sta
         "spark": {"master": "local[1]", "shuffle_partitions": 2, "driver_memory": "1g"},
         "feeds": {"min_feed_size": 2, "category_key": "category", "min_confidence": 0.0, **feeds},
     })
-    return StageContext(cfg, layout)
+    return Run(cfg, layout)
 
 
 def feed(slug: str, product_ids: list[str], title: str | None = None, attrs: list[tuple[str, str]] | None = None,

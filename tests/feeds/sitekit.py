@@ -14,7 +14,7 @@ from feedkit import HOSTILE, feed, published_run, synthetic_assignments
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS
 from pinlanding.feeds.site import run_site
 
@@ -54,7 +54,7 @@ def capped_feeds() -> list[dict]:
 
 
 def build(layout: RunLayout, **site: Any) -> dict[str, Any]:
-    return run_site(StageContext(PipelineConfig.model_validate({"site": site, "feeds": {"min_confidence": 0.0}}), layout))
+    return call_stage(run_site, PipelineConfig.model_validate({"site": site, "feeds": {"min_confidence": 0.0}}), layout)
 
 
 def set_feeds(layout: RunLayout, feeds: list[dict]) -> None:

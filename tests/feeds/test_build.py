@@ -10,6 +10,7 @@ import pytest
 from feedkit import COLOURS, HOSTILE, make_run
 from testlib import split_into_parts
 from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, FEEDS, FEEDS_DROPPED
 from pinlanding.feeds.build import run_feeds
 
@@ -21,7 +22,7 @@ LEGACY = {"variants": False, "diversify_keys": []}
 @pytest.fixture(scope="module")
 def strict_run(tmp_path_factory, spark):
     ctx = make_run(tmp_path_factory.mktemp("feeds"), **LEGACY)
-    return ctx, run_feeds(ctx)
+    return ctx, call_stage(run_feeds, *ctx)
 
 
 def test_feeds_schema_and_jsonl(strict_run):
@@ -72,7 +73,7 @@ def test_ann_matching_adds_embedding_neighbours(tmp_path, spark):
     write_table(pa.Table.from_pylist([{"product_id": p, "content_hash": None, "model_version": "test",
                                        "embedding": v.tolist()} for p, v in zip(ids, vectors)], schema=EMBEDDINGS),
                 ctx.layout.embeddings, EMBEDDINGS)
-    counts = run_feeds(ctx)
+    counts = call_stage(run_feeds, *ctx)
     assert counts["ann_pairs"] > 0
     red = next(f for f in read_table(ctx.layout.feeds, FEEDS).to_pylist() if f["slug"] == "red-dress")
     members = [p["product_id"] for p in red["products"]]
@@ -82,7 +83,7 @@ def test_ann_matching_adds_embedding_neighbours(tmp_path, spark):
 
 def test_ann_needs_embeddings(tmp_path, spark):
     with pytest.raises(FileNotFoundError, match="embeddings"):
-        run_feeds(make_run(tmp_path, matching="ann"))
+        call_stage(run_feeds, *make_run(tmp_path, matching="ann"))
 
 
 def test_parted_inputs_give_the_same_feeds(tmp_path, spark, monkeypatch):
@@ -100,7 +101,7 @@ def test_parted_inputs_give_the_same_feeds(tmp_path, spark, monkeypatch):
                                      (ctx.layout.embeddings, EMBEDDINGS))
             assert len(names) == 3 and parts.part_names(ctx.layout.embeddings) == names
             monkeypatch.setattr(parts, "read_all", lambda *a, **k: pytest.fail("read a whole per-product artifact"))
-        counts = run_feeds(ctx)
+        counts = call_stage(run_feeds, *ctx)
         monkeypatch.undo()
         return counts, read_table(ctx.layout.feeds, FEEDS).to_pylist()
 

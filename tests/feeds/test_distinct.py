@@ -9,6 +9,7 @@ import pytest
 
 from feedkit import make_run, topic
 from pinlanding.collections.artifacts import read_table, write_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import FEEDS, FEEDS_DROPPED, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
 from pinlanding.feeds.build import image_digest, merge_duplicates, run_feeds
@@ -93,7 +94,7 @@ def test_feeds_stage_collapses_same_photo_and_title_products(tmp_path, spark):
         Image.new("RGB", (6, 8), (7 * int(p["product_id"][1:]), 7, 9)).save(p["image_path"])
     products[10]["title"], products[10]["brand"] = products[9]["title"].upper(), products[9]["brand"]
     write_table(pa.Table.from_pylist(products, schema=PRODUCTS), ctx.layout.products, PRODUCTS)
-    run_feeds(ctx)
+    call_stage(run_feeds, *ctx)
     feed = read_table(ctx.layout.feeds, FEEDS).to_pylist()[0]
     ids = [p["product_id"] for p in feed["products"]]
     assert "p009" in ids and "p010" not in ids
@@ -117,7 +118,7 @@ def test_feeds_stage_merges_a_repeating_topic_as_alias(tmp_path, spark):
              for p in read_table(ctx.layout.products, PRODUCTS)["product_id"].to_pylist()]
     base = synthetic_assignments(read_table(ctx.layout.products, PRODUCTS)).to_pylist()
     write_table(pa.Table.from_pylist(base + extra, schema=ASSIGNMENTS), ctx.layout.assignments, ASSIGNMENTS)
-    counts = run_feeds(ctx)
+    counts = call_stage(run_feeds, *ctx)
     feeds = read_table(ctx.layout.feeds, FEEDS).to_pylist()
     assert [f["slug"] for f in feeds] == ["dress"] and feeds[0]["aliases"] == ["dress-acme"]
     dropped = read_table(ctx.layout.dir("feeds") / "dropped.parquet", FEEDS_DROPPED).to_pylist()

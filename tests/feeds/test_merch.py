@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from feedkit import TYPES, make_run, synthetic_assignments, topic
 
 from pinlanding.collections.artifacts import read_json, read_table, write_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, PRODUCTS, TOPICS, VOCAB
 from pinlanding.feeds.api import create_app
 from pinlanding.feeds.build import read_feeds, run_feeds
@@ -74,7 +75,7 @@ def _decide(layout, *decisions: Decision) -> None:
 
 def test_merchandising_reaches_feeds_site_and_api(tmp_path, spark):
     ctx = make_run(tmp_path, pa.Table.from_pylist([topic(kind, [("category", kind)]) for kind in TYPES], schema=TOPICS))
-    run_feeds(ctx)
+    call_stage(run_feeds, *ctx)
     lines_before = {json.loads(line)["slug"]: line for line in ctx.layout.feeds_jsonl.read_text().splitlines()}
     assert set(lines_before) == set(TYPES)
     ranked = [p["product_id"] for p in {f["slug"]: f for f in read_feeds(ctx.layout)}["dress"]["products"]]
@@ -83,7 +84,7 @@ def test_merchandising_reaches_feeds_site_and_api(tmp_path, spark):
             Decision(action="exclude", who="m", topic_id="dress", value=ranked[0]),
             Decision(action="retitle", who="m", topic_id="dress", target="Red <b>for</b> her"),
             Decision(action="window", who="m", topic_id="shoes", value=str(date.today() + timedelta(days=3))))
-    counts = run_feeds(ctx)
+    counts = call_stage(run_feeds, *ctx)
     after = {f["slug"]: f for f in read_feeds(ctx.layout)}
     ids = [p["product_id"] for p in after["dress"]["products"]]
     assert ids[0] == ranked[-1] and ranked[0] not in ids and after["dress"]["title"] == "Red <b>for</b> her"
@@ -91,7 +92,7 @@ def test_merchandising_reaches_feeds_site_and_api(tmp_path, spark):
     lines_after = {json.loads(line)["slug"]: line for line in ctx.layout.feeds_jsonl.read_text().splitlines()}
     assert lines_after["shirt"] == lines_before["shirt"]  # the untouched collection is byte-identical
 
-    run_site(ctx)
+    call_stage(run_site, *ctx)
     page = (ctx.layout.dir("site") / "c" / f"{safe_name('dress')}.html").read_text()
     assert "Red &lt;b&gt;for&lt;/b&gt; her" in page and "Red <b>for</b> her" not in page
     changes = read_json(ctx.layout.dir("feeds") / "changes.json")
@@ -113,19 +114,19 @@ def test_renamed_value_keeps_the_old_slug_as_an_alias(tmp_path, spark):
                                        "status": "approved", "judge_score": None, "provenance": "{}"}
                                       for v in ("top", "dress", "shoes")], schema=VOCAB),
                 ctx.layout.root / "vocabulary" / "vocabulary.parquet", VOCAB)
-    run_feeds(ctx)
+    call_stage(run_feeds, *ctx)
     dress_before = [line for line in ctx.layout.feeds_jsonl.read_text().splitlines() if '"slug": "dress"' in line]
     _decide(ctx.layout, Decision(action="rename", who="m", key="category", value="shirt", target="top"))
     write_table(topics("top", "dress"), ctx.layout.topics, TOPICS)  # what the rerun of vocab, topics, assign makes
     renamed = [{**r, "value": "top" if r["value"] == "shirt" else r["value"]}
                for r in synthetic_assignments(read_table(ctx.layout.products, PRODUCTS)).to_pylist()]
     write_table(pa.Table.from_pylist(renamed, schema=ASSIGNMENTS), ctx.layout.assignments, ASSIGNMENTS)
-    counts = run_feeds(ctx)
+    counts = call_stage(run_feeds, *ctx)
     feeds = {f["slug"]: f for f in read_feeds(ctx.layout)}
     assert feeds["top"]["aliases"] == ["shirt"] and counts["urls_aliased"] == 1 and counts["urls_gone"] == 0
     assert [line for line in ctx.layout.feeds_jsonl.read_text().splitlines() if '"slug": "dress"' in line] == dress_before
     api = TestClient(create_app(ctx.layout, ServeConfig(), load_model=False))
     moved = api.get("/topics/shirt", follow_redirects=False)
     assert moved.status_code == 301 and moved.headers["location"] == "/topics/top"
-    run_site(ctx)
+    call_stage(run_site, *ctx)
     assert "top.html" in (ctx.layout.dir("site") / "c" / f"{safe_name('shirt')}.html").read_text()

@@ -11,10 +11,12 @@ import pyarrow as pa
 import pytest
 import standins as synthetic
 
+from testlib import Run
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
 from pinlanding.feeds.build import run_feeds
 from pinlanding.feeds.site import run_site
@@ -50,15 +52,15 @@ def real_run(tmp_path_factory, spark):
     return layout, assignments
 
 
-def ctx(layout: RunLayout, **feeds) -> StageContext:
+def ctx(layout: RunLayout, **feeds) -> Run:
     cfg = PipelineConfig.model_validate({"spark": {"master": "local[1]", "shuffle_partitions": 2,
                                                    "driver_memory": "1g"}, "feeds": feeds})
-    return StageContext(cfg, layout)
+    return Run(cfg, layout)
 
 
 def test_real_feeds_are_strict_matches_and_pruning_changes_nothing(real_run):
     layout, assignments = real_run
-    counts = run_feeds(ctx(layout))
+    counts = call_stage(run_feeds, *ctx(layout))
     assert counts["feeds"] >= 20
     carried: dict[str, set] = {}
     for pid, k, v in zip(*(assignments[c].to_pylist() for c in ("product_id", "key", "value"))):
@@ -69,14 +71,14 @@ def test_real_feeds_are_strict_matches_and_pruning_changes_nothing(real_run):
         assert all(need <= carried[p["product_id"]] for p in f["products"]), f["slug"]
         assert f["size"] >= 10
     pruned = layout.feeds_jsonl.read_text()
-    run_feeds(ctx(layout, pruning=False))
+    call_stage(run_feeds, *ctx(layout, pruning=False))
     assert layout.feeds_jsonl.read_text() == pruned
 
 
 def test_real_site(real_run):
     layout, _ = real_run
     if not layout.feeds.exists():
-        run_feeds(ctx(layout))
-    counts = run_site(ctx(layout))
+        call_stage(run_feeds, *ctx(layout))
+    counts = call_stage(run_site, *ctx(layout))
     assert counts["missing_images"] == 0 and counts["collections"] > 0
-    assert run_site(ctx(layout))["pages_written"] == 0
+    assert call_stage(run_site, *ctx(layout))["pages_written"] == 0

@@ -9,9 +9,11 @@ import pyarrow as pa
 import pytest
 
 from feedkit import HOSTILE, feed, published_run
+from testlib import Run
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import FEEDS, PRODUCTS
 from pinlanding.feeds.config import SiteConfig
 from pinlanding.feeds.site import build_site, page_contexts, render_page, run_site, safe_name, state_path
@@ -43,13 +45,13 @@ def test_safe_name_never_escapes_folder():
     assert safe_name("Red Dresses") != safe_name("red-dresses")  # no collisions between distinct slugs
 
 
-def run_ctx(layout, **site) -> StageContext:
-    return StageContext(PipelineConfig.model_validate({"site": site}), layout)
+def run_ctx(layout, **site) -> Run:
+    return Run(PipelineConfig.model_validate({"site": site}), layout)
 
 
 def test_site_pages_images_pagination_and_related(tmp_path):
     layout = published_run(tmp_path)
-    counts = run_site(run_ctx(layout, products_per_page=5))
+    counts = call_stage(run_site, *run_ctx(layout, products_per_page=5))
     site = layout.root / "site"
     assert counts["collections"] == 3 and counts["hubs"] == 3 and counts["missing_images"] == 0
     assert sorted(p.name for p in (site / "c").iterdir()) == [
@@ -68,7 +70,7 @@ def test_site_pages_images_pagination_and_related(tmp_path):
 def test_nothing_internal_is_published(tmp_path):
     layout = published_run(tmp_path)
     site = layout.root / "site"
-    run_site(run_ctx(layout))
+    call_stage(run_site, *run_ctx(layout))
     published = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
     assert not any(name.endswith(".json") for name in published), sorted(published)
     assert state_path(site) == layout.root / "site.pages.json" and state_path(site).is_file()
@@ -79,9 +81,9 @@ def test_nothing_internal_is_published(tmp_path):
 
 def test_unchanged_rebuild_reads_no_photo(tmp_path, monkeypatch):
     layout = published_run(tmp_path)
-    first = run_site(run_ctx(layout))
+    first = call_stage(run_site, *run_ctx(layout))
     monkeypatch.setattr("pinlanding.feeds.site.image_size", lambda path: pytest.fail(f"read {path} again"))
-    again = run_site(run_ctx(layout))  # sizes come from site.pages.json while the files are unchanged
+    again = call_stage(run_site, *run_ctx(layout))  # sizes come from site.pages.json while the files are unchanged
     assert again["pages_written"] == 0 and again["images"] == first["images"]
 
 
@@ -128,7 +130,7 @@ def test_missing_image_gets_placeholder(tmp_path):
     products = read_table(layout.products, PRODUCTS).to_pylist()
     products[0]["image_path"] = str(tmp_path / "nope.jpg")
     write_table(pa.Table.from_pylist(products, schema=PRODUCTS), layout.products, PRODUCTS)
-    counts = run_site(run_ctx(layout))
+    counts = call_stage(run_site, *run_ctx(layout))
     assert counts["missing_images"] == 1
     page = (layout.root / "site" / "c" / "red-dresses.html").read_text()
     assert 'src="../static/placeholder.svg"' in page and 'width="60" height="80"' in page

@@ -6,16 +6,18 @@ import re
 import pyarrow as pa
 
 from feedkit import HOSTILE, feed, published_run
+from testlib import Run
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import FEEDS
 from pinlanding.feeds.config import SiteConfig
 from pinlanding.feeds.site import page_contexts, render_page, render_redirect, run_site, safe_name
 
 
-def _ctx(layout) -> StageContext:
-    return StageContext(PipelineConfig.model_validate({"site": {}}), layout)
+def _ctx(layout) -> Run:
+    return Run(PipelineConfig.model_validate({"site": {}}), layout)
 
 
 def test_card_notes_its_variants_escaped():
@@ -35,7 +37,7 @@ def test_site_shows_variants_and_redirects_aliases(tmp_path):
     red["products"][1]["variants"] = ["p030", "p031"]
     red["aliases"] = ["red-dresses-for-women", "../<b>evil</b>"]
     layout = published_run(tmp_path, [red, feed("blue-shirts", ids[10:16])])
-    counts = run_site(_ctx(layout))
+    counts = call_stage(run_site, *_ctx(layout))
     site = layout.root / "site"
     assert counts["redirects"] == 2
     page = (site / "c" / "red-dresses.html").read_text()
@@ -49,7 +51,7 @@ def test_site_shows_variants_and_redirects_aliases(tmp_path):
     feeds = read_table(layout.feeds, FEEDS).to_pylist()
     feeds[0]["aliases"] = []
     write_table(pa.Table.from_pylist(feeds, schema=FEEDS), layout.feeds, FEEDS)
-    assert run_site(_ctx(layout))["redirects"] == 0
+    assert call_stage(run_site, *_ctx(layout))["redirects"] == 0
     assert not (site / "c" / "red-dresses-for-women.html").exists() and not evil.exists()
 
 
@@ -62,7 +64,7 @@ def test_redirect_canonical_is_absolute_under_base_url(tmp_path):
     red = feed("red-dresses", [f"p{i:03d}" for i in range(6)])
     red["aliases"] = ["red-dresses-for-women"]
     layout = published_run(tmp_path, [red])
-    run_site(StageContext(PipelineConfig.model_validate({"site": {"base_url": "https://shop.example/x"}}), layout))
+    call_stage(run_site, PipelineConfig.model_validate({"site": {"base_url": "https://shop.example/x"}}), layout)
     alias = (layout.root / "site" / "c" / "red-dresses-for-women.html").read_text()
     assert '<link rel="canonical" href="https://shop.example/x/c/red-dresses.html">' in alias
     assert "red-dresses-for-women" not in (layout.root / "site" / "sitemap.xml").read_text()  # noindex pages stay out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.encoders import fit as fit_module
 from pinlanding.encoders import train as train_module
 from pinlanding.encoders.bundle import MODEL_FILE, load_bundle
@@ -32,7 +32,7 @@ def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: P
     from pinlanding.encoders.checkpoint import CHECKPOINT_FILE
 
     layout = fixtures.build_run(tmp_path, n=16)
-    train_module.run_train(StageContext(fixtures.tiny_config(epochs=1), layout))
+    call_stage(train_module.run_train, fixtures.tiny_config(epochs=1), layout)
     encoder = layout.dir("encoder")
     for name in (MODEL_FILE, CHECKPOINT_FILE):
         head = (encoder / name).read_bytes()[:200]
@@ -43,7 +43,7 @@ def test_model_files_are_safetensors_and_a_planted_pickle_is_refused(tmp_path: P
         (encoder / name).write_bytes(pickle.dumps(Planted(marker)))
     with pytest.raises(ValueError, match="not a pinlanding model file"):
         load_bundle(encoder)
-    train_module.run_train(StageContext(fixtures.tiny_config(epochs=1), layout))  # the checkpoint is ignored
+    call_stage(train_module.run_train, fixtures.tiny_config(epochs=1), layout)  # the checkpoint is ignored
     assert not marker.exists()
 
 
@@ -58,7 +58,7 @@ def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(fit_module, "multi_positive_clip_loss", counted)
     straight = fixtures.build_run(tmp_path / "a", n=24)
-    train_module.run_train(StageContext(cfg, straight))
+    call_stage(train_module.run_train, cfg, straight)
     per_epoch = len(steps) // 3
 
     def killed_in_epoch_3(*args, **kwargs):  # the first step of epoch 3: epochs 1-2 are checkpointed
@@ -70,7 +70,7 @@ def test_a_resumed_training_ends_with_the_same_model(tmp_path: Path, monkeypatch
     resumed = fixtures.build_run(tmp_path / "b", n=24)
     monkeypatch.setattr(fit_module, "multi_positive_clip_loss", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
-        train_module.run_train(StageContext(cfg, resumed))
+        call_stage(train_module.run_train, cfg, resumed)
     monkeypatch.undo()
-    train_module.run_train(StageContext(cfg, resumed))
+    call_stage(train_module.run_train, cfg, resumed)
     assert (resumed.dir("encoder") / MODEL_FILE).read_bytes() == (straight.dir("encoder") / MODEL_FILE).read_bytes()

@@ -2,13 +2,13 @@
 time, Spark scratch kept inside the run, generated files readable by other users."""
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Callable
 
 import pyarrow as pa
 import pytest
@@ -16,7 +16,8 @@ import pytest
 from pinlanding.collections.artifacts import write_json, write_table, write_text
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import Pipeline, get_stage
+from pinlanding.collections.pipeline import STAGES, Pipeline
+from pinlanding.vocab.decisions import Decision, DecisionStore
 
 
 def test_files_read_from_outside_the_run_are_fingerprinted_by_content(tmp_path: Path) -> None:
@@ -24,18 +25,24 @@ def test_files_read_from_outside_the_run_are_fingerprinted_by_content(tmp_path: 
     queries.write_text("English query\nred dress\nblue shirt\n")
     decisions.write_text("")
     eval_queries.write_text("English query\nred dress\n")
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("")
     cfg = load_config(overrides=[f"vocab.judge.queries={queries}", f"vocab.decisions_path={decisions}",
                                  f"evaluation.queries={eval_queries}"])
-    pipe = Pipeline(cfg, RunLayout(tmp_path / "run"))
-    before = {name: pipe.fingerprint(get_stage(name)) for name in ("vocab", "topics", "report")}
-    queries.write_text("English query\nred dress\n")  # the query log shrank: same path, same settings
-    after_queries = {name: pipe.fingerprint(get_stage(name)) for name in ("vocab", "topics", "report")}
-    assert after_queries["vocab"] != before["vocab"] and after_queries["topics"] != before["topics"]
-    assert after_queries["report"] == before["report"]
-    decisions.write_text(json.dumps({"action": "reject", "key": "color", "value": "red"}) + "\n")
-    assert pipe.fingerprint(get_stage("topics")) != after_queries["topics"]
-    eval_queries.write_text("English query\nblue shirt\n")
-    assert pipe.fingerprint(get_stage("report")) != after_queries["report"]
+    pipe = Pipeline(cfg, RunLayout(tmp_path / "run"), catalog=catalog)
+
+    def rerun_after(edit: Callable[[], object]) -> set[str]:
+        """The stages whose fingerprint (hence whether the next run reruns them) ``edit`` changes."""
+        before = {stage.name: pipe.fingerprint(stage) for stage in STAGES}
+        edit()
+        return {stage.name for stage in STAGES if pipe.fingerprint(stage) != before[stage.name]}
+
+    # the query log shrank: same path, same settings
+    assert rerun_after(lambda: queries.write_text("English query\nred dress\n")) == {"vocab", "topics"}
+    reject = Decision(action="reject", who="m", key="color", value="red")
+    assert rerun_after(lambda: DecisionStore(decisions).append(reject)) == {
+        "vocab", "topics", "feeds"}  # feeds follows renamed and dropped values to their collections
+    assert rerun_after(lambda: eval_queries.write_text("English query\nblue shirt\n")) == {"report"}
 
 
 _HOLDER = textwrap.dedent("""

@@ -11,10 +11,12 @@ from typing import Any, Iterable
 import pyarrow as pa
 from PIL import Image
 
+from testlib import Run
+
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.parts import is_parted, part_names, read_part, write_parts
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, PRODUCTS
 from pinlanding.vocab.topics import run_topics
@@ -93,8 +95,8 @@ def write_queries(path: Path, queries: list[str] = QUERIES) -> Path:
     return path
 
 
-def context(layout: RunLayout, queries: Path, **overrides: Any) -> StageContext:
-    """A stage context for tiny data: floors of 3 products, the given shopper queries file.
+def context(layout: RunLayout, queries: Path, **overrides: Any) -> Run:
+    """A config for tiny data on ``layout``: floors of 3 products, the given shopper queries file.
 
     The config is built from the models' defaults plus these settings and ``overrides`` (like
     ``topics.min_support``), so these tests do not depend on conf/default.yaml.
@@ -108,7 +110,7 @@ def context(layout: RunLayout, queries: Path, **overrides: Any) -> StageContext:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    return StageContext(PipelineConfig.model_validate(tree), layout)
+    return Run(PipelineConfig.model_validate(tree), layout)
 
 
 # --- the real catalogue ---------------------------------------------------------------------------
@@ -164,7 +166,7 @@ def write_graph(layout: RunLayout) -> None:
         write_table(_as_graph(read_table(layout.curated_attributes, ATTRIBUTES)), layout.assignments, ASSIGNMENTS)
 
 
-def topics_over_curated(ctx: StageContext) -> dict[str, Any]:
+def topics_over_curated(ctx: Run) -> dict[str, Any]:
     """``run_topics`` over the curated attributes as the attribute graph (:func:`write_graph`)."""
     write_graph(ctx.layout)
-    return run_topics(ctx)
+    return call_stage(run_topics, *ctx)

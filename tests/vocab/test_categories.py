@@ -8,7 +8,7 @@ import pytest
 
 from pinlanding.collections.artifacts import read_json, read_table
 from pinlanding.collections.config import load_config
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.categories import CategoryRules, head_fragments
 from pinlanding.vocab.clustering import normalize_value
@@ -81,7 +81,7 @@ def _by_product(layout) -> dict[str, set[tuple[str, str]]]:
 def test_vocab_stage_merges_compounds_records_them_and_a_split_undoes_it(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "run", _category_rows(), 60)
     queries = write_queries(tmp_path / "q.tsv")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     vocab = {(r["key"], r["value"]) for r in read_table(layout.vocabulary, VOCAB).to_pylist()}
     cats = {v for k, v in vocab if k == "category"}
     assert cats == {"Watch", "Jacket", "Flip Flops", "T-shirt"}
@@ -96,7 +96,7 @@ def test_vocab_stage_merges_compounds_records_them_and_a_split_undoes_it(tmp_pat
     assert ("season", "winter") in got["p35"]  # the modifier of "Winter Jacket" is kept
     # the review undoes a structural merge with a split
     DecisionStore(decisions_path(layout)).append(Decision(action="split", who="t", key="category", value="Dial Watch"))
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     assert ("category", "Dial Watch") in {(r["key"], r["value"]) for r in read_table(layout.vocabulary, VOCAB).to_pylist()}
 
 
@@ -106,7 +106,7 @@ def test_values_of_a_thinly_stated_key_wait_for_review_and_stay_out_of_topics(tm
     layout = write_run(tmp_path / "run", rows, 60)
     queries = write_queries(tmp_path / "q.tsv")
     ctx = context(layout, queries, **{"vocab.evidence.min_key_coverage": 0.25})
-    run_vocab(ctx)
+    call_stage(run_vocab, *ctx)
     vocab = {(r["key"], r["value"]): r for r in read_table(layout.vocabulary, VOCAB).to_pylist()}
     winter = vocab[("season", "winter")]
     assert winter["status"] == "needs_review" and winter["product_count"] == 18  # 12 + 6 from "Winter Jacket"
@@ -121,7 +121,7 @@ def test_values_of_a_thinly_stated_key_wait_for_review_and_stay_out_of_topics(tm
     assert topics and not any("winter" in t["query"] for t in topics)
     # a merchandiser's approval releases it into the curated attributes, hence into topics
     DecisionStore(decisions_path(layout)).append(Decision(action="approve", who="t", key="season", value="winter"))
-    run_vocab(ctx)
+    call_stage(run_vocab, *ctx)
     assert {r["value"]: r["status"] for r in read_table(layout.vocabulary, VOCAB).to_pylist()}["winter"] == "approved"
     assert ("season", "winter") in _by_product(layout)["p35"]
     topics_over_curated(ctx)
@@ -130,7 +130,7 @@ def test_values_of_a_thinly_stated_key_wait_for_review_and_stay_out_of_topics(tm
 
 def test_value_mostly_from_neighbour_votes_waits_for_review(tmp_path: Path) -> None:
     layout = write_run(tmp_path / "run", _category_rows(), 60)
-    run_vocab(context(layout, write_queries(tmp_path / "q.tsv")))
+    call_stage(run_vocab, *context(layout, write_queries(tmp_path / "q.tsv")))
     assert all(r["status"] == "pending" for r in read_table(layout.vocabulary, VOCAB).to_pylist() if r["key"] != "season")
     rows = read_table(layout.attributes, ATTRIBUTES).to_pylist()
     for r in rows:
@@ -140,7 +140,7 @@ def test_value_mostly_from_neighbour_votes_waits_for_review(tmp_path: Path) -> N
 
     from pinlanding.collections.artifacts import write_table
     write_table(pa.Table.from_pylist(rows, schema=ATTRIBUTES), layout.attributes, ATTRIBUTES)
-    run_vocab(context(layout, write_queries(tmp_path / "q.tsv")))
+    call_stage(run_vocab, *context(layout, write_queries(tmp_path / "q.tsv")))
     vocab = {(r["key"], r["value"]): r for r in read_table(layout.vocabulary, VOCAB).to_pylist()}
     assert vocab[("category", "Jacket")]["status"] == "needs_review"  # 18 products, 10 from votes only
     assert "only from neighbors" in json.loads(vocab[("category", "Jacket")]["provenance"])["review_reason"]
@@ -168,8 +168,8 @@ def test_text_only_jsonl_catalogue_gives_product_types(tmp_path: Path) -> None:
     cfg = load_config(overrides=["extract.engine=local", "extract.embedded.use_embeddings=false",
                                  "extract.batch_size=16", "vocab.min_products=3", "vocab.min_product_share=0.02",
                                  f"vocab.judge.queries={write_queries(tmp_path / 'q.tsv')}"])
-    run_extract(StageContext(cfg, layout))
-    run_vocab(StageContext(cfg, layout))
+    call_stage(run_extract, cfg, layout)
+    call_stage(run_vocab, cfg, layout)
     vocab = {(r["key"], r["value"]): r for r in read_table(layout.vocabulary, VOCAB).to_pylist()}
     cats = {v.lower() for k, v in vocab if k == "category"}
     assert {"skirt", "top", "churidar kurta", "watch", "t-shirt"} <= cats
@@ -185,7 +185,7 @@ def test_review_app_shows_why_a_value_waits(tmp_path: Path) -> None:
 
     layout = write_run(tmp_path / "run", _category_rows(), 60)
     ctx = context(layout, write_queries(tmp_path / "q.tsv"), **{"vocab.evidence.min_key_coverage": 0.25})
-    run_vocab(ctx)
+    call_stage(run_vocab, *ctx)
     topics_over_curated(ctx)
     page = TestClient(create_app(layout)).get("/values", params={"key": "season"}).text
     assert "needs_review" in page and 'data-testid="review-reason"' in page and "season for 20.0%" in page

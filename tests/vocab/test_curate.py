@@ -9,6 +9,7 @@ import pytest
 from curate_fixtures import HOSTILE, context, tiny_attributes, write_queries, write_run
 
 from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, VOCAB, VOCAB_MERGES, VOCAB_DROPPED
 from pinlanding.collections.text import key_form
 from pinlanding.vocab.clustering import ValueClusterer, attach, lexically_distinct, normalize_value, sanitize_value
@@ -96,7 +97,7 @@ def _vocab(layout):
 
 def test_run_vocab_curates_merges_drops_and_reports(tiny_run):
     layout, queries = tiny_run
-    counts = run_vocab(context(layout, queries))
+    counts = call_stage(run_vocab, *context(layout, queries))
     vocab = _vocab(layout)
     assert counts["version"] == "v0001"
     # exact normalization: the most frequent spelling is canonical, every spelling is a recorded merge
@@ -140,13 +141,13 @@ def _decide(layout, **kw):
 
 def test_review_decisions_are_honoured_on_rerun(tiny_run):
     layout, queries = tiny_run
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     _decide(layout, action="reject", key="color", value="Red")
     _decide(layout, action="rename", key="category", value="T-Shirt", target="Tee")
     _decide(layout, action="merge", key="color", value="Light Blue", target="Blue")
     _decide(layout, action="split", key="category", value="Sport Shoes")
     _decide(layout, action="approve", key="color", value="Lavender Blush")
-    counts = run_vocab(context(layout, queries))
+    counts = call_stage(run_vocab, *context(layout, queries))
     vocab = _vocab(layout)
     assert counts["version"] == "v0002" and counts["decisions_applied"] == 5
     assert ("color", "Red") not in vocab
@@ -164,7 +165,7 @@ def test_review_decisions_are_honoured_on_rerun(tiny_run):
     assert {"key": "category", "from": "T-Shirt", "to": "Tee"} in diff["renamed"]
     assert any(r["value"] == "Red" for r in diff["removed"])
     # a third run with the same inputs changes nothing: no new version
-    assert run_vocab(context(layout, queries))["version"] == "v0002"
+    assert call_stage(run_vocab, *context(layout, queries))["version"] == "v0002"
     assert (layout.dir("vocabulary") / "versions" / "v0002.json").exists()
     assert not (layout.dir("vocabulary") / "versions" / "v0003.json").exists()
     # the rejected value never comes back, even when the extraction now finds it more often
@@ -172,18 +173,18 @@ def test_review_decisions_are_honoured_on_rerun(tiny_run):
     from curate_fixtures import write_attributes
 
     write_attributes(layout, tiny_attributes() + extra)
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     assert not any(k == "color" and v.lower() == "red" for k, v in _vocab(layout))
     # undo: a later approval brings it back
     _decide(layout, action="approve", key="color", value="Red")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     assert any(k == "color" and v.lower() == "red" for k, v in _vocab(layout))
 
 
 def test_rejecting_a_canonical_removes_its_variants(tiny_run):
     layout, queries = tiny_run
     _decide(layout, action="reject", key="category", value="T-Shirt")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     assert not any(v.lower().startswith("t") and k == "category" for k, v in _vocab(layout))
     cur = read_table(layout.curated_attributes, ATTRIBUTES).to_pylist()
     assert not any(r["key"] == "category" and r["product_id"] in {"p0", "p12", "p20"} for r in cur)
@@ -195,7 +196,7 @@ def test_unreadable_decision_lines_are_skipped(tiny_run):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text('{"broken": \n' + json.dumps({"action": "explode", "who": "x"}) + "\n")
     _decide(layout, action="reject", key="color", value="Red")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     report = read_json(layout.dir("vocabulary") / "report.json")
     assert report["review"] == {"decisions": 1, "skipped": 2, "applied": 1}
 
@@ -204,14 +205,14 @@ def test_missing_inputs_and_bad_config_fail_clearly(tmp_path):
     layout = write_run(tmp_path / "run", [("p0", "color", "Red")], 3)
     layout.attributes.unlink()
     with pytest.raises(FileNotFoundError, match="attributes"):
-        run_vocab(context(layout, write_queries(tmp_path / "q.tsv")))
+        call_stage(run_vocab, *context(layout, write_queries(tmp_path / "q.tsv")))
     with pytest.raises(ValueError):
         context(layout, tmp_path / "q.tsv", **{"vocab.cluster.method": "kmeans"})
 
 
 def test_empty_attributes_give_an_empty_vocabulary(tmp_path):
     layout = write_run(tmp_path / "run", [], 5)
-    counts = run_vocab(context(layout, write_queries(tmp_path / "q.tsv")))
+    counts = call_stage(run_vocab, *context(layout, write_queries(tmp_path / "q.tsv")))
     assert counts["values"] == 0 and read_table(layout.curated_attributes, ATTRIBUTES).num_rows == 0
 
 

@@ -12,6 +12,7 @@ from testlib import split_into_parts
 
 from pinlanding.collections import parts
 from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, TOPICS, VOCAB, VOCAB_DROPPED, VOCAB_MERGES
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import Decision, DecisionStore, decisions_path
@@ -46,7 +47,7 @@ def test_parted_run_gives_the_same_vocabulary_curated_attributes_and_topics(tmp_
     many, names, many_ctx = _run(tmp_path / "many", 10)
     assert len(names) == 7
     for ctx in (one_ctx, many_ctx):
-        run_vocab(ctx)
+        call_stage(run_vocab, *ctx)
         topics_over_curated(ctx)
     vocab = one.dir("vocabulary")
     for rel, schema in (("vocabulary.parquet", VOCAB), ("merges.parquet", VOCAB_MERGES),
@@ -91,11 +92,11 @@ def test_stages_read_per_product_inputs_one_part_at_a_time(tmp_path, monkeypatch
 
     monkeypatch.setattr(parts, "read_all", whole)
     monkeypatch.setattr(parts, "read_table", read_one_part)
-    run_vocab(ctx)
+    call_stage(run_vocab, *ctx)
     assert reads == {"attributes": 2 * len(names)}  # a counting pass and a curating pass; the catalogue's listing only
     write_graph(layout)
     reads.clear()
-    run_topics(ctx)
+    call_stage(run_topics, *ctx)
     # the attribute graph for single values, then tuples, then single values with and without the confidence
     # floor (the report's held-out values); the catalogue's brand and title in those four passes (near-identical
     # products count once) and its brands once more for their spelling: all part by part
@@ -107,4 +108,4 @@ def test_attributes_parted_unlike_the_catalogue_are_refused(tmp_path):
     table = parts.read_part(layout.attributes, names[0], ATTRIBUTES)
     parts.write_parts(layout.attributes, {"part-00099": table}, ATTRIBUTES)
     with pytest.raises(ValueError, match="part-00099"):
-        run_vocab(ctx)
+        call_stage(run_vocab, *ctx)

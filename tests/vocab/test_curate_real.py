@@ -7,6 +7,7 @@ from testlib import DATASETS, require_myntra
 from curate_fixtures import context, real_run, topics_over_curated
 
 from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import TOPICS, VOCAB, VOCAB_MERGES
 from pinlanding.vocab.clustering import normalize_value
 from pinlanding.vocab.curate import run_vocab
@@ -22,7 +23,7 @@ def test_real_titles_curate_into_a_compact_vocabulary_and_judged_topics(tmp_path
     layout = real_run(tmp_path / "run", myntra, limit=3000)
     ctx = context(layout, queries, **{"vocab.min_product_share": 0.002, "vocab.min_products": 5,
                                       "topics.min_support": 10})
-    run_vocab(ctx)
+    call_stage(run_vocab, *ctx)
     report = read_json(layout.dir("vocabulary") / "report.json")
     raw, cur = report["raw"], report["curated"]
     # fewer distinct values, far fewer rare ones, most of the attributes kept

@@ -20,7 +20,7 @@ import pytest
 from extract_fixtures import product_image, products, write_products
 
 from pinlanding.collections.config import load_config
-from pinlanding.collections.pipeline import StageContext
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.vocab.extract import run_extract
 from pinlanding.vocab.extractors.model import OpenAIExtractor
 from pinlanding.vocab.extractors.prepare import prepare_batch
@@ -164,7 +164,7 @@ def test_the_endpoint_is_required_config(tmp_path: Path) -> None:
         OpenAIExtractor(model="test-vlm")
     layout = write_products(tmp_path / "run", [{"product_id": "p0", "title": "GOOD product"}])
     with pytest.raises(ValueError, match="base_url"):
-        run_extract(StageContext(load_config(overrides=["extract.backend=openai", "extract.engine=local"]), layout))
+        call_stage(run_extract, load_config(overrides=["extract.backend=openai", "extract.engine=local"]), layout)
 
 
 def test_concurrency_limit(server: ChatServer, tmp_path: Path) -> None:
@@ -184,7 +184,7 @@ def test_stage_records_failures_and_retries_only_transient_ones(server: ChatServ
     layout = write_products(tmp_path / "run", rows)
     cfg = load_config(overrides=["extract.backend=openai", "extract.engine=local", f"extract.openai.base_url={server.url}",
                                  "extract.openai.timeout_s=0.5", "extract.openai.max_retries=0"])
-    counts = run_extract(StageContext(cfg, layout))
+    counts = call_stage(run_extract, cfg, layout)
     assert counts["failures"] == 2 and counts["extracted"] == 3
     failures = pq.read_table(layout.dir("attributes") / "failures.parquet").to_pylist()
     assert {f["product_id"]: f["error"].split(":")[0] for f in failures} == {"BADJSON": "invalid_json",
@@ -193,6 +193,6 @@ def test_stage_records_failures_and_retries_only_transient_ones(server: ChatServ
     attrs = pq.read_table(layout.attributes).to_pylist()
     assert {r["product_id"] for r in attrs} == {"GOOD"} and {r["source"] for r in attrs} == {"openai"}
     before = dict(server.requests)
-    counts = run_extract(StageContext(cfg, layout))  # only the timed-out product is asked again
+    counts = call_stage(run_extract, cfg, layout)  # only the timed-out product is asked again
     assert counts["extracted"] == 1 and server.requests["SLOW"] == before["SLOW"] + 1
     assert server.requests["GOOD"] == before["GOOD"] and server.requests["BADJSON"] == before["BADJSON"]

@@ -15,7 +15,7 @@ from pinlanding.collections import parts
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import load_config
 from pinlanding.collections.layout import RunLayout
-from pinlanding.collections.pipeline import Pipeline, StageContext
+from pinlanding.collections.pipeline import Pipeline, call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.vocab.extract import ResultCache, run_extract
 from pinlanding.vocab.extractors import create_extractor
@@ -33,7 +33,7 @@ def by_product(layout: RunLayout) -> dict[str, dict[str, set[str]]]:
 
 def test_writes_attributes_failures_and_summary_for_every_product(tmp_path: Path) -> None:
     layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
-    counts = run_extract(StageContext(load_config(overrides=LOCAL), layout))
+    counts = call_stage(run_extract, load_config(overrides=LOCAL), layout)
     assert counts["products"] == 25 and counts["extracted"] == 25 and counts["failures"] == 0
     got = by_product(layout)
     assert set(got) == set(read_table(layout.products, PRODUCTS)["product_id"].to_pylist())
@@ -56,10 +56,10 @@ def test_parted_catalogue_gives_the_same_attributes_parted_like_it(tmp_path: Pat
     cfg = load_config(overrides=[*LOCAL, "extract.embedded.use_embeddings=true", "extract.embedded.knn_k=3",
                                  "extract.embedded.knn_min_similarity=0.2"])
     whole = write_products(tmp_path / "whole", rows)
-    run_extract(StageContext(cfg, whole))
+    call_stage(run_extract, cfg, whole)
     parted = write_products(tmp_path / "parted", rows)
     names = split_into_parts(parted.products, 7)
-    counts = run_extract(StageContext(cfg, parted))
+    counts = call_stage(run_extract, cfg, parted)
     assert counts["parts"] == 4 and parts.part_names(parted.attributes) == names
     for name, part in parts.iter_parts(parted.attributes, ATTRIBUTES):
         catalog = parts.read_part(parted.products, name, PRODUCTS)["product_id"].to_pylist()
@@ -85,8 +85,8 @@ def test_per_product_inputs_are_never_read_whole(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(parts, "read_all", refuse)
     monkeypatch.setattr(ResultCache, "load", refuse)
     cfg = load_config(overrides=LOCAL)
-    assert run_extract(StageContext(cfg, layout))["extracted"] == 25
-    assert run_extract(StageContext(cfg, layout))["cached"] == 25  # the lookup path too
+    assert call_stage(run_extract, cfg, layout)["extracted"] == 25
+    assert call_stage(run_extract, cfg, layout)["cached"] == 25  # the lookup path too
     assert sum(p.rows for p in parts.list_parts(layout.attributes)) > 25
 
 
@@ -94,12 +94,12 @@ def test_rerun_extracts_only_new_or_changed_products(tmp_path: Path) -> None:
     rows = fashion_rows(tmp_path)
     layout = write_products(tmp_path / "run", rows)
     cfg = load_config(overrides=LOCAL)
-    run_extract(StageContext(cfg, layout))
-    assert run_extract(StageContext(cfg, layout))["extracted"] == 0
+    call_stage(run_extract, cfg, layout)
+    assert call_stage(run_extract, cfg, layout)["extracted"] == 0
     rows[0]["title"] = "Acme Men Green Striped Shirt"  # changed content -> new hash
     rows.append({**rows[1], "product_id": "new1", "title": "Acme Women Yellow Kurta"})
     layout = write_products(tmp_path / "run", rows)
-    counts = run_extract(StageContext(cfg, layout))
+    counts = call_stage(run_extract, cfg, layout)
     assert counts["extracted"] == 2 and counts["cached"] == 24
     got = by_product(layout)
     assert got["shirt0"]["color"] >= {"green"} and got["new1"]["color"] >= {"yellow"}
@@ -124,38 +124,38 @@ def test_a_crash_loses_at_most_the_batch_in_flight(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(EmbeddedExtractor, "__call__", dying)
     with pytest.raises(KeyboardInterrupt):
-        run_extract(StageContext(cfg, layout))
+        call_stage(run_extract, cfg, layout)
     assert not layout.attributes.exists()
     monkeypatch.setattr(EmbeddedExtractor, "__call__", real_call)
-    counts = run_extract(StageContext(cfg, layout))
+    counts = call_stage(run_extract, cfg, layout)
     assert counts["cached"] == 16 and counts["extracted"] == 9  # two batches of 8 survived
 
 
 def test_cache_compaction_keeps_every_result(tmp_path: Path) -> None:
     layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
     cfg = load_config(overrides=[*LOCAL, "extract.batch_size=2", "extract.compact_after_parts=5"])
-    run_extract(StageContext(cfg, layout))
+    call_stage(run_extract, cfg, layout)
     cache = ResultCache(layout.dir("attributes") / "cache", create_extractor(cfg.extract).identity())
     assert len(cache.parts()) == 1 and cache.load().num_rows == 25
-    assert run_extract(StageContext(cfg, layout))["extracted"] == 0
+    assert call_stage(run_extract, cfg, layout)["extracted"] == 0
 
 
 def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
     layout = write_products(tmp_path / "run", fashion_rows(tmp_path, 1))
     with pytest.raises(ValueError, match=r"unknown extractor 'nope'; known: \['embedded', 'openai'"):
-        run_extract(StageContext(load_config(overrides=["extract.backend=nope"]), layout))
+        call_stage(run_extract, load_config(overrides=["extract.backend=nope"]), layout)
 
 
 @pytest.mark.slow
 def test_ray_job_matches_the_local_run(tmp_path: Path) -> None:
     rows = fashion_rows(tmp_path)
     local = write_products(tmp_path / "local", rows)
-    run_extract(StageContext(load_config(overrides=LOCAL), local))
+    call_stage(run_extract, load_config(overrides=LOCAL), local)
     remote = write_products(tmp_path / "ray", rows)
     cfg = load_config(overrides=["extract.engine=ray", "extract.embedded.use_embeddings=false", "extract.batch_size=8",
                                  "ray.num_cpus=2",
                                  "ray.object_store_memory=100000000"])
-    counts = run_extract(StageContext(cfg, remote))
+    counts = call_stage(run_extract, cfg, remote)
     assert counts["extracted"] == 25
     assert ResultCache(remote.dir("attributes") / "cache", create_extractor(cfg.extract).identity()).parts()
     assert by_product(remote) == by_product(local)

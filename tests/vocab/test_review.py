@@ -15,6 +15,7 @@ from curate_fixtures import context, tiny_attributes, write_queries, write_run, 
 
 from pinlanding.collections.artifacts import write_table
 from pinlanding.collections.layout import RunLayout
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import VOCAB
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import Decision, DecisionStore, ReviewState, decisions_path
@@ -76,7 +77,7 @@ def base_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("review")
     layout = write_run(root / "run", tiny_attributes(), 60)
     queries = write_queries(root / "queries.tsv")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     topics_over_curated(context(layout, queries))
     return layout
 

@@ -11,6 +11,7 @@ import pytest
 
 from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated
 
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.vocab.curate import run_vocab
 from pinlanding.vocab.decisions import DecisionStore, decisions_path
 from pinlanding.vocab.review import create_app
@@ -39,7 +40,7 @@ def served(tmp_path):
 
     layout = write_run(tmp_path / "run", tiny_attributes(), 60)
     queries = write_queries(tmp_path / "queries.tsv")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     topics_over_curated(context(layout, queries))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,7 +85,7 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
     assert [d.action for d in DecisionStore(decisions_path(layout)).read()] == ["reject", "rename"]
 
     # rerun curation: the page now shows the curated result
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     page.goto(base + "/values?key=color")
     assert page.locator('tr[data-value="Red"]').count() == 0
     assert "Red" in page.get_by_role("heading", name="Rejected in review").locator("xpath=following-sibling::table[1]").inner_text()
@@ -97,7 +98,7 @@ def test_decide_reload_rerun_and_see_it_honoured(browser, served):
     page.goto(base + "/values?key=color")
     with page.expect_navigation():  # a form post: wait for its redirect before going on
         page.get_by_role("button", name="restore (approve)").click()
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     page.reload()
     assert "approved" in page.locator('tr[data-value="Red"]').inner_text()
 

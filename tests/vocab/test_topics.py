@@ -8,6 +8,7 @@ import pytest
 from curate_fixtures import context, tiny_attributes, write_queries, write_run, topics_over_curated
 
 from pinlanding.collections.artifacts import read_json, read_table
+from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import TOPICS
 from pinlanding.vocab.config import TopicsConfig
 from pinlanding.vocab.curate import run_vocab
@@ -49,7 +50,7 @@ def test_phrase_title_and_slug():
 def curated_run(tmp_path):
     layout = write_run(tmp_path / "run", tiny_attributes(), 60)
     queries = write_queries(tmp_path / "queries.tsv")
-    run_vocab(context(layout, queries))
+    call_stage(run_vocab, *context(layout, queries))
     return layout, queries
 
 
