@@ -183,7 +183,10 @@ class DualEncoder(nn.Module):
         if self.frozen_stages is None:
             return ImageFeatures(x, colour)
         trunk = self.visual.trunk
-        return ImageFeatures(trunk.blocks[:self.frozen_stages](trunk.bn1(trunk.conv_stem(x))), colour)
+        # contiguous: the convolutions may hand back channels-last, and the tuned stages then round differently
+        # than on stored features (encoders/features.py), so a cold run and a retrain would train other models
+        maps = trunk.blocks[:self.frozen_stages](trunk.bn1(trunk.conv_stem(x)))
+        return ImageFeatures(maps.contiguous(), colour)
 
     def visual_embedding(self, features: ImageFeatures, has_image: torch.Tensor) -> torch.Tensor:
         """Normalized image embeddings from :meth:`image_features` (zero where a product has no image)."""
