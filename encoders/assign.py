@@ -49,7 +49,8 @@ from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, 
 from pinlanding.encoders.bundle import EncoderBundle, Scorer, load_bundle
 from pinlanding.encoders.clip import build_tokenizer
 from pinlanding.encoders.config import AssignConfig
-from pinlanding.encoders.data import decode_image, decode_jpegs_batched, product_text, read_image_bytes
+from pinlanding.encoders.data import (decode_image, decode_jpegs_batched, product_text, ranked_single_valued,
+                                      read_image_bytes)
 from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
 from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
@@ -313,12 +314,10 @@ def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
     confidence times the probability that no value ranked above it is the product's: ``c_i * prod_{j<i}(1 - c_j)``.
     A product has one colour; a second colour word after the title's first names a trim or a print, and keeping
     its own prior made it as confident as the first."""
-    single = extraction["key"].isin(exclusive).to_numpy()
+    single, part = ranked_single_valued(extraction, exclusive)
     if not single.any():
         return extraction
-    part = extraction[single].assign(confidence=extraction.loc[single, "confidence"].fillna(1.0).astype(np.float64))
-    part = part.sort_values(["product_id", "key", "confidence", "value"], ascending=[True, True, False, True],
-                            kind="stable")
+    part = part.assign(confidence=part["confidence"].fillna(1.0).astype(np.float64))
     groups = [part["product_id"], part["key"]]
     rest = (1.0 - part["confidence"].clip(upper=1.0)).groupby(groups).cumprod()
     above = rest.groupby(groups).shift(1, fill_value=1.0)

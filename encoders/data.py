@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import torch
 import torchvision.io as tv_io
@@ -72,6 +73,17 @@ def positives_of(attrs: pa.Table, vocab: list[tuple[str, str]]) -> dict[str, lis
         if i is not None:
             out.setdefault(pid, set()).add(i)
     return {pid: sorted(s) for pid, s in out.items()}
+
+
+def ranked_single_valued(rows: pd.DataFrame, keys: tuple[str, ...] | list[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Which of ``rows`` (product_id, key, value, confidence) hold a value of ``keys``, and those rows ranked
+    within each (product, key): most confident first (no confidence: stated by the merchant, so 1.0), ties by value."""
+    single = rows["key"].isin(list(keys)).to_numpy()
+    part = rows[single]
+    ranked = (part.assign(_c=part["confidence"].fillna(1.0))
+              .sort_values(["product_id", "key", "_c", "value"], ascending=[True, True, False, True], kind="stable")
+              .drop(columns="_c"))
+    return single, ranked
 
 
 def heldout_mask(product_ids: list[str], val_fraction: float, block: int, seed: int) -> np.ndarray:

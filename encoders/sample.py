@@ -21,7 +21,7 @@ from pinlanding.collections.config import RayConfig
 from pinlanding.collections.engines import map_parts
 from pinlanding.collections.parts import count_rows, part_names, read_part
 from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS
-from pinlanding.encoders.data import ProductSet, positives_of
+from pinlanding.encoders.data import ProductSet, positives_of, ranked_single_valued
 
 
 @dataclass
@@ -61,11 +61,8 @@ def top_values(attrs: pa.Table, keys: tuple[str, ...] | list[str]) -> pa.Table:
     if not keys or not attrs.num_rows:
         return attrs
     df = attrs.to_pandas()
-    single = df["key"].isin(list(keys))
-    top = (df[single].assign(_c=df.loc[single, "confidence"].fillna(1.0))
-           .sort_values(["product_id", "key", "_c", "value"], ascending=[True, True, False, True], kind="stable")
-           .drop_duplicates(["product_id", "key"]).drop(columns="_c"))
-    rows = pd.concat([df[~single], top]).sort_index(kind="stable")
+    single, ranked = ranked_single_valued(df, keys)
+    rows = pd.concat([df[~single], ranked.drop_duplicates(["product_id", "key"])]).sort_index(kind="stable")
     return pa.Table.from_pandas(rows, schema=attrs.schema, preserve_index=False)
 
 
