@@ -119,12 +119,23 @@ def repeated_words(attrs: Attrs, cfg: TopicsConfig) -> list[str]:
     return sorted(w for w, n in seen.items() if n > 1)
 
 
+def template_for(key: str, value: str, cfg: TopicsConfig) -> str:
+    """The phrase template of one attribute: the key's ``phrase_templates`` entry, unless the template names a
+    part (a word of ``part_nouns``) and the value already names one ("polo collar" stays as it is)."""
+    template = cfg.phrase_templates.get(key, "{value}")
+    parts = tuple(p.lower() for p in cfg.part_nouns)
+    names_part = any(w.startswith(parts) for w in template.lower().replace("{value}", " ").split())
+    if names_part and any(w.startswith(parts) for w in re.split(r"[^\w]+", value.lower()) if w):
+        return "{value}"
+    return template
+
+
 def phrase(attrs: Attrs, cfg: TopicsConfig, lower: bool = True) -> str:
     """A shopper-style query: modifiers in ``query_order`` (colour, material or pattern, other modifiers), then
     the product noun, then templated keys ("for women"); values repeated by another value are left out."""
     words = []
     for key, value in shown_attributes(attrs, cfg):
-        template = cfg.phrase_templates.get(key, "{value}")
+        template = template_for(key, value, cfg)
         words.append(template.replace("{value}", value.strip().lower() if lower else value.strip()))
     return re.sub(r"\s+", " ", " ".join(words)).strip()
 
@@ -156,7 +167,7 @@ def topic_title(attrs: Attrs, cfg: TopicsConfig, spellings: dict[str, str] | Non
     words: list[str] = []
     for key, value in shown_attributes(attrs, cfg):
         brand = spellings.get(spelling_key(value)) if key == BRAND_KEY and spellings else None
-        for word in cfg.phrase_templates.get(key, "{value}").split():
+        for word in template_for(key, value, cfg).split():
             if word != "{value}":
                 words.append(title_of(word, first=not words))
             else:

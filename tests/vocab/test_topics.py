@@ -175,6 +175,22 @@ def test_title_order_is_colour_material_modifiers_category_gender():
     assert topic_title((("brand", "nike"), ("color", "black"), ("category", "shoes")), cfg) == "Nike Black Shoes"
 
 
+def test_a_part_value_names_its_part_once():
+    cfg = _shipped_topics_config()
+    shirt = (("category", "t-shirt"), ("color", "navy blue"), ("sleeve", "short"), ("gender", "men"))
+    assert topic_title(shirt, cfg) == "Navy Blue Short Sleeve T-shirt for Men"
+    assert phrase((("category", "t-shirt"), ("neck", "round")), cfg) == "round neck t-shirt"
+    # a value that already names a part keeps its own words: no "polo collar neck", no "sleeveless sleeve"
+    assert phrase((("category", "t-shirt"), ("neck", "polo collar")), cfg) == "polo collar t-shirt"
+    assert phrase((("category", "top"), ("sleeve", "sleeveless")), cfg) == "sleeveless top"
+    assert phrase((("category", "dress"), ("neck", "V-Neck")), cfg) == "v-neck dress"
+    # the part-noun lexicon is configuration: without it the template applies to every value
+    bare = cfg.model_copy(update={"part_nouns": []})
+    assert phrase((("category", "t-shirt"), ("neck", "polo collar")), bare) == "polo collar neck t-shirt"
+    plain = cfg.model_copy(update={"phrase_templates": {"gender": "for {value}"}})
+    assert phrase((("category", "t-shirt"), ("sleeve", "short")), plain) == "short t-shirt"
+
+
 def test_repeated_words_across_values_but_not_inside_a_brand_name():
     cfg = _shipped_topics_config()
     assert repeated_words((("brand", "u.s. polo assn"), ("neck", "polo collar"), ("category", "t-shirt")), cfg) == ["polo"]
