@@ -155,7 +155,7 @@ def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | 
             texts.append(mask_values(text, words))
         every = bundle.calibration.scores(combine_texts(model, visual, model.tokenize(texts)) @ attr.T)
         scores, conf = every[:, cols], bundle.calibration.confidence(every)[:, cols]
-        best = conf.argmax(1)
+        best = np.where(bundle.calibration.answers(every)[:, cols], conf, -1.0).argmax(1)
         top = conf[np.arange(len(best)), best]
         above = scores[np.arange(len(best)), best] >= bundle.calibration.thresholds[cols][best]
         verdict = [labels.judge_row(pid, key, bundle.vocab[cols[b]][1]) for pid, b in zip(held.ids, best)]

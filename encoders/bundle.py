@@ -120,7 +120,7 @@ class Scorer:
         emb = torch.as_tensor(embeddings, device=self.device).float()
         scores = self.calibration.scores(emb @ self.attributes.T)
         conf = self.calibration.confidence(scores)
-        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence)
+        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence) & self.calibration.answers(scores)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
         idx = torch.where(top >= 0, idx, -1)
         return idx.to(torch.int32).cpu().numpy(), top.clamp_min(0).cpu().numpy().astype(np.float32)

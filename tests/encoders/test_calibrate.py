@@ -135,3 +135,29 @@ def test_single_valued_keys_score_by_softmax_among_their_values():
     assert isinstance(on_torch, torch.Tensor) and np.allclose(on_torch.numpy(), scores)
     plain = Calibration(*(np.zeros(6) for _ in range(4)), np.zeros((2, 6)))
     assert plain.scores(cosine) is cosine  # without groups (a model saved before them): cosines
+
+
+def test_a_single_valued_key_answers_with_its_most_probable_value_only():
+    import torch
+
+    from pinlanding.encoders.bundle import Scorer
+    from pinlanding.encoders.calibrate import Calibration, key_groups
+
+    keys = ["color", "color", "color", "material", "material"]
+    groups = key_groups(keys, ["color"])
+    # black is the most probable colour; teal's low threshold would give it the larger margin and confidence
+    thresholds = np.array([0.4, 0.9, 0.05, 0.3, 0.3], np.float32)
+    cal = Calibration(thresholds, np.ones(5), np.ones(5), np.ones(5), np.array([[10.0] * 5, [0.0] * 5]),
+                      groups=groups, scale=1.0)
+    probs = np.array([[0.6, 0.1, 0.3, 0.5, 0.4]], np.float32)  # already softmax scores on the colour columns
+    assert cal.confidence(probs)[0, 2] > cal.confidence(probs)[0, 0]  # by margin teal would win
+    assert cal.answers(probs).tolist() == [[True, False, False, True, True]]
+    assert torch.equal(cal.answers(torch.as_tensor(probs)), torch.as_tensor(cal.answers(probs)))
+    # the scorer assigns black, never teal beside it; both materials above their thresholds stay
+    cosine = np.log(probs)  # key_scores turns these back into the same softmax at scale 1
+    cosine[:, 3:] = probs[:, 3:]
+    scorer = Scorer(np.eye(5, dtype=np.float32), cal, top_k=5)
+    idx, conf = scorer.score(cosine)
+    assert sorted(i for i in idx[0].tolist() if i >= 0) == [0, 3, 4]
+    plain = Calibration(thresholds, np.ones(5), np.ones(5), np.ones(5), np.zeros((2, 5)))
+    assert plain.answers(probs).all()  # no single-valued keys: every column may answer
