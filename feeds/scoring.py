@@ -240,25 +240,24 @@ class TopK:
     verdicts: DataFrame
 
 
-def prefix_verdicts(probes: DataFrame, prefix_scored: DataFrame, lists: DataFrame, k: int, prefix: int) -> DataFrame:
-    """(topic_id, verdict, pairs) after scoring each topic's first ``prefix`` (L) probe postings.
+def prefix_verdicts(probes: DataFrame, prefix_ranked: DataFrame, lists: DataFrame, k: int, prefix: int) -> DataFrame:
+    """(topic_id, verdict, pairs) after ranking each topic's matches among its first ``prefix`` (L) postings.
 
     ``complete``: the list fits in the prefix, every candidate was scored. ``bound``: the K-th best prefix score
     beats, by more than a rounding step, the best score a product outside the prefix can reach (its probe
     partial <= the list's (L+1)-th, each other attribute's confidence <= that attribute's best), so no outside
     product can enter the top K or tie into it. ``fallback``: otherwise (fewer than K prefix matches, or the
     bound not met): the rest of its list must be scored."""
-    order = Window.partitionBy("topic_id").orderBy(F.col("score").desc(), F.col("product_id").asc())
-    found = prefix_scored.withColumn("r", F.row_number().over(order)).groupBy("topic_id").agg(
-        F.count(F.lit(1)).alias("n"), F.max(F.when(F.col("r") == k, F.col("score"))).alias("kth"))
+    found = prefix_ranked.groupBy("topic_id").agg(
+        F.count(F.lit(1)).alias("n"), F.max(F.when(F.col("rank") == k, F.col("score"))).alias("kth"))
     sizes = lists.groupBy("probe").agg(F.max("pos").alias("size"),
                                        F.max(F.when(F.col("pos") == prefix + 1, F.col("partial"))).alias("next"))
     df = probes.join(F.broadcast(sizes), "probe", "left").join(found, "topic_id", "left")
     bound = (F.col("next") + F.col("rest_max")) / F.col("topic_weight")
-    verdict = (F.when(F.coalesce("size", F.lit(0)) <= prefix, F.lit("complete"))
+    size = F.coalesce("size", F.lit(0))
+    verdict = (F.when(size <= prefix, F.lit("complete"))
                .when((F.col("n") >= k) & (F.col("kth") > bound + F.lit(BOUND_MARGIN)), F.lit("bound"))
                .otherwise(F.lit("fallback")))
-    size = F.coalesce("size", F.lit(0))
     pairs = F.when(verdict == "fallback", size).otherwise(F.least(size, F.lit(prefix)))
     return df.select("topic_id", verdict.alias("verdict"), pairs.alias("pairs"))
 
@@ -268,22 +267,23 @@ def strict_top_k(topic_attrs: DataFrame, assignments: DataFrame, weights: ScoreW
     """Each topic's exact top ``k`` under strict matching, scoring as few candidates as a threshold bound allows.
 
     A topic's candidates are the posting list of its probe (its two rarest attributes, :func:`postings`),
-    sorted by their partial score. The first ``prefix`` entries are scored (random access: the product's
-    attribute map); a topic whose top ``k`` cannot change stops there (:func:`prefix_verdicts`), the others
-    score the rest of their list. Equals ``rank(score(candidates_naive(...)), k)``, product_id tie-break
-    included. Product maps, posting lists, prefix scores and verdicts are cached: each is read more than once.
+    sorted by their partial score. The first ``prefix`` entries are scored and ranked (random access: the
+    product's attribute map); a topic whose top ``k`` cannot change stops there (:func:`prefix_verdicts`), the
+    others score and rank their whole list. Equals ``rank(score(candidates_naive(...)), k)``, product_id
+    tie-break included. Product maps, posting lists, the prefix ranking and the verdicts are cached: each is
+    read more than once.
     """
     pmaps = product_maps(assignments, topic_attrs).cache()
     probes = strict_probes(topic_attrs, attribute_stats(pmaps), weights).cache()
     width = int(probes.agg(F.max(F.size("attrs"))).first()[0] or 0)
     lists = postings(pmaps, probes).cache()
-    prefix_scored = score_postings(lists.where(F.col("pos") <= prefix), probes, width).cache()
-    verdicts = prefix_verdicts(probes, prefix_scored, lists, k, prefix).cache()
-    fallback = probes.join(verdicts.where(F.col("verdict") == "fallback"), "topic_id", "left_semi")
-    rest = score_postings(lists.where(F.col("pos") > prefix), fallback, width)
+    prefix_ranked = rank(score_postings(lists.where(F.col("pos") <= prefix), probes, width), k).cache()
+    verdicts = prefix_verdicts(probes, prefix_ranked, lists, k, prefix).cache()
+    fallback = verdicts.where(F.col("verdict") == "fallback").select("topic_id")
+    redone = rank(score_postings(lists, probes.join(fallback, "topic_id", "left_semi"), width), k)
+    ranked = prefix_ranked.join(F.broadcast(fallback), "topic_id", "left_anti").unionByName(redone)
     overlap = probes.select("topic_id", F.col("n_attrs").alias("overlap"))
-    scored = prefix_scored.unionByName(rest).join(F.broadcast(overlap), "topic_id")
-    return TopK(rank(scored, k), verdicts)
+    return TopK(ranked.join(F.broadcast(overlap), "topic_id"), verdicts)
 
 
 def candidates_naive(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
