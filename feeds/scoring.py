@@ -145,7 +145,8 @@ BOUND_MARGIN = 10.0 ** -SCORE_DECIMALS  # a K-th score must beat the bound by a 
 
 
 def attribute_id(key: "F.Column | str", value: "F.Column | str") -> "F.Column":
-    """One string per attribute (key and value joined by a unit separator, which normalized text never holds)."""
+    """One string per attribute: key and value joined by the unit separator (a control character attribute
+    text does not carry; probe ids join attribute ids with the record separator)."""
     return F.concat_ws("\x1f", key, value)
 
 
@@ -194,7 +195,7 @@ def _weighted(pmap: str, attrs: list[tuple[str, str]]) -> "F.Column":
     return total
 
 
-def _spread(df: DataFrame, array: str, prefix: str, width: int) -> list["F.Column"]:
+def _spread(array: str, prefix: str, width: int) -> list["F.Column"]:
     """An array of (attr, w) structs as columns {prefix}a0.., {prefix}w0.. (null past its end)."""
     return ([F.get(array, i)["attr"].alias(f"{prefix}a{i}") for i in range(width)]
             + [F.get(array, i)["w"].alias(f"{prefix}w{i}") for i in range(width)])
@@ -203,7 +204,7 @@ def _spread(df: DataFrame, array: str, prefix: str, width: int) -> list["F.Colum
 def postings(pmaps: DataFrame, probes: DataFrame) -> DataFrame:
     """The probes' posting lists: (probe, pos, product_id, partial, pmap) for every product carrying all of a
     probe's attributes; ``partial`` = sum of weight x confidence over them, ``pos`` the 1-based place in the list
-    sorted by partial descending, product_id ascending (the order of the final ranking, restricted to the probe).
+    sorted by partial descending, product_id ascending (the head of a list holds its best products).
     A product's probes are found by hashing: its attributes and sorted attribute pairs, kept when some topic
     probes them (a broadcast semi-join), so no topic-product pair is built here."""
     keys = F.array_sort(F.map_keys("pmap"))
@@ -212,7 +213,7 @@ def postings(pmaps: DataFrame, probes: DataFrame) -> DataFrame:
     pairs = F.when(F.size(keys) > 1, pairs).otherwise(F.array().cast("array<string>"))
     rows = pmaps.select("product_id", "pmap", F.explode(F.concat(keys, pairs)).alias("probe"))
     kinds = probes.select("probe", "pattrs").dropDuplicates(["probe"])
-    rows = rows.join(F.broadcast(kinds.select("probe", *_spread(kinds, "pattrs", "p", PROBE_SIZE))), "probe")
+    rows = rows.join(F.broadcast(kinds.select("probe", *_spread("pattrs", "p", PROBE_SIZE))), "probe")
     partial = _weighted("pmap", [(f"pa{i}", f"pw{i}") for i in range(PROBE_SIZE)])
     order = Window.partitionBy("probe").orderBy(F.col("partial").desc(), F.col("product_id").asc())
     return (rows.select("probe", "product_id", "pmap", partial.alias("partial"))
@@ -223,7 +224,7 @@ def score_postings(rows: DataFrame, probes: DataFrame, width: int) -> DataFrame:
     """Strict scores of posting rows against the topics that probe their list: (topic_id, product_id, score) of
     the products carrying every attribute of the topic, terms added in the topic's (key, value) order. Random
     access is a lookup in the product's map; no Python, no per-pair arrays (the plan is code-generated)."""
-    pairs = rows.join(F.broadcast(probes.select("topic_id", "probe", "topic_weight", *_spread(probes, "attrs", "", width))),
+    pairs = rows.join(F.broadcast(probes.select("topic_id", "probe", "topic_weight", *_spread("attrs", "", width))),
                       "probe")
     total = _weighted("pmap", [(f"a{i}", f"w{i}") for i in range(width)])
     scored = pairs.select("topic_id", "product_id", F.round(total / F.col("topic_weight"), SCORE_DECIMALS).alias("score"))
