@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import standins as synthetic
+from pyspark.sql import functions as F
 
 from pinlanding.collections.artifacts import read_table, write_table
 from pinlanding.collections.config import PipelineConfig, SparkConfig
@@ -33,6 +34,7 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, FEEDS, PRODUCTS, TOPICS
 from pinlanding.feeds import scoring
+from pinlanding.feeds.config import FeedsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 QUERIES = ROOT / ".." / "shared" / "datasets" / "search-queries" / "fashion12k_queries.tsv"
@@ -95,6 +97,47 @@ def compare(spark, topic_rows, assignments, n_topics: int, n_products: int, naiv
           f"({estimate / 3600:.1f} h) for all, extrapolated linearly in pairs")
 
 
+def pool_size(cfg: FeedsConfig) -> int:
+    """K of the feeds stage: the candidate pool ranked per topic before variants and diversity."""
+    return max(cfg.candidate_pool, cfg.max_products)
+
+
+def top_k(topic_rows, assignments, k: int, prefix: int) -> tuple[scoring.TopK, float]:
+    """Strict top-``k`` with the threshold bound, timed from cached assignments to ranked rows; verdicts printed."""
+    weights = scoring.ScoreWeights()
+    start = time.perf_counter()
+    tattrs = scoring.topic_attributes(topic_rows, weights).cache()
+    top = scoring.strict_top_k(tattrs, assignments, weights, k, prefix)
+    timed(top.ranked)
+    seconds = time.perf_counter() - start
+    verdicts = {r.verdict: (r.topics, r.pairs) for r in top.verdicts.groupBy("verdict").agg(
+        F.count(F.lit(1)).alias("topics"), F.sum("pairs").alias("pairs")).collect()}
+    pairs = sum(p for _, p in verdicts.values())
+    print(f"  top-K pruned (K={k}, prefix {prefix} x K): {seconds:.1f} s from cached assignments to ranked rows "
+          f"(Spark start excluded); {pairs:,} candidate pairs scored; topics "
+          + ", ".join(f"{v}: {n:,} ({p:,} pairs)" for v, (n, p) in sorted(verdicts.items())))
+    return top, seconds
+
+
+def check_exact(topic_rows, assignments, k: int, prefix: int, reference: str) -> bool:
+    """Compare top-K pruned feeds with the reference's (``cross``: the naive cross join; ``join``: every
+    rarest-attribute candidate scored, itself tested equal to it), rank, product and score included."""
+    weights = scoring.ScoreWeights()
+    top, _ = top_k(topic_rows, assignments, k, prefix)
+    tattrs = scoring.topic_attributes(topic_rows, weights)
+    build = scoring.candidates_naive if reference == "cross" else scoring.candidates_pruned
+    start = time.perf_counter()
+    ref = scoring.rank(scoring.score(build(tattrs, scoring.product_attributes(assignments)), weights), k).cache()
+    cols = ["topic_id", "rank", "product_id", "score", "overlap"]
+    n_ref = ref.count()
+    missing, extra = ref.select(cols).exceptAll(top.ranked.select(cols)).count(), \
+        top.ranked.select(cols).exceptAll(ref.select(cols)).count()
+    same = missing == 0 and extra == 0
+    print(f"  exactness vs {reference} reference ({time.perf_counter() - start:.1f} s): {n_ref:,} ranked rows, "
+          f"{missing} missing, {extra} extra -> {'IDENTICAL' if same else 'DIFFERENT'}")
+    return same
+
+
 def bench_real(source: Path, work: Path) -> RunLayout:
     from pinlanding.collections.engines import spark_session
     from pinlanding.feeds.build import read_parquet, run_feeds
@@ -127,17 +170,42 @@ def bench_real(source: Path, work: Path) -> RunLayout:
     return layout
 
 
-def bench_generated(n_products: int, n_topics: int, naive_topics: int) -> None:
+def generated(spark, n_products: int, n_topics: int):
+    """Generated (assignments cached, topic rows cached), printed with their size and generation time."""
+    start = time.perf_counter()
+    assignments, topic_rows = synthetic.generated_frames(spark, n_products, n_topics)
+    assignments, topic_rows = assignments.cache(), topic_rows.cache()
+    rows = assignments.count()
+    topic_rows.count()
+    print(f"generated catalogue: {n_products:,} products ({rows:,} assignments), {n_topics:,} topics; "
+          f"generated in {time.perf_counter() - start:.1f} s")
+    return assignments, topic_rows
+
+
+def bench_generated(n_products: int, n_topics: int, naive_topics: int, ks: list[int], sample: tuple[int, int],
+                    reference: str, full: bool) -> None:
+    """Top-K pruned scoring on a generated catalogue for each K, exactness on a smaller sample (and, with
+    ``full``, the old every-candidate scoring and the naive estimate on the big one)."""
     from pinlanding.collections.engines import spark_session
 
     spark = spark_session(SparkConfig(shuffle_partitions=16, driver_memory="6g"))
-    start = time.perf_counter()
-    assignments, topic_rows = synthetic.generated_frames(spark, n_products, n_topics)
-    assignments = assignments.cache()
-    rows = assignments.count()
-    print(f"generated catalogue: {n_products:,} products ({rows:,} assignments), {n_topics:,} topics; "
-          f"generated in {time.perf_counter() - start:.1f} s")
-    compare(spark, topic_rows, assignments, n_topics, n_products, naive_topics)
+    cfg = FeedsConfig()
+    print(f"feeds stage K = max(candidate_pool, max_products) = {pool_size(cfg)}, topk_prefix {cfg.topk_prefix}; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    if sample[0] and sample[1]:
+        assignments, topic_rows = generated(spark, *sample)
+        for k in ks:
+            check_exact(topic_rows, assignments, k, cfg.topk_prefix * k, reference)
+        spark.catalog.clearCache()
+    assignments, topic_rows = generated(spark, n_products, n_topics)
+    for k in ks:
+        top_k(topic_rows, assignments, k, cfg.topk_prefix * k)
+        print(f"    load average after: {os.getloadavg()[0]:.1f}")
+        spark.catalog.clearCache()
+        assignments.cache().count()
+        topic_rows.cache().count()
+    if full:
+        compare(spark, topic_rows, assignments, n_topics, n_products, naive_topics)
     spark.catalog.clearCache()
 
 
@@ -214,6 +282,12 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=20_000)
     parser.add_argument("--naive-topics", type=int, default=20)
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--k", type=int, nargs="*", help="top-K sizes to time (default: the feeds stage's K)")
+    parser.add_argument("--sample", type=int, nargs=2, default=[100_000, 5_000], metavar=("PRODUCTS", "TOPICS"),
+                        help="generated catalogue on which top-K pruned feeds are compared with the reference (0 0: skip)")
+    parser.add_argument("--reference", choices=["join", "cross"], default="join",
+                        help="exactness reference: every rarest-attribute candidate scored, or the naive cross join")
+    parser.add_argument("--full", action="store_true", help="also time every-candidate scoring and the naive estimate")
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     with tempfile.TemporaryDirectory(prefix="bench-feeds-") as tmp:
@@ -225,7 +299,9 @@ def main() -> None:
                 raise SystemExit(f"no catalogue at {args.run}/catalog; run `pinlanding stage ingest` first")
             layout = bench_real(args.run, Path(tmp))
         if args.what in ("generated", "all"):
-            bench_generated(args.products, args.topics, args.naive_topics)
+            ks = args.k or [pool_size(FeedsConfig())]
+            bench_generated(args.products, args.topics, args.naive_topics, ks, tuple(args.sample), args.reference,
+                            args.full)
         if args.what in ("api", "all") and layout is not None:
             bench_api(layout, args.requests)
 

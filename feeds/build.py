@@ -87,12 +87,18 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
     """Ranked (topic_id, product_id, score, rank, variants) rows of every topic, plus counts for the manifest.
 
     ``groups`` (product_id, group_id; see :func:`scoring.product_groups`) collapses near-identical products
-    into one row whose ``variants`` lists the others; without it ``variants`` is empty."""
+    into one row whose ``variants`` lists the others; without it ``variants`` is empty. Strict matching with
+    pruning ranks an exact top-K pool with a threshold bound (:func:`scoring.strict_top_k`)."""
     weights = scoring.ScoreWeights(cfg.key_weights)
     tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
+    pool_size = max(cfg.candidate_pool, cfg.max_products)
+    counts: dict[str, Any] = {}
+    if cfg.matching == "strict" and cfg.pruning and cfg.topk_prefix > 0:
+        top = scoring.strict_top_k(tattrs, assignments, weights, pool_size, cfg.topk_prefix * pool_size)
+        counts.update(topk_counts(top.verdicts))
+        return _finish(top.ranked, tattrs, assignments, cfg, groups), counts
     build = scoring.candidates_pruned if cfg.pruning else scoring.candidates_naive
     scored = scoring.score(build(tattrs, scoring.product_attributes(assignments)), weights)
-    counts: dict[str, Any] = {}
     if cfg.matching == "ann":
         if embeddings is None:
             raise FileNotFoundError("feeds.matching=ann needs assignments/embeddings.parquet; run the assign stage "
@@ -102,16 +108,31 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
         counts["ann_pairs"] = len(similar)
         sim_df = spark.createDataFrame(similar, schema="topic_id string, product_id string, similarity double")
         scored = scoring.blend(scored, sim_df, cfg.ann.weight)
+    return _finish(scoring.rank(scored, pool_size), tattrs, assignments, cfg, groups), counts
+
+
+def topk_counts(verdicts: "DataFrame") -> dict[str, Any]:
+    """Manifest counts of strict top-K scoring: topics per verdict and candidate pairs scored."""
     from pyspark.sql import functions as F
 
-    pool = scoring.rank(scored, max(cfg.candidate_pool, cfg.max_products)).select("topic_id", "product_id", "score", "rank")
+    rows = verdicts.groupBy("verdict").agg(F.count(F.lit(1)).alias("topics"), F.sum("pairs").alias("pairs")).collect()
+    return {"topk_topics": {r.verdict: int(r.topics) for r in sorted(rows)},
+            "candidate_pairs": int(sum(r.pairs or 0 for r in rows))}
+
+
+def _finish(ranked: "DataFrame", tattrs: "DataFrame", assignments: "DataFrame", cfg: FeedsConfig,
+            groups: "DataFrame | None") -> "DataFrame":
+    """The candidate pool (ranked rows) through variants and diversity: the feeds' ranked rows."""
+    from pyspark.sql import functions as F
+
+    pool = ranked.select("topic_id", "product_id", "score", "rank")
     if groups is not None:
         pool = scoring.collapse_variants(pool, groups)
     else:
         pool = pool.withColumn("variants", F.array().cast("array<string>"))
     pool = pool.cache()  # diversify reads it twice; scoring it again would double the stage's time
     values = scoring.primary_values(assignments, cfg.diversify_keys)
-    return scoring.diversify(pool, tattrs, values, cfg.max_products, cfg.diversify_band), counts
+    return scoring.diversify(pool, tattrs, values, cfg.max_products, cfg.diversify_band)
 
 
 def embedding_neighbours(seeds: Any, embeddings: AnyPath, cfg: FeedsConfig) -> list[tuple[str, str, float]]:
@@ -340,6 +361,8 @@ class FeedsCounts(TypedDict, total=False):
     aliases: int
     matching: str
     pruning: bool
+    topk_topics: dict[str, int]
+    candidate_pairs: int
     seconds: float
     ann_pairs: int
     merchandised: int

@@ -27,6 +27,10 @@ class FeedsConfig(StrictModel):
     matching: Literal["strict", "overlap", "ann"] = "strict"
     min_overlap: float = 0.5  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
     pruning: bool = True  # join on (key, value) with the rarest-attribute probe; false: naive cross join
+    # strict matching with pruning: exact top-K (K = max(candidate_pool, max_products)) scoring the first
+    # topk_prefix * K products of each topic's probe list first, the rest only where the bound is not met;
+    # 0: score every candidate (the rarest-attribute join)
+    topk_prefix: int = Field(2, ge=0)
     min_confidence: float = 0.7  # assignments below this are ignored (the trade-off measured: docs/feeds.md)
     key_weights: dict[str, float] = Field(default_factory=dict)  # per attribute key; default 1.0
     max_products: int = 200  # feed length kept per topic

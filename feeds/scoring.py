@@ -140,6 +140,153 @@ def candidates_pruned(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
     return _shared(pairs)
 
 
+PROBE_SIZE = 2  # attributes a strict probe list requires: the topic's two rarest (one for single-attribute topics)
+BOUND_MARGIN = 10.0 ** -SCORE_DECIMALS  # a K-th score must beat the bound by a rounding step (rounding never reorders)
+
+
+def attribute_id(key: "F.Column | str", value: "F.Column | str") -> "F.Column":
+    """One string per attribute: key and value joined by the unit separator (a control character attribute
+    text does not carry; probe ids join attribute ids with the record separator)."""
+    return F.concat_ws("\x1f", key, value)
+
+
+def product_maps(assignments: DataFrame, topic_attrs: DataFrame) -> DataFrame:
+    """(product_id, pmap map<attribute id, confidence>) of the attributes some topic names (others never score)."""
+    named = topic_attrs.select("key", "value").distinct()
+    return assignments.join(F.broadcast(named), ["key", "value"], "left_semi").groupBy("product_id").agg(
+        F.map_from_entries(F.collect_list(F.struct(attribute_id("key", "value"), "confidence"))).alias("pmap"))
+
+
+def attribute_stats(pmaps: DataFrame) -> DataFrame:
+    """(attr, freq, max_confidence) of every attribute in ``pmaps``."""
+    rows = pmaps.select(F.explode("pmap").alias("attr", "confidence"))
+    return rows.groupBy("attr").agg(F.count(F.lit(1)).alias("freq"), F.max("confidence").alias("max_confidence"))
+
+
+def strict_probes(topic_attrs: DataFrame, stats: DataFrame, weights: ScoreWeights) -> DataFrame:
+    """One row per topic for strict top-K scoring.
+
+    Columns: ``probe`` (id of the topic's :data:`PROBE_SIZE` rarest attributes: fewest products, then key and
+    value; their ids sorted and joined), ``pattrs`` (attr, w) of those, ``attrs`` (key, value, attr, w) of all
+    its attributes sorted by (key, value), ``n_attrs``, ``topic_weight`` and ``rest_max``: the most the
+    attributes outside the probe can add (sum of weight x the best confidence any product has). A topic naming
+    an attribute no product carries matches nothing and has no row."""
+    df = topic_attrs.select("topic_id", "key", "value", "n_attrs", "topic_weight",
+                            attribute_id("key", "value").alias("attr"), weights.column(F.col("key")).alias("w"))
+    df = df.join(stats, "attr")
+    rarest = Window.partitionBy("topic_id").orderBy(F.col("freq").asc(), "key", "value")
+    df = df.withColumn("in_probe", F.row_number().over(rarest) <= PROBE_SIZE)
+    pattrs = F.array_sort(F.collect_list(F.when(F.col("in_probe"), F.struct("attr", "w"))))
+    per_topic = df.groupBy("topic_id", "n_attrs", "topic_weight").agg(
+        F.array_sort(F.collect_list(F.struct("key", "value", "attr", "w"))).alias("attrs"), pattrs.alias("pattrs"),
+        F.sum(F.when(F.col("in_probe"), F.lit(0.0)).otherwise(F.col("w") * F.col("max_confidence"))).alias("rest_max"),
+    )
+    return (per_topic.where(F.size("attrs") == F.col("n_attrs"))
+            .withColumn("probe", F.array_join(F.transform("pattrs", lambda a: a["attr"]), "\x1e")))
+
+
+def _weighted(pmap: str, attrs: list[tuple[str, str]]) -> "F.Column":
+    """sum of weight x the product's confidence over (attribute column, weight column) pairs, in that order;
+    null when the product lacks one; a null attribute column (padding) adds 0."""
+    total = F.lit(0.0)
+    for attr, w in attrs:
+        term = F.col(w) * F.element_at(pmap, F.col(attr))
+        total = total + F.when(F.col(attr).isNull(), F.lit(0.0)).otherwise(term)
+    return total
+
+
+def _spread(array: str, prefix: str, width: int) -> list["F.Column"]:
+    """An array of (attr, w) structs as columns {prefix}a0.., {prefix}w0.. (null past its end)."""
+    return ([F.get(array, i)["attr"].alias(f"{prefix}a{i}") for i in range(width)]
+            + [F.get(array, i)["w"].alias(f"{prefix}w{i}") for i in range(width)])
+
+
+def postings(pmaps: DataFrame, probes: DataFrame) -> DataFrame:
+    """The probes' posting lists: (probe, pos, product_id, partial, pmap) for every product carrying all of a
+    probe's attributes; ``partial`` = sum of weight x confidence over them, ``pos`` the 1-based place in the list
+    sorted by partial descending, product_id ascending (the head of a list holds its best products).
+    A product's probes are found by hashing: its attributes and sorted attribute pairs, kept when some topic
+    probes them (a broadcast semi-join), so no topic-product pair is built here."""
+    keys = F.array_sort(F.map_keys("pmap"))
+    pairs = F.flatten(F.transform(keys, lambda a, i: F.transform(
+        F.slice(keys, i + 2, F.greatest(F.size(keys) - i - 1, F.lit(1))), lambda b: F.concat_ws("\x1e", a, b))))
+    pairs = F.when(F.size(keys) > 1, pairs).otherwise(F.array().cast("array<string>"))
+    rows = pmaps.select("product_id", "pmap", F.explode(F.concat(keys, pairs)).alias("probe"))
+    kinds = probes.select("probe", "pattrs").dropDuplicates(["probe"])
+    rows = rows.join(F.broadcast(kinds.select("probe", *_spread("pattrs", "p", PROBE_SIZE))), "probe")
+    partial = _weighted("pmap", [(f"pa{i}", f"pw{i}") for i in range(PROBE_SIZE)])
+    order = Window.partitionBy("probe").orderBy(F.col("partial").desc(), F.col("product_id").asc())
+    return (rows.select("probe", "product_id", "pmap", partial.alias("partial"))
+            .withColumn("pos", F.row_number().over(order)))
+
+
+def score_postings(rows: DataFrame, probes: DataFrame, width: int) -> DataFrame:
+    """Strict scores of posting rows against the topics that probe their list: (topic_id, product_id, score) of
+    the products carrying every attribute of the topic, terms added in the topic's (key, value) order. Random
+    access is a lookup in the product's map; no Python, no per-pair arrays (the plan is code-generated)."""
+    pairs = rows.join(F.broadcast(probes.select("topic_id", "probe", "topic_weight", *_spread("attrs", "", width))),
+                      "probe")
+    total = _weighted("pmap", [(f"a{i}", f"w{i}") for i in range(width)])
+    scored = pairs.select("topic_id", "product_id", F.round(total / F.col("topic_weight"), SCORE_DECIMALS).alias("score"))
+    return scored.where(F.col("score").isNotNull())
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Strict top-K feeds: ``ranked`` (topic_id, product_id, score, overlap, rank <= K), as :func:`rank` gives,
+    and ``verdicts`` (topic_id, verdict, pairs): how each topic was settled (complete, bound or fallback) and
+    how many candidate pairs it scored."""
+
+    ranked: DataFrame
+    verdicts: DataFrame
+
+
+def prefix_verdicts(probes: DataFrame, prefix_ranked: DataFrame, lists: DataFrame, k: int, prefix: int) -> DataFrame:
+    """(topic_id, verdict, pairs) after ranking each topic's matches among its first ``prefix`` (L) postings.
+
+    ``complete``: the list fits in the prefix, every candidate was scored. ``bound``: the K-th best prefix score
+    beats, by more than a rounding step, the best score a product outside the prefix can reach (its probe
+    partial <= the list's (L+1)-th, each other attribute's confidence <= that attribute's best), so no outside
+    product can enter the top K or tie into it. ``fallback``: otherwise (fewer than K prefix matches, or the
+    bound not met): the rest of its list must be scored."""
+    found = prefix_ranked.groupBy("topic_id").agg(
+        F.count(F.lit(1)).alias("n"), F.max(F.when(F.col("rank") == k, F.col("score"))).alias("kth"))
+    sizes = lists.groupBy("probe").agg(F.max("pos").alias("size"),
+                                       F.max(F.when(F.col("pos") == prefix + 1, F.col("partial"))).alias("next"))
+    df = probes.join(F.broadcast(sizes), "probe", "left").join(found, "topic_id", "left")
+    bound = (F.col("next") + F.col("rest_max")) / F.col("topic_weight")
+    size = F.coalesce("size", F.lit(0))
+    verdict = (F.when(size <= prefix, F.lit("complete"))
+               .when((F.col("n") >= k) & (F.col("kth") > bound + F.lit(BOUND_MARGIN)), F.lit("bound"))
+               .otherwise(F.lit("fallback")))
+    pairs = F.when(verdict == "fallback", size).otherwise(F.least(size, F.lit(prefix)))
+    return df.select("topic_id", verdict.alias("verdict"), pairs.alias("pairs"))
+
+
+def strict_top_k(topic_attrs: DataFrame, assignments: DataFrame, weights: ScoreWeights, k: int,
+                 prefix: int) -> TopK:
+    """Each topic's exact top ``k`` under strict matching, scoring as few candidates as a threshold bound allows.
+
+    A topic's candidates are the posting list of its probe (its two rarest attributes, :func:`postings`),
+    sorted by their partial score. The first ``prefix`` entries are scored and ranked (random access: the
+    product's attribute map); a topic whose top ``k`` cannot change stops there (:func:`prefix_verdicts`), the
+    others score and rank their whole list. Equals ``rank(score(candidates_naive(...)), k)``, product_id
+    tie-break included. Product maps, posting lists, the prefix ranking and the verdicts are cached: each is
+    read more than once.
+    """
+    pmaps = product_maps(assignments, topic_attrs).cache()
+    probes = strict_probes(topic_attrs, attribute_stats(pmaps), weights).cache()
+    width = int(probes.agg(F.max(F.size("attrs"))).first()[0] or 0)
+    lists = postings(pmaps, probes).cache()
+    prefix_ranked = rank(score_postings(lists.where(F.col("pos") <= prefix), probes, width), k).cache()
+    verdicts = prefix_verdicts(probes, prefix_ranked, lists, k, prefix).cache()
+    fallback = verdicts.where(F.col("verdict") == "fallback").select("topic_id")
+    redone = rank(score_postings(lists, probes.join(fallback, "topic_id", "left_semi"), width), k)
+    ranked = prefix_ranked.join(F.broadcast(fallback), "topic_id", "left_anti").unionByName(redone)
+    overlap = probes.select("topic_id", F.col("n_attrs").alias("overlap"))
+    return TopK(ranked.join(F.broadcast(overlap), "topic_id"), verdicts)
+
+
 def candidates_naive(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
     """The same candidates through the naive topics x products cross join (the baseline)."""
     pairs = _topic_arrays(topic_attrs).crossJoin(products)
