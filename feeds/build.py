@@ -88,12 +88,15 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
 
     ``groups`` (product_id, group_id; see :func:`scoring.product_groups`) collapses near-identical products
     into one row whose ``variants`` lists the others; without it ``variants`` is empty. Strict matching with
-    pruning ranks an exact top-K pool with a threshold bound (:func:`scoring.strict_top_k`)."""
+    pruning ranks an exact top-K pool with a threshold bound (:func:`scoring.strict_top_k`) on catalogues of
+    ``topk_min_products`` or more; smaller ones score every candidate (the same rows, sooner there)."""
     weights = scoring.ScoreWeights(cfg.key_weights)
     tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
     pool_size = max(cfg.candidate_pool, cfg.max_products)
     counts: dict[str, Any] = {}
-    if cfg.matching == "strict" and cfg.pruning and cfg.topk_prefix > 0:
+    if cfg.matching == "strict" and cfg.pruning and cfg.topk_prefix > 0 and (
+            cfg.topk_min_products == 0
+            or assignments.select("product_id").distinct().count() >= cfg.topk_min_products):
         top = scoring.strict_top_k(tattrs, assignments, weights, pool_size, cfg.topk_prefix * pool_size)
         counts.update(topk_counts(top.verdicts))
         return _finish(top.ranked, tattrs, assignments, cfg, groups), counts

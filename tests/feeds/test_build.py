@@ -107,3 +107,15 @@ def test_parted_inputs_give_the_same_feeds(tmp_path, spark, monkeypatch):
 
     (whole_counts, whole), (parted_counts, parted) = run(tmp_path / "a", 0), run(tmp_path / "b", 12)
     assert parted == whole and parted_counts["ann_pairs"] == whole_counts["ann_pairs"] > 0
+
+
+def test_top_k_path_and_every_candidate_give_the_same_feeds(tmp_path, spark):
+    """``topk_min_products`` only picks how strict feeds are scored: the bounded top-K (counts say so) and scoring
+    every candidate rank the same products in the same order, variants and diversity included."""
+    small = {"candidate_pool": 3, "max_products": 3}
+    runs = {name: make_run(tmp_path / name, topk_min_products=floor, **small)
+            for name, floor in (("topk", 0), ("every", 10**9))}
+    counts = {name: call_stage(run_feeds, *ctx) for name, ctx in runs.items()}
+    assert sum(counts["topk"]["topk_topics"].values()) > 0 and "topk_topics" not in counts["every"]
+    feeds = {name: read_table(ctx.layout.feeds, FEEDS).to_pylist() for name, ctx in runs.items()}
+    assert feeds["topk"] == feeds["every"] and any(f["products"] for f in feeds["topk"])
