@@ -69,9 +69,7 @@ class Calibration:
         s = torch.as_tensor(scores)
         out = torch.ones(s.shape, dtype=torch.bool, device=s.device)
         if self.groups is not None:
-            g = torch.as_tensor(np.asarray(self.groups), device=s.device)
-            for group in torch.unique(g[g >= 0]).tolist():
-                cols = torch.nonzero(g == group).squeeze(1)
+            for cols in _group_columns(self.groups, s.device):
                 top = cols[s[:, cols].argmax(dim=1)]
                 out[:, cols] = False
                 out[torch.arange(len(s), device=s.device), top] = True
@@ -91,11 +89,15 @@ def key_scores(cosine: np.ndarray | torch.Tensor, groups: np.ndarray, scale: flo
     replaced by the softmax over that group at ``scale``; numpy in, numpy out, torch stays on its device."""
     s = torch.as_tensor(cosine)
     out = s.clone()
-    g = torch.as_tensor(np.asarray(groups), device=s.device)
-    for group in torch.unique(g[g >= 0]).tolist():
-        cols = torch.nonzero(g == group).squeeze(1)
+    for cols in _group_columns(groups, s.device):
         out[:, cols] = torch.softmax(scale * s[:, cols].float(), dim=1).to(s.dtype)
     return out if isinstance(cosine, torch.Tensor) else out.numpy()
+
+
+def _group_columns(groups: np.ndarray, device: torch.device) -> list[torch.Tensor]:
+    """The column indices of each single-valued key's group (``groups[v] >= 0``), on ``device``."""
+    g = torch.as_tensor(np.asarray(groups), device=device)
+    return [torch.nonzero(g == group).squeeze(1) for group in torch.unique(g[g >= 0]).tolist()]
 
 
 def key_groups(keys: list[str], single_valued: list[str]) -> np.ndarray:
