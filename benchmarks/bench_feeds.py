@@ -97,11 +97,6 @@ def compare(spark, topic_rows, assignments, n_topics: int, n_products: int, naiv
           f"({estimate / 3600:.1f} h) for all, extrapolated linearly in pairs")
 
 
-def pool_size(cfg: FeedsConfig) -> int:
-    """K of the feeds stage: the candidate pool ranked per topic before variants and diversity."""
-    return max(cfg.candidate_pool, cfg.max_products)
-
-
 def top_k(topic_rows, assignments, k: int, prefix: int) -> tuple[scoring.TopK, float]:
     """Strict top-``k`` with the threshold bound, timed from cached assignments to ranked rows; verdicts printed."""
     weights = scoring.ScoreWeights()
@@ -190,7 +185,7 @@ def bench_generated(n_products: int, n_topics: int, naive_topics: int, ks: list[
 
     spark = spark_session(SparkConfig(shuffle_partitions=16, driver_memory="6g"))
     cfg = FeedsConfig()
-    print(f"feeds stage K = max(candidate_pool, max_products) = {pool_size(cfg)}, topk_prefix {cfg.topk_prefix}; "
+    print(f"feeds stage K = max(candidate_pool, max_products) = {cfg.pool_size}, topk_prefix {cfg.topk_prefix}; "
           f"load average before: {os.getloadavg()[0]:.1f}")
     if sample[0] and sample[1]:
         assignments, topic_rows = generated(spark, *sample)
@@ -299,7 +294,7 @@ def main() -> None:
                 raise SystemExit(f"no catalogue at {args.run}/catalog; run `pinlanding stage ingest` first")
             layout = bench_real(args.run, Path(tmp))
         if args.what in ("generated", "all"):
-            ks = args.k or [pool_size(FeedsConfig())]
+            ks = args.k or [FeedsConfig().pool_size]
             bench_generated(args.products, args.topics, args.naive_topics, ks, tuple(args.sample), args.reference,
                             args.full)
         if args.what in ("api", "all") and layout is not None:

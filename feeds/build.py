@@ -92,12 +92,11 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
     ``topk_min_products`` or more; smaller ones score every candidate (the same rows, sooner there)."""
     weights = scoring.ScoreWeights(cfg.key_weights)
     tattrs = scoring.topic_attributes(topic_frame(spark, topics), weights, cfg.matching, cfg.min_overlap).cache()
-    pool_size = max(cfg.candidate_pool, cfg.max_products)
     counts: dict[str, Any] = {}
     if cfg.matching == "strict" and cfg.pruning and cfg.topk_prefix > 0 and (
             cfg.topk_min_products == 0
             or assignments.select("product_id").distinct().count() >= cfg.topk_min_products):
-        top = scoring.strict_top_k(tattrs, assignments, weights, pool_size, cfg.topk_prefix * pool_size)
+        top = scoring.strict_top_k(tattrs, assignments, weights, cfg.pool_size, cfg.topk_prefix * cfg.pool_size)
         counts.update(topk_counts(top.verdicts))
         return _finish(top.ranked, tattrs, assignments, cfg, groups), counts
     build = scoring.candidates_pruned if cfg.pruning else scoring.candidates_naive
@@ -111,7 +110,7 @@ def score_topics(spark: "SparkSession", topics: list[dict[str, Any]], assignment
         counts["ann_pairs"] = len(similar)
         sim_df = spark.createDataFrame(similar, schema="topic_id string, product_id string, similarity double")
         scored = scoring.blend(scored, sim_df, cfg.ann.weight)
-    return _finish(scoring.rank(scored, pool_size), tattrs, assignments, cfg, groups), counts
+    return _finish(scoring.rank(scored, cfg.pool_size), tattrs, assignments, cfg, groups), counts
 
 
 def topk_counts(verdicts: "DataFrame") -> dict[str, Any]:

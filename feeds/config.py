@@ -50,6 +50,12 @@ class FeedsConfig(StrictModel):
     duplicate_share: float = Field(0.8, gt=0.0, le=1.0)  # a feed sharing this much of another's first page merges
 
 
+    @property
+    def pool_size(self) -> int:
+        """K: the candidates ranked per topic before variants and diversity choose the feed."""
+        return max(self.candidate_pool, self.max_products)
+
+
 class SiteConfig(StrictModel):
     products_per_page: int = Field(48, ge=1, le=500)
     related: int = Field(6, ge=0, le=50)  # related collections linked from each page
