@@ -1,8 +1,8 @@
 """How the attribute graph compares with the labels: by source, its confidence's reliability, colour mix.
 
 * ``by_source``: rows, share of the graph and precision against the labels for each ``source``
-  (``extraction``, ``encoder``, ``extraction+encoder``), and attributes per product with and without
-  the encoder's rows.
+  (``extraction``, ``encoder``, ``extraction+encoder``), ``with_encoder`` (the last two together: every row the
+  encoder assigned), and attributes per product with and without the encoder's rows.
 * ``reliability``: the graph's rows in deciles of confidence; per decile, mean confidence beside the
   precision against the labels. Calibrated confidence means the two agree.
 * ``colour_mix``: each colour's share of the graph's colour rows beside its share of the colour labels.
@@ -45,6 +45,10 @@ def by_source(rows: dict[str, np.ndarray], min_confidence: float = 0.0) -> dict[
     for s in sorted(set(src.tolist())):
         m = src == s
         out[s] = {"rows": int(m.sum()), "share": round(float(m.mean()), 4), "precision": _precision(correct[m])}
+    # rows the encoder assigned, alone or agreeing with the extraction (the extraction's rows it confirmed)
+    seen = np.array(["encoder" in s for s in src.tolist()], dtype=bool)
+    out["with_encoder"] = {"rows": int(seen.sum()), "share": round(float(seen.mean()), 4) if n else 0.0,
+                           "precision": _precision(correct[seen])}
     text = np.array(["extraction" in s for s in src.tolist()], dtype=bool)
     out["attributes_per_product"] = round(n / products, 3)
     out["extraction_per_product"] = round(int(text.sum()) / products, 3)

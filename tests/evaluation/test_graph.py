@@ -29,6 +29,7 @@ def test_rows_are_judged_and_counted_by_source() -> None:
     assert list(rows["correct"]) == [1, 0, 1, 1, -1]
     out = by_source(rows)
     assert out["encoder"] == {"rows": 2, "share": 0.4, "precision": 0.5}
+    assert out["with_encoder"] == {"rows": 3, "share": 0.6, "precision": 0.6667}
     assert out["extraction"]["precision"] == 1.0 and out["attributes_per_product"] == 1.25
     assert out["extraction_per_product"] == 0.75  # extraction and extraction+encoder rows
     assert by_source(rows, min_confidence=0.7)["rows"] == 4

@@ -47,6 +47,18 @@ def test_text_rules_read_title_tags_description_and_skip_the_brand(tmp_path: Pat
     assert got["brand"] == {"red tape"}
 
 
+def test_a_material_stated_as_the_whole_fabric_is_surer_than_a_mix(tmp_path: Path) -> None:
+    def material(description: str) -> dict[str, float]:
+        batch = prepared([{"title": "Acme Men Shirt", "brand": "Acme", "description": description,
+                           "merchant_tags": [], "image_path": product_image(tmp_path / "m.jpg", (25, 30, 70))}])
+        attrs, _ = text_attributes({k: v[0] for k, v in batch.items()})
+        return {a.value: a.confidence for a in attrs if a.key == "material"}
+
+    pure, named, mix = material("Fabric: 100% cotton"), material("Made of cotton"), material("60% cotton, 40% linen")
+    assert pure["cotton"] > named["cotton"] > mix["cotton"]
+    assert mix["blended"] < named["cotton"]
+
+
 def test_hostile_and_empty_records_do_not_crash(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not a jpeg")

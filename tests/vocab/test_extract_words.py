@@ -43,3 +43,17 @@ def test_watch_displays_are_features_and_praise_is_no_style() -> None:
     assert match("feature", "titan analog chronograph watch") == [("analog", "analog"), ("chronograph", "chronograph")]
     assert match("style", "a classic analog watch") == []
     assert match("occasion", "a classic analog watch") == []
+
+
+def test_a_pattern_before_a_detail_is_the_detail_s() -> None:
+    text = "black solid t-shirt with printed logo on the chest, embroidered label at the hem and lace-up sides"
+    assert match("pattern", text) == [("solid", "solid")]
+    assert match("pattern", "lace up shoes with a printed lining") == []  # a closure; the lining's print
+    assert match("pattern", "blue printed t-shirt with lace trims") == [("printed", "printed")]
+    assert match("pattern", "white lace top") == [("lace", "lace")]
+
+
+def test_a_colour_that_is_a_noun_needs_a_colour_word_in_prose() -> None:
+    assert match("color", "moisturises the skin; a rose motif on white", prose=True) == [("white", "white")]
+    assert match("color", "a skin-coloured bra", prose=True) == [("skin", "skin")]
+    assert match("color", "skin bra") == [("skin", "skin")]  # a title lists attributes

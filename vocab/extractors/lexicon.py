@@ -60,6 +60,13 @@ COLORS: dict[str, tuple[tuple[int, int, int], bool]] = {
     "multicolour": ((128, 128, 128), False),
 }
 
+# Colour names that are also everyday nouns ("your skin", "a rose motif", "wine glass"): in running text they
+# name a colour only with a colour word after them ("skin colour", "rose-coloured", "cream shade").
+NOUN_COLORS: frozenset[str] = frozenset(
+    "skin rose wine cream peach coral rust lavender mustard charcoal copper bronze".split())
+COLOR_CUES: frozenset[str] = frozenset(
+    "colour color coloured colored colours colors tone toned shade shades hue".split())
+
 COLOR_SYNONYMS: dict[str, str] = {
     "gray": "grey", "navy": "navy blue", "off-white": "off white", "offwhite": "off white",
     "multi": "multicolour", "multicolor": "multicolour", "multi-colour": "multicolour", "multi-color": "multicolour",
@@ -196,6 +203,13 @@ PART_NOUNS: frozenset[str] = frozenset(
     "zipper zippers button buttons pad pads tips case dial dials bezel frame frames arms temples lens lenses "
     "handle handles laces lace-ups hardware detailing detail details accents overlays piping hinges "
     "band chain clasp".split()
+)
+
+# Details a product carries: a pattern word right before one describes that detail, not the product's
+# pattern ("embroidered logo", "printed label", "lace-up" closures); like PART_NOUNS, they also take a material.
+DETAIL_NOUNS: frozenset[str] = PART_NOUNS | frozenset(
+    "logo logos label labels patch patches motif motifs applique badge badges emblem "
+    "up ups".split()  # "lace up", "lace-ups": a closure
 )
 
 # Words that head a modifier phrase, not a product type: a category phrase starting with one is a

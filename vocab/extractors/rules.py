@@ -11,8 +11,9 @@ import re
 from functools import lru_cache
 
 from pinlanding.collections.text import singular
-from pinlanding.vocab.extractors.lexicon import (COLOR_SYNONYMS, COLORS, DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS,
-                                                 PART_NOUNS, PHRASE_TABLES)
+from pinlanding.vocab.extractors.lexicon import (COLOR_CUES, COLOR_SYNONYMS, COLORS, DETAIL_NOUNS,
+                                                 DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS, NOUN_COLORS, PART_NOUNS,
+                                                 PHRASE_TABLES)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _MATERIAL_CUE = re.compile(
@@ -33,24 +34,30 @@ def _pattern(key: str) -> re.Pattern[str]:
 
 
 _NEXT_WORD = re.compile(r"[\s\-]*([a-z]+(?:-[a-z]+)?)")
+_PART_KEYS = {"material": PART_NOUNS, "pattern": DETAIL_NOUNS}  # keys whose words can describe a part instead
 
 
-def _of_a_part(text: str, end: int) -> bool:
-    """Whether the word right after ``end`` is a part noun: "rubber outsole" names the sole's material."""
+def _of_a_part(text: str, end: int, nouns: frozenset[str] = PART_NOUNS) -> bool:
+    """Whether the word right after ``end`` is one of ``nouns``: "rubber outsole" names the sole's material."""
     m = _NEXT_WORD.match(text, end)
-    return bool(m) and m.group(1) in PART_NOUNS
+    return bool(m) and m.group(1) in nouns
 
 
-def match(key: str, text: str) -> list[tuple[str, str]]:
+def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value.
 
-    A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's.
+    A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's;
+    a pattern right before a detail ("embroidered logo", "printed label", "lace-up") is the detail's. In
+    ``prose`` (a description, not a title's list of attributes), a colour name that is also a noun needs a
+    colour word after it ("skin colour", not "your skin").
     """
     table = _table(key)
     low = text.lower()
     out: dict[str, str] = {}
     for m in _pattern(key).finditer(low):
-        if key == "material" and _of_a_part(low, m.end()):
+        if key in _PART_KEYS and _of_a_part(low, m.end(), _PART_KEYS[key]):
+            continue
+        if prose and key == "color" and m.group(1) in NOUN_COLORS and not _of_a_part(low, m.end(), COLOR_CUES):
             continue
         out.setdefault(table[m.group(1)], m.group(1))
     return list(out.items())
