@@ -168,12 +168,17 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
 
 def explode(results: pa.Table) -> pa.Table:
     """ATTRIBUTES rows from result rows (one per product, attributes as JSON)."""
-    rows: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in ATTRIBUTES.names}
+    pids, keys, values, sources, confs, raws = columns.values()
     for pid, attrs in zip(results["product_id"].to_pylist(), results["attributes"].to_pylist()):
         for key, value, source, conf, raw_text in json.loads(attrs or "[]"):
-            rows.append({"product_id": pid, "key": key, "value": value, "source": source,
-                         "confidence": conf, "raw": raw_text or None})
-    return pa.Table.from_pylist(rows, schema=ATTRIBUTES) if rows else ATTRIBUTES.empty_table()
+            pids.append(pid)
+            keys.append(key)
+            values.append(value)
+            sources.append(source)
+            confs.append(conf)
+            raws.append(raw_text or None)
+    return pa.table(columns, schema=ATTRIBUTES)
 
 
 @dataclass

@@ -111,6 +111,7 @@ class CatalogueRefiner:
     max_voters: int = 50_000
     phrases_: PhraseCounts = field(default_factory=PhraseCounts, init=False)
     voters_: Voters = field(default_factory=Voters, init=False)
+    _surface: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # memo of the top spelling
     rounds = 2  # not a field: unannotated
 
     # ---- rounds ---------------------------------------------------------------------------------
@@ -131,6 +132,7 @@ class CatalogueRefiner:
         if step == 0:
             for counts in partials:
                 self.phrases_.add(counts)
+            self._surface = {}
             return
         merged = Voters()
         for voters in (v for v in partials if v is not None):
@@ -146,51 +148,57 @@ class CatalogueRefiner:
 
     def apply(self, part: RefineInput) -> pa.Table:
         """The part's attributes plus ``category`` rows and the neighbour votes of its products."""
-        ids, labels, embedding = self._labelled(part)
-        rows = part.attributes.to_pylist()
-        for pid, (value, head, share) in zip(ids, self._validated(_types(part.results))):
+        aux = _aux(part.results)
+        validated = self._validated([a.get("types", []) for a in aux])
+        ids, labels, embedding = self._labelled(part, validated)
+        rows: list[dict[str, Any]] = []
+        for pid, (value, head, share) in zip(ids, validated):
             if value:
                 rows.append(_row(pid, "category", value, "title", 0.6 + 0.35 * share, "title phrase"))
             if head and head != value:  # the compound's head noun too ("shoes" for "casual shoes")
                 rows.append(_row(pid, "category", head, "title", 0.5, "head of title phrase"))
         if self.use_embeddings and ids:
-            self._embed_queries(part, labels, embedding)
+            self._embed_queries(aux, labels, embedding)
             emb = _matrix(embedding)
             base = self.voters_.matrix()
             for key in KEYS:
                 for i, (value, conf) in self._neighbour_votes(emb, labels[key], base, self.voters_.labels[key]).items():
                     rows.append(_row(ids[i], key, value, "neighbors", conf, f"vote of {self.knn_k} nearest titles"))
-        return pa.Table.from_pylist(rows, schema=part.attributes.schema)
+        added = pa.Table.from_pylist(rows, schema=part.attributes.schema)
+        return pa.concat_tables([part.attributes, added]).combine_chunks()
 
     # ---- helpers --------------------------------------------------------------------------------
 
-    def _labelled(self, part: RefineInput) -> tuple[list[str], dict[str, list[str | None]], list[bytes]]:
-        """Product ids, validated category and first gender per product, and the stored embeddings."""
+    def _labelled(self, part: RefineInput, validated: list[tuple[str | None, str | None, float]]
+                  ) -> tuple[list[str], dict[str, list[str | None]], list[bytes]]:
+        """Product ids, validated category (from ``validated``) and first gender per product, and the
+        stored embeddings."""
         ids = part.results["product_id"].to_pylist()
         genders: dict[str, str] = {}
         for pid, key, value in zip(*(part.attributes[c].to_pylist() for c in ("product_id", "key", "value"))):
             if key == "gender" and pid not in genders:
                 genders[pid] = value
-        labels = {"category": [c[0] for c in self._validated(_types(part.results))],
-                  "gender": [genders.get(pid) for pid in ids]}
+        labels = {"category": [c[0] for c in validated], "gender": [genders.get(pid) for pid in ids]}
         return ids, labels, [e or b"" for e in part.results["embedding"].to_pylist()]
 
-    def _embed_queries(self, part: RefineInput, labels: dict[str, list[str | None]], embedding: list[bytes]) -> None:
+    def _embed_queries(self, aux: list[dict[str, Any]], labels: dict[str, list[str | None]],
+                       embedding: list[bytes]) -> None:
         """Products whose phrase failed validation were not embedded by the actors: embed them now (few)."""
         late = [i for i, e in enumerate(embedding) if not e and any(labels[k][i] is None for k in KEYS)]
         if late:
-            texts = _texts(part.results)
-            vectors = encode(self.sentence_model, self.device, self.encode_batch_size, [texts[i] for i in late])
+            texts = [aux[i].get("text") or "" for i in late]
+            vectors = encode(self.sentence_model, self.device, self.encode_batch_size, texts)
             for i, v in zip(late, vectors.astype(np.float16)):
                 embedding[i] = v.tobytes()
 
     def _collect_voters(self, part: RefineInput) -> Voters:
         """This part's voters under the sampling share, the count of complete ones, and the spare ones
         (both labels, no embedding) that small catalogues embed on the driver (up to ``50 * knn_k``)."""
-        ids, labels, embedding = self._labelled(part)
-        self._embed_queries(part, labels, embedding)
+        aux = _aux(part.results)
+        ids, labels, embedding = self._labelled(part, self._validated([a.get("types", []) for a in aux]))
+        self._embed_queries(aux, labels, embedding)
         share = self.max_voters / max(self.phrases_.products, 1)
-        texts = _texts(part.results)
+        texts = [a.get("text") or "" for a in aux]
         voters = Voters()
         for i in range(len(ids)):
             known = {k: labels[k][i] for k in KEYS}
@@ -224,7 +232,9 @@ class CatalogueRefiner:
         threshold = max(self.min_support, self.min_support_share * self.phrases_.products)
 
         def surface(key: str) -> str:
-            return surfaces[key].most_common(1)[0][0]
+            if key not in self._surface:
+                self._surface[key] = surfaces[key].most_common(1)[0][0]
+            return self._surface[key]
 
         out: list[tuple[str | None, str | None, float]] = []
         for cands in types:
@@ -270,12 +280,13 @@ class CatalogueRefiner:
         return out
 
 
+def _aux(results: pa.Table) -> list[dict[str, Any]]:
+    """Each result's refine hints (title-phrase candidates ``types``, title ``text``), parsed."""
+    return [json.loads(a) if a else {} for a in results["aux"].to_pylist()]
+
+
 def _types(results: pa.Table) -> list[list[str]]:
-    return [(json.loads(a) if a else {}).get("types", []) for a in results["aux"].to_pylist()]
-
-
-def _texts(results: pa.Table) -> list[str]:
-    return [(json.loads(a) if a else {}).get("text") or "" for a in results["aux"].to_pylist()]
+    return [a.get("types", []) for a in _aux(results)]
 
 
 def _matrix(embedding: list[bytes]) -> np.ndarray:
