@@ -39,6 +39,8 @@ from pinlanding.evaluation.mapping import family_of
 from pinlanding.vocab.extract import run_extract
 
 REPO = Path(__file__).resolve().parents[1]
+STEP_ORDER = ["setup", "cache lookup", "extraction job", "cache compaction", "resolve", "refine statistics 1",
+              "refine statistics 2", "refine and write", "commit and failures"]  # summary.json keeps them sorted
 
 
 def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dict[str, float]]:
@@ -150,6 +152,12 @@ def main() -> None:
         print(f"warm run : {warm:7.1f} s  {n / warm:8.1f} products/s  (all cached) {counts}")
     summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
     print(f"attributes/product: {summary['attributes_per_product']}  failures: {summary['failures']}")
+    seconds = summary["seconds"]
+    where = "before these steps (ray.part_tasks)" if cfg.ray.part_tasks else "inside 'extraction job'"
+    print(f"the last run's steps ({seconds['total']:.1f} s in all; Ray starts {where}):")
+    steps = seconds.get("passes", {})
+    for step in sorted(steps, key=lambda k: STEP_ORDER.index(k) if k in STEP_ORDER else len(STEP_ORDER)):
+        print(f"  {step:22s} {steps[step]:7.1f} s")
     if args.model_only:
         time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():

@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, TypedDict
@@ -29,7 +30,7 @@ from pinlanding.collections import parts
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, atomic_path, json_digest, list_files,
                                               location, make_dirs, read_table, stamp, write_json, write_table)
 from pinlanding.collections.config import RayConfig
-from pinlanding.collections.engines import map_parts
+from pinlanding.collections.engines import map_parts, ray_session
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.collections.stage_inputs import StageInputs, artifact
 from pinlanding.vocab.config import ExtractConfig
@@ -97,14 +98,22 @@ def new_part_path(folder: AnyPath) -> AnyPath:
 
 
 def lookup_results(files: list[AnyPath], hashes: pa.Array, columns: list[str] | None = None) -> pa.Table:
-    """Rows of ``files`` whose content hash is in ``hashes``, the newest (last file, last row) per hash."""
-    wanted = pc.field("content_hash").isin(hashes)
+    """Rows of ``files`` whose content hash is in ``hashes``, the newest (last file, last row) per hash.
+
+    Row group by row group, the hash column first: a row group is read whole only when it holds a wanted
+    hash. Each written batch is one row group (compaction keeps them), and a batch holds the products of
+    one catalogue part, so a part's lookup decodes the cache's hashes, not all of its results."""
+    names = RESULT_SCHEMA.names if columns is None else columns
+    schema = pa.schema([RESULT_SCHEMA.field(c) for c in names])
     found = []
     for f in files:
         source, filesystem = arrow_source(f)
-        found.append(pq.read_table(source, schema=RESULT_SCHEMA, filesystem=filesystem, filters=wanted,
-                                   columns=columns))
-    schema = RESULT_SCHEMA if columns is None else pa.schema([RESULT_SCHEMA.field(c) for c in columns])
+        with (filesystem.open(source, "rb") if filesystem is not None else open(source, "rb")) as handle:
+            pf = pq.ParquetFile(handle)
+            for group in range(pf.num_row_groups):
+                mask = pc.is_in(pf.read_row_group(group, columns=["content_hash"])["content_hash"], value_set=hashes)
+                if pc.any(mask).as_py():
+                    found.append(pf.read_row_group(group, columns=names).filter(mask).cast(schema))
     return _last_per_hash(pa.concat_tables(found)) if found else schema.empty_table()
 
 
@@ -141,8 +150,6 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
     """Ray Data: read the spilled products, CPU tasks preprocess, ``cfg.actors`` model actors extract;
     each finished batch goes to ``sink``."""
     import ray
-
-    from pinlanding.collections.engines import ray_session
 
     with ray_session(ray_cfg):
         gpus = cfg.actor_gpus
@@ -328,9 +335,24 @@ class ExtractCounts(TypedDict):
 
 
 def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -> ExtractCounts:
-    """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring)."""
+    """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring).
+
+    With ``ray.part_tasks`` the per-part passes run as Ray tasks, all in one Ray session with the job."""
+    with ray_session(ray_cfg) if ray_cfg.part_tasks else nullcontext():
+        return _run_extract(cfg, ray_cfg, inputs)
+
+
+def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -> ExtractCounts:
     layout = inputs.layout
-    start = time.perf_counter()
+    start = mark = time.perf_counter()
+    passes: dict[str, float] = {}  # seconds of each step, for summary.json (bench_extract prints them)
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        passes[name] = round(now - mark, 2)
+        mark = now
+
     extractor = create_extractor(cfg)
     out = layout.dir("attributes")
     run = _Run(layout.products, layout.attributes, out / ".work",
@@ -339,7 +361,9 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
     _clear(run)
     for sub in ("todo", "fresh", "results"):
         make_dirs(run.folder(sub))
+    lap("setup")
     planned = map_parts(partial(_plan_part, run), names, ray_cfg, desc="cache lookup")
+    lap("cache lookup")
     n_products, cached, extracted = (sum(p[i] for p in planned) for i in range(3))
 
     def sink(batch: pa.Table) -> None:
@@ -352,15 +376,20 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
             extract_ray(todo, extractor, cfg, ray_cfg, sink)
         else:
             extract_local(todo, extractor, cfg, sink)
+    lap("extraction job")
     run.cache.compact(cfg.compact_after_parts)
+    lap("cache compaction")
     extract_seconds = time.perf_counter() - start
 
     map_parts(partial(_resolve_part, run), names, ray_cfg, desc="resolve results")
+    lap("resolve")
     refiner = extractor.refiner()
     for step in range(refiner.rounds if refiner is not None else 0):
         refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ray_cfg,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))
+        lap(f"refine statistics {step + 1}")
     written = map_parts(partial(_write_part, run, refiner), names, ray_cfg, desc="refine and write")
+    lap("refine and write")
     parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
     failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()
     write_table(failures, out / "failures.parquet", EXTRACTION_FAILURES)
@@ -368,10 +397,12 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
     for w in written:
         counts.add(w[2])
     _clear(run)
+    lap("commit and failures")
     summary = summarize(counts, failures, n_products)
     summary.update(identity=extractor.identity(), cached_products=cached, extracted_products=extracted,
                    engine=cfg.engine,
-                   seconds={"extract": round(extract_seconds, 2), "total": round(time.perf_counter() - start, 2)})
+                   seconds={"extract": round(extract_seconds, 2), "total": round(time.perf_counter() - start, 2),
+                            "passes": passes})
     write_json(out / "summary.json", summary)
     return {"products": n_products, "attributes": counts.rows, "failures": failures.num_rows,
             "extracted": extracted, "cached": cached, "backend": cfg.backend, "parts": len(names)}
