@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from collections import defaultdict
@@ -113,8 +114,12 @@ def main() -> None:
     ap.add_argument("--products", type=Path, default=REPO / "runs" / "dev" / "catalog" / "products.parquet",
                     help="catalogue to copy (ingest --catalog when it does not exist)")
     ap.add_argument("--model-only", action="store_true", help="also time the model stage's parts alone")
+    ap.add_argument("--ray-stats", action="store_true", help="print Ray Data's per-operator figures of the job")
     args = ap.parse_args()
 
+    if args.ray_stats:
+        logging.basicConfig(format="%(message)s")
+        logging.getLogger("pinlanding.vocab.extract").setLevel(logging.INFO)
     overrides = list(args.overrides)
     if args.engine:
         overrides.append(f"extract.engine={args.engine}")

@@ -13,6 +13,7 @@ co-partitioned with the catalogue, ``failures.parquet`` (one file: failures are 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections import Counter
@@ -39,6 +40,7 @@ from pinlanding.vocab.extractors.base import RESULT_SCHEMA, TRANSIENT_ERRORS, Ex
 from pinlanding.vocab.extractors.prepare import PRODUCT_COLUMNS, prepare_batch
 
 Sink = Callable[[pa.Table], None]
+_log = logging.getLogger(__name__)
 
 
 class ResultCache:
@@ -55,6 +57,7 @@ class ResultCache:
         self.identity = identity
         self.enabled = enabled
         self.dir = as_path(root) / json_digest(identity)[:16]
+        self._identity_written = False
 
     def parts(self) -> list[AnyPath]:
         return list_files(self.dir, "part-*.parquet") if self.enabled else []
@@ -68,14 +71,18 @@ class ResultCache:
         """The newest cached row of each of ``hashes`` (``extra`` files, read last, win over the cache)."""
         return lookup_results([*self.parts(), *extra], hashes, columns)
 
-    def add(self, results: pa.Table) -> None:
-        """Store one batch's cacheable results as a new part file."""
+    def add(self, results: pa.Table) -> pa.Table:
+        """Store one batch's cacheable results as a new part file; return the rows not stored."""
         if not self.enabled:
-            return
-        keep = results.filter(pc.invert(pc.is_in(results["error_kind"], pa.array(sorted(TRANSIENT_ERRORS)))))
+            return results
+        transient = pc.is_in(results["error_kind"], pa.array(sorted(TRANSIENT_ERRORS)))
+        keep = results.filter(pc.invert(transient))
         if keep.num_rows:
-            write_json(self.dir / "identity.json", self.identity)
+            if not self._identity_written:
+                write_json(self.dir / "identity.json", self.identity)
+                self._identity_written = True
             write_table(keep, new_part_path(self.dir), RESULT_SCHEMA)
+        return results.filter(transient)
 
     def compact(self, max_parts: int) -> None:
         """Merge the part files into one, streamed file by file, once there are more than ``max_parts``.
@@ -169,6 +176,7 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
                             fn_constructor_kwargs=extractor_params(cfg), num_cpus=cfg.actor_cpus, num_gpus=gpus)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             sink(_to_table(batch))
+        _log.info("extraction job, Ray Data's figures:\n%s", ds.stats())
 
 
 # ---- outputs --------------------------------------------------------------------------------------
@@ -366,9 +374,10 @@ def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) 
     lap("cache lookup")
     n_products, cached, extracted = (sum(p[i] for p in planned) for i in range(3))
 
-    def sink(batch: pa.Table) -> None:
-        run.cache.add(batch)
-        write_table(batch, new_part_path(run.folder("fresh")), RESULT_SCHEMA)
+    def sink(batch: pa.Table) -> None:  # this run's results: the cache, and what it does not keep in fresh/
+        rest = run.cache.add(batch)
+        if rest.num_rows:
+            write_table(rest, new_part_path(run.folder("fresh")), RESULT_SCHEMA)
 
     todo = list_files(run.folder("todo"))
     if todo:

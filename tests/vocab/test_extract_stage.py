@@ -172,6 +172,17 @@ def test_lookup_reads_whole_only_the_row_groups_holding_a_wanted_hash(tmp_path: 
     assert cache.lookup(pa.array(["none"]), columns=["content_hash"]).num_rows == 0
 
 
+def test_without_the_cache_results_go_through_fresh_files(tmp_path: Path) -> None:
+    """With the cache on, this run's results are read back from it (fresh/ only holds what it does not keep)."""
+    rows = fashion_rows(tmp_path)
+    cached = write_products(tmp_path / "cached", rows)
+    call_stage(run_extract, load_config(overrides=LOCAL), cached)
+    uncached = write_products(tmp_path / "uncached", rows)
+    assert call_stage(run_extract, load_config(overrides=[*LOCAL, "extract.cache=false"]), uncached)["extracted"] == 25
+    assert not (uncached.dir("attributes") / "cache").exists()
+    assert read_table(uncached.attributes, ATTRIBUTES).equals(read_table(cached.attributes, ATTRIBUTES))
+
+
 def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
     layout = write_products(tmp_path / "run", fashion_rows(tmp_path, 1))
     with pytest.raises(ValueError, match=r"unknown extractor 'nope'; known: \['embedded', 'openai'"):
