@@ -22,6 +22,7 @@ predicted values.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -62,6 +63,15 @@ def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dic
         out[key] = {"labelled": len(labelled), "coverage": len(covered) / len(labelled),
                     "precision": top_ok / max(len(covered), 1), "recall": any_ok / len(labelled)}
     return out
+
+
+def attributes_digest(path: Path) -> str:
+    """SHA-256 of the attributes rows, every column, in order (the same rows give the same digest)."""
+    table = read_table(path, ATTRIBUTES)
+    h = hashlib.sha256()
+    for start in range(0, table.num_rows, 100_000):
+        h.update(repr(table.slice(start, 100_000).to_pydict()).encode())
+    return f"{h.hexdigest()[:16]} ({table.num_rows} rows)"
 
 
 def time_model_stage(cfg, layout: RunLayout) -> None:
@@ -115,6 +125,8 @@ def main() -> None:
                     help="catalogue to copy (ingest --catalog when it does not exist)")
     ap.add_argument("--model-only", action="store_true", help="also time the model stage's parts alone")
     ap.add_argument("--ray-stats", action="store_true", help="print Ray Data's per-operator figures of the job")
+    ap.add_argument("--digest", action="store_true",
+                    help="print a SHA-256 of every attributes row in order (to compare runs of other code or settings)")
     args = ap.parse_args()
 
     if args.ray_stats:
@@ -163,6 +175,8 @@ def main() -> None:
     steps = seconds.get("passes", {})
     for step in sorted(steps, key=lambda k: STEP_ORDER.index(k) if k in STEP_ORDER else len(STEP_ORDER)):
         print(f"  {step:22s} {steps[step]:7.1f} s")
+    if args.digest:
+        print(f"attributes digest: {attributes_digest(layout.attributes)}")
     if args.model_only:
         time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():

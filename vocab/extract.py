@@ -346,11 +346,18 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
     """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring).
 
     With ``ray.part_tasks`` the per-part passes run as Ray tasks, all in one Ray session with the job."""
-    with ray_session(ray_cfg) if ray_cfg.part_tasks else nullcontext():
-        return _run_extract(cfg, ray_cfg, inputs)
+    if not ray_cfg.part_tasks:
+        return _run_extract(cfg, ray_cfg, inputs, create_extractor(cfg))
+    with ray_session(ray_cfg):
+        extractor = create_extractor(cfg)
+        refiner = extractor.refiner()
+        shared = getattr(refiner, "shared", None)  # optional: state the refiner's tasks share (a model actor)
+        with shared() if shared is not None else nullcontext():
+            return _run_extract(cfg, ray_cfg, inputs, extractor, refiner)
 
 
-def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -> ExtractCounts:
+def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs, extractor: Extractor,
+                 refiner: Refiner | None = None) -> ExtractCounts:
     layout = inputs.layout
     start = mark = time.perf_counter()
     passes: dict[str, float] = {}  # seconds of each step, for summary.json (bench_extract prints them)
@@ -361,7 +368,6 @@ def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) 
         passes[name] = round(now - mark, 2)
         mark = now
 
-    extractor = create_extractor(cfg)
     out = layout.dir("attributes")
     run = _Run(layout.products, layout.attributes, out / ".work",
                ResultCache(out / "cache", extractor.identity(), cfg.cache), cfg.backend, cfg.batch_size)
@@ -392,7 +398,7 @@ def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) 
 
     map_parts(partial(_resolve_part, run), names, ray_cfg, desc="resolve results")
     lap("resolve")
-    refiner = extractor.refiner()
+    refiner = refiner if refiner is not None else extractor.refiner()
     for step in range(refiner.rounds if refiner is not None else 0):
         refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ray_cfg,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))

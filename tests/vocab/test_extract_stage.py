@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -205,6 +206,46 @@ def test_ray_job_matches_the_local_run(tmp_path: Path, part_tasks: bool) -> None
     counts = call_stage(run_extract, cfg, remote)
     assert counts["extracted"] == 25 and counts["parts"] == 3
     assert ResultCache(remote.dir("attributes") / "cache", create_extractor(cfg.extract).identity()).parts()
+    assert read_table(remote.attributes, ATTRIBUTES).equals(read_table(local.attributes, ATTRIBUTES))
+
+
+@pytest.mark.slow
+def test_part_tasks_share_one_encoder_actor_and_match_the_local_run(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With embeddings, the refine tasks' encodes go to one named actor (created for a GPU model: the
+    driver is made to see one here; the actor itself runs MiniLM on the CPU). Same rows as in-process."""
+    import ray
+
+    from pinlanding.collections import engines
+    from pinlanding.vocab.extractors import catalogue
+
+    rows = fashion_rows(tmp_path)
+    embed = ["extract.embedded.use_embeddings=true", "extract.embedded.device=cpu", "extract.batch_size=8"]
+    local = write_products(tmp_path / "local", rows)
+    split_into_parts(local.products, 9)
+    call_stage(run_extract, load_config(overrides=[*embed, "extract.engine=local"]), local)
+    remote = write_products(tmp_path / "ray", rows)
+    split_into_parts(remote.products, 9)
+    monkeypatch.setattr(engines, "torch_device", lambda requested="auto": "cuda")  # the driver's check only
+    names = []
+    real_shared = catalogue.CatalogueRefiner.shared
+
+    def spy(self):
+        with real_shared(self):
+            names.append(self._encoder)
+            assert ray.get_actor(self._encoder) is not None
+            yield
+
+    monkeypatch.setattr(catalogue.CatalogueRefiner, "shared", contextmanager(spy))
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver encoded in-process (the spare voters of a small catalogue)")
+
+    monkeypatch.setattr(catalogue, "encode", not_here)  # this process only: the actor imports its own
+    cfg = load_config(overrides=[*embed, "extract.engine=ray", "ray.num_cpus=2", "ray.part_tasks=true",
+                                 "ray.object_store_memory=100000000"])
+    assert call_stage(run_extract, cfg, remote)["parts"] == 3
+    assert len(names) == 1 and names[0].startswith("pinlanding-refine-encoder-")
     assert read_table(remote.attributes, ATTRIBUTES).equals(read_table(local.attributes, ATTRIBUTES))
 
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +37,14 @@ def encode(model: str, device: str, batch_size: int, texts: list[str]) -> np.nda
 
     return load_sentence_model(model, torch_device(device)).encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
+class SentenceEncoder:
+    """A Ray actor holding the sentence model for the refine pass's per-part tasks, so that the model
+    loads once per stage (while the extraction job runs) rather than once in every task process."""
+
+    def encode(self, model: str, device: str, batch_size: int, texts: list[str]) -> np.ndarray:
+        return encode(model, device, batch_size, texts)
 
 
 @dataclass
@@ -112,9 +122,42 @@ class CatalogueRefiner:
     phrases_: PhraseCounts = field(default_factory=PhraseCounts, init=False)
     voters_: Voters = field(default_factory=Voters, init=False)
     _surface: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # memo of the top spelling
+    _encoder: str = field(default="", init=False, repr=False)  # the shared encoder actor's name (shared())
     rounds = 2  # not a field: unannotated
 
     # ---- rounds ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Inside a Ray session: one named actor loads the sentence model now and serves the per-part
+        tasks' encodes (the late queries, the spare voters) until the block ends. Only for a GPU model:
+        on CPUs the tasks' own encodes run in parallel, which one actor would serialize."""
+        from pinlanding.collections.engines import torch_device
+
+        if not self.use_embeddings or torch_device(self.device) != "cuda":
+            yield
+            return
+        import ray
+
+        self._encoder = f"pinlanding-refine-encoder-{uuid.uuid4().hex[:12]}"  # tasks find it by this name
+        # no CPU or GPU reserved: it must not take a slot from the extraction job it overlaps
+        actor = ray.remote(num_cpus=0, num_gpus=0)(SentenceEncoder).options(name=self._encoder).remote()
+        warm = actor.encode.remote(self.sentence_model, self.device, self.encode_batch_size, ["warm-up"])
+        try:
+            yield
+        finally:
+            self._encoder = ""
+            del warm
+            ray.kill(actor)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """:func:`encode`, through the stage's shared encoder actor while one runs (:meth:`shared`)."""
+        if self._encoder:
+            import ray
+
+            return ray.get(ray.get_actor(self._encoder).encode.remote(
+                self.sentence_model, self.device, self.encode_batch_size, texts))
+        return encode(self.sentence_model, self.device, self.encode_batch_size, texts)
 
     def collect(self, step: int, part: RefineInput) -> PhraseCounts | Voters | None:
         if step == 0:
@@ -187,7 +230,7 @@ class CatalogueRefiner:
         late = [i for i, e in enumerate(embedding) if not e and any(labels[k][i] is None for k in KEYS)]
         if late:
             texts = [aux[i].get("text") or "" for i in late]
-            vectors = encode(self.sentence_model, self.device, self.encode_batch_size, texts)
+            vectors = self._encode(texts)
             for i, v in zip(late, vectors.astype(np.float16)):
                 embedding[i] = v.tobytes()
 
@@ -219,7 +262,7 @@ class CatalogueRefiner:
         spare = voters.spare[: max(0, 50 * self.knn_k - voters.complete)]
         if not spare:
             return
-        vectors = encode(self.sentence_model, self.device, self.encode_batch_size, [t for _, _, t, _ in spare])
+        vectors = self._encode([t for _, _, t, _ in spare])
         for (order, pid, _, known), v in zip(spare, vectors.astype(np.float16)):
             voters.append(order, _rank(pid), v.tobytes(), known)
         keep = sorted(range(len(voters.order)), key=lambda i: voters.order[i])
