@@ -48,9 +48,11 @@ class ResultCache:
 
     ``root/<identity digest>/part-*.parquet``; each part is one finished batch, written atomically.
     Transient failures (timeouts, HTTP errors) are never stored, so a rerun retries them. Lookups
-    read only the rows of the hashes asked for (a Parquet filter, file by file): content hashes are
-    random, so a catalogue part's rows are spread over every cache file whatever the layout, and a
-    filtered scan keeps memory at one row group while the cache stays append-only and crash-safe.
+    read only the rows of the hashes asked for (:func:`lookup_results`: each row group's hash column, then
+    the groups that hold a wanted hash): content hashes are random, so every file is looked at whatever
+    the layout, but a batch is one row group and its products come from adjacent catalogue parts (one,
+    mostly), so a part's lookup decodes the cache's hashes and little more than its own results, one row
+    group at a time, while the cache stays append-only and crash-safe.
     """
 
     def __init__(self, root: str | AnyPath, identity: dict[str, str], enabled: bool = True) -> None:
@@ -109,7 +111,7 @@ def lookup_results(files: list[AnyPath], hashes: pa.Array, columns: list[str] | 
 
     Row group by row group, the hash column first: a row group is read whole only when it holds a wanted
     hash. Each written batch is one row group (compaction keeps them), and a batch holds the products of
-    one catalogue part, so a part's lookup decodes the cache's hashes, not all of its results."""
+    adjacent catalogue parts (one, mostly), so a part's lookup decodes the cache's hashes, not all its results."""
     names = RESULT_SCHEMA.names if columns is None else columns
     schema = pa.schema([RESULT_SCHEMA.field(c) for c in names])
     found = []
@@ -176,7 +178,8 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
                             fn_constructor_kwargs=extractor_params(cfg), num_cpus=cfg.actor_cpus, num_gpus=gpus)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             sink(_to_table(batch))
-        _log.info("extraction job, Ray Data's figures:\n%s", ds.stats())
+        if _log.isEnabledFor(logging.INFO):
+            _log.info("extraction job, Ray Data's figures:\n%s", ds.stats())
 
 
 # ---- outputs --------------------------------------------------------------------------------------
