@@ -22,7 +22,9 @@ predicted values.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import logging
 import shutil
 import time
 from collections import defaultdict
@@ -39,6 +41,8 @@ from pinlanding.evaluation.mapping import family_of
 from pinlanding.vocab.extract import run_extract
 
 REPO = Path(__file__).resolve().parents[1]
+STEP_ORDER = ["setup", "cache lookup", "extraction job", "cache compaction", "resolve", "refine statistics 1",
+              "refine statistics 2", "refine and write", "commit and failures"]  # summary.json keeps them sorted
 
 
 def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dict[str, float]]:
@@ -59,6 +63,15 @@ def score(attributes_path: Path, labels: Labels, ids: set[str]) -> dict[str, dic
         out[key] = {"labelled": len(labelled), "coverage": len(covered) / len(labelled),
                     "precision": top_ok / max(len(covered), 1), "recall": any_ok / len(labelled)}
     return out
+
+
+def attributes_digest(path: Path) -> str:
+    """SHA-256 of the attributes rows, every column, in order (the same rows give the same digest)."""
+    table = read_table(path, ATTRIBUTES)
+    h = hashlib.sha256()
+    for start in range(0, table.num_rows, 100_000):
+        h.update(repr(table.slice(start, 100_000).to_pydict()).encode())
+    return f"{h.hexdigest()[:16]} ({table.num_rows} rows)"
 
 
 def time_model_stage(cfg, layout: RunLayout) -> None:
@@ -111,8 +124,14 @@ def main() -> None:
     ap.add_argument("--products", type=Path, default=REPO / "runs" / "dev" / "catalog" / "products.parquet",
                     help="catalogue to copy (ingest --catalog when it does not exist)")
     ap.add_argument("--model-only", action="store_true", help="also time the model stage's parts alone")
+    ap.add_argument("--ray-stats", action="store_true", help="print Ray Data's per-operator figures of the job")
+    ap.add_argument("--digest", action="store_true",
+                    help="print a SHA-256 of every attributes row in order (to compare runs of other code or settings)")
     args = ap.parse_args()
 
+    if args.ray_stats:
+        logging.basicConfig(format="%(message)s")
+        logging.getLogger("pinlanding.vocab.extract").setLevel(logging.INFO)
     overrides = list(args.overrides)
     if args.engine:
         overrides.append(f"extract.engine={args.engine}")
@@ -150,6 +169,14 @@ def main() -> None:
         print(f"warm run : {warm:7.1f} s  {n / warm:8.1f} products/s  (all cached) {counts}")
     summary = json.loads((layout.dir("attributes") / "summary.json").read_text())
     print(f"attributes/product: {summary['attributes_per_product']}  failures: {summary['failures']}")
+    seconds = summary["seconds"]
+    where = "before these steps (ray.part_tasks)" if cfg.ray.part_tasks else "inside 'extraction job'"
+    print(f"the last run's steps ({seconds['total']:.1f} s in all; Ray starts {where}):")
+    steps = seconds.get("passes", {})
+    for step in sorted(steps, key=lambda k: STEP_ORDER.index(k) if k in STEP_ORDER else len(STEP_ORDER)):
+        print(f"  {step:22s} {steps[step]:7.1f} s")
+    if args.digest:
+        print(f"attributes digest: {attributes_digest(layout.attributes)}")
     if args.model_only:
         time_model_stage(cfg, layout)
     if (catalog / "styles.jsonl.gz").exists():

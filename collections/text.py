@@ -95,7 +95,12 @@ def one_line(text: Any) -> str:
     whitespace run (line breaks included) one space; case is kept. ``None`` is ``""``."""
     if text is None:
         return ""
-    text = _LOOSE_TAG.sub(" ", unicodedata.normalize("NFKC", plain_text(str(text))))
+    text = str(text)
+    if text.isascii() and "<" not in text and "&" not in text:
+        # The same result, fast: such text has no markup, entities or non-ASCII forms, so the steps
+        # above only turn control characters into spaces and collapse whitespace (tests/collections/test_text.py)
+        return " ".join(_CONTROL.sub(" ", text).split())
+    text = _LOOSE_TAG.sub(" ", unicodedata.normalize("NFKC", plain_text(text)))
     return _WHITESPACE.sub(" ", text).strip()
 
 

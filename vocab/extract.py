@@ -13,9 +13,11 @@ co-partitioned with the catalogue, ``failures.parquet`` (one file: failures are 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, TypedDict
@@ -29,7 +31,7 @@ from pinlanding.collections import parts
 from pinlanding.collections.artifacts import (AnyPath, arrow_source, as_path, atomic_path, json_digest, list_files,
                                               location, make_dirs, read_table, stamp, write_json, write_table)
 from pinlanding.collections.config import RayConfig
-from pinlanding.collections.engines import map_parts
+from pinlanding.collections.engines import map_parts, ray_session
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.collections.stage_inputs import StageInputs, artifact
 from pinlanding.vocab.config import ExtractConfig
@@ -38,6 +40,7 @@ from pinlanding.vocab.extractors.base import RESULT_SCHEMA, TRANSIENT_ERRORS, Ex
 from pinlanding.vocab.extractors.prepare import PRODUCT_COLUMNS, prepare_batch
 
 Sink = Callable[[pa.Table], None]
+_log = logging.getLogger(__name__)
 
 
 class ResultCache:
@@ -45,15 +48,18 @@ class ResultCache:
 
     ``root/<identity digest>/part-*.parquet``; each part is one finished batch, written atomically.
     Transient failures (timeouts, HTTP errors) are never stored, so a rerun retries them. Lookups
-    read only the rows of the hashes asked for (a Parquet filter, file by file): content hashes are
-    random, so a catalogue part's rows are spread over every cache file whatever the layout, and a
-    filtered scan keeps memory at one row group while the cache stays append-only and crash-safe.
+    read only the rows of the hashes asked for (:func:`lookup_results`: each row group's hash column, then
+    the groups that hold a wanted hash): content hashes are random, so every file is looked at whatever
+    the layout, but a batch is one row group and its products come from adjacent catalogue parts (one,
+    mostly), so a part's lookup decodes the cache's hashes and little more than its own results, one row
+    group at a time, while the cache stays append-only and crash-safe.
     """
 
     def __init__(self, root: str | AnyPath, identity: dict[str, str], enabled: bool = True) -> None:
         self.identity = identity
         self.enabled = enabled
         self.dir = as_path(root) / json_digest(identity)[:16]
+        self._identity_written = False
 
     def parts(self) -> list[AnyPath]:
         return list_files(self.dir, "part-*.parquet") if self.enabled else []
@@ -67,14 +73,18 @@ class ResultCache:
         """The newest cached row of each of ``hashes`` (``extra`` files, read last, win over the cache)."""
         return lookup_results([*self.parts(), *extra], hashes, columns)
 
-    def add(self, results: pa.Table) -> None:
-        """Store one batch's cacheable results as a new part file."""
+    def add(self, results: pa.Table) -> pa.Table:
+        """Store one batch's cacheable results as a new part file; return the rows not stored."""
         if not self.enabled:
-            return
-        keep = results.filter(pc.invert(pc.is_in(results["error_kind"], pa.array(sorted(TRANSIENT_ERRORS)))))
+            return results
+        transient = pc.is_in(results["error_kind"], pa.array(sorted(TRANSIENT_ERRORS)))
+        keep = results.filter(pc.invert(transient))
         if keep.num_rows:
-            write_json(self.dir / "identity.json", self.identity)
+            if not self._identity_written:
+                write_json(self.dir / "identity.json", self.identity)
+                self._identity_written = True
             write_table(keep, new_part_path(self.dir), RESULT_SCHEMA)
+        return results.filter(transient)
 
     def compact(self, max_parts: int) -> None:
         """Merge the part files into one, streamed file by file, once there are more than ``max_parts``.
@@ -97,14 +107,22 @@ def new_part_path(folder: AnyPath) -> AnyPath:
 
 
 def lookup_results(files: list[AnyPath], hashes: pa.Array, columns: list[str] | None = None) -> pa.Table:
-    """Rows of ``files`` whose content hash is in ``hashes``, the newest (last file, last row) per hash."""
-    wanted = pc.field("content_hash").isin(hashes)
+    """Rows of ``files`` whose content hash is in ``hashes``, the newest (last file, last row) per hash.
+
+    Row group by row group, the hash column first: a row group is read whole only when it holds a wanted
+    hash. Each written batch is one row group (compaction keeps them), and a batch holds the products of
+    adjacent catalogue parts (one, mostly), so a part's lookup decodes the cache's hashes, not all its results."""
+    names = RESULT_SCHEMA.names if columns is None else columns
+    schema = pa.schema([RESULT_SCHEMA.field(c) for c in names])
     found = []
     for f in files:
         source, filesystem = arrow_source(f)
-        found.append(pq.read_table(source, schema=RESULT_SCHEMA, filesystem=filesystem, filters=wanted,
-                                   columns=columns))
-    schema = RESULT_SCHEMA if columns is None else pa.schema([RESULT_SCHEMA.field(c) for c in columns])
+        with (filesystem.open(source, "rb") if filesystem is not None else open(source, "rb")) as handle:
+            pf = pq.ParquetFile(handle)
+            for group in range(pf.num_row_groups):
+                mask = pc.is_in(pf.read_row_group(group, columns=["content_hash"])["content_hash"], value_set=hashes)
+                if pc.any(mask).as_py():
+                    found.append(pf.read_row_group(group, columns=names).filter(mask).cast(schema))
     return _last_per_hash(pa.concat_tables(found)) if found else schema.empty_table()
 
 
@@ -142,8 +160,6 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
     each finished batch goes to ``sink``."""
     import ray
 
-    from pinlanding.collections.engines import ray_session
-
     with ray_session(ray_cfg):
         gpus = cfg.actor_gpus
         if gpus is None:
@@ -162,18 +178,25 @@ def extract_ray(todo: list[AnyPath], extractor: Extractor, cfg: ExtractConfig, r
                             fn_constructor_kwargs=extractor_params(cfg), num_cpus=cfg.actor_cpus, num_gpus=gpus)
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             sink(_to_table(batch))
+        if _log.isEnabledFor(logging.INFO):
+            _log.info("extraction job, Ray Data's figures:\n%s", ds.stats())
 
 
 # ---- outputs --------------------------------------------------------------------------------------
 
 def explode(results: pa.Table) -> pa.Table:
     """ATTRIBUTES rows from result rows (one per product, attributes as JSON)."""
-    rows: list[dict[str, Any]] = []
+    columns: dict[str, list[Any]] = {name: [] for name in ATTRIBUTES.names}
+    pids, keys, values, sources, confs, raws = columns.values()
     for pid, attrs in zip(results["product_id"].to_pylist(), results["attributes"].to_pylist()):
         for key, value, source, conf, raw_text in json.loads(attrs or "[]"):
-            rows.append({"product_id": pid, "key": key, "value": value, "source": source,
-                         "confidence": conf, "raw": raw_text or None})
-    return pa.Table.from_pylist(rows, schema=ATTRIBUTES) if rows else ATTRIBUTES.empty_table()
+            pids.append(pid)
+            keys.append(key)
+            values.append(value)
+            sources.append(source)
+            confs.append(conf)
+            raws.append(raw_text or None)
+    return pa.table(columns, schema=ATTRIBUTES)
 
 
 @dataclass
@@ -323,10 +346,31 @@ class ExtractCounts(TypedDict):
 
 
 def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -> ExtractCounts:
-    """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring)."""
+    """Stage entry point: ``catalog/products.parquet`` -> ``attributes/`` (see the module docstring).
+
+    With ``ray.part_tasks`` the per-part passes run as Ray tasks, all in one Ray session with the job."""
+    if not ray_cfg.part_tasks:
+        return _run_extract(cfg, ray_cfg, inputs, create_extractor(cfg))
+    with ray_session(ray_cfg):
+        extractor = create_extractor(cfg)
+        refiner = extractor.refiner()
+        shared = getattr(refiner, "shared", None)  # optional: state the refiner's tasks share (a model actor)
+        with shared() if shared is not None else nullcontext():
+            return _run_extract(cfg, ray_cfg, inputs, extractor, refiner)
+
+
+def _run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs, extractor: Extractor,
+                 refiner: Refiner | None = None) -> ExtractCounts:
     layout = inputs.layout
-    start = time.perf_counter()
-    extractor = create_extractor(cfg)
+    start = mark = time.perf_counter()
+    passes: dict[str, float] = {}  # seconds of each step, for summary.json (bench_extract prints them)
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        passes[name] = round(now - mark, 2)
+        mark = now
+
     out = layout.dir("attributes")
     run = _Run(layout.products, layout.attributes, out / ".work",
                ResultCache(out / "cache", extractor.identity(), cfg.cache), cfg.backend, cfg.batch_size)
@@ -334,12 +378,15 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
     _clear(run)
     for sub in ("todo", "fresh", "results"):
         make_dirs(run.folder(sub))
+    lap("setup")
     planned = map_parts(partial(_plan_part, run), names, ray_cfg, desc="cache lookup")
+    lap("cache lookup")
     n_products, cached, extracted = (sum(p[i] for p in planned) for i in range(3))
 
-    def sink(batch: pa.Table) -> None:
-        run.cache.add(batch)
-        write_table(batch, new_part_path(run.folder("fresh")), RESULT_SCHEMA)
+    def sink(batch: pa.Table) -> None:  # this run's results: the cache, and what it does not keep in fresh/
+        rest = run.cache.add(batch)
+        if rest.num_rows:
+            write_table(rest, new_part_path(run.folder("fresh")), RESULT_SCHEMA)
 
     todo = list_files(run.folder("todo"))
     if todo:
@@ -347,15 +394,20 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
             extract_ray(todo, extractor, cfg, ray_cfg, sink)
         else:
             extract_local(todo, extractor, cfg, sink)
+    lap("extraction job")
     run.cache.compact(cfg.compact_after_parts)
+    lap("cache compaction")
     extract_seconds = time.perf_counter() - start
 
     map_parts(partial(_resolve_part, run), names, ray_cfg, desc="resolve results")
-    refiner = extractor.refiner()
+    lap("resolve")
+    refiner = refiner if refiner is not None else extractor.refiner()
     for step in range(refiner.rounds if refiner is not None else 0):
         refiner.merge(step, map_parts(partial(_collect_part, run, refiner, step), names, ray_cfg,
                                        desc=f"refine statistics {step + 1}/{refiner.rounds}"))
+        lap(f"refine statistics {step + 1}")
     written = map_parts(partial(_write_part, run, refiner), names, ray_cfg, desc="refine and write")
+    lap("refine and write")
     parts.commit_parts(layout.attributes, [w[0] for w in written], ATTRIBUTES)
     failures = pa.concat_tables([w[1] for w in written]) if written else EXTRACTION_FAILURES.empty_table()
     write_table(failures, out / "failures.parquet", EXTRACTION_FAILURES)
@@ -363,10 +415,12 @@ def run_extract(cfg: ExtractConfig, ray_cfg: RayConfig, inputs: ExtractInputs) -
     for w in written:
         counts.add(w[2])
     _clear(run)
+    lap("commit and failures")
     summary = summarize(counts, failures, n_products)
     summary.update(identity=extractor.identity(), cached_products=cached, extracted_products=extracted,
                    engine=cfg.engine,
-                   seconds={"extract": round(extract_seconds, 2), "total": round(time.perf_counter() - start, 2)})
+                   seconds={"extract": round(extract_seconds, 2), "total": round(time.perf_counter() - start, 2),
+                            "passes": passes})
     write_json(out / "summary.json", summary)
     return {"products": n_products, "attributes": counts.rows, "failures": failures.num_rows,
             "extracted": extracted, "cached": cached, "backend": cfg.backend, "parts": len(names)}

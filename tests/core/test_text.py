@@ -1,4 +1,8 @@
 """The shared text forms: stored catalogue text, model text and key spelling differ on purpose."""
+import random
+import unicodedata
+
+from pinlanding.collections import text
 from pinlanding.collections.text import key_form, one_line, plain_text, singular, split_words
 
 
@@ -10,6 +14,23 @@ def test_plain_text_keeps_lines_and_compatibility_forms() -> None:
 def test_one_line_folds_what_plain_text_keeps() -> None:
     assert one_line("<p>Ｔｅｅ</p><br>ﬁt &amp;amp; \x07 flare") == "Tee fit & flare"
     assert one_line(None) == "" and one_line(12) == "12"
+
+
+def _one_line_in_full(value: str) -> str:
+    """``one_line`` without its ASCII fast path: every step of the definition."""
+    folded = text._LOOSE_TAG.sub(" ", unicodedata.normalize("NFKC", plain_text(value)))
+    return text._WHITESPACE.sub(" ", folded).strip()
+
+
+def test_one_line_fast_path_for_plain_ascii_equals_the_full_steps() -> None:
+    rng = random.Random(0)
+    alphabet = [chr(c) for c in range(128) if chr(c) not in "<&"]
+    weights = [20 if chr(c).isalnum() else 3 for c in range(128) if chr(c) not in "<&"]
+    samples = ["", " ", "\r\n", "a\x1cb", "a\x7fb", " \t Men  Blue\r\n\nShirt \x0b", "Height-5'8\"; Chest-33\""]
+    samples += ["".join(rng.choices(alphabet, weights, k=rng.randint(1, 80))) for _ in range(20_000)]
+    for value in samples:
+        assert one_line(value) == _one_line_in_full(value), repr(value)
+    assert one_line("a \x00\x1f b\n\tc") == "a b c"
 
 
 def test_key_form_spells_without_synonyms() -> None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import gzip
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,7 +20,7 @@ from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import Pipeline, call_stage
 from pinlanding.collections.schemas import ATTRIBUTES, EXTRACTION_FAILURES, PRODUCTS
 from pinlanding.vocab.extract import ResultCache, run_extract
-from pinlanding.vocab.extractors import create_extractor
+from pinlanding.vocab.extractors import RESULT_SCHEMA, create_extractor
 from pinlanding.vocab.extractors.embedded import EmbeddedExtractor
 
 LOCAL = ["extract.engine=local", "extract.embedded.use_embeddings=false", "extract.batch_size=8"]
@@ -47,6 +49,10 @@ def test_writes_attributes_failures_and_summary_for_every_product(tmp_path: Path
     assert summary["keys"]["category"]["distinct_values"] == 6  # 5 types + the "shoes" head
     assert summary["attributes_per_product"]["products_without_attributes"] == 0
     assert summary["identity"]["backend"] == "embedded"
+    steps = summary["seconds"]["passes"]  # the stage times its own steps (bench_extract prints them)
+    assert set(steps) == {"setup", "cache lookup", "extraction job", "cache compaction", "resolve",
+                           "refine statistics 1", "refine statistics 2", "refine and write", "commit and failures"}
+    assert sum(steps.values()) <= summary["seconds"]["total"] + 0.1
 
 
 def test_parted_catalogue_gives_the_same_attributes_parted_like_it(tmp_path: Path) -> None:
@@ -140,6 +146,44 @@ def test_cache_compaction_keeps_every_result(tmp_path: Path) -> None:
     assert call_stage(run_extract, cfg, layout)["extracted"] == 0
 
 
+def test_lookup_reads_whole_only_the_row_groups_holding_a_wanted_hash(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = write_products(tmp_path / "run", fashion_rows(tmp_path))
+    cfg = load_config(overrides=[*LOCAL, "extract.batch_size=5", "extract.compact_after_parts=2"])
+    call_stage(run_extract, cfg, layout)
+    cache = ResultCache(layout.dir("attributes") / "cache", create_extractor(cfg.extract).identity())
+    everything = cache.load()
+    assert len(cache.parts()) == 1 and pq.ParquetFile(cache.parts()[0]).num_row_groups == 5  # one per batch
+    newer = everything.slice(7, 1)  # a later file with a changed row for one hash: the newest wins
+    newer = newer.set_column(newer.schema.get_field_index("raw"), "raw", pa.array(["newer"]))
+    write_table(newer, tmp_path / "newer.parquet", RESULT_SCHEMA)
+    wanted = pa.array(everything["content_hash"].to_pylist()[6:9])
+    whole = []
+    real = pq.ParquetFile.read_row_group
+
+    def spy(self, i, columns=None, **kwargs):
+        whole.append(columns != ["content_hash"])
+        return real(self, i, columns=columns, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", spy)
+    got = cache.lookup(wanted, extra=[tmp_path / "newer.parquet"])
+    assert got["content_hash"].to_pylist() == [wanted[0].as_py(), wanted[2].as_py(), wanted[1].as_py()]
+    assert got["raw"].to_pylist()[2] == "newer" and got.slice(0, 2).equals(everything.slice(6, 3).take([0, 2]))
+    assert sum(whole) == 2  # batch 2 (rows 5-9) of the cache and the extra file; batches 1, 3, 4, 5 only hashed
+    assert cache.lookup(pa.array(["none"]), columns=["content_hash"]).num_rows == 0
+
+
+def test_without_the_cache_results_go_through_fresh_files(tmp_path: Path) -> None:
+    """With the cache on, this run's results are read back from it (fresh/ only holds what it does not keep)."""
+    rows = fashion_rows(tmp_path)
+    cached = write_products(tmp_path / "cached", rows)
+    call_stage(run_extract, load_config(overrides=LOCAL), cached)
+    uncached = write_products(tmp_path / "uncached", rows)
+    assert call_stage(run_extract, load_config(overrides=[*LOCAL, "extract.cache=false"]), uncached)["extracted"] == 25
+    assert not (uncached.dir("attributes") / "cache").exists()
+    assert read_table(uncached.attributes, ATTRIBUTES).equals(read_table(cached.attributes, ATTRIBUTES))
+
+
 def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
     layout = write_products(tmp_path / "run", fashion_rows(tmp_path, 1))
     with pytest.raises(ValueError, match=r"unknown extractor 'nope'; known: \['embedded', 'openai'"):
@@ -147,18 +191,62 @@ def test_unknown_backend_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ray_job_matches_the_local_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("part_tasks", [False, True])
+def test_ray_job_matches_the_local_run(tmp_path: Path, part_tasks: bool) -> None:
+    """With ``ray.part_tasks`` the per-part passes run as Ray tasks in the job's Ray session: same rows."""
     rows = fashion_rows(tmp_path)
     local = write_products(tmp_path / "local", rows)
+    split_into_parts(local.products, 9)
     call_stage(run_extract, load_config(overrides=LOCAL), local)
     remote = write_products(tmp_path / "ray", rows)
+    split_into_parts(remote.products, 9)
     cfg = load_config(overrides=["extract.engine=ray", "extract.embedded.use_embeddings=false", "extract.batch_size=8",
-                                 "ray.num_cpus=2",
+                                 "ray.num_cpus=2", f"ray.part_tasks={str(part_tasks).lower()}",
                                  "ray.object_store_memory=100000000"])
     counts = call_stage(run_extract, cfg, remote)
-    assert counts["extracted"] == 25
+    assert counts["extracted"] == 25 and counts["parts"] == 3
     assert ResultCache(remote.dir("attributes") / "cache", create_extractor(cfg.extract).identity()).parts()
-    assert by_product(remote) == by_product(local)
+    assert read_table(remote.attributes, ATTRIBUTES).equals(read_table(local.attributes, ATTRIBUTES))
+
+
+@pytest.mark.slow
+def test_part_tasks_share_one_encoder_actor_and_match_the_local_run(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With embeddings, the refine tasks' encodes go to one named actor (created for a GPU model: the
+    driver is made to see one here; the actor itself runs MiniLM on the CPU). Same rows as in-process."""
+    import ray
+
+    from pinlanding.collections import engines
+    from pinlanding.vocab.extractors import catalogue
+
+    rows = fashion_rows(tmp_path)
+    embed = ["extract.embedded.use_embeddings=true", "extract.embedded.device=cpu", "extract.batch_size=8"]
+    local = write_products(tmp_path / "local", rows)
+    split_into_parts(local.products, 9)
+    call_stage(run_extract, load_config(overrides=[*embed, "extract.engine=local"]), local)
+    remote = write_products(tmp_path / "ray", rows)
+    split_into_parts(remote.products, 9)
+    monkeypatch.setattr(engines, "torch_device", lambda requested="auto": "cuda")  # the driver's check only
+    names = []
+    real_shared = catalogue.CatalogueRefiner.shared
+
+    def spy(self):
+        with real_shared(self):
+            names.append(self._encoder)
+            assert ray.get_actor(self._encoder) is not None
+            yield
+
+    monkeypatch.setattr(catalogue.CatalogueRefiner, "shared", contextmanager(spy))
+
+    def not_here(*args, **kwargs):
+        raise AssertionError("the driver encoded in-process (the spare voters of a small catalogue)")
+
+    monkeypatch.setattr(catalogue, "encode", not_here)  # this process only: the actor imports its own
+    cfg = load_config(overrides=[*embed, "extract.engine=ray", "ray.num_cpus=2", "ray.part_tasks=true",
+                                 "ray.object_store_memory=100000000"])
+    assert call_stage(run_extract, cfg, remote)["parts"] == 3
+    assert len(names) == 1 and names[0].startswith("pinlanding-refine-encoder-")
+    assert read_table(remote.attributes, ATTRIBUTES).equals(read_table(local.attributes, ATTRIBUTES))
 
 
 @pytest.mark.slow

@@ -110,7 +110,10 @@ class Refiner(Protocol):
     """A catalogue-level pass in map/reduce form. For each of ``rounds`` steps, ``collect`` returns one
     part's small partial statistics (it may use what earlier rounds merged) and ``merge`` folds the
     partials, in part order, into the refiner on the driver; then ``apply`` returns one part's final
-    ATTRIBUTES rows. The refiner is pickled to the per-part tasks, so its state must stay bounded."""
+    ATTRIBUTES rows. The refiner is pickled to the per-part tasks, so its state must stay bounded.
+    Optionally, ``shared()`` is a context manager that the stage enters in its Ray session, around the
+    extraction job and every round, when the per-part steps run as Ray tasks (``ray.part_tasks``): what
+    the tasks should share (the embedded refiner's one model actor) lives for that block."""
 
     rounds: int
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +37,14 @@ def encode(model: str, device: str, batch_size: int, texts: list[str]) -> np.nda
 
     return load_sentence_model(model, torch_device(device)).encode(
         texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+
+
+class SentenceEncoder:
+    """A Ray actor holding the sentence model for the refine pass's per-part tasks, so that the model
+    loads once per stage (while the extraction job runs) rather than once in every task process."""
+
+    def encode(self, model: str, device: str, batch_size: int, texts: list[str]) -> np.ndarray:
+        return encode(model, device, batch_size, texts)
 
 
 @dataclass
@@ -111,9 +121,43 @@ class CatalogueRefiner:
     max_voters: int = 50_000
     phrases_: PhraseCounts = field(default_factory=PhraseCounts, init=False)
     voters_: Voters = field(default_factory=Voters, init=False)
+    _surface: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # memo of the top spelling
+    _encoder: str = field(default="", init=False, repr=False)  # the shared encoder actor's name (shared())
     rounds = 2  # not a field: unannotated
 
     # ---- rounds ---------------------------------------------------------------------------------
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        """Inside a Ray session: one named actor loads the sentence model now and serves the per-part
+        tasks' encodes (the late queries, the spare voters) until the block ends. Only for a GPU model:
+        on CPUs the tasks' own encodes run in parallel, which one actor would serialize."""
+        from pinlanding.collections.engines import torch_device
+
+        if not self.use_embeddings or torch_device(self.device) != "cuda":
+            yield
+            return
+        import ray
+
+        self._encoder = f"pinlanding-refine-encoder-{uuid.uuid4().hex[:12]}"  # tasks find it by this name
+        # no CPU or GPU reserved: it must not take a slot from the extraction job it overlaps
+        actor = ray.remote(num_cpus=0, num_gpus=0)(SentenceEncoder).options(name=self._encoder).remote()
+        warm = actor.encode.remote(self.sentence_model, self.device, self.encode_batch_size, ["warm-up"])
+        try:
+            yield
+        finally:
+            self._encoder = ""
+            del warm
+            ray.kill(actor)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        """:func:`encode`, through the stage's shared encoder actor while one runs (:meth:`shared`)."""
+        if self._encoder:
+            import ray
+
+            return ray.get(ray.get_actor(self._encoder).encode.remote(
+                self.sentence_model, self.device, self.encode_batch_size, texts))
+        return encode(self.sentence_model, self.device, self.encode_batch_size, texts)
 
     def collect(self, step: int, part: RefineInput) -> PhraseCounts | Voters | None:
         if step == 0:
@@ -131,6 +175,7 @@ class CatalogueRefiner:
         if step == 0:
             for counts in partials:
                 self.phrases_.add(counts)
+            self._surface = {}
             return
         merged = Voters()
         for voters in (v for v in partials if v is not None):
@@ -146,51 +191,57 @@ class CatalogueRefiner:
 
     def apply(self, part: RefineInput) -> pa.Table:
         """The part's attributes plus ``category`` rows and the neighbour votes of its products."""
-        ids, labels, embedding = self._labelled(part)
-        rows = part.attributes.to_pylist()
-        for pid, (value, head, share) in zip(ids, self._validated(_types(part.results))):
+        aux = _aux(part.results)
+        validated = self._validated([a.get("types", []) for a in aux])
+        ids, labels, embedding = self._labelled(part, validated)
+        rows: list[dict[str, Any]] = []
+        for pid, (value, head, share) in zip(ids, validated):
             if value:
                 rows.append(_row(pid, "category", value, "title", 0.6 + 0.35 * share, "title phrase"))
             if head and head != value:  # the compound's head noun too ("shoes" for "casual shoes")
                 rows.append(_row(pid, "category", head, "title", 0.5, "head of title phrase"))
         if self.use_embeddings and ids:
-            self._embed_queries(part, labels, embedding)
+            self._embed_queries(aux, labels, embedding)
             emb = _matrix(embedding)
             base = self.voters_.matrix()
             for key in KEYS:
                 for i, (value, conf) in self._neighbour_votes(emb, labels[key], base, self.voters_.labels[key]).items():
                     rows.append(_row(ids[i], key, value, "neighbors", conf, f"vote of {self.knn_k} nearest titles"))
-        return pa.Table.from_pylist(rows, schema=part.attributes.schema)
+        added = pa.Table.from_pylist(rows, schema=part.attributes.schema)
+        return pa.concat_tables([part.attributes, added]).combine_chunks()
 
     # ---- helpers --------------------------------------------------------------------------------
 
-    def _labelled(self, part: RefineInput) -> tuple[list[str], dict[str, list[str | None]], list[bytes]]:
-        """Product ids, validated category and first gender per product, and the stored embeddings."""
+    def _labelled(self, part: RefineInput, validated: list[tuple[str | None, str | None, float]]
+                  ) -> tuple[list[str], dict[str, list[str | None]], list[bytes]]:
+        """Product ids, validated category (from ``validated``) and first gender per product, and the
+        stored embeddings."""
         ids = part.results["product_id"].to_pylist()
         genders: dict[str, str] = {}
         for pid, key, value in zip(*(part.attributes[c].to_pylist() for c in ("product_id", "key", "value"))):
             if key == "gender" and pid not in genders:
                 genders[pid] = value
-        labels = {"category": [c[0] for c in self._validated(_types(part.results))],
-                  "gender": [genders.get(pid) for pid in ids]}
+        labels = {"category": [c[0] for c in validated], "gender": [genders.get(pid) for pid in ids]}
         return ids, labels, [e or b"" for e in part.results["embedding"].to_pylist()]
 
-    def _embed_queries(self, part: RefineInput, labels: dict[str, list[str | None]], embedding: list[bytes]) -> None:
+    def _embed_queries(self, aux: list[dict[str, Any]], labels: dict[str, list[str | None]],
+                       embedding: list[bytes]) -> None:
         """Products whose phrase failed validation were not embedded by the actors: embed them now (few)."""
         late = [i for i, e in enumerate(embedding) if not e and any(labels[k][i] is None for k in KEYS)]
         if late:
-            texts = _texts(part.results)
-            vectors = encode(self.sentence_model, self.device, self.encode_batch_size, [texts[i] for i in late])
+            texts = [aux[i].get("text") or "" for i in late]
+            vectors = self._encode(texts)
             for i, v in zip(late, vectors.astype(np.float16)):
                 embedding[i] = v.tobytes()
 
     def _collect_voters(self, part: RefineInput) -> Voters:
         """This part's voters under the sampling share, the count of complete ones, and the spare ones
         (both labels, no embedding) that small catalogues embed on the driver (up to ``50 * knn_k``)."""
-        ids, labels, embedding = self._labelled(part)
-        self._embed_queries(part, labels, embedding)
+        aux = _aux(part.results)
+        ids, labels, embedding = self._labelled(part, self._validated([a.get("types", []) for a in aux]))
+        self._embed_queries(aux, labels, embedding)
         share = self.max_voters / max(self.phrases_.products, 1)
-        texts = _texts(part.results)
+        texts = [a.get("text") or "" for a in aux]
         voters = Voters()
         for i in range(len(ids)):
             known = {k: labels[k][i] for k in KEYS}
@@ -211,7 +262,7 @@ class CatalogueRefiner:
         spare = voters.spare[: max(0, 50 * self.knn_k - voters.complete)]
         if not spare:
             return
-        vectors = encode(self.sentence_model, self.device, self.encode_batch_size, [t for _, _, t, _ in spare])
+        vectors = self._encode([t for _, _, t, _ in spare])
         for (order, pid, _, known), v in zip(spare, vectors.astype(np.float16)):
             voters.append(order, _rank(pid), v.tobytes(), known)
         keep = sorted(range(len(voters.order)), key=lambda i: voters.order[i])
@@ -224,7 +275,9 @@ class CatalogueRefiner:
         threshold = max(self.min_support, self.min_support_share * self.phrases_.products)
 
         def surface(key: str) -> str:
-            return surfaces[key].most_common(1)[0][0]
+            if key not in self._surface:
+                self._surface[key] = surfaces[key].most_common(1)[0][0]
+            return self._surface[key]
 
         out: list[tuple[str | None, str | None, float]] = []
         for cands in types:
@@ -270,12 +323,13 @@ class CatalogueRefiner:
         return out
 
 
+def _aux(results: pa.Table) -> list[dict[str, Any]]:
+    """Each result's refine hints (title-phrase candidates ``types``, title ``text``), parsed."""
+    return [json.loads(a) if a else {} for a in results["aux"].to_pylist()]
+
+
 def _types(results: pa.Table) -> list[list[str]]:
-    return [(json.loads(a) if a else {}).get("types", []) for a in results["aux"].to_pylist()]
-
-
-def _texts(results: pa.Table) -> list[str]:
-    return [(json.loads(a) if a else {}).get("text") or "" for a in results["aux"].to_pylist()]
+    return [a.get("types", []) for a in _aux(results)]
 
 
 def _matrix(embedding: list[bytes]) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,12 @@ def rules_version() -> str:
     return f"rules-{h.hexdigest()[:12]}"
 
 
+_canonical = lru_cache(maxsize=1 << 16)(canonical_value)  # pure; the same few values recur on every product
+
+
 def _add(found: dict[tuple[str, str], Attribute], key: str, value: str, source: str, conf: float,
          raw: str = "") -> None:
-    value = canonical_value(key, value)
+    value = _canonical(key, value)
     if not value:
         return
     old = found.get((key, value))

@@ -21,6 +21,7 @@ _MATERIAL_CUE = re.compile(
     r"\d{1,3}\s?%)\s*:?\s*([^\n.;]{0,80})", re.IGNORECASE)
 
 
+@lru_cache(maxsize=None)
 def _table(key: str) -> dict[str, str]:
     if key == "color":
         return {**{n: n for n in COLORS}, **COLOR_SYNONYMS}
@@ -159,6 +160,7 @@ def type_candidates(title_tokens: list[str], max_words: int = 3) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=1 << 16)  # a catalogue repeats its title phrases; the refine passes key each many times
 def phrase_key(phrase: str) -> str:
     """Spelling-insensitive key of a phrase: ``"T-Shirts"``, ``"tshirt"``, ``"t shirt"`` -> ``"tshirt"``."""
     words = [re.sub(r"[^a-z0-9]", "", w) for w in re.split(r"\s+", phrase.lower().strip())]
