@@ -26,3 +26,13 @@ def test_engine_output_goes_to_the_log_and_stage_output_to_the_terminal(tmp_path
         assert line in text and line not in terminal
     os.write(2, b"after the run\n")
     assert "after the run" in capfd.readouterr().err and not are_progress_bars_disabled()
+
+
+def test_the_command_line_lets_waiting_openmp_threads_sleep() -> None:
+    probe = "import os, pinlanding.collections.cli; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", probe], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"  # an explicit setting wins
