@@ -108,7 +108,8 @@ def top_k(topic_rows, assignments, k: int, prefix: int) -> tuple[scoring.TopK, f
     verdicts = {r.verdict: (r.topics, r.pairs) for r in top.verdicts.groupBy("verdict").agg(
         F.count(F.lit(1)).alias("topics"), F.sum("pairs").alias("pairs")).collect()}
     pairs = sum(p for _, p in verdicts.values())
-    print(f"  top-K pruned (K={k}, prefix {prefix} x K): {seconds:.1f} s from cached assignments to ranked rows "
+    print(f"  top-K pruned (K={k}; prefix: the first K and near-ties where the probe holds all attributes, else the "
+          f"first {prefix}): {seconds:.1f} s from cached assignments to ranked rows "
           f"(Spark start excluded); {pairs:,} candidate pairs scored; topics "
           + ", ".join(f"{v}: {n:,} ({p:,} pairs)" for v, (n, p) in sorted(verdicts.items())))
     return top, seconds

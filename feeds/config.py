@@ -28,8 +28,9 @@ class FeedsConfig(StrictModel):
     min_overlap: float = 0.5  # >= 1: an attribute count; < 1: a share of the topic's attributes (overlap/ann)
     pruning: bool = True  # join on (key, value) with the rarest-attribute probe; false: naive cross join
     # strict matching with pruning: exact top-K (K = max(candidate_pool, max_products)) scoring the first
-    # topk_prefix * K products of each topic's probe list first, the rest only where the bound is not met;
-    # 0: score every candidate (the rarest-attribute join)
+    # topk_prefix * K products of each topic's probe list first (the first K where the probe holds all the
+    # topic's attributes), the rest only where the bound is not met; 0: score every candidate (the
+    # rarest-attribute join)
     topk_prefix: int = Field(2, ge=0)
     # ... on catalogues of at least this many assigned products: below, its fixed Spark costs outweigh what it
     # saves (dev catalogue, 30,718 products: ~25 s against ~10 s scoring every candidate); both are exact

@@ -142,37 +142,45 @@ def candidates_pruned(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
 
 PROBE_SIZE = 2  # attributes a strict probe list requires: the topic's two rarest (one for single-attribute topics)
 BOUND_MARGIN = 10.0 ** -SCORE_DECIMALS  # a K-th score must beat the bound by a rounding step (rounding never reorders)
+PAIR_SHIFT = 1 << 32  # probe id: first attribute id x 2^32 + second (0 for a one-attribute probe)
 
 
-def attribute_id(key: "F.Column | str", value: "F.Column | str") -> "F.Column":
-    """One string per attribute: key and value joined by the unit separator (a control character attribute
-    text does not carry; probe ids join attribute ids with the record separator)."""
-    return F.concat_ws("\x1f", key, value)
-
-
-def product_maps(assignments: DataFrame, topic_attrs: DataFrame) -> DataFrame:
-    """(product_id, pmap map<attribute id, confidence>) of the attributes some topic names (others never score)."""
+def attribute_ids(topic_attrs: DataFrame) -> DataFrame:
+    """(key, value, attr): a dense int id, from 1 in (key, value) order, of every attribute some topic names.
+    Attributes no topic names never score, so they get none."""
     named = topic_attrs.select("key", "value").distinct()
-    return assignments.join(F.broadcast(named), ["key", "value"], "left_semi").groupBy("product_id").agg(
-        F.map_from_entries(F.collect_list(F.struct(attribute_id("key", "value"), "confidence"))).alias("pmap"))
+    return named.withColumn("attr", F.row_number().over(Window.orderBy("key", "value")))
 
 
-def attribute_stats(pmaps: DataFrame) -> DataFrame:
-    """(attr, freq, max_confidence) of every attribute in ``pmaps``."""
-    rows = pmaps.select(F.explode("pmap").alias("attr", "confidence"))
-    return rows.groupBy("attr").agg(F.count(F.lit(1)).alias("freq"), F.max("confidence").alias("max_confidence"))
+def _named(assignments: DataFrame, ids: DataFrame) -> DataFrame:
+    """(product_id, attr, confidence) of the assignments whose attribute some topic names."""
+    return assignments.join(F.broadcast(ids), ["key", "value"]).select("product_id", "attr", "confidence")
 
 
-def strict_probes(topic_attrs: DataFrame, stats: DataFrame, weights: ScoreWeights) -> DataFrame:
+def product_maps(assignments: DataFrame, ids: DataFrame) -> DataFrame:
+    """(product_id, pmap map<attr, confidence>) over the attributes of ``ids`` (:func:`attribute_ids`), keys in
+    ascending order."""
+    entries = F.sort_array(F.collect_list(F.struct("attr", "confidence")))
+    return _named(assignments, ids).groupBy("product_id").agg(F.map_from_entries(entries).alias("pmap"))
+
+
+def attribute_stats(assignments: DataFrame, ids: DataFrame) -> DataFrame:
+    """(attr, freq, max_confidence) of every attribute of ``ids`` some product carries."""
+    return _named(assignments, ids).groupBy("attr").agg(
+        F.count(F.lit(1)).alias("freq"), F.max("confidence").alias("max_confidence"))
+
+
+def strict_probes(topic_attrs: DataFrame, ids: DataFrame, stats: DataFrame, weights: ScoreWeights) -> DataFrame:
     """One row per topic for strict top-K scoring.
 
     Columns: ``probe`` (id of the topic's :data:`PROBE_SIZE` rarest attributes: fewest products, then key and
-    value; their ids sorted and joined), ``pattrs`` (attr, w) of those, ``attrs`` (key, value, attr, w) of all
-    its attributes sorted by (key, value), ``n_attrs``, ``topic_weight`` and ``rest_max``: the most the
-    attributes outside the probe can add (sum of weight x the best confidence any product has). A topic naming
-    an attribute no product carries matches nothing and has no row."""
-    df = topic_attrs.select("topic_id", "key", "value", "n_attrs", "topic_weight",
-                            attribute_id("key", "value").alias("attr"), weights.column(F.col("key")).alias("w"))
+    value; the smaller attribute id x :data:`PAIR_SHIFT` plus the larger), ``pattrs`` (attr, w) of those sorted
+    by attr, ``attrs`` (key, value, attr, w) of all its attributes sorted by (key, value), ``n_attrs``,
+    ``topic_weight``, ``probe_weight`` (sum of the probe attributes' weights) and ``rest_max``: the most the
+    attributes outside the probe can add (sum of weight x the best confidence any product has). A topic naming an attribute no product carries matches nothing and has
+    no row."""
+    df = topic_attrs.join(ids, ["key", "value"]).select(
+        "topic_id", "key", "value", "n_attrs", "topic_weight", "attr", weights.column(F.col("key")).alias("w"))
     df = df.join(stats, "attr")
     rarest = Window.partitionBy("topic_id").orderBy(F.col("freq").asc(), "key", "value")
     df = df.withColumn("in_probe", F.row_number().over(rarest) <= PROBE_SIZE)
@@ -180,9 +188,11 @@ def strict_probes(topic_attrs: DataFrame, stats: DataFrame, weights: ScoreWeight
     per_topic = df.groupBy("topic_id", "n_attrs", "topic_weight").agg(
         F.array_sort(F.collect_list(F.struct("key", "value", "attr", "w"))).alias("attrs"), pattrs.alias("pattrs"),
         F.sum(F.when(F.col("in_probe"), F.lit(0.0)).otherwise(F.col("w") * F.col("max_confidence"))).alias("rest_max"),
+        F.sum(F.when(F.col("in_probe"), F.col("w"))).alias("probe_weight"),
     )
-    return (per_topic.where(F.size("attrs") == F.col("n_attrs"))
-            .withColumn("probe", F.array_join(F.transform("pattrs", lambda a: a["attr"]), "\x1e")))
+    probe = (F.col("pattrs")[0]["attr"].cast("long") * F.lit(PAIR_SHIFT)
+             + F.coalesce(F.get("pattrs", 1)["attr"], F.lit(0)))
+    return per_topic.where(F.size("attrs") == F.col("n_attrs")).withColumn("probe", probe)
 
 
 def _weighted(pmap: str, attrs: list[tuple[str, str]]) -> "F.Column":
@@ -204,14 +214,17 @@ def _spread(array: str, prefix: str, width: int) -> list["F.Column"]:
 def postings(pmaps: DataFrame, probes: DataFrame) -> DataFrame:
     """The probes' posting lists: (probe, pos, product_id, partial, pmap) for every product carrying all of a
     probe's attributes; ``partial`` = sum of weight x confidence over them, ``pos`` the 1-based place in the list
-    sorted by partial descending, product_id ascending (the head of a list holds its best products).
-    A product's probes are found by hashing: its attributes and sorted attribute pairs, kept when some topic
-    probes them (a broadcast semi-join), so no topic-product pair is built here."""
-    keys = F.array_sort(F.map_keys("pmap"))
-    pairs = F.flatten(F.transform(keys, lambda a, i: F.transform(
-        F.slice(keys, i + 2, F.greatest(F.size(keys) - i - 1, F.lit(1))), lambda b: F.concat_ws("\x1e", a, b))))
-    pairs = F.when(F.size(keys) > 1, pairs).otherwise(F.array().cast("array<string>"))
-    rows = pmaps.select("product_id", "pmap", F.explode(F.concat(keys, pairs)).alias("probe"))
+    sorted by partial descending, product_id ascending (the head of a list holds its best products). Rows are
+    hash-partitioned by probe, so whatever is ranked per (probe, topic) later needs no shuffle.
+    A product's probes are found by arithmetic: each attribute id ``a`` of its map (keys ascending, see
+    :func:`product_maps`) alone and with every later one ``b``, kept when some topic probes them (a broadcast
+    semi-join), so no topic-product pair is built here. Two explodes, no lambda: the plan stays code-generated."""
+    keys = F.map_keys("pmap")
+    rows = pmaps.select("product_id", "pmap", F.posexplode(keys).alias("i", "a"))
+    later = F.concat(F.array(F.lit(None).cast("int")), F.slice(keys, F.col("i") + 2, F.size(keys)))
+    rows = rows.select("product_id", "pmap", "a", F.explode(later).alias("b"))
+    rows = rows.select("product_id", "pmap",
+                       (F.col("a").cast("long") * F.lit(PAIR_SHIFT) + F.coalesce("b", F.lit(0))).alias("probe"))
     kinds = probes.select("probe", "pattrs").dropDuplicates(["probe"])
     rows = rows.join(F.broadcast(kinds.select("probe", *_spread("pattrs", "p", PROBE_SIZE))), "probe")
     partial = _weighted("pmap", [(f"pa{i}", f"pw{i}") for i in range(PROBE_SIZE)])
@@ -220,15 +233,18 @@ def postings(pmaps: DataFrame, probes: DataFrame) -> DataFrame:
             .withColumn("pos", F.row_number().over(order)))
 
 
-def score_postings(rows: DataFrame, probes: DataFrame, width: int) -> DataFrame:
-    """Strict scores of posting rows against the topics that probe their list: (topic_id, product_id, score) of
-    the products carrying every attribute of the topic, terms added in the topic's (key, value) order. Random
-    access is a lookup in the product's map; no Python, no per-pair arrays (the plan is code-generated)."""
-    pairs = rows.join(F.broadcast(probes.select("topic_id", "probe", "topic_weight", *_spread("attrs", "", width))),
-                      "probe")
+def score_postings(lists: DataFrame, topics: DataFrame, width: int, keep: tuple[str, ...] = ()) -> DataFrame:
+    """Strict scores of posting rows against the topics that probe their list, each read down to its
+    ``limit``: (probe, topic_id, product_id, overlap, score), terms added in the topic's (key, value) order;
+    ``score`` is null where the product lacks an attribute of the topic. ``topics``: (probe, topic_id, n_attrs,
+    topic_weight, attrs, limit, and the ``keep`` columns, passed through). Random access is a lookup in the product's map; no Python, no per-pair arrays
+    (the plan is code-generated). Nulls are left to the caller: a filter on the score would be pushed into the
+    join condition and compute every score twice."""
+    side = topics.select("probe", "topic_id", "n_attrs", "topic_weight", "limit", *keep, *_spread("attrs", "", width))
+    pairs = lists.join(F.broadcast(side), "probe").where(F.col("pos") <= F.col("limit"))
     total = _weighted("pmap", [(f"a{i}", f"w{i}") for i in range(width)])
-    scored = pairs.select("topic_id", "product_id", F.round(total / F.col("topic_weight"), SCORE_DECIMALS).alias("score"))
-    return scored.where(F.col("score").isNotNull())
+    return pairs.select("probe", "topic_id", "product_id", F.col("n_attrs").alias("overlap"), *keep,
+                        F.round(total / F.col("topic_weight"), SCORE_DECIMALS).alias("score"))
 
 
 @dataclass(frozen=True)
@@ -241,26 +257,59 @@ class TopK:
     verdicts: DataFrame
 
 
-def prefix_verdicts(probes: DataFrame, prefix_ranked: DataFrame, lists: DataFrame, k: int, prefix: int) -> DataFrame:
-    """(topic_id, verdict, pairs) after ranking each topic's matches among its first ``prefix`` (L) postings.
+def list_cuts(lists: DataFrame, probes: DataFrame, targets: dict[str, int]) -> DataFrame:
+    """Where each probe list is cut for each target position T (``targets``: name -> T): (probe, size, and per
+    target ``end_{name}``, ``next_{name}``). The cut keeps the first T postings and those after them whose
+    partial is within two rounding steps x the probe weight of the T-th's (ties and near-ties: a product tied
+    with the T-th is never left outside); ``next`` is the best partial left outside (null: the whole list is
+    kept, ``end`` = size)."""
+    at = lists.groupBy("probe").agg(F.count(F.lit(1)).alias("size"), *(
+        F.max(F.when(F.col("pos") == t, F.col("partial"))).alias(f"at_{name}") for name, t in targets.items()))
+    weight = probes.select("probe", "probe_weight").dropDuplicates(["probe"])
+    rows = lists.select("probe", "partial").join(F.broadcast(at.join(weight, "probe")), "probe")
+    aggs = []
+    for name in targets:
+        inside = F.col("partial") >= F.col(f"at_{name}") - F.lit(2 * BOUND_MARGIN) * F.col("probe_weight")
+        aggs += [F.count(F.when(inside, 1)).alias(f"end_{name}"),
+                 F.max(F.when(~inside, F.col("partial"))).alias(f"next_{name}")]
+    cuts = rows.groupBy("probe", "size").agg(*aggs)
+    return cuts.select("probe", "size", *(c for name in targets for c in (
+        F.when(F.col(f"next_{name}").isNull(), F.col("size")).otherwise(F.col(f"end_{name}")).alias(f"end_{name}"),
+        F.col(f"next_{name}"))))
 
-    ``complete``: the list fits in the prefix, every candidate was scored. ``bound``: the K-th best prefix score
-    beats, by more than a rounding step, the best score a product outside the prefix can reach (its probe
-    partial <= the list's (L+1)-th, each other attribute's confidence <= that attribute's best), so no outside
-    product can enter the top K or tie into it. ``fallback``: otherwise (fewer than K prefix matches, or the
-    bound not met): the rest of its list must be scored."""
-    found = prefix_ranked.groupBy("topic_id").agg(
-        F.count(F.lit(1)).alias("n"), F.max(F.when(F.col("rank") == k, F.col("score"))).alias("kth"))
-    sizes = lists.groupBy("probe").agg(F.max("pos").alias("size"),
-                                       F.max(F.when(F.col("pos") == prefix + 1, F.col("partial"))).alias("next"))
-    df = probes.join(F.broadcast(sizes), "probe", "left").join(found, "topic_id", "left")
-    bound = (F.col("next") + F.col("rest_max")) / F.col("topic_weight")
-    size = F.coalesce("size", F.lit(0))
-    verdict = (F.when(size <= prefix, F.lit("complete"))
-               .when((F.col("n") >= k) & (F.col("kth") > bound + F.lit(BOUND_MARGIN)), F.lit("bound"))
-               .otherwise(F.lit("fallback")))
-    pairs = F.when(verdict == "fallback", size).otherwise(F.least(size, F.lit(prefix)))
-    return df.select("topic_id", verdict.alias("verdict"), pairs.alias("pairs"))
+
+def topic_cuts(probes: DataFrame, lists: DataFrame, k: int, prefix: int) -> DataFrame:
+    """``probes`` with ``size`` (of its list), ``limit`` and ``next``: where the topic's prefix ends and the best
+    partial left outside it (null: the whole list is in it). The prefix is its list cut (:func:`list_cuts`)
+    after the K-th posting where its probe holds all its attributes (``rest_max`` 0: the list order is then its
+    score order, so the K best and their ties are its top K) and after the ``prefix``-th otherwise."""
+    cuts = list_cuts(lists, probes, {"k": k, "prefix": prefix})
+    df = probes.join(F.broadcast(cuts), "probe", "left")
+    target = F.col("rest_max") == 0
+    return df.select(*probes.columns, F.coalesce("size", F.lit(0)).alias("size"),
+                     F.coalesce(F.when(target, F.col("end_k")).otherwise(F.col("end_prefix")), F.lit(0)).alias("limit"),
+                     F.when(target, F.col("next_k")).otherwise(F.col("next_prefix")).alias("next"))
+
+
+def prefix_verdicts(cuts: DataFrame, lists: DataFrame, width: int, k: int) -> DataFrame:
+    """``cuts`` (:func:`topic_cuts`) with ``verdict``, ``pairs`` and ``limit`` (how far down its list the topic is
+    ranked), from the matches in its prefix.
+
+    ``complete``: the list ends within the prefix, every candidate is ranked. ``bound``: at least K prefix
+    matches beat, by more than a rounding step, the best score a product outside the prefix can reach (its
+    probe partial <= the best left outside, each other attribute's confidence <= that attribute's best), so
+    no outside product can enter the top K or tie into it. ``fallback``: otherwise (fewer than K such
+    matches): the whole list is ranked. Counting the matches above the bound needs no ranking."""
+    bound = (F.col("next") + F.col("rest_max")) / F.col("topic_weight") + F.lit(BOUND_MARGIN)
+    longer = cuts.where(F.col("next").isNotNull()).withColumn("bound", bound)
+    above = score_postings(lists, longer, width, keep=("bound",)).groupBy("topic_id").agg(
+        F.count(F.when(F.col("score") > F.col("bound"), 1)).alias("above"))
+    df = cuts.join(above, "topic_id", "left")
+    verdict = (F.when(F.col("next").isNull(), F.lit("complete"))
+               .when(F.col("above") >= k, F.lit("bound")).otherwise(F.lit("fallback")))
+    limit = F.when(verdict == "fallback", F.col("size")).otherwise(F.col("limit"))
+    return df.select("topic_id", "probe", "n_attrs", "topic_weight", "attrs", verdict.alias("verdict"),
+                     limit.alias("pairs"), limit.alias("limit"))
 
 
 def strict_top_k(topic_attrs: DataFrame, assignments: DataFrame, weights: ScoreWeights, k: int,
@@ -268,23 +317,24 @@ def strict_top_k(topic_attrs: DataFrame, assignments: DataFrame, weights: ScoreW
     """Each topic's exact top ``k`` under strict matching, scoring as few candidates as a threshold bound allows.
 
     A topic's candidates are the posting list of its probe (its two rarest attributes, :func:`postings`),
-    sorted by their partial score. The first ``prefix`` entries are scored and ranked (random access: the
-    product's attribute map); a topic whose top ``k`` cannot change stops there (:func:`prefix_verdicts`), the
-    others score and rank their whole list. Equals ``rank(score(candidates_naive(...)), k)``, product_id
-    tie-break included. Product maps, posting lists, the prefix ranking and the verdicts are cached: each is
-    read more than once.
+    sorted by their partial score. Its prefix (:func:`topic_cuts`: the first ``k`` and their ties where the
+    probe holds all its attributes, else the first ``prefix``) is scored (random access: the product's
+    attribute map) and counted against the bound (:func:`prefix_verdicts`); then each topic ranks its prefix,
+    or its whole list where the bound is not met, within its probe's partition (no shuffle). Products lacking
+    an attribute of the topic rank last (null score) and are dropped after ranking. Equals
+    ``rank(score(candidates_naive(...)), k)``, product_id tie-break included. Each frame read more than once is
+    kept: the posting lists cached (their partitioning by probe is what the ranking relies on), the small
+    per-attribute and per-topic frames (ids, probes, cuts, verdicts) checkpointed locally, which also keeps
+    the plans short (nested caches print each other's plans, and the strings grow with every level).
     """
-    pmaps = product_maps(assignments, topic_attrs).cache()
-    probes = strict_probes(topic_attrs, attribute_stats(pmaps), weights).cache()
+    ids = attribute_ids(topic_attrs).localCheckpoint()
+    probes = strict_probes(topic_attrs, ids, attribute_stats(assignments, ids), weights).localCheckpoint()
     width = int(probes.agg(F.max(F.size("attrs"))).first()[0] or 0)
-    lists = postings(pmaps, probes).cache()
-    prefix_ranked = rank(score_postings(lists.where(F.col("pos") <= prefix), probes, width), k).cache()
-    verdicts = prefix_verdicts(probes, prefix_ranked, lists, k, prefix).cache()
-    fallback = verdicts.where(F.col("verdict") == "fallback").select("topic_id")
-    redone = rank(score_postings(lists, probes.join(fallback, "topic_id", "left_semi"), width), k)
-    ranked = prefix_ranked.join(F.broadcast(fallback), "topic_id", "left_anti").unionByName(redone)
-    overlap = probes.select("topic_id", F.col("n_attrs").alias("overlap"))
-    return TopK(ranked.join(F.broadcast(overlap), "topic_id"), verdicts)
+    lists = postings(product_maps(assignments, ids), probes).cache()
+    cuts = topic_cuts(probes, lists, k, prefix).localCheckpoint()
+    verdicts = prefix_verdicts(cuts, lists, width, k).localCheckpoint()
+    ranked = rank(score_postings(lists, verdicts, width), k, within="probe")
+    return TopK(ranked.where(F.col("score").isNotNull()).drop("probe"), verdicts.select("topic_id", "verdict", "pairs"))
 
 
 def candidates_naive(topic_attrs: DataFrame, products: DataFrame) -> DataFrame:
@@ -322,9 +372,10 @@ def blend(scored: DataFrame, similar: DataFrame, weight: float) -> DataFrame:
     )
 
 
-def rank(scored: DataFrame, max_products: int) -> DataFrame:
-    """Keep each topic's top ``max_products``: score descending, ties broken by product_id ascending."""
-    order = Window.partitionBy("topic_id").orderBy(F.col("score").desc(), F.col("product_id").asc())
+def rank(scored: DataFrame, max_products: int, within: str | None = None) -> DataFrame:
+    """Keep each topic's top ``max_products``: score descending, ties broken by product_id ascending. ``within``:
+    a column each topic has one value of, by which ``scored`` is already partitioned (no shuffle then)."""
+    order = Window.partitionBy(*([within] if within else []), "topic_id").orderBy(F.col("score").desc(), F.col("product_id").asc())
     return scored.withColumn("rank", F.row_number().over(order)).where(F.col("rank") <= max_products)
 
 

@@ -36,8 +36,8 @@ def test_verdicts_complete_bound_and_fallback(spark):
     for i in range(10):  # "red": 10 products, confidence falling with i; all dresses, confidence 1.0
         assignments += [(f"p{i}", "colour", "red", 1.0 - i / 20), (f"p{i}", "category", "dress", 1.0)]
     assignments += [(f"q{i:02d}", "category", "dress", 0.5) for i in range(30)]  # more dresses than reds
-    # women's: the three least confident reds and many others, so "women" is no topic's probe
-    assignments += [(f"p{i}", "gender", "women", 1.0) for i in (7, 8, 9)]
+    # women's: the two least confident reds but one and many others, so "women" is no 3-attribute topic's probe
+    assignments += [(f"p{i}", "gender", "women", 1.0) for i in (7, 8)]
     assignments += [(f"w{i:02d}", "gender", "women", 1.0) for i in range(40)]
     topics = [("t_bound", "colour", "red"), ("t_bound", "category", "dress"),
               ("t_single", "colour", "red"),
@@ -46,24 +46,41 @@ def test_verdicts_complete_bound_and_fallback(spark):
               ("t_none", "colour", "red"), ("t_none", "colour", "mauve")]  # no product is mauve
     pruned, naive, verdicts = both(spark, topics, assignments, k=2, prefix=4)
     assert pruned == naive
-    # probe red+dress, prefix p0..p3: K-th score 0.975; the best outside (p4: red 0.8) reaches 0.9
-    assert verdicts["t_bound"] == ("bound", 4)
-    assert verdicts["t_single"] == ("bound", 4)  # probe red alone: 0.95 against 0.8
-    # probe red+dress again, but no women's product in the prefix: fewer than K matches, the whole list is scored
+    # probe red+dress holds all its attributes: the list order is its score order, the prefix is the first K (p0,
+    # p1); the K-th score 0.975 beats the best outside (p2: 0.95)
+    assert verdicts["t_bound"] == ("bound", 2)
+    assert verdicts["t_single"] == ("bound", 2)  # probe red alone: 0.95 against 0.9
+    # probe red+dress again, but "women" outside it: the prefix is the first 4 (prefix), none women's, so fewer
+    # than K matches: the whole list is scored
     assert verdicts["t_fallback"] == ("fallback", 10)
     assert [r[2] for r in pruned if r[0] == "t_fallback"] == ["p7", "p8"]
-    assert verdicts["t_complete"] == ("complete", 3)  # probe red+women: 3 products, shorter than the prefix
+    assert verdicts["t_complete"] == ("complete", 2)  # probe red+women: 2 products, no more than K
     assert "t_none" not in verdicts and not [r for r in pruned if r[0] == "t_none"]
 
 
-def test_ties_at_the_prefix_edge_fall_back(spark):
-    # every product has the same score: the bound equals the K-th score, so no topic may stop early
+def test_ties_at_the_cut_stay_in_the_prefix(spark):
+    # every product has the same score: a product tied with the K-th is kept in the prefix, never left outside
     assignments = [(f"p{i:02d}", key, "x", 0.9) for i in range(20) for key in ("colour", "category")]
-    topics = [("t", "colour", "x"), ("t", "category", "x")]
+    assignments += [(f"p{i:02d}", "gender", "g", 0.8) for i in range(20)]
+    assignments += [(f"q{i:02d}", "gender", "g", 0.8) for i in range(30)]  # "g" is no probe
+    topics = [("t", "colour", "x"), ("t", "category", "x"), ("t3", "colour", "x"), ("t3", "category", "x"),
+              ("t3", "gender", "g")]
     pruned, naive, verdicts = both(spark, topics, assignments, k=3, prefix=5)
     assert pruned == naive
-    assert [r[2] for r in pruned] == ["p00", "p01", "p02"]  # product_id breaks the tie
-    assert verdicts["t"] == ("fallback", 20)
+    assert [r[2] for r in pruned if r[0] == "t"] == ["p00", "p01", "p02"]  # product_id breaks the tie
+    assert verdicts["t"] == ("complete", 20) and verdicts["t3"] == ("complete", 20)
+
+
+def test_an_attribute_outside_the_probe_can_lift_an_outside_product(spark):
+    # probe colour+category (partials 1.8, 1.78, ... falling); the K best of the prefix are weak on gender, which
+    # can add up to 1.0 outside it: the bound is not met, the whole list is ranked
+    assignments = [(f"p{i:02d}", key, "x", 0.9 - i / 100) for i in range(6) for key in ("colour", "category")]
+    assignments += [(f"p{i:02d}", "gender", "g", 1.0 if i >= 3 else 0.5) for i in range(6)]
+    assignments += [(f"q{i:02d}", "gender", "g", 0.5) for i in range(30)]
+    topics = [("t", "colour", "x"), ("t", "category", "x"), ("t", "gender", "g")]
+    pruned, naive, verdicts = both(spark, topics, assignments, k=2, prefix=3)
+    assert pruned == naive
+    assert verdicts["t"] == ("fallback", 6)
 
 
 def test_fewer_than_k_products(spark):
@@ -72,7 +89,7 @@ def test_fewer_than_k_products(spark):
     topics = [("t", "colour", "red"), ("t", "category", "dress")]
     pruned, naive, verdicts = both(spark, topics, assignments, k=5, prefix=1)
     assert pruned == naive == [("t", 1, "a", 0.85, 2), ("t", 2, "b", 0.85, 2)]
-    assert verdicts["t"] == ("fallback", 2)
+    assert verdicts["t"] == ("complete", 2)
 
 
 @pytest.mark.parametrize("k,prefix,seed", [(1, 1, 1), (3, 2, 2), (5, 10, 3), (10, 20, 4), (4, 8, 5)])
