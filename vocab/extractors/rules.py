@@ -38,10 +38,10 @@ _NEXT_WORD = re.compile(r"[\s\-]*([a-z]+(?:-[a-z]+)?)")
 _PART_KEYS = {"material": PART_NOUNS, "pattern": DETAIL_NOUNS}  # keys whose words can describe a part instead
 
 
-def _of_a_part(text: str, end: int, nouns: frozenset[str] = PART_NOUNS) -> bool:
-    """Whether the word right after ``end`` is one of ``nouns``: "rubber outsole" names the sole's material."""
+def _followed_by(text: str, end: int, words: frozenset[str]) -> bool:
+    """Whether the word right after ``end`` is one of ``words`` ("rubber outsole": a part noun follows)."""
     m = _NEXT_WORD.match(text, end)
-    return bool(m) and m.group(1) in nouns
+    return bool(m) and m.group(1) in words
 
 
 def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
@@ -56,9 +56,9 @@ def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     low = text.lower()
     out: dict[str, str] = {}
     for m in _pattern(key).finditer(low):
-        if key in _PART_KEYS and _of_a_part(low, m.end(), _PART_KEYS[key]):
+        if key in _PART_KEYS and _followed_by(low, m.end(), _PART_KEYS[key]):
             continue
-        if prose and key == "color" and m.group(1) in NOUN_COLORS and not _of_a_part(low, m.end(), COLOR_CUES):
+        if prose and key == "color" and m.group(1) in NOUN_COLORS and not _followed_by(low, m.end(), COLOR_CUES):
             continue
         out.setdefault(table[m.group(1)], m.group(1))
     return list(out.items())
