@@ -21,8 +21,8 @@ from pinlanding.encoders.data import attribute_phrase
 from pinlanding.encoders.features import FeatureStore, batch_features
 
 MODEL_FILE = "model.safetensors"
-CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale")
-REQUIRED_FIELDS = CALIBRATION_FIELDS[:5]  # groups and scale are absent for cosine-scored models
+CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale", "centres")
+REQUIRED_FIELDS = CALIBRATION_FIELDS[:5]  # groups and scale are absent for cosine-scored models, centres in older files
 
 
 @dataclass

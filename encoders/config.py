@@ -22,6 +22,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vision_pretrained": "packaged",
         "vision_tuned_stages": 0,
         "colour_bins": 8,
+        "colour_bands": 3,
         "min_image_pixels": 112 * 84,
         "max_image_pixels": 112 * 84,
         "text_mask": 0.9,
@@ -36,6 +37,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vision_pretrained": "packaged",
         "vision_tuned_stages": 7,
         "colour_bins": 8,
+        "colour_bands": 3,
         "min_image_pixels": 128 * 96,
         "max_image_pixels": 224 * 224,
         "text_mask": 0.5,
@@ -61,6 +63,7 @@ class EncoderConfig(StrictModel):
     # last block stages fine-tuned (0: only the tower's head), the rest frozen; -1: the whole tower
     vision_tuned_stages: int | None = None
     colour_bins: int | None = None  # RGB histogram of the product region, bins per channel (0: none)
+    colour_bands: int | None = None  # and one histogram per horizontal band of the photo (0: the whole region only)
     # (height, width) the images are resized to; unset: the catalogue photos' median size, scaled (aspect
     # kept) to between min_image_pixels and max_image_pixels (data.choose_image_size)
     image_size: tuple[int, int] | None = None

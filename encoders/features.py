@@ -34,7 +34,7 @@ def feature_digest(model: torch.nn.Module) -> str | None:
     frozen = getattr(model, "frozen_stages", None)
     if frozen is None:
         return None
-    h = hashlib.sha256(f"{FORMAT}|{tuple(model.image_size)}|{model.colour_bins}|{frozen}".encode())
+    h = hashlib.sha256(f"{FORMAT}|{tuple(model.image_size)}|{model.colour_bins}|{model.colour_bands}|{frozen}".encode())
     for module in model.frozen_modules():
         for name, t in module.state_dict().items():
             h.update(name.encode())

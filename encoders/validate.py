@@ -57,8 +57,7 @@ def validate(bundle: EncoderBundle, cfg: EncoderConfig, images: TrainingImages, 
                                               vocab), groups, scale)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
-                    min_key_recall=cfg.min_key_recall)
-    cal.groups, cal.scale = groups, scale
+                    min_key_recall=cfg.min_key_recall, groups=groups, scale=scale)
     bundle.calibration = cal
     above = known & (cal_scores >= cal.thresholds)  # the pairs the encoder would assign, judged by the extraction
     metrics = {

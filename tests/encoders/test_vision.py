@@ -124,3 +124,16 @@ def test_small_photos_are_scaled_up_to_the_minimum_size(tmp_path: Path) -> None:
         paths.append(str(p))
     assert choose_image_size(paths, 128 * 96, 128 * 96) == (128, 96)  # aspect 4:3 kept
     assert choose_image_size(paths, None, 10) == (80, 60)  # already larger than the minimum
+
+
+def test_colour_histogram_bands_tell_the_top_from_the_bottom() -> None:
+    img = torch.full((1, 30, 20, 3), 245, dtype=torch.uint8)
+    img[0, 2:10, 4:16] = torch.tensor([200, 20, 20], dtype=torch.uint8)  # red at the top
+    img[0, 20:28, 4:16] = torch.tensor([20, 20, 200], dtype=torch.uint8)  # blue at the bottom
+    hist = colour_histogram(img, 4, bands=3)[0].reshape(4, 64)
+    red, blue = (3 * 4 + 0) * 4 + 0, (0 * 4 + 0) * 4 + 3
+    assert hist[0, red] == pytest.approx(0.5 ** 0.5) and hist[0, blue] == pytest.approx(0.5 ** 0.5)  # whole region
+    assert hist[1, red] == pytest.approx(1.0) and hist[1, blue] == 0  # top band
+    assert hist[2].sum() == 0  # the middle band holds only background: no product pixels
+    assert hist[3, blue] == pytest.approx(1.0) and hist[3, red] == 0  # bottom band
+    assert torch.equal(colour_histogram(img, 4, bands=0), colour_histogram(img, 4))
