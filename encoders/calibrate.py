@@ -16,11 +16,11 @@ column's centre is its threshold, except on single-valued keys (below).
 Scores are cosines, except on single-valued keys (colour, category), where a value's score is its
 softmax probability among the key's values (:func:`key_scores`, at the model's logit scale): a cosine
 says how close a product is to "black", the softmax also how far it is from "navy blue", and ranking the
-encoder's answers by that margin is what lets it reach the target precision on a key. There a value's
-confidence is a function of its probability alone (centre 0), the same for every value of the key: centred
-on each value's own threshold, a rare value's low threshold ranked its answers above more probable ones
-(held-out colour recall at 0.85 precision against the dev labels 0.30 ranked by that margin, 0.35 by the
-probability).
+encoder's answers by that margin is what lets it reach the target precision on a key. There confidence is
+fitted on the key's answers alone: a logistic function of the answer's probability (centre 0) with one
+slope per key and an intercept per value (:func:`_fit_answers`). Centred on each value's own threshold
+instead, a rare value's low threshold ranked its answers above more probable ones: held-out colour recall
+at 0.85 precision against the dev labels was 0.30 so, 0.35 with one curve for the key.
 """
 from __future__ import annotations
 
@@ -158,7 +158,8 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
         cols = np.flatnonzero(key_of == key)
         fit = known[:, cols] & (thresholds[cols] < NEVER)  # fitted on the attributes that can be assigned
         if groups is not None and groups[cols[0]] >= 0:  # single-valued: only the key's answers are scored
-            fit &= answered(scores[:, cols])
+            platt[:, cols] = _fit_answers(scores[:, cols], positive[:, cols], fit & answered(scores[:, cols]))
+            continue
         platt[:, cols] = np.array(_fit_platt((scores[:, cols] - centres[cols])[fit], positive[:, cols][fit],
                                              seed), np.float32)[:, None]
     return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], platt, groups, scale, centres)
@@ -177,6 +178,23 @@ def key_recall(positives: np.ndarray, recall: np.ndarray, keys: list[str]) -> di
     key_of = np.array(keys)
     return {key: float((positives * recall)[key_of == key].sum() / max(1.0, positives[key_of == key].sum()))
             for key in sorted(set(keys))}
+
+
+def _fit_answers(scores: np.ndarray, positive: np.ndarray, fit: np.ndarray, strength: float = 1.0) -> np.ndarray:
+    """``[2, C]`` slopes and intercepts for a single-valued key's columns, fitted on the answers ``fit`` marks
+    (at most one per row): a logistic regression of "is a positive" on the answer's probability, with one
+    slope for the key and an intercept per value, L2-shrunk toward the key's (``strength``: sklearn's C), so
+    a value whose answers are often wrong (black on every dark photo) is trusted less at the same probability."""
+    rows, col = np.nonzero(fit)
+    out = np.tile(np.array([[10.0], [0.0]], np.float32), (1, scores.shape[1]))
+    y = positive[rows, col].astype(int)
+    if len(y) == 0 or y.min() == y.max():
+        return out
+    x = np.concatenate([scores[rows, col][:, None], np.eye(scores.shape[1])[col]], axis=1)
+    model = LogisticRegression(C=strength).fit(x, y)
+    out[0] = model.coef_[0, 0]
+    out[1] = model.intercept_[0] + model.coef_[0, 1:]
+    return out
 
 
 def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: int = 400_000) -> tuple[float, float]:
