@@ -231,11 +231,13 @@ def decode_rates(paths: list[str | None], size: tuple[int, int], device: str, th
 
 
 def throughput(run: Path, batch_size: int, actors: list[int], repeat: int, assign_overrides: dict | None = None,
-               ceiling_products: int = 200_000, decode_sample: int = 20_000) -> dict:
+               ceiling_products: int = 200_000, decode_sample: int = 20_000,
+               variants: list[dict] | None = None) -> dict:
     """Forward-only ceiling vs the Ray pipeline on every product of the run (``repeat`` times over), once per
-    number of model ``actors``, in one process: ``assign_overrides`` are assign settings for the pipeline
-    (e.g. ``decode_concurrency``). The ceiling is timed on the first ``ceiling_products`` (its rate does not
-    depend on how many); decoding rates on the first ``decode_sample`` photos."""
+    number of model ``actors`` and per variant, in one process: ``assign_overrides`` are assign settings for
+    every pipeline (e.g. ``decode_concurrency``), each of ``variants`` more settings for one series of
+    pipelines (default: one series with none). The ceiling is timed on the first ``ceiling_products`` (its
+    rate does not depend on how many); decoding rates on the first ``decode_sample`` photos."""
     assign_overrides = assign_overrides or {}
     import pyarrow as pa
     import torch
@@ -273,21 +275,29 @@ def throughput(run: Path, batch_size: int, actors: list[int], repeat: int, assig
            "forward_only_products_per_s": round(ceiling, 1), "pipelines": []}
     with tempfile.TemporaryDirectory() as tmp:
         catalogue = write_table(products, Path(tmp) / "products.parquet", PRODUCTS)  # one part
-        for n in actors:
-            acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": n,
-                                                 "gpus_per_actor": 1.0 / n,  # the actors share one GPU
-                                                 **assign_overrides})
-            counts = assign_products(catalogue, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
-                                     Path(tmp) / "embeddings.parquet")
-            steady = counts["steady_products_per_s"]
-            out["pipelines"].append({
-                "actors": n, "gpu_decode": acfg.gpu_decode, "decode_workers": acfg.decode_concurrency,
-                "decode_batch_size": acfg.decode_batch_size, "image_failures": counts["image_failures"],
-                "pipeline_steady_products_per_s": round(steady, 1), "pipeline_vs_ceiling": round(steady / ceiling, 3),
-                "pipeline_seconds_total": counts["pipeline_seconds"],
-                "pipeline_first_batch_seconds": counts["first_batch_seconds"],
-                "stage_seconds_incl_ray_start": counts["embed_seconds"]})
-            print(json.dumps(out["pipelines"][-1]), file=sys.stderr, flush=True)  # a figure per pipeline as it ends
+        for variant in variants or [{}]:
+            for n in actors:
+                acfg = cfg.assign.model_copy(update={"incremental": False, "batch_size": batch_size, "actors": n,
+                                                     "gpus_per_actor": 1.0 / n,  # the actors share one GPU
+                                                     **assign_overrides, **variant})
+                counts = assign_products(catalogue, layout.dir("encoder"), Path(tmp), acfg, cfg.ray, None,
+                                         Path(tmp) / "embeddings.parquet")
+                # steady: first output batch's arrival to the last one's; incl_writes: to the end of the
+                # driver's work on the last batch (here the one part's graph and embeddings, written at the end)
+                steady, with_writes = counts["steady_products_per_s"], counts["steady_products_per_s_incl_consumer"]
+                out["pipelines"].append({
+                    "actors": n, "variant": variant, "gpu_decode": acfg.gpu_decode,
+                    "decode_workers": acfg.decode_concurrency, "decode_batch_size": acfg.decode_batch_size,
+                    "image_failures": counts["image_failures"],
+                    "pipeline_steady_products_per_s": round(steady, 1),
+                    "pipeline_vs_ceiling": round(steady / ceiling, 3),
+                    "pipeline_steady_incl_writes_products_per_s": round(with_writes, 1),
+                    "pipeline_incl_writes_vs_ceiling": round(with_writes / ceiling, 3),
+                    "pipeline_seconds_total": counts["pipeline_seconds"],
+                    "pipeline_first_batch_seconds": counts["first_batch_seconds"],
+                    "pipeline_last_batch_seconds": counts["last_batch_seconds"],
+                    "stage_seconds_incl_ray_start": counts["embed_seconds"]})
+                print(json.dumps(out["pipelines"][-1]), file=sys.stderr, flush=True)  # a figure per pipeline as it ends
     return out
 
 
@@ -304,6 +314,10 @@ def main() -> None:
     ap.add_argument("--image-root", type=Path, default=None, help="sees: the photos are in this folder instead")
     ap.add_argument("--assign-set", action="append", default=[], metavar="FIELD=VALUE",
                     help="throughput: an assign setting for the pipeline, e.g. decode_concurrency=12")
+    ap.add_argument("--variant", action="append", default=[], metavar="FIELD=VALUE[;FIELD=VALUE]",
+                    help="throughput: one more series of pipelines with these assign settings (repeatable; "
+                         "'' is the settings as they are)")
+    ap.add_argument("--decode-sample", type=int, default=20_000, help="throughput: photos the decoding rates use")
     args = ap.parse_args()
     if args.mode == "sees":
         result = sees(args.run, args.labels, image_root=args.image_root)
@@ -311,8 +325,10 @@ def main() -> None:
         result = quality(args.run, args.labels)
     else:
         overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.assign_set)}
+        variants = [{k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in spec.split(";") if item)}
+                    for spec in args.variant]
         result = throughput(args.run, args.batch_size, [int(a) for a in args.actors.split(",")], args.repeat, overrides,
-                            args.ceiling_products)
+                            args.ceiling_products, args.decode_sample, variants or None)
     print(json.dumps(result, indent=2))
 
 

@@ -140,8 +140,10 @@ def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: Encod
                  ray_cfg: RayConfig, timing: dict[str, float]) -> Iterator[dict[str, np.ndarray]]:
     """Run the Ray Data pipeline over ``blocks`` (each put in Ray's object store as it comes) and yield
     its output batches as they arrive, in block order. At the end, fill ``timing``
-    (``steady_products_per_s``: throughput from the first output batch to the last, i.e. after Ray
-    start-up and model loading)."""
+    (``steady_products_per_s``: throughput from the first output batch's arrival to the last one's, i.e.
+    after Ray start-up and model loading, and without what the consumer does with the last batch;
+    ``steady_products_per_s_incl_consumer``: the same up to the end of the consumer's work on the last
+    batch, e.g. the writing of the last part)."""
     import ray
 
     from pinlanding.collections.engines import ray_session
@@ -164,15 +166,35 @@ def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: Encod
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
             batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
             num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
-        first_t, first_n, n, start = None, 0, 0, time.perf_counter()
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            if first_t is None:
-                first_t, first_n = time.perf_counter(), len(batch["product_id"])
-            n += len(batch["product_id"])
-            yield batch
-        end = time.perf_counter()
-    timing.update({"pipeline_seconds": end - start, "first_batch_seconds": (first_t or end) - start,
-                   "steady_products_per_s": (n - first_n) / (end - first_t) if first_t and end > first_t else 0.0})
+        yield from timed_stream(ds.iter_batches(batch_size=None, batch_format="numpy"), timing)
+
+
+def timed_stream(batches: Iterable[dict[str, np.ndarray]], timing: dict[str, float],
+                 clock: Callable[[], float] = time.perf_counter) -> Iterator[dict[str, np.ndarray]]:
+    """Yield ``batches`` unchanged; when they run out, fill ``timing``: seconds to the first and the last
+    batch's arrival and to the end of the consumer's work on the last one, and the steady throughput
+    (products after the first batch) up to the last arrival and up to that end. The consumer's work on a
+    batch happens between two arrivals, so only its work on the last batch is outside the first rate."""
+    first_t = last_t = None
+    first_n = n = 0
+    start = clock()
+    for batch in batches:
+        last_t = clock()
+        if first_t is None:
+            first_t, first_n = last_t, len(batch["product_id"])
+        n += len(batch["product_id"])
+        yield batch
+    end = clock()
+
+    def rate(until: float | None) -> float:
+        if first_t is None or until is None or until <= first_t:
+            return 0.0
+        return (n - first_n) / (until - first_t)
+
+    timing.update({"pipeline_seconds": end - start,
+                   "first_batch_seconds": (end if first_t is None else first_t) - start,
+                   "last_batch_seconds": (end if last_t is None else last_t) - start,
+                   "steady_products_per_s": rate(last_t), "steady_products_per_s_incl_consumer": rate(end)})
 
 
 def collect_parts(stream: Iterable[dict[str, np.ndarray]], expected: dict[str, int],
@@ -477,7 +499,9 @@ class AssignCounts(TypedDict, total=False):
     visual_index_reused: int
     pipeline_seconds: float
     first_batch_seconds: float
+    last_batch_seconds: float
     steady_products_per_s: float
+    steady_products_per_s_incl_consumer: float
 
 
 def run_assign(cfg: AssignConfig, ray_cfg: RayConfig, inputs: AssignInputs) -> AssignCounts:

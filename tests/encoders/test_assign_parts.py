@@ -13,7 +13,7 @@ from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
-from pinlanding.encoders.assign import collect_parts, run_assign
+from pinlanding.encoders.assign import collect_parts, run_assign, timed_stream
 from pinlanding.encoders.index import embedding_matrix
 
 from .conftest import tiny_config
@@ -35,6 +35,26 @@ def test_collect_parts_hands_over_each_part_as_soon_as_its_rows_are_in():
 def test_collect_parts_refuses_lost_or_duplicated_rows(expected, error):
     with pytest.raises(RuntimeError, match=error):
         collect_parts([_batch("a", "a")], expected, lambda name, cols: None)
+
+
+def test_timed_stream_leaves_the_consumers_work_on_the_last_batch_out_of_the_steady_rate():
+    now = [0.0]
+    batches = [_batch(*"a" * 100), _batch(*"a" * 200), _batch(*"a" * 300)]
+
+    def arriving():  # each batch takes the pipeline 1 s
+        for batch in batches:
+            now[0] += 1.0
+            yield batch
+
+    timing: dict[str, float] = {}
+    for batch in timed_stream(arriving(), timing, clock=lambda: now[0]):
+        now[0] += 0.5 if len(batch["product_id"]) < 300 else 4.0  # the consumer; the last part's write is long
+    assert timing["first_batch_seconds"] == 1.0 and timing["last_batch_seconds"] == 4.0
+    assert timing["pipeline_seconds"] == 8.0
+    assert timing["steady_products_per_s"] == pytest.approx(500 / 3.0)  # 2nd and 3rd batch, arrivals 1 s .. 4 s
+    assert timing["steady_products_per_s_incl_consumer"] == pytest.approx(500 / 7.0)
+    empty: dict[str, float] = {}
+    assert list(timed_stream(iter([]), empty, clock=lambda: 0.0)) == [] and empty["steady_products_per_s"] == 0.0
 
 
 def _rows(layout: RunLayout) -> dict[tuple[str, str, str, str], float]:
