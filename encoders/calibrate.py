@@ -20,7 +20,8 @@ encoder's answers by that margin is what lets it reach the target precision on a
 fitted on the key's answers alone: a logistic function of the answer's probability (centre 0) with one
 slope per key and an intercept per value (:func:`_fit_answers`). Centred on each value's own threshold
 instead, a rare value's low threshold ranked its answers above more probable ones: held-out colour recall
-at 0.85 precision against the dev labels was 0.30 so, 0.35 with one curve for the key.
+at 0.85 precision against the dev labels was 0.30 so, 0.35 with one curve for the key, 0.37 with an
+intercept per value.
 """
 from __future__ import annotations
 
@@ -58,7 +59,7 @@ class Calibration:
     positives: np.ndarray
     precision: np.ndarray
     recall: np.ndarray
-    platt: np.ndarray  # [2, V]: slope and intercept of each attribute's key
+    platt: np.ndarray  # [2, V]: slope and intercept of each column's confidence curve
     groups: np.ndarray | None = None  # [V] int: single-valued key of each column (-1: cosine score), see key_scores
     scale: float = 1.0  # the softmax's logit scale
     centres: np.ndarray | None = None  # [V]: the score each column's confidence is centred on (None: its threshold)
@@ -152,12 +153,13 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
     for key, recall in key_recall(stats[0], stats[2], keys).items():
         if recall < min_key_recall:  # the model barely sees this key: its few hits do not generalise
             thresholds[key_of == key] = NEVER
-    centres = thresholds.copy() if groups is None else np.where(np.asarray(groups) >= 0, 0.0, thresholds).astype(np.float32)
+    single = np.zeros(n_attr, bool) if groups is None else np.asarray(groups) >= 0
+    centres = np.where(single, 0.0, thresholds).astype(np.float32)
     platt = np.zeros((2, n_attr), np.float32)
     for key in sorted(set(keys)):
         cols = np.flatnonzero(key_of == key)
         fit = known[:, cols] & (thresholds[cols] < NEVER)  # fitted on the attributes that can be assigned
-        if groups is not None and groups[cols[0]] >= 0:  # single-valued: only the key's answers are scored
+        if single[cols[0]]:  # single-valued: only the key's answers are scored
             platt[:, cols] = _fit_answers(scores[:, cols], positive[:, cols], fit & answered(scores[:, cols]))
             continue
         platt[:, cols] = np.array(_fit_platt((scores[:, cols] - centres[cols])[fit], positive[:, cols][fit],
