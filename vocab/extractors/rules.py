@@ -91,8 +91,10 @@ def is_blend(description: str) -> bool:
     return False
 
 
+@lru_cache(maxsize=1)  # one description is read by three rules in a row (shares, mentions, blend): parse it once
 def fibre_shares(description: str) -> dict[str, int]:
-    """Stated percentage of each fibre ("95% cotton, 5% elastane" -> {"cotton": 95, "elastane": 5})."""
+    """Stated percentage of each fibre ("95% cotton, 5% elastane" -> {"cotton": 95, "elastane": 5}); the
+    result is shared between callers, so it is read, never changed."""
     shares: dict[str, int] = {}
     for m in _PERCENT.finditer(description):
         for value, _ in match("material", m.group(2))[:1]:
