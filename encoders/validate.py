@@ -53,8 +53,8 @@ def validate(bundle: EncoderBundle, cfg: EncoderConfig, images: TrainingImages, 
     known = np.stack([has_key[k] for k in keys], axis=1)
     cal_scores = scores
     if cfg.calibrate_masked:
-        cal_scores = key_scores(masked_scores(model, attr_emb, cosine, visual, [data.texts[i] for i in val_idx], pos,
-                                              vocab), groups, scale)
+        cal_scores = key_scores(masked_scores(model, attr_emb, cosine, visual, [data.texts[i] for i in val_idx], vocab),
+                                groups, scale)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall, groups=groups, scale=scale)
@@ -85,10 +85,11 @@ def combine_texts(model: torch.nn.Module, visual: torch.Tensor, token_ids: np.nd
 
 
 def masked_scores(model: torch.nn.Module, attr_emb: np.ndarray, scores: np.ndarray, visual: torch.Tensor,
-                  texts: list[str], positive: np.ndarray, vocab: list[tuple[str, str]]) -> np.ndarray:
-    """Held-out cosines ``scores [N, V]`` where each key's columns are recomputed from product texts with that
-    key's extracted values masked out (``data.mask_values``): what the encoder says when the text does not
-    name the value, i.e. from the photo and the rest of the text. Only products whose text changed are
+                  texts: list[str], vocab: list[tuple[str, str]]) -> np.ndarray:
+    """Held-out cosines ``scores [N, V]`` where each key's columns are recomputed from product texts with every
+    value of that key masked out (``data.mask_values``), not only the product's extracted ones: what the
+    encoder says when the text names none of the key's values, i.e. from the photo and the rest of the text
+    (masking only the extracted values left shades such as "charcoal" beside an extracted "grey"). Only products whose text changed are
     re-embedded; their image embeddings ``visual [N, D]`` are computed once; ``attr_emb`` are the attribute
     embeddings ``scores`` came from."""
     keys = np.array([k for k, _ in vocab])
@@ -96,7 +97,8 @@ def masked_scores(model: torch.nn.Module, attr_emb: np.ndarray, scores: np.ndarr
     out = scores.copy()
     for key in sorted(set(keys)):
         cols = np.flatnonzero(keys == key)
-        masked = [mask_values(t, list(values[cols[positive[r, cols]]])) for r, t in enumerate(texts)]
+        words = list(values[cols])  # every value of the key: a shade beside the extracted colour goes too
+        masked = [mask_values(t, words) for t in texts]
         changed = np.array([r for r, (m, t) in enumerate(zip(masked, texts)) if m != t], dtype=np.int64)
         if len(changed):
             emb = combine_texts(model, visual[torch.as_tensor(changed, device=visual.device)],

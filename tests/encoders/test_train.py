@@ -113,21 +113,21 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     from pinlanding.encoders.validate import masked_scores
 
     bundle = load_bundle(trained_run.dir("encoder"), device="cpu")
-    texts = ["Acme Women Red Dress", "Acme Women Dress"]  # the second names no colour: nothing to mask
+    other = next(v for k, v in bundle.vocab if k == "color" and v != "red")
+    # the second names no colour: nothing to mask; every colour of the vocabulary is masked, whichever was extracted
+    texts = ["Acme Women Red Dress", "Acme Women Dress", f"Acme Women {other} Dress"]
     img = trained_run.root.parent / "images" / "0.jpg"
-    pixels, has_image, _ = decode_images([str(img)] * 2, bundle.model.image_size)
+    pixels, has_image, _ = decode_images([str(img)] * 3, bundle.model.image_size)
     plain = bundle.encode_products(pixels, has_image, bundle.model.tokenize(texts)) @ bundle.attribute_embeddings().T
-    pos = np.zeros_like(plain, dtype=bool)
-    pos[0, bundle.vocab.index(("color", "red"))] = True
     model = bundle.model
     with torch.no_grad():
         visual = model.visual_embedding(model.image_features(torch.as_tensor(pixels)), torch.as_tensor(has_image))
-    masked = masked_scores(model, bundle.attribute_embeddings(), plain, visual, texts, pos, bundle.vocab)
+    masked = masked_scores(model, bundle.attribute_embeddings(), plain, visual, texts, bundle.vocab)
     colors = [i for i, (k, _) in enumerate(bundle.vocab) if k == "color"]
-    others = [i for i, (k, _) in enumerate(bundle.vocab) if k != "color"]
-    assert np.allclose(masked[1], plain[1]) and np.allclose(masked[0, others], plain[0, others])
-    # product 0 rescored as "Acme Women Dress": exactly product 1's colour scores, not its own
+    assert np.allclose(masked[1, colors], plain[1, colors], atol=1e-5)
+    # products 0 and 2 rescored as "Acme Women Dress": exactly product 1's colour scores, not their own
     assert np.allclose(masked[0, colors], plain[1, colors], atol=1e-5)
+    assert np.allclose(masked[2, colors], plain[1, colors], atol=1e-5)
     assert not np.allclose(masked[0, colors], plain[0, colors], atol=1e-5)
 
 
