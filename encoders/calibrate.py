@@ -32,6 +32,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 NEVER = 1.01  # a cosine threshold no score reaches
+UNFITTED = (10.0, 0.0)  # slope and intercept where the held-out pairs are all of one class: a step at the centre
 
 
 def precision_threshold(scores: np.ndarray, positive: np.ndarray, target: float) -> tuple[float, float, float]:
@@ -73,14 +74,7 @@ class Calibration:
         softmax's argmax): a rare value's low threshold gave it the larger margin, and so the larger confidence,
         over a more probable frequent one (held-out colour top-1 against the dev labels 0.56 by margin, 0.65 by
         probability). Every column of the other keys."""
-        s = torch.as_tensor(scores)
-        out = torch.ones(s.shape, dtype=torch.bool, device=s.device)
-        if self.groups is not None:
-            for cols in _group_columns(self.groups, s.device):
-                top = cols[s[:, cols].argmax(dim=1)]
-                out[:, cols] = False
-                out[torch.arange(len(s), device=s.device), top] = True
-        return out if isinstance(scores, torch.Tensor) else out.numpy()
+        return key_answers(scores, np.full(len(self.thresholds), -1) if self.groups is None else self.groups)
 
     def confidence(self, scores: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Calibrated probability for scores ``[N, V]`` (columns in vocabulary order): numpy in, numpy
@@ -100,6 +94,18 @@ def key_scores(cosine: np.ndarray | torch.Tensor, groups: np.ndarray, scale: flo
     for cols in _group_columns(groups, s.device):
         out[:, cols] = torch.softmax(scale * s[:, cols].float(), dim=1).to(s.dtype)
     return out if isinstance(cosine, torch.Tensor) else out.numpy()
+
+
+def key_answers(scores: np.ndarray | torch.Tensor, groups: np.ndarray) -> np.ndarray | torch.Tensor:
+    """``[N, V]`` bool: each group's most probable column per row (``groups[v] >= 0``: one single-valued key),
+    every column outside the groups; numpy in, numpy out, torch stays on its device."""
+    s = torch.as_tensor(scores)
+    out = torch.ones(s.shape, dtype=torch.bool, device=s.device)
+    for cols in _group_columns(groups, s.device):
+        top = cols[s[:, cols].argmax(dim=1)]
+        out[:, cols] = False
+        out[torch.arange(len(s), device=s.device), top] = True
+    return out if isinstance(scores, torch.Tensor) else out.numpy()
 
 
 def _group_columns(groups: np.ndarray, device: torch.device) -> list[torch.Tensor]:
@@ -155,24 +161,17 @@ def calibrate(scores: np.ndarray, positive: np.ndarray, keys: list[str], target_
             thresholds[key_of == key] = NEVER
     single = np.zeros(n_attr, bool) if groups is None else np.asarray(groups) >= 0
     centres = np.where(single, 0.0, thresholds).astype(np.float32)
+    answers = key_answers(scores, groups) if groups is not None else None  # each single-valued key's answer
     platt = np.zeros((2, n_attr), np.float32)
     for key in sorted(set(keys)):
         cols = np.flatnonzero(key_of == key)
         fit = known[:, cols] & (thresholds[cols] < NEVER)  # fitted on the attributes that can be assigned
         if single[cols[0]]:  # single-valued: only the key's answers are scored
-            platt[:, cols] = _fit_answers(scores[:, cols], positive[:, cols], fit & answered(scores[:, cols]))
+            platt[:, cols] = _fit_answers(scores[:, cols], positive[:, cols], fit & answers[:, cols])
             continue
         platt[:, cols] = np.array(_fit_platt((scores[:, cols] - centres[cols])[fit], positive[:, cols][fit],
                                              seed), np.float32)[:, None]
     return Calibration(thresholds, stats[0].astype(np.int64), stats[1], stats[2], platt, groups, scale, centres)
-
-
-def answered(scores: np.ndarray) -> np.ndarray:
-    """``[N, C]`` bool: each row's most probable column (a single-valued key's answer)."""
-    out = np.zeros(scores.shape, bool)
-    if scores.size:
-        out[np.arange(len(scores)), scores.argmax(1)] = True
-    return out
 
 
 def key_recall(positives: np.ndarray, recall: np.ndarray, keys: list[str]) -> dict[str, float]:
@@ -188,7 +187,7 @@ def _fit_answers(scores: np.ndarray, positive: np.ndarray, fit: np.ndarray, stre
     slope for the key and an intercept per value, L2-shrunk toward the key's (``strength``: sklearn's C), so
     a value whose answers are often wrong (black on every dark photo) is trusted less at the same probability."""
     rows, col = np.nonzero(fit)
-    out = np.tile(np.array([[10.0], [0.0]], np.float32), (1, scores.shape[1]))
+    out = np.tile(np.array(UNFITTED, np.float32)[:, None], (1, scores.shape[1]))
     y = positive[rows, col].astype(int)
     if len(y) == 0 or y.min() == y.max():
         return out
@@ -203,7 +202,7 @@ def _fit_platt(margin: np.ndarray, positive: np.ndarray, seed: int, max_pairs: i
     """Logistic regression of positive on the margin (a balanced subsample keeps it fast)."""
     x, y = margin.ravel(), positive.ravel().astype(int)
     if len(y) == 0 or y.min() == y.max():
-        return (10.0, 0.0)
+        return UNFITTED
     rng = np.random.default_rng(seed)
     prior_shift = 0.0
     if len(x) > max_pairs:
