@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,15 +38,27 @@ def _norm(word: str) -> str:
     return re.sub(r"[^0-9a-z]", "", word.lower()).rstrip("s")
 
 
-def mask_values(text: str, values: list[str]) -> str:
+def mask_values(text: str, values: Iterable[str]) -> str:
     """``text`` without the words of ``values`` (case, hyphens and plural ``s`` ignored: "T-shirt" goes
     for "tshirts"), so the encoder must infer them from the image and the rest of the text, as it must
     for products whose extraction found no value."""
-    if not values:
+    return mask_words(text, value_words(values))
+
+
+def value_words(values: Iterable[str]) -> frozenset[str]:
+    """The normalized words :func:`mask_words` removes for ``values`` (each value's words and the value whole)."""
+    values = list(values)
+    words = {_norm(w) for v in values for w in _WORD.findall(v)} | {_norm(v) for v in values}
+    words.discard("")
+    return frozenset(words)
+
+
+def mask_words(text: str, words: frozenset[str]) -> str:
+    """``text`` without the words whose normalized form is in ``words`` (from :func:`value_words`, built once
+    where many texts lose the same values)."""
+    if not words:
         return text
-    masked = {_norm(w) for v in values for w in _WORD.findall(v)} | {_norm(v) for v in values}
-    masked.discard("")
-    return " ".join(_WORD.sub(lambda m: "" if _norm(m.group()) in masked else m.group(), text).split())
+    return " ".join(_WORD.sub(lambda m: "" if _norm(m.group()) in words else m.group(), text).split())
 
 
 def load_vocabulary(path: Path) -> list[tuple[str, str]]:

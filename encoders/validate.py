@@ -13,7 +13,7 @@ import torch
 from pinlanding.encoders.bundle import EncoderBundle
 from pinlanding.encoders.calibrate import Calibration, calibrate, key_groups, key_recall, key_scores
 from pinlanding.encoders.config import EncoderConfig
-from pinlanding.encoders.data import ProductSet, mask_values
+from pinlanding.encoders.data import ProductSet, mask_words, value_words
 from pinlanding.encoders.images import TrainingImages
 from pinlanding.encoders.metrics import reliability, retrieval_metrics
 
@@ -87,18 +87,18 @@ def combine_texts(model: torch.nn.Module, visual: torch.Tensor, token_ids: np.nd
 def masked_scores(model: torch.nn.Module, attr_emb: np.ndarray, scores: np.ndarray, visual: torch.Tensor,
                   texts: list[str], vocab: list[tuple[str, str]]) -> np.ndarray:
     """Held-out cosines ``scores [N, V]`` where each key's columns are recomputed from product texts with every
-    value of that key masked out (``data.mask_values``), not only the product's extracted ones: what the
+    value of that key masked out (``data.mask_words``), not only the product's extracted ones: what the
     encoder says when the text names none of the key's values, i.e. from the photo and the rest of the text
-    (masking only the extracted values left shades such as "charcoal" beside an extracted "grey"). Only products whose text changed are
-    re-embedded; their image embeddings ``visual [N, D]`` are computed once; ``attr_emb`` are the attribute
-    embeddings ``scores`` came from."""
+    (masking only the extracted values left shades such as "charcoal" beside an extracted "grey"). Only
+    products whose text changed are re-embedded; their image embeddings ``visual [N, D]`` are computed once;
+    ``attr_emb`` are the attribute embeddings ``scores`` came from."""
     keys = np.array([k for k, _ in vocab])
     values = np.array([v for _, v in vocab], dtype=object)
     out = scores.copy()
     for key in sorted(set(keys)):
         cols = np.flatnonzero(keys == key)
-        words = list(values[cols])  # every value of the key: a shade beside the extracted colour goes too
-        masked = [mask_values(t, words) for t in texts]
+        words = value_words(values[cols])  # every value of the key: a shade beside the extracted colour goes too
+        masked = [mask_words(t, words) for t in texts]
         changed = np.array([r for r, (m, t) in enumerate(zip(masked, texts)) if m != t], dtype=np.int64)
         if len(changed):
             emb = combine_texts(model, visual[torch.as_tensor(changed, device=visual.device)],
