@@ -111,11 +111,12 @@ def shown_attributes(attrs: Attrs, cfg: TopicsConfig) -> list[tuple[str, str]]:
 
 
 def repeated_words(attrs: Attrs, cfg: TopicsConfig) -> list[str]:
-    """Content words that two shown values of the tuple both name ("polo" in a brand and a neck): such a title
-    stutters however it is ordered. Repeats inside one value (a brand's own name) are the catalogue's spelling."""
+    """Words that two shown attributes' phrases both name ("polo" in a brand and a neck; "for" in the brand
+    "Scullers for Her" and the gender's "for men"): such a title stutters however it is ordered. Repeats inside
+    one value (a brand's own name) are the catalogue's spelling."""
     seen: Counter = Counter()
-    for _, value in shown_attributes(attrs, cfg):
-        seen.update(set(split_words(value)) - _SMALL_WORDS)
+    for key, value in shown_attributes(attrs, cfg):
+        seen.update(set(split_words(template_for(key, value, cfg).replace("{value}", f" {value} "))))
     return sorted(w for w, n in seen.items() if n > 1)
 
 

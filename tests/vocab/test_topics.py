@@ -195,7 +195,10 @@ def test_repeated_words_across_values_but_not_inside_a_brand_name():
     cfg = _shipped_topics_config()
     assert repeated_words((("brand", "u.s. polo assn"), ("neck", "polo collar"), ("category", "t-shirt")), cfg) == ["polo"]
     assert repeated_words((("brand", "peri peri"), ("category", "bra")), cfg) == []  # the brand's own spelling
-    assert repeated_words((("brand", "scullers for her"), ("category", "shirt"), ("gender", "men")), cfg) == []
+    # the templates' own words count too: "Scullers for Her Shirt for Men" says "for" twice
+    assert repeated_words((("brand", "scullers for her"), ("category", "shirt"), ("gender", "men")), cfg) == ["for"]
+    assert repeated_words((("brand", "scullers for her"), ("category", "shirt")), cfg) == []
+    assert repeated_words((("category", "shirt"), ("color", "blue"), ("gender", "men")), cfg) == []
     # a colour inside a brand name is left out, so the title is the brand's, not a stutter
     assert phrase((("brand", "red tape"), ("color", "red"), ("category", "shoes")), cfg) == "red tape shoes"
 
