@@ -1,7 +1,11 @@
 """A large catalogue from a small one: its products copied with fresh ids, fresh content hashes and jittered text.
 
     python benchmarks/replicate.py --products RUN/catalog/products.parquet --out BIG/catalog/products.parquet \
-        --products-out 1000000 [--part-rows 50000]
+        --products-out 1000000 [--part-rows 50000] [--raw-out BIG/input.parquet]
+
+``--raw-out`` also writes the copies as one generic Parquet file of merchant input fields (the columns
+``pinlanding stage ingest`` reads with ``catalog.format: parquet``; image paths stay as they are, so set
+``catalog.image_root`` to the photos' folder), for timing the whole pipeline from its first stage.
 
 For scale runs on a machine that has only the dev catalogue's photos (the copies reuse them). Copy ``r``
 of product ``p`` is ``p-r``; its description ends with a lot number, so its content hash (and every
@@ -17,8 +21,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pinlanding.collections.artifacts import read_table
+from pinlanding.collections.catalog import NORMALIZED_FIELDS
 from pinlanding.collections.parts import write_parts
 from pinlanding.collections.schemas import PRODUCTS
 
@@ -46,16 +52,29 @@ def write_catalogue(products: pa.Table, out: Path, part_rows: int) -> int:
     return len(tables)
 
 
+def write_raw(products: pa.Table, out: Path) -> None:
+    """``products`` as one input catalogue file: the merchant fields ingest reads, nothing it derives."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(products.select([f for f in NORMALIZED_FIELDS if f in products.column_names]), out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--products", type=Path, required=True, help="the catalogue to copy (a run's products.parquet)")
-    ap.add_argument("--out", type=Path, required=True, help="products.parquet to write (a part folder)")
+    ap.add_argument("--out", type=Path, help="products.parquet to write (a part folder)")
+    ap.add_argument("--raw-out", type=Path, help="also (or only) an input catalogue for ingest: one .parquet file")
     ap.add_argument("--products-out", type=int, required=True, help="products in the new catalogue")
     ap.add_argument("--part-rows", type=int, default=50_000)
     args = ap.parse_args()
+    if args.out is None and args.raw_out is None:
+        ap.error("give --out, --raw-out or both")
     big = replicate(read_table(args.products, PRODUCTS), args.products_out)
-    parts = write_catalogue(big, args.out, args.part_rows)
-    print(f"wrote {big.num_rows} products in {parts} parts to {args.out}")
+    if args.out is not None:
+        parts = write_catalogue(big, args.out, args.part_rows)
+        print(f"wrote {big.num_rows} products in {parts} parts to {args.out}")
+    if args.raw_out is not None:
+        write_raw(big, args.raw_out)
+        print(f"wrote {big.num_rows} input records to {args.raw_out}")
 
 
 if __name__ == "__main__":
