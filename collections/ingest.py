@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import math
+import multiprocessing
+import os
 import re
 import shutil
 import sqlite3
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, TypedDict
@@ -203,9 +207,10 @@ def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[
     return {"source_row": rec.source_row, "product_id": pid_text, "reason": reason, "detail": detail,
             "raw": raw[:RAW_PREVIEW_CHARS]}
 
-def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True,
+def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int | None = None, progress: bool = True,
                   scratch: Path | None = None) -> tuple[str, Iterator[IngestResult]]:
-    """Read, validate and hash a catalogue in chunks of ``cfg.part_rows`` accepted records.
+    """Read, validate and hash a catalogue in chunks of ``cfg.part_rows`` accepted records, the records checked
+    by ``workers`` processes (None: one per core); the result does not depend on how many.
 
     Returns the detected format and an iterator of results, one per chunk, in catalogue order; every
     record is accepted or quarantined with a reason. Memory holds one chunk; the product ids seen so far
@@ -213,7 +218,7 @@ def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int = 8, progre
     ``scratch`` when given (else the system temp folder).
     """
     fmt, image_root, records = read_catalog(path, cfg)
-    return fmt, _chunks(fmt, image_root, records, cfg, workers, progress, scratch)
+    return fmt, _chunks(fmt, image_root, records, cfg, workers or os.cpu_count() or 1, progress, scratch)
 
 class SeenIds:
     """The product ids seen so far, each with its first source row, in a scratch folder of its own.
@@ -242,62 +247,107 @@ class SeenIds:
             return row
         return self._db.execute("SELECT row FROM ids WHERE id = ?", (product_id,)).fetchone()[0]
 
+BATCH_RECORDS = 1000  # records a worker process normalizes and hashes at a time
+
+@dataclass(frozen=True)
+class Checked:
+    """One record's worker-side outcome: the normalized product with its content hash, or why it fails;
+    ``image_failure`` is set when the fields are valid but the photo is not (the record may still be a duplicate,
+    which the driver decides first, in catalogue order). Plain fields: it crosses processes."""
+
+    product_id: Any = None
+    product: dict[str, Any] | None = None
+    reason: str | None = None
+    detail: str | None = None
+    image_failure: bool = False
+
+def check_record(rec: RawRecord, cfg: CatalogConfig, image_root: Path) -> Checked:
+    """Normalize one parsed record and hash its photo (verified when ``cfg.verify_images``)."""
+    try:
+        product = normalize_fields(rec.fields, cfg, image_root)
+    except InvalidRecord as exc:
+        return Checked(rec.fields.get("product_id"), None, exc.reason, exc.detail)
+    optional = product.pop("image_optional")
+    image_sha = ""
+    if product["image_path"] is not None:
+        try:
+            image_sha = image_digest(product["image_path"], cfg.verify_images)
+        except InvalidRecord as exc:
+            if not (exc.reason == "missing_image" and optional):
+                return Checked(product["product_id"], product, exc.reason, exc.detail, image_failure=True)
+            product["image_path"] = None  # a photo named but absent: the product is text-only
+    product["content_hash"] = content_hash(product, image_sha)
+    return Checked(product["product_id"], product)
+
+def _check_batch(batch: list[RawRecord], cfg: CatalogConfig, image_root: Path) -> list[Checked]:
+    return [Checked(reason="unparseable") if rec.error else check_record(rec, cfg, image_root) for rec in batch]
+
+def _checked_batches(batches: Iterator[list[RawRecord]], cfg: CatalogConfig, image_root: Path, workers: int
+                     ) -> Iterator[tuple[list[RawRecord], list[Checked]]]:
+    """Each batch with its outcomes, in order. A catalogue of one batch is checked here; a larger one by
+    ``workers`` processes (normalizing, decoding and hashing are CPU work that threads would serialize on the
+    GIL), at most ``2 * workers`` batches in flight so memory holds a bounded window of the catalogue."""
+    first = next(batches, None)
+    second = next(batches, None)
+    if first is None:
+        return
+    if second is None or workers <= 1:
+        for batch in itertools.chain([first], [second] if second is not None else [], batches):
+            yield batch, _check_batch(batch, cfg, image_root)
+        return
+    # spawn: the stage may run in a process that already holds Ray, Spark or torch threads, which fork would copy
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        for batch in itertools.chain([first, second], batches):
+            pending.append((batch, pool.submit(_check_batch, batch, cfg, image_root)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+
 def _chunks(fmt: str, image_root: Path, records: Iterator[RawRecord], cfg: CatalogConfig, workers: int,
             progress: bool, scratch: Path | None = None) -> Iterator[IngestResult]:
-    candidates: list[tuple[RawRecord, dict[str, Any]]] = []
-    quarantined: list[dict[str, Any]] = []
-    bar = tqdm(desc="ingesting catalogue", unit=" rec", disable=not progress)
-    with ThreadPoolExecutor(max_workers=workers) as pool, bar, SeenIds(scratch) as seen:
-        for rec in records:
-            bar.update()
-            if rec.error:
-                quarantined.append(_quarantine_row(rec, None, "unparseable", rec.error))
-                continue
-            try:
-                product = normalize_fields(rec.fields, cfg, image_root)
-            except InvalidRecord as exc:
-                quarantined.append(_quarantine_row(rec, rec.fields.get("product_id"), exc.reason, exc.detail))
-                continue
-            first = seen.first_row(product["product_id"], rec.source_row)
-            if first != rec.source_row:
-                quarantined.append(_quarantine_row(rec, product["product_id"], "duplicate_id",
-                                                   f"product_id already used by source row {first}"))
-                continue
-            candidates.append((rec, product))
-            if len(candidates) >= cfg.part_rows:
-                yield _check_images(candidates, quarantined, cfg, pool, fmt)
-                candidates, quarantined = [], []
-        if candidates or quarantined:
-            yield _check_images(candidates, quarantined, cfg, pool, fmt)
-
-def _check_images(candidates: list[tuple[RawRecord, dict[str, Any]]], quarantined: list[dict[str, Any]],
-                  cfg: CatalogConfig, pool: ThreadPoolExecutor, fmt: str) -> IngestResult:
-    """Hash (and verify) the images of one chunk; accepted products get their content hash."""
-
-    def check(item: tuple[RawRecord, dict[str, Any]]) -> str | InvalidRecord:
-        if item[1]["image_path"] is None:
-            return ""
-        try:
-            return image_digest(item[1]["image_path"], cfg.verify_images)
-        except InvalidRecord as exc:
-            return exc
-
+    """Outcomes in catalogue order -> chunks of ``cfg.part_rows`` products that passed the duplicate check (some
+    may then fail on their photo), with the records quarantined since the previous chunk."""
     products: list[dict[str, Any]] = []
-    for (rec, product), result in zip(candidates, pool.map(check, candidates, chunksize=64)):
-        optional = product.pop("image_optional")
-        if isinstance(result, InvalidRecord) and result.reason == "missing_image" and optional:
-            product["image_path"], result = None, ""  # a photo named but absent: the product is text-only
-        if isinstance(result, InvalidRecord):
-            quarantined.append(_quarantine_row(rec, product["product_id"], result.reason, result.detail))
-            continue
-        product["content_hash"] = content_hash(product, result)
-        product["source_row"] = rec.source_row
-        products.append(product)
+    quarantined: list[dict[str, Any]] = []
+    candidates = 0
+    bar = tqdm(desc="ingesting catalogue", unit=" rec", disable=not progress)
+    batches = iter(lambda: list(itertools.islice(records, BATCH_RECORDS)), [])
+    with bar, SeenIds(scratch) as seen:
+        for batch, outcomes in _checked_batches(batches, cfg, image_root, workers):
+            bar.update(len(batch))
+            for rec, out in zip(batch, outcomes):
+                if rec.error:
+                    quarantined.append(_quarantine_row(rec, None, "unparseable", rec.error))
+                    continue
+                if out.product is None:
+                    quarantined.append(_quarantine_row(rec, out.product_id, out.reason, out.detail))
+                    continue
+                first = seen.first_row(out.product_id, rec.source_row)
+                if first != rec.source_row:
+                    quarantined.append(_quarantine_row(rec, out.product_id, "duplicate_id",
+                                                       f"product_id already used by source row {first}"))
+                    continue
+                candidates += 1
+                if out.image_failure:
+                    quarantined.append(_quarantine_row(rec, out.product_id, out.reason, out.detail))
+                else:
+                    products.append({**out.product, "source_row": rec.source_row})
+                if candidates >= cfg.part_rows:
+                    yield _result(products, quarantined, fmt)
+                    products, quarantined, candidates = [], [], 0
+        if candidates or quarantined:
+            yield _result(products, quarantined, fmt)
+
+def _result(products: list[dict[str, Any]], quarantined: list[dict[str, Any]], fmt: str) -> IngestResult:
     quarantined.sort(key=lambda r: r["source_row"])
     return IngestResult(products=pa.Table.from_pylist(products, schema=schemas.PRODUCTS),
                         quarantine=pa.Table.from_pylist(quarantined, schema=schemas.QUARANTINE), format=fmt)
 
-def ingest(path: str | Path, cfg: CatalogConfig, workers: int = 8, progress: bool = True) -> IngestResult:
+def ingest(path: str | Path, cfg: CatalogConfig, workers: int | None = None, progress: bool = True) -> IngestResult:
     """The whole catalogue in one result (tests, small catalogues); the stage writes chunk by chunk."""
     fmt, chunks = ingest_chunks(path, cfg, workers, progress)
     results = list(chunks)

@@ -229,3 +229,31 @@ def test_a_relative_catalogue_path_finds_its_images(tmp_path: Path, monkeypatch)
     result = ingest(Path("../data/shop"), CatalogConfig(), progress=False)
     assert result.format == "myntra" and result.quarantine.num_rows == 0
     assert result.products.column("image_path")[0].as_py() == str((tmp_path / "data" / "shop" / "images" / "1.jpg").resolve())
+
+
+def test_worker_processes_give_the_same_parts_as_one_process(tmp_path: Path, monkeypatch) -> None:
+    """Batches checked by worker processes come back in catalogue order: the same products, parts and quarantine
+    (duplicates across batches, bad fields, corrupt and missing photos) as checking every record here."""
+    from pinlanding.collections import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "BATCH_RECORDS", 7)  # many batches from a small catalogue
+    rows = [_row(f"p{i}", tmp_path) for i in range(40)]
+    rows[5] = _row("p1", tmp_path)  # a duplicate in the first batch
+    rows[30] = _row("p12", tmp_path)  # and one several batches after its first use
+    rows[9]["title"] = ""  # a field error
+    rows[14]["image_path"] = str(tmp_path / "absent.jpg")  # a missing photo
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    rows[21]["image_path"] = str(tmp_path / "bad.jpg")  # a corrupt one
+    path = write_jsonl(tmp_path / "c.jsonl", rows)
+    cfg = CatalogConfig(part_rows=6)
+
+    def parts(workers: int) -> list[tuple[list, list]]:
+        _, chunks = ingest_module.ingest_chunks(path, cfg, workers=workers, progress=False)
+        return [(c.products.to_pylist(), c.quarantine.to_pylist()) for c in chunks]
+
+    inline, pooled = parts(1), parts(2)
+    assert pooled == inline
+    quarantined = [(r["source_row"], r["reason"]) for _, q in inline for r in q]
+    assert quarantined == [(5, "duplicate_id"), (9, "empty_title"), (14, "missing_image"), (21, "corrupt_image"),
+                           (30, "duplicate_id")]
+    assert sum(len(p) for p, _ in inline) == 35 and all(len(p) <= 6 for p, _ in inline)
