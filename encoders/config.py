@@ -23,6 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "vision_tuned_stages": 0,
         "colour_bins": 8,
         "colour_bands": 3,
+        "colour_dims": 32,
         "min_image_pixels": 112 * 84,
         "max_image_pixels": 112 * 84,
         "text_mask": 0.9,
@@ -64,6 +65,8 @@ class EncoderConfig(StrictModel):
     vision_tuned_stages: int | None = None
     colour_bins: int | None = None  # RGB histogram of the product region, bins per channel (0: none)
     colour_bands: int | None = None  # and one histogram per horizontal band of the photo (0: the whole region only)
+    # embedding dimensions of the colour branch's own, beside embed_dim (0 or unset: it adds into the image embedding)
+    colour_dims: int | None = None
     # (height, width) the images are resized to; unset: the catalogue photos' median size, scaled (aspect
     # kept) to between min_image_pixels and max_image_pixels (data.choose_image_size)
     image_size: tuple[int, int] | None = None

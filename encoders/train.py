@@ -47,7 +47,8 @@ def model_spec(cfg: EncoderConfig, image_paths: list[str | None] | None = None) 
     size = r["image_size"] or choose_image_size(image_paths or [], r["max_image_pixels"], r["min_image_pixels"])
     return {"backend": "dual", "image_size": tuple(size),
             **{k: r[k] for k in ("vision_model", "text_model", "product_text", "embed_dim", "max_text_tokens",
-                                 "vision_pretrained", "vision_tuned_stages", "colour_bins", "colour_bands")}}
+                                 "vision_pretrained", "vision_tuned_stages", "colour_bins", "colour_bands",
+                                 "colour_dims")}}
 
 
 def split(products: ProductSet, positives: dict[str, list[int]], cfg: EncoderConfig, seed: int

@@ -137,3 +137,32 @@ def test_colour_histogram_bands_tell_the_top_from_the_bottom() -> None:
     assert hist[2].sum() == 0  # the middle band holds only background: no product pixels
     assert hist[3, blue] == pytest.approx(1.0) and hist[3, red] == 0  # bottom band
     assert torch.equal(colour_histogram(img, 4, bands=0), colour_histogram(img, 4))
+
+
+def test_colour_dims_are_the_colour_branch_own_and_both_towers_carry_them() -> None:
+    """With ``colour_dims`` the colour branch writes only its own dimensions, appended to the image embedding;
+    products and attribute phrases are ``embed_dim + colour_dims`` wide, and a product without photo has none."""
+    model = build_encoder({"backend": "dual", "vision_model": "efficientnet_lite0", "vision_pretrained": "packaged",
+                           "vision_tuned_stages": 0, "image_size": (40, 32), "embed_dim": 16, "colour_bins": 4,
+                           "colour_bands": 1, "colour_dims": 8}).eval()
+    red = torch.zeros(2, 40, 32, 3, dtype=torch.uint8)
+    red[..., 0] = 200
+    blue = red.flip(-1)  # the same picture in blue: the tower sees shapes alike, the histogram does not
+    ids = torch.as_tensor(model.tokenize(["Acme Women Dress"] * 2), dtype=torch.long)
+    has = torch.tensor([True, False])
+    with torch.no_grad():
+        features = model.image_features(red)
+        visual = model.visual_embedding(features, has)
+        expected = model.colour_head(features.colour)
+        products = model.encode_product(red, ids, has)
+        other = model.encode_product(blue, ids, has)
+        phrases = model.encode_attributes(["color: red", "color: blue"])
+    assert visual.shape == (2, 24) and products.shape == (2, 24) and phrases.shape == (2, 24)
+    assert torch.allclose(visual[0, 16:], expected[0], atol=1e-6)  # the branch's own output, as it is
+    assert torch.allclose(visual[0, :16].norm(), torch.tensor(1.0), atol=1e-5)
+    assert torch.count_nonzero(visual[1]) == 0  # no photo: neither the tower nor the colour branch
+    assert torch.allclose(products.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert torch.allclose(products[1], other[1])  # without the photo, colour cannot change it
+    assert not torch.allclose(products[0, 16:], other[0, 16:])
+    assert build_encoder({"backend": "dual", "vision_model": "efficientnet_lite0", "image_size": (40, 32),
+                          "embed_dim": 16, "colour_bins": 4}).encode_attributes(["color: red"]).shape == (1, 16)
