@@ -25,6 +25,12 @@ def tiny_encoder_config(**overrides) -> EncoderConfig:
     return EncoderConfig(**{**base, **overrides})
 
 
+def product_width(cfg: EncoderConfig | None = None) -> int:
+    """Width of the product embeddings: ``embed_dim`` plus the colour branch's own dimensions."""
+    cfg = cfg or tiny_encoder_config()
+    return cfg.resolved("embed_dim") + (cfg.resolved("colour_dims") or 0)
+
+
 def tiny_config(**encoder) -> PipelineConfig:
     return PipelineConfig(encoder=tiny_encoder_config(**encoder),
                           assign=AssignConfig(batch_size=16, decode_batch_size=16, top_k=5, decode_concurrency=1),

@@ -18,7 +18,7 @@ from pinlanding.collections.schemas import ASSIGNMENTS, EMBEDDINGS, EXTRACTION_F
 from pinlanding.collections.parts import part_names
 from pinlanding.encoders.assign import EmbedAndScore, Preprocess, merge_graph, run_assign
 
-from .conftest import tiny_config
+from .conftest import product_width, tiny_config
 
 pytestmark = pytest.mark.slow  # starts Ray
 
@@ -58,7 +58,7 @@ def test_assign_writes_graph_embeddings_and_handles_a_corrupt_image(run_copy):
     emb = read_table(run_copy.embeddings, EMBEDDINGS)
     assert sorted(emb.column("product_id").to_pylist()) == sorted(products.column("product_id").to_pylist())
     vectors = np.asarray(emb.column("embedding").to_pylist(), dtype=np.float32)
-    assert vectors.shape == (48, 32) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert vectors.shape == (48, product_width()) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
     assert set(emb.column("model_version").to_pylist()) == {counts["model_version"]}
 
     failures = read_table(run_copy.dir("assignments") / "failures.parquet", EXTRACTION_FAILURES)
@@ -103,7 +103,7 @@ def test_actor_classes_work_on_a_plain_batch(trained_run, tmp_path):
     assert pre["pixels"].shape == (4, 32, 24, 3) and pre["pixels"].dtype == np.uint8
     assert list(pre["has_image"]) == [True, False, True, True]
     out = spec_model(pre)
-    assert out["embedding"].shape == (4, 32)
+    assert out["embedding"].shape == (4, product_width())
     assert out["attr_idx"].shape == (4, 3) and (out["attr_idx"] < len(spec_model.bundle.vocab)).all()
 
 

@@ -17,7 +17,7 @@ from pinlanding.collections.schemas import ATTRIBUTES, PRODUCTS, VOCAB
 from pinlanding.encoders.assign import EmbedAndScore, Preprocess
 from pinlanding.encoders.train import run_train
 
-from .conftest import tiny_config
+from .conftest import product_width, tiny_config
 
 MYNTRA = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "myntra"
 COLOURS = ("black", "blue", "white", "red", "green", "grey", "brown", "pink", "navy")
@@ -72,4 +72,4 @@ def test_real_products_train_and_embed(tmp_path):
     rows = pq.read_table(layout.products).slice(0, 8).to_pydict()
     batch = {k: np.array(v, dtype=object) for k, v in rows.items()}
     out = actor(Preprocess(actor.bundle.model.spec, actor.bundle.model.image_size)(batch))
-    assert out["embedding"].shape == (8, 32) and (out["image_error"] == "").all()
+    assert out["embedding"].shape == (8, product_width()) and (out["image_error"] == "").all()
