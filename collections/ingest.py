@@ -210,7 +210,7 @@ def _quarantine_row(rec: RawRecord, pid: Any, reason: str, detail: str) -> dict[
 def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int | None = None, progress: bool = True,
                   scratch: Path | None = None) -> tuple[str, Iterator[IngestResult]]:
     """Read, validate and hash a catalogue in chunks of ``cfg.part_rows`` accepted records, the records checked
-    by ``workers`` processes (None: one per core); the result does not depend on how many.
+    by ``workers`` processes (None: :func:`default_workers`); the result does not depend on how many.
 
     Returns the detected format and an iterator of results, one per chunk, in catalogue order; every
     record is accepted or quarantined with a reason. Memory holds one chunk; the product ids seen so far
@@ -218,7 +218,7 @@ def ingest_chunks(path: str | Path, cfg: CatalogConfig, workers: int | None = No
     ``scratch`` when given (else the system temp folder).
     """
     fmt, image_root, records = read_catalog(path, cfg)
-    return fmt, _chunks(fmt, image_root, records, cfg, workers or os.cpu_count() or 1, progress, scratch)
+    return fmt, _chunks(fmt, image_root, records, cfg, workers or default_workers(), progress, scratch)
 
 class SeenIds:
     """The product ids seen so far, each with its first source row, in a scratch folder of its own.
@@ -248,6 +248,10 @@ class SeenIds:
         return self._db.execute("SELECT row FROM ids WHERE id = ?", (product_id,)).fetchone()[0]
 
 BATCH_RECORDS = 1000  # records a worker process normalizes and hashes at a time
+# default worker processes: the cores this process may use, at most 8. A worker checks about 3,500 records/s and
+# the driver (reading, duplicate ids, parts) caps the stage near 16,500/s (benchmarks/RESULTS.md), so more
+# workers would only hold memory
+MAX_WORKERS = 8
 
 @dataclass(frozen=True)
 class Checked:
@@ -278,6 +282,12 @@ def check_record(rec: RawRecord, cfg: CatalogConfig, image_root: Path) -> Checke
             product["image_path"] = None  # a photo named but absent: the product is text-only
     product["content_hash"] = content_hash(product, image_sha)
     return Checked(product["product_id"], product)
+
+def default_workers() -> int:
+    """Worker processes when none are asked for: the cores this process may run on, at most ``MAX_WORKERS``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
 
 def _check_batch(batch: list[RawRecord], cfg: CatalogConfig, image_root: Path) -> list[Checked]:
     return [Checked(reason="unparseable") if rec.error else check_record(rec, cfg, image_root) for rec in batch]

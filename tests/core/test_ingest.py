@@ -257,3 +257,12 @@ def test_worker_processes_give_the_same_parts_as_one_process(tmp_path: Path, mon
     assert quarantined == [(5, "duplicate_id"), (9, "empty_title"), (14, "missing_image"), (21, "corrupt_image"),
                            (30, "duplicate_id")]
     assert sum(len(p) for p, _ in inline) == 35 and all(len(p) <= 6 for p, _ in inline)
+
+
+def test_default_workers_are_the_usable_cores_up_to_the_cap(monkeypatch) -> None:
+    from pinlanding.collections import ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    assert ingest_module.default_workers() == ingest_module.MAX_WORKERS
+    monkeypatch.setattr(ingest_module.os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert ingest_module.default_workers() == 1
