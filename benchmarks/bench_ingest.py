@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from pinlanding.collections.config import CatalogConfig
-from pinlanding.collections.ingest import ingest
+from pinlanding.collections.ingest import default_workers, ingest
 
 DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "myntra"
 
@@ -24,7 +24,7 @@ def main(catalog: Path, image_root: str | None, workers: list[int | None]) -> No
         seconds = time.perf_counter() - start
         summary = result.summary()
         n = summary["products"] + summary["quarantined"]
-        print(f"ingest, {n_workers or os.cpu_count()} worker processes: {n} records ({summary['products']} accepted, "
+        print(f"ingest, {n_workers or default_workers()} worker processes: {n} records ({summary['products']} accepted, "
               f"{summary['quarantined']} quarantined {summary['quarantine_reasons']}) in {seconds:.1f} s = "
               f"{n / seconds:,.0f} records/s on {os.cpu_count()} cores; target < 60 s for the dev catalogue",
               flush=True)
@@ -34,6 +34,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("catalog", nargs="?", type=Path, default=DEFAULT.resolve())
     parser.add_argument("--image-root", help="folder relative image paths are resolved against")
-    parser.add_argument("--workers", default="0", help="comma-separated process counts to time (0: one per core)")
+    parser.add_argument("--workers", default="0", help="comma-separated process counts to time (0: the stage's default)")
     args = parser.parse_args()
     main(args.catalog, args.image_root, [int(w) or None for w in args.workers.split(",")])

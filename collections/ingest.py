@@ -288,7 +288,6 @@ def default_workers() -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(cores, MAX_WORKERS))
 
-
 def _check_batch(batch: list[RawRecord], cfg: CatalogConfig, image_root: Path) -> list[Checked]:
     return [Checked(reason="unparseable") if rec.error else check_record(rec, cfg, image_root) for rec in batch]
 
@@ -297,18 +296,15 @@ def _checked_batches(batches: Iterator[list[RawRecord]], cfg: CatalogConfig, ima
     """Each batch with its outcomes, in order. A catalogue of one batch is checked here; a larger one by
     ``workers`` processes (normalizing, decoding and hashing are CPU work that threads would serialize on the
     GIL), at most ``2 * workers`` batches in flight so memory holds a bounded window of the catalogue."""
-    first = next(batches, None)
-    second = next(batches, None)
-    if first is None:
-        return
-    if second is None or workers <= 1:
-        for batch in itertools.chain([first], [second] if second is not None else [], batches):
+    head = list(itertools.islice(batches, 2))
+    if len(head) < 2 or workers <= 1:
+        for batch in itertools.chain(head, batches):
             yield batch, _check_batch(batch, cfg, image_root)
         return
     # spawn: the stage may run in a process that already holds Ray, Spark or torch threads, which fork would copy
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: deque = deque()
-        for batch in itertools.chain([first, second], batches):
+        for batch in itertools.chain(head, batches):
             pending.append((batch, pool.submit(_check_batch, batch, cfg, image_root)))
             if len(pending) >= 2 * workers:
                 done, future = pending.popleft()
