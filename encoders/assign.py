@@ -332,18 +332,23 @@ def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarra
 
 
 def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
-    """The extraction's rows with the values of each single-valued key ranked by confidence, each value's
-    confidence times the probability that no value ranked above it is the product's: ``c_i * prod_{j<i}(1 - c_j)``.
-    A product has one colour; a second colour word after the title's first names a trim or a print, and keeping
-    its own prior made it as confident as the first."""
+    """The extraction's rows with the values of each single-valued key sharing one unit of probability: the most
+    confident keeps its confidence ``c_1``; the values ranked below share what it leaves, ``1 - c_1``, in
+    proportion to their own confidences, never above them. A product has one colour; a second colour word after
+    the title's first names a trim or a print, and keeping its own prior made it as confident as the first. When
+    the first is wrong, the product's colour is usually another the text names, so the rest share ``1 - c_1``
+    whole (the product of each one's doubt, ``c_i * prod_{j<i}(1 - c_j)``, put a title's second colour at a
+    fifth of how often it is the product's)."""
     single, part = ranked_single_valued(extraction, exclusive)
     if not single.any():
         return extraction
-    part = part.assign(confidence=part["confidence"].fillna(1.0).astype(np.float64))
+    conf = part["confidence"].fillna(1.0).clip(upper=1.0).astype(np.float64)
     groups = [part["product_id"], part["key"]]
-    rest = (1.0 - part["confidence"].clip(upper=1.0)).groupby(groups).cumprod()
-    above = rest.groupby(groups).shift(1, fill_value=1.0)
-    part = part.assign(confidence=(part["confidence"] * above).astype(np.float32))
+    first = conf.groupby(groups).cumcount().eq(0)
+    top = conf.where(first).groupby(groups).transform("max")
+    below = conf.where(~first, 0.0).groupby(groups).transform("sum")
+    shared = (1.0 - top) * conf / below.where(below > 0, 1.0)
+    part = part.assign(confidence=conf.where(first, np.minimum(conf, shared)).astype(np.float32))
     return pd.concat([extraction[~single], part])
 
 
@@ -374,7 +379,8 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
 
     * both give the value: confidences pooled (raised), ``source=extraction+encoder``;
     * a single-valued key where the encoder's best value contradicts the extraction: the extraction's value
-      stays alone, its confidence lowered by the encoder's; no second value is added;
+      stays alone, its confidence lowered by the encoder's (unless the encoder's value is one the text ranks
+      above it: :func:`one_value` already counted that); no second value is added;
     * the encoder alone: its calibrated confidence, ``source=encoder`` (a single-valued key: its best value),
       times ``trust[key]`` when given: the encoder's confidence is that the extraction would agree, and the
       extraction is right on that key about ``trust[key]`` of the time; rows then below ``min_confidence`` go;
@@ -394,17 +400,23 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
     if fill == "gaps":
         enc, covered = enc[~covered], covered[~covered]
     pair = ["product_id", "key", "value"]
+    stated = ext[pair + ["confidence"]].rename(columns={"value": "_rival", "confidence": "_rival_stated"})
     ext = ext.merge(enc[pair + ["confidence"]].rename(columns={"confidence": "_enc"}), on=pair, how="left")
+    ext["_stated"] = ext["confidence"]
     agree = ext["_enc"].notna().to_numpy()
     ext.loc[agree, "confidence"] = pool_evidence(ext.loc[agree, "confidence"], ext.loc[agree, "_enc"])
     ext.loc[agree, "source"] = "extraction+encoder"
     rival = enc[enc["key"].isin(exclusive)][["product_id", "key", "value", "confidence"]]
     rival = rival.rename(columns={"value": "_rival", "confidence": "_rival_conf"})
     ext = ext.merge(rival, on=["product_id", "key"], how="left")
-    contra = (ext["_rival"].notna() & (ext["_rival"] != ext["value"])).to_numpy()
+    ext = ext.merge(stated, on=["product_id", "key", "_rival"], how="left")
+    # a rival the text itself ranks above this value is evidence one_value already counted: the encoder learned
+    # a title's first colour, so its agreeing with it says nothing new about the second
+    ranked_below = (ext["_rival_stated"] >= ext["_stated"]).to_numpy()
+    contra = (ext["_rival"].notna() & (ext["_rival"] != ext["value"])).to_numpy() & ~ranked_below
     ext.loc[contra, "confidence"] = pool_evidence(ext.loc[contra, "confidence"], ext.loc[contra, "_rival_conf"],
                                                   agree=False)
-    ext = ext.drop(columns=["_enc", "_rival", "_rival_conf"])
+    ext = ext.drop(columns=["_enc", "_rival", "_rival_conf", "_rival_stated", "_stated"])
     new = enc[~(covered & enc["key"].isin(exclusive).to_numpy())]  # never a second value of a single-valued key
     if trust:
         factor = np.fromiter((trust.get(k, 1.0) for k in new["key"]), np.float32, len(new))

@@ -134,13 +134,28 @@ def test_values_of_a_single_valued_key_share_one_unit_of_probability():
     got = one_value(ext, ["color"])
     rows = {(p, k, v): c for p, k, v, c in zip(got.product_id, got.key, got.value, got.confidence)}
     assert rows[("a", "color", "navy")] == pytest.approx(0.9)  # the most confident value keeps its confidence
-    assert rows[("a", "color", "white")] == pytest.approx(0.8 * 0.1)  # the title's second colour word
-    assert rows[("a", "color", "red")] == pytest.approx(0.4 * 0.1 * 0.2)
+    # the values below share what the first leaves (0.1), in proportion to their confidences
+    assert rows[("a", "color", "white")] == pytest.approx(0.1 * 0.8 / 1.2)  # the title's second colour word
+    assert rows[("a", "color", "red")] == pytest.approx(0.1 * 0.4 / 1.2)
     assert rows[("a", "pattern", "striped")] == pytest.approx(0.6)  # a key that may hold several values: untouched
     assert rows[("b", "color", "red")] == pytest.approx(0.5)  # a product's only value: untouched
     assert len(got) == len(ext)  # lowered, never dropped
     g = merge_graph(pd.DataFrame(columns=["product_id", "key", "value", "confidence"]), ext, exclusive=["color"])
-    assert float(g[(g.product_id == "a") & (g.value == "white")].confidence.iloc[0]) == pytest.approx(0.08)
+    assert float(g[(g.product_id == "a") & (g.value == "white")].confidence.iloc[0]) == pytest.approx(0.1 * 0.8 / 1.2)
+    weak = one_value(pd.DataFrame({"product_id": ["c", "c"], "key": ["color", "color"], "value": ["red", "blue"],
+                                   "confidence": [0.4, 0.3]}), ["color"])
+    assert sorted(weak.confidence.round(4)) == [0.3, 0.4]  # never above a value's own confidence
+    # the encoder's answer is the value the text ranks first: the second keeps one_value's share, the third
+    # (ranked below white too) likewise; an answer the text ranks below a value still lowers that value
+    enc = pd.DataFrame({"product_id": ["a", "b"], "key": ["color", "color"], "value": ["navy", "blue"],
+                        "confidence": [0.9, 0.9]})
+    g = merge_graph(enc, ext, exclusive=["color"])
+    conf = {(p, v): c for p, v, c in zip(g.product_id, g.value, g.confidence)}
+    assert conf[("a", "white")] == pytest.approx(0.1 * 0.8 / 1.2) and conf[("a", "red")] == pytest.approx(0.1 * 0.4 / 1.2)
+    assert conf[("a", "navy")] > 0.9 and conf[("b", "red")] == pytest.approx(0.1, abs=1e-3)
+    enc = pd.DataFrame({"product_id": ["a"], "key": ["color"], "value": ["white"], "confidence": [0.9]})
+    g = merge_graph(enc, ext, exclusive=["color"])
+    assert float(g[(g.product_id == "a") & (g.value == "navy")].confidence.iloc[0]) == pytest.approx(0.5, abs=1e-3)
 
 
 def test_merge_graph_gaps_mode_fills_only_the_keys_extraction_left_empty():

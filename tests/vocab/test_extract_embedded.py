@@ -47,6 +47,18 @@ def test_text_rules_read_title_tags_description_and_skip_the_brand(tmp_path: Pat
     assert got["brand"] == {"red tape"}
 
 
+def test_care_instructions_in_the_description_add_no_pattern(tmp_path: Path) -> None:
+    got = row_attrs({"title": "Acme Women White T-shirt", "brand": "Acme",
+                     "description": "White t-shirt made of cotton\nWash care\nMachine wash cold\n"
+                                    "Do not use iron on print/embroidery\nEmbroidered brand name on the chest",
+                     "merchant_tags": [], "image_path": product_image(tmp_path / "c.jpg", (240, 240, 240))})
+    assert "pattern" not in got and got["material"] == {"cotton"}
+    got = row_attrs({"title": "Acme Women White T-shirt", "brand": "Acme",
+                     "description": "White t-shirt with floral embroidery\nMachine wash cold",
+                     "merchant_tags": [], "image_path": product_image(tmp_path / "d.jpg", (240, 240, 240))})
+    assert got["pattern"] == {"embroidered", "floral"}
+
+
 def test_a_material_stated_as_the_whole_fabric_is_surer_than_a_mix(tmp_path: Path) -> None:
     def material(description: str) -> dict[str, float]:
         batch = prepared([{"title": "Acme Men Shirt", "brand": "Acme", "description": description,

@@ -1,7 +1,8 @@
 """Word-table rules of the embedded extractor that keep values shopping concepts (issue 15)."""
 from __future__ import annotations
 
-from pinlanding.vocab.extractors.rules import is_blend, match, material_mentions, type_candidates
+from pinlanding.vocab.extractors.rules import (is_blend, is_care_instruction, match, material_mentions, type_candidates,
+                                              without_care)
 
 
 def test_x_with_y_names_x() -> None:
@@ -51,6 +52,20 @@ def test_a_pattern_before_a_detail_is_the_detail_s() -> None:
     assert match("pattern", "lace up shoes with a printed lining") == []  # a closure; the lining's print
     assert match("pattern", "blue printed t-shirt with lace trims") == [("printed", "printed")]
     assert match("pattern", "white lace top") == [("lace", "lace")]
+    prose = "striped shirt, brand name embroidered on the chest and logo printed on the back"
+    assert match("pattern", prose, prose=True) == [("striped", "striped")]  # after a detail, in running text
+    assert match("pattern", "logo printed t-shirt") == [("printed", "printed")]  # a title lists attributes
+
+
+def test_care_instructions_name_no_attribute() -> None:
+    for advice in ("Machine wash cold water", "Do not use iron on print/embroidery", "Dry clean only",
+                   "Mild iron, and do not iron on print/embellishment", "Turn inside out before drying", "Wash care"):
+        assert is_care_instruction(advice), advice
+    for prose in ("Use it for parties", "Soft cotton tee, easy to wash", "Machine-knit striped sweater",
+                  "Regular fit", "Dry-fit polyester jersey"):
+        assert not is_care_instruction(prose), prose
+    text = "Red printed top made of cotton\nWash care\nDo not bleach. Do not iron on embroidery. Team it with jeans."
+    assert without_care(text) == "Red printed top made of cotton\nTeam it with jeans."
 
 
 def test_a_colour_that_is_a_noun_needs_a_colour_word_in_prose() -> None:

@@ -209,8 +209,11 @@ PART_NOUNS: frozenset[str] = frozenset(
 # pattern ("embroidered logo", "printed label", "lace-up" closures); like PART_NOUNS, they also take a material.
 DETAIL_NOUNS: frozenset[str] = PART_NOUNS | frozenset(
     "logo logos label labels patch patches motif motifs applique badge badges emblem "
-    "up ups".split()  # "lace up", "lace-ups": a closure
+    "up ups brand branding initials monogram".split()  # "lace up", "lace-ups": a closure; "embroidered brand name"
 )
+
+# The same details named before the pattern word in running text ("brand name embroidered on the chest").
+DETAIL_AFTER: frozenset[str] = frozenset("logo logos label labels brand name initials monogram badge emblem".split())
 
 # Words that head a modifier phrase, not a product type: a category phrase starting with one is a
 # fragment of a longer phrase ("Length Skirt" from "Knee Length Skirt", "Sleeve Top" from "Long Sleeve Top").
@@ -226,6 +229,17 @@ TYPE_SYNONYMS: dict[str, str] = {
     "sunnies": "sunglasses", "hoody": "hoodie", "hoodies": "hoodie", "jumper": "sweater", "pullover": "sweater",
     "deo": "deodorant", "specs": "eyeglasses", "tote": "tote bag", "joggers": "track pants",
 }
+
+# Care instructions ("Machine wash cold", "Do not iron on print/embroidery", "Dry in shade"): a sentence that
+# opens with one of these words and names a care action gives washing advice, not the product's attributes.
+CARE_OPENERS: frozenset[str] = frozenset(
+    "do don't dont never avoid use machine hand gentle cold warm wash dry tumble iron bleach line flat turn wipe "
+    "spot clean soak store professional care wring mild light low medium steam".split()
+)
+CARE_ACTIONS: tuple[str, ...] = (
+    "wash", "washing", "bleach", "iron", "ironing", "tumble", "dry clean", "drying", "dry in",
+    "dry flat", "dry under", "line dry", "detergent", "soak", "wring", "care",
+)
 
 # A fabric is named for its dominant fibre: a mix whose largest fibre reaches this share is that fibre.
 DOMINANT_FIBRE_SHARE = 0.7

@@ -27,6 +27,12 @@ def _tags(value: Any) -> list[str]:
     return [one_line(t) for t in list(value) if t is not None and one_line(t)]
 
 
+def _lines(text: Any) -> str:
+    """Each line of ``text`` as :func:`one_line` makes it, line breaks kept: they bound a description's
+    sections and sentences (a care instruction is one line of a label)."""
+    return "\n".join(line for line in (one_line(part) for part in str(text or "").splitlines()) if line)
+
+
 def _image(path: Any, mode: str, max_side: int) -> tuple[str, bytes, str]:
     """(colour JSON, jpeg bytes, error) for one image path."""
     if mode == "none":
@@ -57,7 +63,7 @@ def prepare_batch(batch: dict[str, Any], image_mode: str = "pixels", max_side: i
         out["product_id"].append(str(row["product_id"]))
         out["content_hash"].append(str(row["content_hash"]))
         out["title"].append(one_line(row.get("title")))
-        out["description"].append(one_line(row.get("description"))[:max_description_chars])
+        out["description"].append(_lines(row.get("description"))[:max_description_chars])
         out["merchant_tags"].append(json.dumps(_tags(row.get("merchant_tags")), ensure_ascii=False))
         out["brand"].append(one_line(row.get("brand")))
         price = row.get("price")

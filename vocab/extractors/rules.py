@@ -11,9 +11,9 @@ import re
 from functools import lru_cache
 
 from pinlanding.collections.text import singular
-from pinlanding.vocab.extractors.lexicon import (COLOR_CUES, COLOR_SYNONYMS, COLORS, DETAIL_NOUNS,
-                                                 DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS, NOUN_COLORS, PART_NOUNS,
-                                                 PHRASE_TABLES)
+from pinlanding.vocab.extractors.lexicon import (CARE_ACTIONS, CARE_OPENERS, COLOR_CUES, COLOR_SYNONYMS, COLORS,
+                                                 DETAIL_AFTER, DETAIL_NOUNS, DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS,
+                                                 NOUN_COLORS, PART_NOUNS, PHRASE_TABLES)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _MATERIAL_CUE = re.compile(
@@ -44,13 +44,23 @@ def _followed_by(text: str, end: int, words: frozenset[str]) -> bool:
     return bool(m) and m.group(1) in words
 
 
+_PREVIOUS_WORD = re.compile(r"([a-z]+)[\s\-]*$")
+
+
+def _preceded_by(text: str, start: int, words: frozenset[str]) -> bool:
+    """Whether the word right before ``start`` is one of ``words`` ("logo embroidered on the chest")."""
+    m = _PREVIOUS_WORD.search(text, 0, start)
+    return bool(m) and m.group(1) in words
+
+
 def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value.
 
     A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's;
     a pattern right before a detail ("embroidered logo", "printed label", "lace-up") is the detail's. In
-    ``prose`` (a description, not a title's list of attributes), a colour name that is also a noun needs a
-    colour word after it ("skin colour", not "your skin").
+    ``prose`` (a description, not a title's list of attributes), so is a pattern right after one ("brand name
+    embroidered on the chest"), and a colour name that is also a noun needs a colour word after it ("skin
+    colour", not "your skin").
     """
     table = _table(key)
     low = text.lower()
@@ -58,10 +68,29 @@ def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     for m in _pattern(key).finditer(low):
         if key in _PART_KEYS and _followed_by(low, m.end(), _PART_KEYS[key]):
             continue
+        if prose and key == "pattern" and _preceded_by(low, m.start(), DETAIL_AFTER):
+            continue
         if prose and key == "color" and m.group(1) in NOUN_COLORS and not _followed_by(low, m.end(), COLOR_CUES):
             continue
         out.setdefault(table[m.group(1)], m.group(1))
     return list(out.items())
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_CARE_ACTION = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(a) for a in CARE_ACTIONS) + r")(?![a-z])")
+
+
+def is_care_instruction(sentence: str) -> bool:
+    """Whether a sentence is washing advice: it opens with an imperative of care ("Do not", "Machine", "Dry")
+    and names a care action ("Do not use iron on print/embroidery" names no pattern of the product)."""
+    low = sentence.strip().lower()
+    words = _TOKEN.findall(low)
+    return bool(words) and words[0] in CARE_OPENERS and bool(_CARE_ACTION.search(low))
+
+
+def without_care(text: str) -> str:
+    """``text`` with its care-instruction sentences (:func:`is_care_instruction`) left out, one sentence a line."""
+    return "\n".join(s for s in _SENTENCE_END.split(text) if s.strip() and not is_care_instruction(s))
 
 
 _PERCENT = re.compile(r"(\d{1,3})\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
