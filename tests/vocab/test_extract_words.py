@@ -1,8 +1,8 @@
 """Word-table rules of the embedded extractor that keep values shopping concepts (issue 15)."""
 from __future__ import annotations
 
-from pinlanding.vocab.extractors.rules import (is_blend, is_care_instruction, match, material_mentions, type_candidates,
-                                              without_care)
+from pinlanding.vocab.extractors.rules import (is_blend, is_care_instruction, is_disclaimer, is_styling_advice, match,
+                                              material_mentions, type_candidates, without_boilerplate)
 
 
 def test_x_with_y_names_x() -> None:
@@ -55,17 +55,25 @@ def test_a_pattern_before_a_detail_is_the_detail_s() -> None:
     prose = "striped shirt, brand name embroidered on the chest and logo printed on the back"
     assert match("pattern", prose, prose=True) == [("striped", "striped")]  # after a detail, in running text
     assert match("pattern", "logo printed t-shirt") == [("printed", "printed")]  # a title lists attributes
+    trims = "solid polo with contrast stripes, stripes on the sleeves and collar, print on the left cuff"
+    assert match("pattern", trims, prose=True) == [("solid", "solid")]
+    assert match("pattern", "graphic print on the front with a pocket", prose=True) == [("printed", "graphic")]
+    assert match("pattern", "check out the matching shoes", prose=True) == []  # a verb
 
 
-def test_care_instructions_name_no_attribute() -> None:
+def test_care_instructions_disclaimers_and_styling_advice_name_no_attribute() -> None:
     for advice in ("Machine wash cold water", "Do not use iron on print/embroidery", "Dry clean only",
                    "Mild iron, and do not iron on print/embellishment", "Turn inside out before drying", "Wash care"):
         assert is_care_instruction(advice), advice
+    assert is_styling_advice("Team this with blue jeans") and is_styling_advice("Pair it up with white sneakers")
+    assert not is_styling_advice("Style meets comfort with this shirt") and not is_styling_advice("A tee with pockets")
+    assert is_disclaimer("Colours may vary slightly from the image") and not is_disclaimer("Colours vary by size")
     for prose in ("Use it for parties", "Soft cotton tee, easy to wash", "Machine-knit striped sweater",
                   "Regular fit", "Dry-fit polyester jersey"):
         assert not is_care_instruction(prose), prose
-    text = "Red printed top made of cotton\nWash care\nDo not bleach. Do not iron on embroidery. Team it with jeans."
-    assert without_care(text) == "Red printed top made of cotton\nTeam it with jeans."
+    text = ("Red printed top made of cotton\nWash care\nDo not bleach. Do not iron on embroidery. Team it with jeans.\n"
+            "The product delivered may vary in colour and print from the display. Pair it with blue denims.")
+    assert without_boilerplate(text) == "Red printed top made of cotton"
 
 
 def test_a_colour_that_is_a_noun_needs_a_colour_word_in_prose() -> None:

@@ -79,7 +79,7 @@ def _add(found: dict[tuple[str, str], Attribute], key: str, value: str, source: 
 def text_attributes(row: dict[str, Any]) -> tuple[list[Attribute], dict[str, Any]]:
     """Attributes from one prepared row's text and image colours, plus refine hints (aux)."""
     title, text = row["title"] or "", row["description"] or ""
-    description, lead = rules.without_care(text), rules.without_care(text[:LEAD_CHARS])
+    description, lead = rules.without_boilerplate(text), rules.without_boilerplate(text[:LEAD_CHARS])
     tags = " ; ".join(json.loads(row["merchant_tags"] or "[]"))
     title_tokens = rules.strip_brand(rules.tokens(title), row.get("brand") or "")
     title_text = " ".join(title_tokens)  # brand names describe nothing ("Red Tape" shoes are not red)

@@ -209,11 +209,26 @@ PART_NOUNS: frozenset[str] = frozenset(
 # pattern ("embroidered logo", "printed label", "lace-up" closures); like PART_NOUNS, they also take a material.
 DETAIL_NOUNS: frozenset[str] = PART_NOUNS | frozenset(
     "logo logos label labels patch patches motif motifs applique badge badges emblem "
-    "up ups brand branding initials monogram".split()  # "lace up", "lace-ups": a closure; "embroidered brand name"
+    "up ups out brand branding initials monogram".split()  # "lace-up": a closure; "check out": a verb
 )
 
 # The same details named before the pattern word in running text ("brand name embroidered on the chest").
-DETAIL_AFTER: frozenset[str] = frozenset("logo logos label labels brand name initials monogram badge emblem".split())
+DETAIL_AFTER: frozenset[str] = frozenset(
+    "logo logos label labels brand name initials monogram badge emblem contrast contrasting".split()
+)
+# Trim parts: a pattern placed on one ("stripes on the sleeves", "print on the left cuff") is the trim's, while a
+# print on the front, chest or back is the product's.
+TRIM_PARTS: frozenset[str] = frozenset(
+    "sleeve sleeves side sides collar collars cuff cuffs shoulder shoulders hem hems placket waistband neckline "
+    "yoke trim trims edge edges border borders pocket pockets strap straps heel heels toe tongue".split()
+)
+# Styling advice ("Team it with blue jeans", "Pair this with ..."): a sentence opening with one of these verbs and
+# going on "with" within a few words names the items to wear it with, whose colours are not the product's.
+STYLING_VERBS: frozenset[str] = frozenset("team pair style wear club match combine complete accessorise accessorize "
+                                          "coordinate partner".split())
+# A sentence saying the delivered product may look otherwise than its photo (a disclaimer, not a description).
+DISCLAIMER_VERBS: frozenset[str] = frozenset("vary varies variation variations differ differs difference".split())
+DISCLAIMER_OBJECTS: frozenset[str] = frozenset("display screen monitor image images photo photos picture shown".split())
 
 # Words that head a modifier phrase, not a product type: a category phrase starting with one is a
 # fragment of a longer phrase ("Length Skirt" from "Knee Length Skirt", "Sleeve Top" from "Long Sleeve Top").

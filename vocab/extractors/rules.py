@@ -12,8 +12,9 @@ from functools import lru_cache
 
 from pinlanding.collections.text import singular
 from pinlanding.vocab.extractors.lexicon import (CARE_ACTIONS, CARE_OPENERS, COLOR_CUES, COLOR_SYNONYMS, COLORS,
-                                                 DETAIL_AFTER, DETAIL_NOUNS, DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS,
-                                                 NOUN_COLORS, PART_NOUNS, PHRASE_TABLES)
+                                                 DETAIL_AFTER, DETAIL_NOUNS, DISCLAIMER_OBJECTS, DISCLAIMER_VERBS,
+                                                 DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS, NOUN_COLORS, PART_NOUNS,
+                                                 PHRASE_TABLES, STYLING_VERBS, TRIM_PARTS)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _MATERIAL_CUE = re.compile(
@@ -53,13 +54,22 @@ def _preceded_by(text: str, start: int, words: frozenset[str]) -> bool:
     return bool(m) and m.group(1) in words
 
 
+_PLACED_ON = re.compile(r"\s+(?:on|at|along|across|down|around)\s+(?:the\s+|its\s+|both\s+)?([a-z]+)(?:\s+([a-z]+))?")
+
+
+def _on_trim(text: str, end: int) -> bool:
+    """Whether the phrase after ``end`` places it on a trim part ("stripes on the sleeves", "on the left cuff")."""
+    m = _PLACED_ON.match(text, end)
+    return bool(m) and (m.group(1) in TRIM_PARTS or m.group(2) in TRIM_PARTS)
+
+
 def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     """(canonical value, phrase as written) of ``key`` in ``text``, in order of appearance, one per value.
 
     A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's;
     a pattern right before a detail ("embroidered logo", "printed label", "lace-up") is the detail's. In
     ``prose`` (a description, not a title's list of attributes), so is a pattern right after one ("brand name
-    embroidered on the chest"), and a colour name that is also a noun needs a colour word after it ("skin
+    embroidered on the chest", "contrast stripes") or placed on a trim ("stripes on the sleeves"), and a colour name that is also a noun needs a colour word after it ("skin
     colour", not "your skin").
     """
     table = _table(key)
@@ -68,7 +78,7 @@ def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     for m in _pattern(key).finditer(low):
         if key in _PART_KEYS and _followed_by(low, m.end(), _PART_KEYS[key]):
             continue
-        if prose and key == "pattern" and _preceded_by(low, m.start(), DETAIL_AFTER):
+        if prose and key == "pattern" and (_preceded_by(low, m.start(), DETAIL_AFTER) or _on_trim(low, m.end())):
             continue
         if prose and key == "color" and m.group(1) in NOUN_COLORS and not _followed_by(low, m.end(), COLOR_CUES):
             continue
@@ -88,9 +98,30 @@ def is_care_instruction(sentence: str) -> bool:
     return bool(words) and words[0] in CARE_OPENERS and bool(_CARE_ACTION.search(low))
 
 
-def without_care(text: str) -> str:
-    """``text`` with its care-instruction sentences (:func:`is_care_instruction`) left out, one sentence a line."""
-    return "\n".join(s for s in _SENTENCE_END.split(text) if s.strip() and not is_care_instruction(s))
+def is_disclaimer(sentence: str) -> bool:
+    """Whether a sentence warns that the product may look otherwise than shown ("might vary in colour and prints
+    from the display"): it names no attribute of the product."""
+    words = set(_TOKEN.findall(sentence.lower()))
+    return bool(words & DISCLAIMER_VERBS) and bool(words & DISCLAIMER_OBJECTS)
+
+
+_STYLED_OBJECTS = frozenset("it this these them those that the your".split())
+
+
+def is_styling_advice(sentence: str) -> bool:
+    """Whether a sentence suggests what to wear the product with ("Team it with blue jeans and white sneakers"):
+    it opens with a styling verb, then names the product ("it", "this", "these"), and says "with" within its next
+    four words ("Style meets comfort with this shirt" is no advice)."""
+    words = _TOKEN.findall(sentence.lower())
+    return (len(words) > 2 and words[0] in STYLING_VERBS and words[1] in _STYLED_OBJECTS and "with" in words[2:5])
+
+
+def without_boilerplate(text: str) -> str:
+    """``text`` with the sentences that do not describe the product left out (care instructions, disclaimers,
+    styling advice: :func:`is_care_instruction`, :func:`is_disclaimer`, :func:`is_styling_advice`), one sentence a
+    line."""
+    return "\n".join(s for s in _SENTENCE_END.split(text)
+                     if s.strip() and not (is_care_instruction(s) or is_disclaimer(s) or is_styling_advice(s)))
 
 
 _PERCENT = re.compile(r"(\d{1,3})\s?%\s*([a-z][a-z ]{2,30})", re.IGNORECASE)
