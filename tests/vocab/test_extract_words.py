@@ -63,13 +63,14 @@ def test_a_pattern_before_a_detail_is_the_detail_s() -> None:
 
 def test_care_instructions_disclaimers_and_styling_advice_name_no_attribute() -> None:
     for advice in ("Machine wash cold water", "Do not use iron on print/embroidery", "Dry clean only",
-                   "Mild iron, and do not iron on print/embellishment", "Turn inside out before drying", "Wash care"):
+                   "Mild iron, and do not iron on print/embellishment", "Turn inside out before drying", "Wash care",
+                   "Cold water machine wash", "Line dry in shade", "Warm iron, but do not iron directly on print"):
         assert is_care_instruction(advice), advice
     assert is_styling_advice("Team this with blue jeans") and is_styling_advice("Pair it up with white sneakers")
     assert not is_styling_advice("Style meets comfort with this shirt") and not is_styling_advice("A tee with pockets")
     assert is_disclaimer("Colours may vary slightly from the image") and not is_disclaimer("Colours vary by size")
     for prose in ("Use it for parties", "Soft cotton tee, easy to wash", "Machine-knit striped sweater",
-                  "Regular fit", "Dry-fit polyester jersey"):
+                  "Regular fit", "Dry-fit polyester jersey", "Light wash slim fit jeans with five pockets"):
         assert not is_care_instruction(prose), prose
     text = ("Red printed top made of cotton\nWash care\nDo not bleach. Do not iron on embroidery. Team it with jeans.\n"
             "The product delivered may vary in colour and print from the display. Pair it with blue denims.")

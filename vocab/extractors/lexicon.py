@@ -248,9 +248,15 @@ TYPE_SYNONYMS: dict[str, str] = {
 # Care instructions ("Machine wash cold", "Do not iron on print/embroidery", "Dry in shade"): a sentence that
 # opens with one of these words and names a care action gives washing advice, not the product's attributes.
 CARE_OPENERS: frozenset[str] = frozenset(
-    "do don't dont never avoid use machine hand gentle cold warm wash dry tumble iron bleach line flat turn wipe "
-    "spot clean soak store professional care wring mild light low medium steam".split()
+    "do don't dont never avoid use machine hand wash dry tumble iron bleach turn wipe soak store professional "
+    "wring mild steam".split()
 )
+# Words that open care lines ("Cold machine wash", "Line dry") but also product prose ("Light wash slim jeans",
+# "Warm woollen sweater"): such a sentence is care advice only when short, or when the next word is one of
+# CARE_MODIFIED ("Warm iron, do not iron on print").
+CARE_MODIFIERS: frozenset[str] = frozenset("gentle cold warm light low medium line flat spot clean care".split())
+CARE_MODIFIED: frozenset[str] = frozenset("iron machine hand tumble bleach".split())
+CARE_MODIFIER_MAX_WORDS = 5
 CARE_ACTIONS: tuple[str, ...] = (
     "wash", "washing", "bleach", "iron", "ironing", "tumble", "dry clean", "drying", "dry in",
     "dry flat", "dry under", "line dry", "detergent", "soak", "wring", "care",

@@ -11,10 +11,11 @@ import re
 from functools import lru_cache
 
 from pinlanding.collections.text import singular
-from pinlanding.vocab.extractors.lexicon import (CARE_ACTIONS, CARE_OPENERS, COLOR_CUES, COLOR_SYNONYMS, COLORS,
-                                                 DETAIL_AFTER, DETAIL_NOUNS, DISCLAIMER_OBJECTS, DISCLAIMER_VERBS,
-                                                 DOMINANT_FIBRE_SHARE, NON_TYPE_WORDS, NOUN_COLORS, PART_NOUNS,
-                                                 PHRASE_TABLES, STYLING_VERBS, TRIM_PARTS)
+from pinlanding.vocab.extractors.lexicon import (CARE_ACTIONS, CARE_MODIFIED, CARE_MODIFIER_MAX_WORDS, CARE_MODIFIERS,
+                                                 CARE_OPENERS, COLOR_CUES, COLOR_SYNONYMS, COLORS, DETAIL_AFTER,
+                                                 DETAIL_NOUNS, DISCLAIMER_OBJECTS, DISCLAIMER_VERBS, DOMINANT_FIBRE_SHARE,
+                                                 NON_TYPE_WORDS, NOUN_COLORS, PART_NOUNS, PHRASE_TABLES,
+                                                 STYLING_VERBS, TRIM_PARTS)
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['\-][a-z0-9]+)*")
 _MATERIAL_CUE = re.compile(
@@ -69,8 +70,8 @@ def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     A material right before a part noun ("rubber outsole", "metal frame") is the part's, not the product's;
     a pattern right before a detail ("embroidered logo", "printed label", "lace-up") is the detail's. In
     ``prose`` (a description, not a title's list of attributes), so is a pattern right after one ("brand name
-    embroidered on the chest", "contrast stripes") or placed on a trim ("stripes on the sleeves"), and a colour name that is also a noun needs a colour word after it ("skin
-    colour", not "your skin").
+    embroidered on the chest", "contrast stripes") or placed on a trim ("stripes on the sleeves"), and a colour
+    name that is also a noun needs a colour word after it ("skin colour", not "your skin").
     """
     table = _table(key)
     low = text.lower()
@@ -91,11 +92,15 @@ _CARE_ACTION = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(a) for a in CARE
 
 
 def is_care_instruction(sentence: str) -> bool:
-    """Whether a sentence is washing advice: it opens with an imperative of care ("Do not", "Machine", "Dry")
-    and names a care action ("Do not use iron on print/embroidery" names no pattern of the product)."""
+    """Whether a sentence is washing advice: it opens with an imperative of care ("Do not", "Machine", "Dry"), or
+    opens with a word of care and is short or goes on with a care verb ("Cold machine wash", "Warm iron, but do not
+    iron on print"), and names a care action ("Do not use iron on print/embroidery" names no pattern of the
+    product)."""
     low = sentence.strip().lower()
     words = _TOKEN.findall(low)
-    return bool(words) and words[0] in CARE_OPENERS and bool(_CARE_ACTION.search(low))
+    opens = bool(words) and (words[0] in CARE_OPENERS or (words[0] in CARE_MODIFIERS and (
+        len(words) <= CARE_MODIFIER_MAX_WORDS or words[1] in CARE_MODIFIED)))
+    return opens and bool(_CARE_ACTION.search(low))
 
 
 def is_disclaimer(sentence: str) -> bool:
