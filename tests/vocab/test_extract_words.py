@@ -75,6 +75,8 @@ def test_care_instructions_disclaimers_and_styling_advice_name_no_attribute() ->
     text = ("Red printed top made of cotton\nWash care\nDo not bleach. Do not iron on embroidery. Team it with jeans.\n"
             "The product delivered may vary in colour and print from the display. Pair it with blue denims.")
     assert without_boilerplate(text) == "Red printed top made of cotton"
+    bullets = "\u2022 Machine wash cold \u2022 100% cotton \u25aa Do not bleach \u00b7 Regular fit"
+    assert without_boilerplate(bullets) == "100% cotton\nRegular fit"  # a feed's one-line list
 
 
 def test_a_colour_that_is_a_noun_needs_a_colour_word_in_prose() -> None:

@@ -87,7 +87,8 @@ def match(key: str, text: str, prose: bool = False) -> list[tuple[str, str]]:
     return list(out.items())
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+# sentence ends, line breaks and list bullets ("• Machine wash cold • 100% cotton" on one line of a feed)
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+|\s*[\u2022\u00b7\u25aa\u25cf\u25e6]\s*")
 _CARE_ACTION = re.compile(r"(?<![a-z])(?:" + "|".join(re.escape(a) for a in CARE_ACTIONS) + r")(?![a-z])")
 
 
