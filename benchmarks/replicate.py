@@ -40,19 +40,14 @@ def replicate(base: pa.Table, n: int) -> pa.Table:
     """The first ``n`` rows of ``base`` copied ``ceil(n / len(base))`` times, each copy with fresh keys."""
     copies = []
     for r in range(math.ceil(n / base.num_rows)):
-        suffix = pa.scalar(f"-{r}")
         desc = pc.binary_join_element_wise(pc.fill_null(base["description"], ""), pa.scalar(f" Lot {r}."), "")
-        hashes = pa.array([hashlib.sha256(f"{h}:{r}".encode()).hexdigest() for h in base["content_hash"].to_pylist()],
-                          pa.string())
-        copy = base.set_column(base.schema.get_field_index("product_id"), "product_id",
-                               pc.binary_join_element_wise(base["product_id"], suffix, ""))
-        copy = copy.set_column(copy.schema.get_field_index("description"), "description", desc)
-        copies.append(copy.set_column(copy.schema.get_field_index("content_hash"), "content_hash", hashes))
+        copy = _copy_keys(base, r)
+        copies.append(copy.set_column(copy.schema.get_field_index("description"), "description", desc))
     return pa.concat_tables(copies).slice(0, n)
 
 
 def _copy_keys(table: pa.Table, r: int) -> pa.Table:
-    """``table`` with the product ids and content hashes of copy ``r`` (as :func:`replicate` gives them)."""
+    """``table`` with the product ids (``ID-r``) and content hashes of copy ``r``."""
     table = table.set_column(table.schema.get_field_index("product_id"), "product_id",
                              pc.binary_join_element_wise(table["product_id"], pa.scalar(f"-{r}"), ""))
     if "content_hash" in table.column_names:
@@ -85,7 +80,7 @@ def replicate_run(run: Path, out: Path, copies: int) -> int:
         src, dst = run / name, out / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dst, dirs_exist_ok=True) if src.is_dir() else shutil.copy2(src, dst)
-    return products.num_rows * copies
+    return n * copies
 
 
 def write_catalogue(products: pa.Table, out: Path, part_rows: int) -> int:
