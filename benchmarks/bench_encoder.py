@@ -153,11 +153,15 @@ def sees(run: Path, labels_path: Path, target: float = 0.85, image_root: Path | 
             words = [bundle.vocab[i][1] for i in positives.get(pid, []) if bundle.vocab[i][0] == key]
             words += list(labels.values.get(family, {}).get(pid, ()))
             texts.append(mask_values(text, words))
-        every = bundle.calibration.scores(combine_texts(model, visual, model.tokenize(texts)) @ attr.T)
+        cosine = combine_texts(model, visual, model.tokenize(texts)) @ attr.T
+        every = bundle.calibration.scores(cosine)
         scores, conf = every[:, cols], bundle.calibration.confidence(every)[:, cols]
+        reach = bundle.calibration.in_scope(cosine)[:, cols]  # out of a scoped key's reach: no answer
+        conf = np.where(reach, conf, 0.0)
         best = np.where(bundle.calibration.answers(every)[:, cols], conf, -1.0).argmax(1)
-        top = conf[np.arange(len(best)), best]
-        above = scores[np.arange(len(best)), best] >= bundle.calibration.thresholds[cols][best]
+        rows = np.arange(len(best))
+        top = conf[rows, best]
+        above = (scores[rows, best] >= bundle.calibration.thresholds[cols][best]) & reach[rows, best]
         verdict = [labels.judge_row(pid, key, bundle.vocab[cols[b]][1]) for pid, b in zip(held.ids, best)]
         judged = np.array([v is not None for v in verdict])
         correct = np.array([bool(v) for v in verdict])

@@ -21,8 +21,9 @@ from pinlanding.encoders.data import attribute_phrase
 from pinlanding.encoders.features import FeatureStore, batch_features
 
 MODEL_FILE = "model.safetensors"
-CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale", "centres")
-REQUIRED_FIELDS = CALIBRATION_FIELDS[:5]  # groups and scale are absent for cosine-scored models, centres in older files
+CALIBRATION_FIELDS = ("thresholds", "positives", "precision", "recall", "platt", "groups", "scale", "centres", "floors")
+# groups and scale are absent for cosine-scored models, centres and floors in older files
+REQUIRED_FIELDS = CALIBRATION_FIELDS[:5]
 
 
 @dataclass
@@ -118,9 +119,11 @@ class Scorer:
     def score(self, embeddings: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(attribute index ``[N, k]``, confidence ``[N, k]``); slots not assigned hold -1 and 0."""
         emb = torch.as_tensor(embeddings, device=self.device).float()
-        scores = self.calibration.scores(emb @ self.attributes.T)
+        cosine = emb @ self.attributes.T
+        scores = self.calibration.scores(cosine)
         conf = self.calibration.confidence(scores)
-        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence) & self.calibration.answers(scores)
+        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence) & self.calibration.answers(scores) \
+            & self.calibration.in_scope(cosine)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
         idx = torch.where(top >= 0, idx, -1)
         return idx.to(torch.int32).cpu().numpy(), top.clamp_min(0).cpu().numpy().astype(np.float32)

@@ -118,6 +118,11 @@ class EncoderConfig(StrictModel):
     # keys a product has one value of whatever the text names (a second colour word is a trim's or a print's),
     # single-valued beside those the data shows (exclusive_share)
     single_valued_keys: list[str] = ["category", "color"]
+    # keys that describe a part only some product types have (a shoe has no neckline): the encoder answers one
+    # only where the product's cosine to the key's values reaches the held-out products the text gives the key
+    # (their scope_quantile); elsewhere its best value is the nearest of unrelated phrases, not an answer
+    scoped_keys: list[str] = ["neck", "sleeve"]
+    scope_quantile: float = 0.01
 
     def resolved(self, field: str) -> Any:
         """The explicit value of ``field`` or, when unset, the preset's ("none" and -1 mean unset-by-choice)."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pinlanding.encoders.bundle import EncoderBundle
-from pinlanding.encoders.calibrate import Calibration, calibrate, key_groups, key_recall, key_scores
+from pinlanding.encoders.calibrate import Calibration, calibrate, key_groups, key_recall, key_scores, scope_floors
 from pinlanding.encoders.config import EncoderConfig
 from pinlanding.encoders.data import ProductSet, mask_words, value_words
 from pinlanding.encoders.images import TrainingImages
@@ -51,15 +51,16 @@ def validate(bundle: EncoderBundle, cfg: EncoderConfig, images: TrainingImages, 
     pos = positive_matrix([data.ids[i] for i in val_idx], positives, len(vocab))
     has_key = {key: pos[:, keys == key].any(1) for key in set(keys)}  # products with some value of the key
     known = np.stack([has_key[k] for k in keys], axis=1)
-    cal_scores = scores
+    cal_cosine = cosine
     if cfg.calibrate_masked:
-        cal_scores = key_scores(masked_scores(model, attr_emb, cosine, visual, [data.texts[i] for i in val_idx], vocab),
-                                groups, scale)
+        cal_cosine = masked_scores(model, attr_emb, cosine, visual, [data.texts[i] for i in val_idx], vocab)
+    cal_scores = key_scores(cal_cosine, groups, scale)
     cal = calibrate(cal_scores, pos, list(keys), cfg.target_precision, cfg.shrinkage, cfg.min_threshold, seed,
                     known=known if cfg.calibrate_on == "known_keys" else None, min_positives=cfg.min_heldout_positives,
                     min_key_recall=cfg.min_key_recall, groups=groups, scale=scale)
+    cal.floors = scope_floors(cal_cosine, known, list(keys), cfg.scoped_keys, cfg.scope_quantile)
     bundle.calibration = cal
-    above = known & (cal_scores >= cal.thresholds)  # the pairs the encoder would assign, judged by the extraction
+    above = known & (cal_scores >= cal.thresholds) & cal.in_scope(cal_cosine)  # the pairs the encoder would assign, judged by the extraction
     metrics = {
         "heldout_reliability": reliability({"confidence": cal.confidence(cal_scores)[above].astype(float),
                                             "correct": pos[above].astype(np.int8)}),

@@ -191,3 +191,35 @@ def test_a_single_valued_keys_confidence_is_fitted_on_its_answers_with_a_reliabi
         assert abs(c[mine].mean() - (truth[mine] == v).mean()) < 0.05
     old = calibrate(scores, pos, keys, target_precision=0.5, shrinkage=0.0)  # cosine keys: centred on thresholds
     assert np.allclose(old.centres, old.thresholds)
+
+
+def test_a_scoped_key_is_not_answered_for_products_outside_its_reach():
+    from pinlanding.encoders.bundle import Scorer
+    from pinlanding.encoders.calibrate import Calibration, key_groups, scope_floors
+
+    keys = ["neck", "neck", "occasion"]
+    rng = np.random.default_rng(0)
+    # held-out: 100 tops with a neckline (cosines 0.4-0.6 to the best neck value), 100 shoes without (0.0-0.2)
+    cosine = np.concatenate([rng.uniform(0.4, 0.6, (100, 3)), rng.uniform(0.0, 0.2, (100, 3))])
+    known = np.zeros((200, 3), bool)
+    known[:100, :2] = True
+    known[:, 2] = True
+    floors = scope_floors(cosine, known, keys, ["neck", "sleeve"], quantile=0.01)
+    tops = cosine[:100, :2].max(1)  # the tops' best neck cosine
+    assert floors[0] == floors[1] == pytest.approx(np.quantile(tops, 0.01)) and 0.4 <= floors[0] < np.median(tops)
+    assert floors[2] == -np.inf  # occasion is not scoped: every product has one
+    groups = key_groups(keys, ["neck"])
+    cal = Calibration(np.array([0.0, 0.0, 0.0], np.float32), np.ones(3), np.ones(3), np.ones(3),
+                      np.array([[10.0] * 3, [5.0] * 3]), groups=groups, scale=1.0, floors=floors)
+    reach = cal.in_scope(cosine)
+    assert reach[:100, :2].any(1).mean() >= 0.98 and not reach[100:, :2].any() and reach[:, 2].all()
+    # the scorer answers the shoe's occasion, not its neckline, though the shoe's best neck value is most probable
+    shoe, top = np.array([[0.2, 0.0, 0.3]], np.float32), np.array([[0.5, 0.3, 0.3]], np.float32)
+    scorer = Scorer(np.eye(3, dtype=np.float32), cal, top_k=3)
+    assert sorted(i for i in scorer.score(shoe)[0][0].tolist() if i >= 0) == [2]
+    assert sorted(i for i in scorer.score(top)[0][0].tolist() if i >= 0) == [0, 2]
+    from dataclasses import replace
+
+    unscoped = replace(cal, floors=None)  # a model file from before floors: every product in scope
+    assert sorted(i for i in Scorer(np.eye(3, dtype=np.float32), unscoped, top_k=3).score(shoe)[0][0].tolist()
+                  if i >= 0) == [0, 2]

@@ -134,9 +134,11 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
 def test_the_pretrained_tower_trains_on_its_frozen_features_and_reloads(tmp_path):
     layout = build_run(tmp_path, n=16)
     cfg = tiny_config(epochs=2, vision_model="efficientnet_lite0", vision_pretrained="packaged",
-                      vision_tuned_stages=0, colour_bins=4)
+                      vision_tuned_stages=0, colour_bins=4, scoped_keys=["color"])
     call_stage(run_train, cfg, layout)
     bundle = load_bundle(layout.dir("encoder"), device="cpu")  # safetensors load of the saved model
+    floors, keys = bundle.calibration.floors, np.array([k for k, _ in bundle.vocab])
+    assert np.isfinite(floors[keys == "color"]).all() and np.isneginf(floors[keys != "color"]).all()
     trunk = bundle.model.visual.trunk
     assert bundle.model.frozen_stages == len(trunk.blocks) and bundle.model.spec["vision_pretrained"] == "packaged"
     metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
