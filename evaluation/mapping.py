@@ -213,6 +213,8 @@ NARROWER: dict[str, dict[str, set[str]]] = {
 
 # colour names whose last word is a base colour are shades of it ("navy blue" is a blue)
 _BASE_COLOURS = {"black", "white", "blue", "red", "green", "pink", "yellow", "orange", "brown", "grey", "purple"}
+# bare head words that accept every longer value ending in them: a navy blue is a blue, a spread collar a collar
+_HEADS = {"colour": _BASE_COLOURS, "neck": {"collar"}}
 
 
 def attr_key(key: str, value: str) -> tuple[str, str]:
@@ -257,7 +259,7 @@ def accepts(family: str, collection_value: str, label_value: str) -> bool:
     """
     if label_value in narrower(family, collection_value):
         return True
-    if family == "colour" and collection_value in _BASE_COLOURS:
+    if collection_value in _HEADS.get(family, ()):
         words = label_value.split()
         return len(words) > 1 and words[-1] == collection_value
     return False

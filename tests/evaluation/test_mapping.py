@@ -31,6 +31,11 @@ def test_kind_of_relations_go_one_way():
     assert mp.accepts("category", "shoe", "casual shoe")
     assert not mp.accepts("category", "shirt", "tshirt")
     assert mp.accepted_values("pattern", "printed", {"floral", "solid", "printed"}) == {"floral", "printed"}
+    collar = mp.canonical("neck", "Collar")  # a bare collar: any kind of collar, not a neckline without one
+    assert mp.accepts("neck", collar, mp.canonical("neck", "Spread Collar"))
+    assert mp.accepts("neck", collar, mp.canonical("neck", "Polo Collar"))
+    assert not mp.accepts("neck", collar, mp.canonical("neck", "Round Neck"))
+    assert not mp.accepts("neck", mp.canonical("neck", "Polo Collar"), collar)
 
 
 def test_keys_families_and_rules():
