@@ -128,7 +128,7 @@ def scope_floors(cosine: np.ndarray, known: np.ndarray, keys: list[str], scoped:
     held-out products ``known [N, V]`` marks as having some value of it; -inf elsewhere. A product further from
     every value of a neckline than nearly all products with one (a shoe, a watch) is outside the key's scope, and
     the key's most probable value there is only the least unrelated phrase (measured on the dev catalogue: the
-    encoder put "polo collar" on 4,600 shoes, belts and wallets)."""
+    encoder put "polo collar" on about 4,700 shoes, belts and wallets)."""
     key_of = np.array(keys)
     floors = np.full(len(keys), -np.inf, np.float32)
     for key in sorted(set(scoped) & set(keys)):

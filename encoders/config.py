@@ -122,7 +122,7 @@ class EncoderConfig(StrictModel):
     # only where the product's cosine to the key's values reaches the held-out products the text gives the key
     # (their scope_quantile); elsewhere its best value is the nearest of unrelated phrases, not an answer
     scoped_keys: list[str] = ["neck", "sleeve"]
-    scope_quantile: float = 0.01
+    scope_quantile: float = 0.05
 
     def resolved(self, field: str) -> Any:
         """The explicit value of ``field`` or, when unset, the preset's ("none" and -1 mean unset-by-choice)."""
