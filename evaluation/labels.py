@@ -104,9 +104,11 @@ def parse_record(labels: Labels, record: dict[str, Any]) -> None:
     fibres = labels.values.get("material", {}).get(pid, set()) - {"blended"}
     if len(fibres) >= 2:  # labels naming two or more fibres describe a blend: a "blended" row is right there
         labels.values["material"][pid].add("blended")
-    age = str(record.get("ageGroup") or "")
-    if age.lower().startswith("kids"):
+    group, _, audience = str(record.get("ageGroup") or "").partition("-")
+    if group.strip().lower() == "kids":  # "Kids-Girls": a girls' product even where gender says "Women"
         labels.add(pid, "gender", "kid")
+        if audience.strip().lower() in ("boys", "girls"):
+            labels.add(pid, "gender", audience)
 
 
 def read_labels(path: str | Path) -> Labels:

@@ -50,3 +50,14 @@ def test_labels_naming_two_fibres_are_a_blend():
     assert labels.judge_row("1", "material", "blended") is True and labels.judge_row("1", "material", "cotton") is True
     assert labels.judge_row("2", "material", "blended") is False
     assert labels.judge_row("3", "material", "blended") is True and labels.judge_row("3", "material", "cotton") is True
+
+
+def test_a_kids_age_group_names_the_audience_the_gender_field_misses():
+    labels = Labels()
+    parse_record(labels, {"id": 8, "gender": "Women", "ageGroup": "Kids-Girls"})
+    parse_record(labels, {"id": 9, "gender": "Unisex", "ageGroup": "Kids-Unisex"})
+    parse_record(labels, {"id": 10, "gender": "Women", "ageGroup": "Adults-Women"})
+    assert labels.values["gender"]["8"] == {"women", "kid", "girl"}
+    assert labels.judge_row("8", "gender", "girls") is True
+    assert labels.values["gender"]["9"] == {"unisex", "kid"}
+    assert labels.values["gender"]["10"] == {"women"}
