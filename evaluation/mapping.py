@@ -213,8 +213,9 @@ NARROWER: dict[str, dict[str, set[str]]] = {
 
 # colour names whose last word is a base colour are shades of it ("navy blue" is a blue)
 _BASE_COLOURS = {"black", "white", "blue", "red", "green", "pink", "yellow", "orange", "brown", "grey", "purple"}
-# bare head words that accept every longer value ending in them: a navy blue is a blue, a spread collar a collar
-_HEADS = {"colour": _BASE_COLOURS, "neck": {"collar"}}
+# head-final compounds: a value accepts every longer one ending in it (a "lounge short" is a short, a spread collar
+# a collar); for colour only the base colours (a navy blue is a blue, a rose gold no gold). None: every value
+_HEAD_FINAL: dict[str, set[str] | None] = {"category": None, "colour": _BASE_COLOURS, "neck": {"collar"}}
 
 
 def attr_key(key: str, value: str) -> tuple[str, str]:
@@ -259,10 +260,8 @@ def accepts(family: str, collection_value: str, label_value: str) -> bool:
     """
     if label_value in narrower(family, collection_value):
         return True
-    if collection_value in _HEADS.get(family, ()):
-        words = label_value.split()
-        return len(words) > 1 and words[-1] == collection_value
-    return False
+    heads = _HEAD_FINAL.get(family, set())
+    return (heads is None or collection_value in heads) and label_value.endswith(" " + collection_value)
 
 
 def accepted_values(family: str, collection_value: str, label_values: Iterable[str]) -> set[str]:

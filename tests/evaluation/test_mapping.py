@@ -36,6 +36,10 @@ def test_kind_of_relations_go_one_way():
     assert mp.accepts("neck", collar, mp.canonical("neck", "Polo Collar"))
     assert not mp.accepts("neck", collar, mp.canonical("neck", "Round Neck"))
     assert not mp.accepts("neck", mp.canonical("neck", "Polo Collar"), collar)
+    shorts = mp.canonical("category", "Shorts")  # head-final: lounge shorts are shorts, not the reverse
+    assert mp.accepts("category", shorts, mp.canonical("category", "Lounge Shorts"))
+    assert not mp.accepts("category", mp.canonical("category", "Lounge Shorts"), shorts)
+    assert not mp.accepts("colour", mp.canonical("colour", "gold"), mp.canonical("colour", "rose gold"))
 
 
 def test_keys_families_and_rules():
