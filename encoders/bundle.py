@@ -110,8 +110,9 @@ class Scorer:
                  min_confidence: float = 0.0, device: str = "cpu") -> None:
         self.device = device
         self.attributes = torch.as_tensor(attributes, dtype=torch.float32, device=device)  # [V, D]
-        self.calibration = replace(calibration, thresholds=torch.as_tensor(calibration.thresholds,
-                                                                           dtype=torch.float32, device=device))
+        on_device = {name: torch.as_tensor(getattr(calibration, name), dtype=torch.float32, device=device)
+                     for name in ("thresholds", "floors") if getattr(calibration, name) is not None}
+        self.calibration = replace(calibration, **on_device)  # moved once, not on every batch
         self.top_k = min(top_k, len(calibration.thresholds))
         self.min_confidence = min_confidence
 
@@ -122,8 +123,8 @@ class Scorer:
         cosine = emb @ self.attributes.T
         scores = self.calibration.scores(cosine)
         conf = self.calibration.confidence(scores)
-        ok = (scores >= self.calibration.thresholds) & (conf >= self.min_confidence) & self.calibration.answers(scores) \
-            & self.calibration.in_scope(cosine)
+        cal = self.calibration
+        ok = (scores >= cal.thresholds) & (conf >= self.min_confidence) & cal.answers(scores) & cal.in_scope(cosine)
         top, idx = torch.where(ok, conf, -1.0).topk(self.top_k, dim=1)
         idx = torch.where(top >= 0, idx, -1)
         return idx.to(torch.int32).cpu().numpy(), top.clamp_min(0).cpu().numpy().astype(np.float32)

@@ -60,7 +60,8 @@ def validate(bundle: EncoderBundle, cfg: EncoderConfig, images: TrainingImages, 
                     min_key_recall=cfg.min_key_recall, groups=groups, scale=scale)
     cal.floors = scope_floors(cal_cosine, known, list(keys), cfg.scoped_keys, cfg.scope_quantile)
     bundle.calibration = cal
-    above = known & (cal_scores >= cal.thresholds) & cal.in_scope(cal_cosine)  # the pairs the encoder would assign, judged by the extraction
+    # the pairs the encoder would assign, judged by the extraction
+    above = known & (cal_scores >= cal.thresholds) & cal.in_scope(cal_cosine)
     metrics = {
         "heldout_reliability": reliability({"confidence": cal.confidence(cal_scores)[above].astype(float),
                                             "correct": pos[above].astype(np.int8)}),
