@@ -29,6 +29,8 @@ index's photo digests for unchanged products.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -108,6 +110,19 @@ class EmbedAndScore:
         self.store = read_features(as_path(encoder_dir) / FEATURES_FILE, feature_digest(self.bundle.model))
         self.scorer = Scorer(self.bundle.attribute_embeddings(), self.bundle.calibration, top_k, min_confidence,
                              device=self.bundle.device)
+        self.cuda = self.bundle.device.startswith("cuda")
+        self.local = threading.local()  # one CUDA stream per calling thread (assign.calls_per_actor)
+        if self.cuda:
+            torch.cuda.synchronize()  # the model and the scorer's tensors are ready before other streams read them
+
+    def _stream(self) -> Any:
+        """This thread's CUDA stream (a null context on CPU): concurrent calls queue their copies and kernels on
+        their own streams, so one call's copies can overlap another's model pass."""
+        if not self.cuda:
+            return contextlib.nullcontext()
+        if not hasattr(self.local, "stream"):
+            self.local.stream = torch.cuda.Stream(device=self.bundle.device)
+        return torch.cuda.stream(self.local.stream)
 
     def _pixels(self, batch: dict[str, np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray]:
         """(pixels, has_image, image_error) of the batch, decoding its ``image_bytes`` when it has them."""
@@ -127,11 +142,13 @@ class EmbedAndScore:
         return pixels, has_image, errors
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        pixels, has_image, errors = self._pixels(batch)
-        emb = self.bundle.embed_batch(pixels, has_image, batch["token_ids"], batch.get("feature_row"),
-                                      self.store).float()
-        idx, conf = self.scorer.score(emb)  # on the model's device
-        return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb.cpu().numpy(),
+        with self._stream():
+            pixels, has_image, errors = self._pixels(batch)
+            emb = self.bundle.embed_batch(pixels, has_image, batch["token_ids"], batch.get("feature_row"),
+                                          self.store).float()
+            idx, conf = self.scorer.score(emb)  # on the model's device; returned to the host, so synchronised
+            emb = emb.cpu().numpy()
+        return {"product_id": batch["product_id"], "content_hash": batch["content_hash"], "embedding": emb,
                 "attr_idx": idx, "attr_conf": conf, "image_error": errors,
                 "image_path": batch["image_path"], **_part_tag(batch)}
 
@@ -164,7 +181,9 @@ def embed_stream(blocks: Iterable[pa.Table], encoder_dir: AnyPath, bundle: Encod
         ds = ds.map_batches(EmbedAndScore, fn_constructor_kwargs={
             "encoder_dir": location(encoder_dir, absolute=True), "device": "cuda" if use_gpu else "cpu",
             "top_k": cfg.top_k, "min_confidence": cfg.min_confidence},
-            batch_size=cfg.batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+            batch_size=cfg.batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=cfg.actors, max_concurrent_calls_per_actor=cfg.calls_per_actor,
+                                               enable_true_multi_threading=cfg.calls_per_actor > 1),
             num_gpus=cfg.gpus_per_actor if use_gpu else 0, num_cpus=1)
         yield from timed_stream(ds.iter_batches(batch_size=None, batch_format="numpy"), timing)
 

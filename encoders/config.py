@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field
+
 from pinlanding.collections.strict import StrictModel
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -144,6 +146,10 @@ class AssignConfig(StrictModel):
     batch_size: int = 256  # products per model batch
     decode_batch_size: int = 512  # products per image-decoding task
     actors: int = 1  # model actors
+    # batches one model actor works on at once, each in its own thread (and CUDA stream): one batch's CPU work
+    # (formatting, copies, the results' conversion) overlaps another's model pass in one process, instead of
+    # several processes taking turns on the GPU. 1: one batch at a time
+    calls_per_actor: int = Field(1, ge=1)
     gpus_per_actor: float = 1.0  # when the cluster has GPUs; 0.5 puts two actors on each GPU
     decode_concurrency: int | None = None  # image-decoding workers (None: every CPU but one per model actor)
     device: Literal["auto", "cpu", "cuda"] = "auto"

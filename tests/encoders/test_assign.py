@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -105,6 +106,33 @@ def test_actor_classes_work_on_a_plain_batch(trained_run, tmp_path):
     out = spec_model(pre)
     assert out["embedding"].shape == (4, product_width())
     assert out["attr_idx"].shape == (4, 3) and (out["attr_idx"] < len(spec_model.bundle.vocab)).all()
+
+
+def test_an_actor_working_on_batches_in_threads_gives_what_it_gives_one_at_a_time(trained_run):
+    """assign.calls_per_actor: one model actor called from several threads at once, as Ray Data does."""
+    products = read_table(trained_run.products, PRODUCTS)
+    model = EmbedAndScore(str(trained_run.dir("encoder")), device="cpu", top_k=3)
+    pre = Preprocess(model.bundle.model.spec, model.bundle.model.image_size)
+    batches = [pre({c: np.array(products.column(c).slice(i, 8).to_pylist(), dtype=object)
+                    for c in ("product_id", "content_hash", "title", "merchant_tags", "image_path")})
+               for i in range(0, 48, 8)]
+    serial = [model(b) for b in batches]
+    with ThreadPoolExecutor(3) as pool:
+        threaded = list(pool.map(model, batches))
+    for one, other in zip(serial, threaded):
+        assert list(one["product_id"]) == list(other["product_id"])
+        np.testing.assert_allclose(one["embedding"], other["embedding"], atol=1e-6)
+        np.testing.assert_array_equal(one["attr_idx"], other["attr_idx"])
+
+
+def test_several_calls_per_actor_give_the_same_graph(trained_run, run_copy, tmp_path):
+    cfg = tiny_config()
+    call_stage(run_assign, *Run(cfg, run_copy))
+    other = RunLayout(shutil.copytree(trained_run.root, tmp_path / "other"))
+    threaded = cfg.model_copy(update={"assign": cfg.assign.model_copy(update={"calls_per_actor": 3, "batch_size": 8})})
+    counts = call_stage(run_assign, *Run(threaded, other))
+    assert counts["embedded"] == 48 and counts["reused"] == 0
+    assert read_table(other.assignments, ASSIGNMENTS).equals(read_table(run_copy.assignments, ASSIGNMENTS))
 
 
 def test_merge_graph_fuses_agreement_and_contradiction_without_second_values():
