@@ -2,6 +2,7 @@
 import csv
 import json
 import math
+import shutil
 
 import pytest
 from typer.testing import CliRunner
@@ -36,12 +37,15 @@ def test_report_stage_writes_label_free_report(run, cfg):
     assert "label" not in json.dumps(report["inputs"])  # reads pipeline artifacts only
 
 
-def test_report_without_queries_or_feeds(run, cfg, tmp_path):
+def test_report_without_queries_feeds_or_assignments(run, cfg, tmp_path):
     (run.feeds).unlink()
+    shutil.rmtree(run.assignments) if run.assignments.is_dir() else run.assignments.unlink()
     cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"queries": str(tmp_path / "x")})})
     counts = call_stage(run_report, cfg, run)
     assert counts["collections"] == 0 and counts["queries"] == 0
-    assert "No search log" in (run.root / "report" / "index.html").read_text()
+    html = (run.root / "report" / "index.html").read_text()
+    assert "No search log" in html
+    assert "assignments: 0 attribute rows" in html and "n/a</div><div class=\"l\">attributes per product" in html
 
 
 def test_evaluate_hand_computed(run, cfg, labels_path):
