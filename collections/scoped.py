@@ -5,7 +5,8 @@ new vocabulary is one of those values, or what a reject/rename/merge decision tu
 would learn the same thing under other names, so :func:`reuse_encoder` keeps the model and
 :func:`map_assignments` rewrites the assignments the encoder produced (kept in ``RUN/scoped/``) through the
 decisions instead of assigning the catalogue again. Anything else (a new value, another catalogue, another
-encoder) returns None and the stage runs in full. Both are ``Stage.reuse`` hooks of the pipeline.
+encoder, another extraction: new rules or confidences change the curated pairs and the graph merged from them)
+returns None and the stage runs in full. Both are ``Stage.reuse`` hooks of the pipeline.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def _same_inputs(layout: RunLayout, previous: dict[str, Any], names: tuple[str, 
 
 def reuse_encoder(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Counts for the manifest when the trained encoder still covers the vocabulary (see module doc)."""
-    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog",)) \
+    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog", "attributes")) \
             or (previous.get("outputs") or {}).get("encoder") != tree_digest_or_absent(layout.root / "encoder"):
         return None
     trained = {(r["key"], r["value"]) for r in read_json(layout.root / "encoder" / "thresholds.json", default=[]) or []}
@@ -91,7 +92,7 @@ def reuse_encoder(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, An
 
 def map_assignments(cfg: PipelineConfig, layout: RunLayout, previous: dict[str, Any]) -> dict[str, Any] | None:
     """Rewrite the encoder's assignments through the decisions when the encoder and catalogue are unchanged."""
-    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog", "encoder")) \
+    if is_remote(layout.root) or not _same_inputs(layout, previous, ("catalog", "encoder", "attributes")) \
             or (previous.get("outputs") or {}).get("assignments") != tree_digest_or_absent(layout.root / "assignments"):
         return None
     base = layout.root / "scoped" / "assignments.parquet"

@@ -502,12 +502,14 @@ def _encoder_rows(ids: np.ndarray, idx: np.ndarray, conf: np.ndarray, vocab: lis
 
 @dataclass(frozen=True)
 class AssignInputs(StageInputs):
-    """The assign stage reads the catalogue, the curated vocabulary's attributes and the encoder."""
+    """The assign stage reads the catalogue, the curated vocabulary's attributes and the encoder; ``extraction`` is
+    what those attributes were curated from: a scoped rebuild maps the graph only while it is unchanged."""
 
     outputs = ("assignments",)
     catalog: AnyPath = artifact("catalog")
     vocabulary: AnyPath = artifact("vocabulary")
     encoder: AnyPath = artifact("encoder")
+    extraction: AnyPath = artifact("attributes")
 
 
 class AssignCounts(TypedDict, total=False):

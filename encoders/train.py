@@ -124,11 +124,13 @@ def train_encoder(cfg: EncoderConfig, products: ProductSet, vocab: list[tuple[st
 
 @dataclass(frozen=True)
 class TrainInputs(StageInputs):
-    """The train stage reads the catalogue and the curated vocabulary with its attributes."""
+    """The train stage reads the catalogue and the curated vocabulary with its attributes; ``extraction`` is what
+    those attributes were curated from: a scoped rebuild keeps the encoder only while it is unchanged."""
 
     outputs = ("encoder",)
     catalog: AnyPath = artifact("catalog")
     vocabulary: AnyPath = artifact("vocabulary")
+    extraction: AnyPath = artifact("attributes")
 
 
 TrainCounts = TypedDict("TrainCounts", {

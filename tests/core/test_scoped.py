@@ -24,6 +24,8 @@ def _run(tmp_path) -> tuple[PipelineConfig, RunLayout, dict, dict]:
     layout = RunLayout(tmp_path / "run")
     (layout.root / "catalog").mkdir(parents=True)
     (layout.root / "catalog" / "products.parquet").write_bytes(b"stand-in")
+    (layout.root / "attributes").mkdir()
+    (layout.root / "attributes" / "attributes.parquet").write_bytes(b"the extraction")
     _vocab(layout, ["Red", "Blue", "Navy"])
     write_json(layout.root / "encoder" / "thresholds.json",
                [{"key": "color", "value": v, "threshold": 0.5} for v in ("Red", "Blue", "Navy")])
@@ -32,9 +34,10 @@ def _run(tmp_path) -> tuple[PipelineConfig, RunLayout, dict, dict]:
     write_parts(layout.assignments, {"part-00000": pa.Table.from_pylist(
         [{"product_id": p, "key": "color", "value": v, "confidence": c, "source": s} for p, v, c, s in rows],
         schema=ASSIGNMENTS)}, ASSIGNMENTS)
-    digest = {name: tree_digest(layout.root / name) for name in ("catalog", "encoder", "assignments")}
-    train = {"inputs": {"catalog": digest["catalog"]}, "outputs": {"encoder": digest["encoder"]}, "counts": {}}
-    assign = {"inputs": {"catalog": digest["catalog"], "encoder": digest["encoder"]},
+    digest = {name: tree_digest(layout.root / name) for name in ("catalog", "encoder", "assignments", "attributes")}
+    train = {"inputs": {"catalog": digest["catalog"], "attributes": digest["attributes"]},
+             "outputs": {"encoder": digest["encoder"]}, "counts": {}}
+    assign = {"inputs": {"catalog": digest["catalog"], "encoder": digest["encoder"], "attributes": digest["attributes"]},
               "outputs": {"assignments": digest["assignments"]}, "counts": {}}
     return PipelineConfig(), layout, train, assign
 
@@ -80,6 +83,15 @@ def test_a_new_value_or_another_catalogue_retrains(tmp_path):
     (layout.root / "catalog" / "products.parquet").write_bytes(b"another catalogue")
     assert reuse_encoder(cfg, layout, train) is None and map_assignments(cfg, layout, assign) is None
     assert reuse_encoder(cfg, layout, {}) is None
+
+
+def test_another_extraction_trains_and_assigns_again(tmp_path):
+    """New rules or confidences change the curated pairs and the graph's fused confidences, not only names."""
+    cfg, layout, train, assign = _run(tmp_path)
+    _decide(layout, Decision(action="reject", who="m", key="color", value="Navy"))
+    _vocab(layout, ["Red", "Blue"])
+    (layout.root / "attributes" / "attributes.parquet").write_bytes(b"the extraction, with other confidences")
+    assert reuse_encoder(cfg, layout, train) is None and map_assignments(cfg, layout, assign) is None
 
 
 def test_fingerprints_read_only_their_decisions(tmp_path):
