@@ -164,3 +164,19 @@ def test_a_material_only_the_description_names_needs_confirmation_to_be_publishe
         material = {a.value: a.confidence for a in attrs if a.key == "material"}
         assert set(material) == {"canvas"}  # "rubber outsole" is the sole's material
         assert (material["canvas"] >= floor) is want_published
+
+
+def test_a_sleeve_or_neckline_only_the_description_names_ranks_but_is_not_published_alone(tmp_path: Path) -> None:
+    """Description evidence of a part sits just below the feeds' floor, above the prose evidence of a colour;
+    the title's reaches the floor."""
+    floor = FeedsConfig().min_confidence
+    image = product_image(tmp_path / "a.jpg", (10, 10, 10))
+    text = "Blue T-shirt with a round neck and short sleeves, made of cotton."
+    for title, want_published in (("Acme Men T-shirt", False), ("Acme Men Round Neck Short Sleeve T-shirt", True)):
+        batch = prepared([{"title": title, "brand": "", "description": text, "image_path": image}])
+        attrs, _ = text_attributes({k: v[0] for k, v in batch.items()})
+        got = {(a.key, a.value): a.confidence for a in attrs}
+        sleeve, neck = got[("sleeve", "short")], got[("neck", "round")]
+        assert (sleeve >= floor) is want_published and (neck >= floor) is want_published
+        if not want_published:
+            assert min(sleeve, neck) > got[("color", "blue")]  # a description's colour word is weaker evidence
