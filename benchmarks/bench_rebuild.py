@@ -66,7 +66,7 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
 def settle(layout: RunLayout, cfg: PipelineConfig, catalog: Path) -> None:
     """See the module docstring; exits when the run's encoder does not cover this code's vocabulary."""
     Pipeline(cfg, layout, catalog=catalog).run(["ingest", "vocab"])  # an older run's catalogue may lack columns
-    encoder = {"inputs": {"catalog": tree_digest(layout.root / "catalog")},
+    encoder = {"inputs": {name: tree_digest(layout.root / name) for name in ("catalog", "attributes")},
                "outputs": {"encoder": tree_digest(layout.root / "encoder")}}
     if reuse_encoder(cfg, layout, encoder) is None:
         sys.exit(f"{layout.root}: this code curates values the run's encoder never learned; use a run of this code")
