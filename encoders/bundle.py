@@ -111,7 +111,7 @@ class Scorer:
         self.device = device
         self.attributes = torch.as_tensor(attributes, dtype=torch.float32, device=device)  # [V, D]
         on_device = {name: torch.as_tensor(getattr(calibration, name), dtype=torch.float32, device=device)
-                     for name in ("thresholds", "floors") if getattr(calibration, name) is not None}
+                     for name in ("thresholds", "floors", "platt", "centres") if getattr(calibration, name) is not None}
         self.calibration = replace(calibration, **on_device)  # moved once, not on every batch
         self.top_k = min(top_k, len(calibration.thresholds))
         self.min_confidence = min_confidence
