@@ -66,7 +66,8 @@ def adopt(pipeline: Pipeline, names: tuple[str, ...]) -> None:
 def settle(layout: RunLayout, cfg: PipelineConfig, catalog: Path) -> None:
     """See the module docstring; exits when the run's encoder does not cover this code's vocabulary."""
     Pipeline(cfg, layout, catalog=catalog).run(["ingest", "vocab"])  # an older run's catalogue may lack columns
-    encoder = {"inputs": {name: tree_digest(layout.root / name) for name in ("catalog", "attributes")},
+    train = get_stage("train")  # what the train stage records, as adopt() does
+    encoder = {"inputs": {n: tree_digest_or_absent(layout.root / n) for n in train.inputs if n != "review"},
                "outputs": {"encoder": tree_digest(layout.root / "encoder")}}
     if reuse_encoder(cfg, layout, encoder) is None:
         sys.exit(f"{layout.root}: this code curates values the run's encoder never learned; use a run of this code")
