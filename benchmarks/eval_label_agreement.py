@@ -13,7 +13,6 @@ there, and no run can follow both. Category matching is by words, so "shirt" is 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import re
 from collections import Counter
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pinlanding.evaluation.labels import read_labels
+from pinlanding.evaluation.labels import read_fields, read_labels
 
 ROOT = Path(__file__).resolve().parents[1]
 TAG = re.compile(r"<[^>]+>")
@@ -33,14 +32,9 @@ def _words(text: str) -> set[str]:
 
 def _texts(labels_dir: Path) -> dict[str, tuple[set[str], str]]:
     """product id -> (title words, description text) from the catalogue records."""
-    out = {}
-    with gzip.open(labels_dir / "styles.jsonl.gz", "rt") as f:
-        for line in f:
-            r = json.loads(line)
-            d = r.get("descriptors") if isinstance(r.get("descriptors"), dict) else {}
-            out[str(r["id"])] = (_words(r.get("productDisplayName") or ""),
-                                 " ".join(TAG.sub(" ", str(v)) for v in d.values()).lower())
-    return out
+    fields = read_fields(labels_dir, ("productDisplayName", "descriptors"))
+    return {pid: (_words(f.get("productDisplayName", "")), TAG.sub(" ", f.get("descriptors", "")).lower())
+            for pid, f in fields.items()}
 
 
 def _title_names(text: tuple[set[str], str], key: str, value: str) -> bool:
