@@ -39,7 +39,7 @@ def _texts(labels_dir: Path) -> dict[str, tuple[set[str], str]]:
 
 def _title_names(text: tuple[set[str], str], key: str, value: str) -> bool:
     title, description = text
-    if all(w.rstrip("s") in title for w in re.findall(r"[a-z]+", value.lower())):
+    if _words(value) <= title:
         return True
     return key == "material" and re.search(rf"(100\s*%|pure)\s*{re.escape(value.lower())}", description) is not None
 
