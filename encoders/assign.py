@@ -41,6 +41,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from tqdm import tqdm
 
 from pinlanding.collections.artifacts import AnyPath, as_path, location, read_table, write_table
 from pinlanding.collections.config import RayConfig
@@ -214,6 +215,14 @@ def timed_stream(batches: Iterable[dict[str, np.ndarray]], timing: dict[str, flo
                    "first_batch_seconds": (end if first_t is None else first_t) - start,
                    "last_batch_seconds": (end if last_t is None else last_t) - start,
                    "steady_products_per_s": rate(last_t), "steady_products_per_s_incl_consumer": rate(end)})
+
+
+def counted_stream(batches: Iterable[dict[str, np.ndarray]], bar: tqdm) -> Iterator[dict[str, np.ndarray]]:
+    """``batches`` unchanged, each one's products counted on ``bar`` as it arrives (the longest GPU stage shows
+    its progress, and a stalled pipeline shows as a bar that stops)."""
+    for batch in batches:
+        bar.update(len(batch["product_id"]))
+        yield batch
 
 
 def collect_parts(stream: Iterable[dict[str, np.ndarray]], expected: dict[str, int],
@@ -469,7 +478,9 @@ def assign_products(products: AnyPath, encoder_dir: AnyPath, out_dir: AnyPath, c
     if sum(expected.values()):
         blocks = (block for name in names if expected[name]
                   for block in _blocks(sources.todo(name), cfg.decode_batch_size))
-        collect_parts(embed_stream(blocks, encoder_dir, bundle, cfg, ray_cfg, timing), expected, writer)
+        stream = embed_stream(blocks, encoder_dir, bundle, cfg, ray_cfg, timing)
+        with tqdm(total=sum(expected.values()), desc="assign: embedding", unit=" product", unit_scale=True) as bar:
+            collect_parts(counted_stream(stream, bar), expected, writer)
     commit_parts(embeddings_path, writer.written["embeddings"], EMBEDDINGS)
     commit_parts(assignments_path, writer.written["assignments"], ASSIGNMENTS)
     visual = build_visual_index(embeddings_path, products, out_dir / INDEX_NAME, assignments_path)

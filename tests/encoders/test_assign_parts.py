@@ -1,19 +1,21 @@
 """Assignment part by part: the driver's stream grouping, and a parted catalogue gives the same graph."""
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
 import pyarrow.compute as pc
 import pytest
 from testlib import split_into_parts
+from tqdm import tqdm
 
 from pinlanding.collections import parts
 from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
-from pinlanding.encoders.assign import collect_parts, run_assign, timed_stream
+from pinlanding.encoders.assign import counted_stream, collect_parts, run_assign, timed_stream
 from pinlanding.encoders.index import embedding_matrix
 
 from .conftest import tiny_config
@@ -35,6 +37,16 @@ def test_collect_parts_hands_over_each_part_as_soon_as_its_rows_are_in():
 def test_collect_parts_refuses_lost_or_duplicated_rows(expected, error):
     with pytest.raises(RuntimeError, match=error):
         collect_parts([_batch("a", "a")], expected, lambda name, cols: None)
+
+
+def test_the_progress_bar_counts_each_batchs_products_as_it_arrives():
+    batches = [_batch("a", "a"), _batch("a", "b", "b"), _batch("c")]
+    seen = []
+    with tqdm(total=6, file=io.StringIO()) as bar:
+        for batch in counted_stream(iter(batches), bar):
+            seen.append((batch, bar.n))
+    assert [b for b, _ in seen] == batches  # passed on unchanged, in order
+    assert [n for _, n in seen] == [2, 5, 6]  # counted before the consumer works on the batch
 
 
 def test_timed_stream_leaves_the_consumers_work_on_the_last_batch_out_of_the_steady_rate():
