@@ -15,7 +15,7 @@ from pinlanding.collections.artifacts import read_table
 from pinlanding.collections.layout import RunLayout
 from pinlanding.collections.pipeline import call_stage
 from pinlanding.collections.schemas import ASSIGNMENTS, ATTRIBUTES, EMBEDDINGS, PRODUCTS
-from pinlanding.encoders.assign import counted_stream, collect_parts, run_assign, timed_stream
+from pinlanding.encoders.assign import collect_parts, counted_stream, run_assign, timed_stream
 from pinlanding.encoders.index import embedding_matrix
 
 from .conftest import tiny_config
