@@ -1,10 +1,10 @@
 """Stored frozen image features: the vision stages that training never changes, computed once per photo.
 
 With a pretrained trunk whose early stages are frozen (the cpu preset freezes every block stage), those
-stages' output is fixed by the weights and the photo. The train stage computes it for its products anyway
-(``TrainingImages``) and writes it to ``encoder/image_features.safetensors``; the assign stage then embeds
-those products from the stored features instead of decoding and running the trunk a second time, which was
-about half of its CPU time.
+stages' output is fixed by the weights and the photo. Where it is smaller than the photo's pixels
+(:func:`stores_features`), the train stage computes it once for its products (``TrainingImages``) and
+writes it to ``encoder/image_features.safetensors``; the assign stage then embeds those products from the
+stored features instead of decoding and running the trunk a second time, which was about half of its CPU time.
 
 A stored row is used only when all of these match: the product id, its ``content_hash`` (which covers the
 photo's bytes) and the digest of the frozen modules' weights plus the input size and histogram bins
@@ -15,6 +15,7 @@ product gets the same embedding whether its features were stored or not.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,14 +27,39 @@ from pinlanding.encoders.clip import ImageFeatures
 
 FEATURES_FILE = "image_features.safetensors"
 FORMAT = 1  # bump when what image_features computes changes for the same weights
+_STORES: weakref.WeakKeyDictionary[torch.nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def stores_features(model: torch.nn.Module) -> bool:
+    """Whether the model's image features are worth computing once and storing: it has frozen stages, and
+    their output per photo (float16, the histogram included) is smaller than the photo's decoded pixels.
+    Otherwise decoding the photo again is cheaper than reading them back: a tower tuned down to its stem
+    (the gpu preset) would keep 32 half-resolution maps, 5.4x the pixels, or 40 GB for a 200k-product
+    training sample that the assign stage's model actor must then read whole."""
+    if getattr(model, "frozen_stages", None) is None:
+        return False
+    if model not in _STORES:  # measured once per model: batch_features asks on every batch
+        height, width = model.image_size
+        device = next(model.parameters()).device
+        frozen = model.frozen_modules()
+        modes = [m.training for m in frozen]
+        try:  # in eval mode: a batch of one must not move the frozen batch norms' statistics
+            for m in frozen:
+                m.eval()
+            features = model.image_features(torch.zeros((1, height, width, 3), dtype=torch.uint8, device=device))
+        finally:
+            for m, mode in zip(frozen, modes):
+                m.train(mode)
+        _STORES[model] = sum(t[0].numel() for t in features) * 2 < height * width * 3
+    return _STORES[model]
 
 
 def feature_digest(model: torch.nn.Module) -> str | None:
-    """Digest of everything the stored features depend on; None when nothing of the vision tower is frozen
-    (its features are the normalized pixels, cheaper to recompute than to store)."""
-    frozen = getattr(model, "frozen_stages", None)
-    if frozen is None:
+    """Digest of everything the stored features depend on; None when the model's features are not stored
+    (:func:`stores_features`)."""
+    if not stores_features(model):
         return None
+    frozen = model.frozen_stages
     h = hashlib.sha256(f"{FORMAT}|{tuple(model.image_size)}|{model.colour_bins}|{model.colour_bands}|{frozen}".encode())
     for module in model.frozen_modules():
         for name, t in module.state_dict().items():
@@ -112,8 +138,9 @@ def read_features(path: AnyPath, digest: str | None) -> FeatureStore | None:
 def batch_features(model: torch.nn.Module, images: torch.Tensor, rows: np.ndarray | None = None,
                    store: FeatureStore | None = None) -> ImageFeatures:
     """Vision features of uint8 images ``[B,H,W,3]``: taken from ``store`` where ``rows`` (a row per image,
-    -1: not stored) has one, computed for the others and rounded as stored (``as_stored``)."""
-    if getattr(model, "frozen_stages", None) is None:
+    -1: not stored) has one, computed for the others and rounded as stored (``as_stored``); computed as they
+    are where the model stores none (:func:`stores_features`)."""
+    if not stores_features(model):
         return model.image_features(images)
     if store is None or rows is None or not (rows >= 0).any():
         return as_stored(model.image_features(images))

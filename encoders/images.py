@@ -8,14 +8,14 @@ from tqdm import tqdm
 
 from pinlanding.encoders.clip import ImageFeatures
 from pinlanding.encoders.data import ProductSet, decode_images
-from pinlanding.encoders.features import FeatureStore
+from pinlanding.encoders.features import FeatureStore, stores_features
 
 
 class TrainingImages:
     """The training products' images through the frozen vision stages (:meth:`image_features`), computed
     once (the pretrained stages do not change) and kept as float16, taken from ``stored`` features where a
-    product's photo is unchanged (``encoders/features.py``); without frozen stages, each batch is normalized
-    from the pixels. ``computed``: how many products were decoded here."""
+    product's photo is unchanged (``encoders/features.py``); where they are not worth storing
+    (:func:`~pinlanding.encoders.features.stores_features`), each batch is computed from the pixels. ``computed``: how many products were decoded here."""
 
     def __init__(self, model: torch.nn.Module, data: ProductSet, device: str, stored: FeatureStore | None = None,
                  threads: int = 2, batch_size: int = 256) -> None:
@@ -27,8 +27,8 @@ class TrainingImages:
         self.has_image = np.ones(len(rows), dtype=bool)
         self.has_image[todo] = ok
         self.computed = int(len(todo))
-        if getattr(model, "frozen_stages", None) is None:
-            return  # nothing frozen: no store is read (feature_digest is None), so every row was decoded
+        if not stores_features(model):
+            return  # nothing worth storing (feature_digest is None): each batch is computed from the pixels
         model.eval()
         starts = tqdm(range(0, len(todo), batch_size), desc="frozen image features", unit=" batch",
                       disable=len(todo) <= batch_size)

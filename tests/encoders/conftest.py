@@ -19,8 +19,10 @@ TYPES = ["dress", "shirt"]
 
 
 def tiny_encoder_config(**overrides) -> EncoderConfig:
+    # colour_bins=4: the frozen features (maps and histograms) stay smaller than a 32x24 photo, so the train
+    # stage stores them and the assign stage's stored-feature path is exercised (encoders.features.stores_features)
     base = dict(vision_model="test_efficientnet", vision_pretrained="none", vision_tuned_stages=0,
-                image_size=(32, 24), embed_dim=32, epochs=6, batch_size=16,
+                image_size=(32, 24), colour_bins=4, embed_dim=32, epochs=6, batch_size=16,
                 lr=5e-3, val_fraction=0.25, split_block=0, num_threads=1, target_precision=0.6, shrinkage=5.0)
     return EncoderConfig(**{**base, **overrides})
 

@@ -11,7 +11,7 @@ import torch
 from pinlanding.collections.pipeline import call_stage
 from pinlanding.encoders.clip import build_encoder
 from pinlanding.encoders.features import (FEATURES_FILE, as_stored, batch_features, feature_digest, read_features,
-                                          stored_rows, write_features)
+                                          stored_rows, stores_features, write_features)
 from pinlanding.encoders.train import run_train
 
 from .conftest import build_run, tiny_config
@@ -66,9 +66,29 @@ def test_stored_and_computed_features_give_the_same_batch(tmp_path, lite0, image
     assert torch.equal(mixed.maps, fresh.maps) and torch.equal(mixed.colour, fresh.colour)
 
 
+def test_features_larger_than_the_photo_are_computed_not_stored(tmp_path, images) -> None:
+    """Tuned down to its stem (the gpu preset), the tower's frozen output is 32 half-resolution maps, larger
+    than the photo: nothing is stored, and each batch is computed from the pixels as it is (no rounding)."""
+    stem_only = build_encoder({**SPEC, "vision_tuned_stages": 7})  # in train mode, as training builds it
+    stats = stem_only.visual.trunk.bn1.running_mean.clone()
+    assert stem_only.frozen_stages == 0 and not stores_features(stem_only) and stores_features(build_encoder(SPEC))
+    assert torch.equal(stem_only.visual.trunk.bn1.running_mean, stats) and stem_only.visual.trunk.bn1.training
+    stem_only.eval()
+    assert feature_digest(stem_only) is None
+    with torch.no_grad():
+        computed = batch_features(stem_only, images, np.array([0, -1, 1, -1]), None)
+        assert torch.equal(computed.maps, stem_only.image_features(images).maps)
+    layout = build_run(tmp_path, n=16)
+    call_stage(run_train, tiny_config(epochs=1, resume=False, vision_tuned_stages=7), layout)
+    metrics = json.loads((layout.dir("encoder") / "metrics.json").read_text())
+    assert not (layout.dir("encoder") / FEATURES_FILE).exists()
+    assert metrics["image_features"] == {"stored": 0, "computed": 16}
+
+
 def test_retraining_takes_the_photos_features_from_the_store(tmp_path) -> None:
     layout = build_run(tmp_path, n=16)
-    cfg = tiny_config(epochs=1, resume=False, vision_tuned_stages=0)  # every block stage frozen
+    # every block stage frozen; their output is smaller than the photo (stores_features)
+    cfg = tiny_config(epochs=1, resume=False, vision_tuned_stages=0)
     call_stage(run_train, cfg, layout)
     first = json.loads((layout.dir("encoder") / "metrics.json").read_text())
     assert (layout.dir("encoder") / FEATURES_FILE).is_file()

@@ -110,6 +110,7 @@ def test_value_words_are_masked_whatever_their_spelling():
 
 def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     from pinlanding.encoders.data import decode_images
+    from pinlanding.encoders.features import batch_features
     from pinlanding.encoders.validate import masked_scores
 
     bundle = load_bundle(trained_run.dir("encoder"), device="cpu")
@@ -121,7 +122,8 @@ def test_calibration_scores_come_from_texts_with_the_key_masked(trained_run):
     plain = bundle.encode_products(pixels, has_image, bundle.model.tokenize(texts)) @ bundle.attribute_embeddings().T
     model = bundle.model
     with torch.no_grad():
-        visual = model.visual_embedding(model.image_features(torch.as_tensor(pixels)), torch.as_tensor(has_image))
+        # the frozen features as the product embeddings took them (rounded as stored)
+        visual = model.visual_embedding(batch_features(model, torch.as_tensor(pixels)), torch.as_tensor(has_image))
     masked = masked_scores(model, bundle.attribute_embeddings(), plain, visual, texts, bundle.vocab)
     colors = [i for i, (k, _) in enumerate(bundle.vocab) if k == "color"]
     assert np.allclose(masked[1, colors], plain[1, colors], atol=1e-5)
