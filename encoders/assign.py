@@ -57,6 +57,7 @@ from pinlanding.encoders.data import (decode_image, decode_jpegs_batched, produc
 from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
 from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
+from pinlanding.vocab.extractors.lexicon import IMPLIED_VALUES
 
 FAILURES_FILE = "failures.parquet"
 EMBED_COLUMNS = ["product_id", "content_hash", "title", "merchant_tags", "image_path"]
@@ -359,6 +360,23 @@ def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarra
     return (1 / (1 + np.exp(-z))).astype(np.float32)
 
 
+def implied_rows(rows: pd.DataFrame) -> np.ndarray:
+    """True for the rows (product_id, key, value) whose value another value of the same product and key implies
+    (``IMPLIED_VALUES``: "boys" implies "kids")."""
+    table = pd.DataFrame([(k, a, b) for k, m in IMPLIED_VALUES.items() for a, b in m.items()],
+                         columns=["key", "value", "_implied"])
+    pair = ["product_id", "key", "value"]
+    hits = (rows[pair].merge(table, on=["key", "value"])[["product_id", "key", "_implied"]]
+            .rename(columns={"_implied": "value"}).drop_duplicates())
+    return rows[pair].merge(hits, on=pair, how="left", indicator=True)["_merge"].eq("both").to_numpy()
+
+
+def _implies(keys: pd.Series, values: pd.Series, implied: pd.Series) -> np.ndarray:
+    """Per row, whether ``values`` implies ``implied`` on ``keys`` (``IMPLIED_VALUES``)."""
+    return np.fromiter((IMPLIED_VALUES.get(k, {}).get(v) == i for k, v, i in zip(keys, values, implied)), bool,
+                       len(keys))
+
+
 def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
     """The extraction's rows with the values of each single-valued key sharing one unit of probability: the most
     confident keeps its confidence ``c_1``; the values ranked below share what it leaves, ``1 - c_1``, in
@@ -366,10 +384,13 @@ def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
     the title's first names a trim or a print, and keeping its own prior made it as confident as the first. When
     the first is wrong, the product's colour is usually another the text names, so the rest share ``1 - c_1``
     whole (the product of each one's doubt, ``c_i * prod_{j<i}(1 - c_j)``, put a title's second colour at a
-    fifth of how often it is the product's)."""
+    fifth of how often it is the product's). A value another of the product's values implies ("kids" beside
+    "boys") is no rival: it keeps its own confidence and takes no share."""
     single, part = ranked_single_valued(extraction, exclusive)
     if not single.any():
         return extraction
+    implied = implied_rows(part)
+    kept, part = part[implied], part[~implied]
     conf = part["confidence"].fillna(1.0).clip(upper=1.0).astype(np.float64)
     groups = [part["product_id"], part["key"]]
     first = conf.groupby(groups).cumcount().eq(0)
@@ -377,7 +398,7 @@ def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:
     below = conf.where(~first, 0.0).groupby(groups).transform("sum")
     shared = (1.0 - top) * conf / below.where(below > 0, 1.0)
     part = part.assign(confidence=conf.where(first, np.minimum(conf, shared)).astype(np.float32))
-    return pd.concat([extraction[~single], part])
+    return pd.concat([extraction[~single], kept, part])
 
 
 def key_trust(curated: AnyPath | None) -> dict[str, float]:
@@ -441,7 +462,8 @@ def merge_graph(encoder_rows: pd.DataFrame, extraction: pd.DataFrame, exclusive:
     # a rival the text itself ranks above this value is evidence one_value already counted: the encoder learned
     # a title's first colour, so its agreeing with it says nothing new about the second
     ranked_below = (ext["_rival_stated"] >= ext["_stated"]).to_numpy()
-    contra = (ext["_rival"].notna() & (ext["_rival"] != ext["value"])).to_numpy() & ~ranked_below
+    implied = _implies(ext["key"], ext["_rival"], ext["value"])  # "boys" confirms "kids"
+    contra = (ext["_rival"].notna() & (ext["_rival"] != ext["value"])).to_numpy() & ~ranked_below & ~implied
     ext.loc[contra, "confidence"] = pool_evidence(ext.loc[contra, "confidence"], ext.loc[contra, "_rival_conf"],
                                                   agree=False)
     ext = ext.drop(columns=["_enc", "_rival", "_rival_conf", "_rival_stated", "_stated"])

@@ -135,6 +135,30 @@ def test_several_calls_per_actor_give_the_same_graph(trained_run, run_copy, tmp_
     assert read_table(other.assignments, ASSIGNMENTS).equals(read_table(run_copy.assignments, ASSIGNMENTS))
 
 
+def test_a_value_another_implies_is_no_rival_of_it():
+    """"kids" beside "boys" is one statement (IMPLIED_VALUES), not two rival genders: it keeps its own
+    confidence, and an encoder that answers "boys" confirms a "kids" the text states instead of contradicting it."""
+    import pandas as pd
+
+    from pinlanding.encoders.assign import implied_rows, one_value
+
+    ext = pd.DataFrame({"product_id": ["a", "a", "b", "b", "c"], "key": ["gender"] * 5,
+                        "value": ["boys", "kids", "kids", "unisex", "kids"], "confidence": [0.95, 0.8, 0.8, 0.95, 0.8]})
+    assert implied_rows(ext).tolist() == [False, True, False, False, False]
+    got = one_value(ext, ["gender"])
+    conf = {(p, v): c for p, v, c in zip(got.product_id, got.value, got.confidence)}
+    assert conf[("a", "boys")] == pytest.approx(0.95) and conf[("a", "kids")] == pytest.approx(0.8)
+    assert conf[("b", "kids")] == pytest.approx(0.05)  # beside a value that does not imply it: still a rival
+    assert len(got) == len(ext)
+    enc = pd.DataFrame({"product_id": ["c"], "key": ["gender"], "value": ["boys"], "confidence": [0.9]})
+    g = merge_graph(enc, ext, exclusive=["gender"])
+    assert float(g[(g.product_id == "c") & (g.value == "kids")].confidence.iloc[0]) == pytest.approx(0.8)
+    assert not ((g.product_id == "c") & (g.value == "boys")).any()  # still no second value from the encoder
+    enc = enc.assign(value=["men"])
+    g = merge_graph(enc, ext, exclusive=["gender"])
+    assert float(g[(g.product_id == "c") & (g.value == "kids")].confidence.iloc[0]) < 0.8  # a contradiction
+
+
 def test_merge_graph_fuses_agreement_and_contradiction_without_second_values():
     import pandas as pd
 
