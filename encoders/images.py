@@ -15,7 +15,8 @@ class TrainingImages:
     """The training products' images through the frozen vision stages (:meth:`image_features`), computed
     once (the pretrained stages do not change) and kept as float16, taken from ``stored`` features where a
     product's photo is unchanged (``encoders/features.py``); where they are not worth storing
-    (:func:`~pinlanding.encoders.features.stores_features`), each batch is computed from the pixels. ``computed``: how many products were decoded here."""
+    (:func:`~pinlanding.encoders.features.stores_features`), each batch is computed from the pixels.
+    ``computed``: how many products were decoded here."""
 
     def __init__(self, model: torch.nn.Module, data: ProductSet, device: str, stored: FeatureStore | None = None,
                  threads: int = 2, batch_size: int = 256) -> None:
