@@ -57,9 +57,12 @@ from pinlanding.encoders.data import (decode_image, decode_jpegs_batched, produc
 from pinlanding.encoders.features import FEATURES_FILE, feature_digest, lookup, read_features, stored_rows
 from pinlanding.encoders.index import embedding_matrix
 from pinlanding.encoders.visual import INDEX_NAME, build_visual_index
-from pinlanding.vocab.extractors.lexicon import IMPLIED_VALUES
 
 FAILURES_FILE = "failures.parquet"
+# (key, value, implied value): a product for boys is a product for kids. Together they are one statement, not
+# rival values of a single-valued key (one_value, merge_graph). Kept here, not in the extraction lexicon, whose
+# digest keys the extraction cache: extraction never reads these.
+IMPLIED_VALUES: frozenset[tuple[str, str, str]] = frozenset({("gender", "boys", "kids"), ("gender", "girls", "kids")})
 EMBED_COLUMNS = ["product_id", "content_hash", "title", "merchant_tags", "image_path"]
 KEY_COLUMNS = ["product_id", "content_hash", "model_version"]
 
@@ -363,8 +366,7 @@ def pool_evidence(p: np.ndarray, q: np.ndarray, agree: bool = True) -> np.ndarra
 def implied_rows(rows: pd.DataFrame) -> np.ndarray:
     """True for the rows (product_id, key, value) whose value another value of the same product and key implies
     (``IMPLIED_VALUES``: "boys" implies "kids")."""
-    table = pd.DataFrame([(k, a, b) for k, m in IMPLIED_VALUES.items() for a, b in m.items()],
-                         columns=["key", "value", "_implied"])
+    table = pd.DataFrame(sorted(IMPLIED_VALUES), columns=["key", "value", "_implied"])
     pair = ["product_id", "key", "value"]
     hits = (rows[pair].merge(table, on=["key", "value"])[["product_id", "key", "_implied"]]
             .rename(columns={"_implied": "value"}).drop_duplicates())
@@ -373,8 +375,7 @@ def implied_rows(rows: pd.DataFrame) -> np.ndarray:
 
 def _implies(keys: pd.Series, values: pd.Series, implied: pd.Series) -> np.ndarray:
     """Per row, whether ``values`` implies ``implied`` on ``keys`` (``IMPLIED_VALUES``)."""
-    return np.fromiter((IMPLIED_VALUES.get(k, {}).get(v) == i for k, v, i in zip(keys, values, implied)), bool,
-                       len(keys))
+    return np.fromiter(((k, v, i) in IMPLIED_VALUES for k, v, i in zip(keys, values, implied)), bool, len(keys))
 
 
 def one_value(extraction: pd.DataFrame, exclusive: list[str]) -> pd.DataFrame:

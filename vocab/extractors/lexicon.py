@@ -88,10 +88,6 @@ GENDER: dict[str, str] = {
     "toddlers": "kids", "babies": "kids", "menswear": "men", "womenswear": "women",
 }
 
-# A value that implies another of the same key: a product for boys is a product for kids. The two are one
-# statement, not rival values of a single-valued key (encoders.assign.one_value).
-IMPLIED_VALUES: dict[str, dict[str, str]] = {"gender": {"boys": "kids", "girls": "kids"}}
-
 PATTERNS: dict[str, str] = {
     "solid": "solid", "plain": "solid", "printed": "printed", "print": "printed", "prints": "printed",
     "graphic": "printed", "striped": "striped", "stripes": "striped", "stripe": "striped", "pinstripe": "striped",
